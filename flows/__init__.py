@@ -1,0 +1,1 @@
+"""Prefect wiring for copydesk: thin flows and tasks over the `copydesk` library."""

@@ -1,0 +1,225 @@
+"""One place every chat-completions call goes through.
+
+`CallGateway.complete()` answers from the call store when it can; otherwise it
+waits for the rate limiter and a slot in the adaptive window, reserves the
+call's upper bound in the budget, makes the attempt, settles the budget, and
+retries what is worth retrying (429, 5xx, timeouts, dropped connections,
+unreadable answers) with exponential backoff from 1 s, jitter, and the
+server's own `Retry-After`/`x-ratelimit-reset-*`. A 401/403 stops the whole run
+at once: every later call raises the same error without touching the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from copydesk import events
+from copydesk.budget import TokenBudget, call_token_bound
+from copydesk.client import ChatClient, ChatRequest, Completion
+from copydesk.errors import (
+    ApiError,
+    AuthenticationError,
+    BudgetExhausted,
+    MalformedResponseError,
+    ModelNotFoundError,
+    RateLimitError,
+)
+from copydesk.limiter import AdaptiveLimiter, RateLimiter
+from copydesk.store import CallStore
+
+log = logging.getLogger("copydesk.calls")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    initial: float = 1.0
+    max_delay: float = 60.0
+    jitter: float = 0.5
+
+
+@dataclass(frozen=True)
+class CallResult:
+    completion: Completion
+    cached: bool
+    #: The model that answered, when the pipeline fell back from its pinned model.
+    fallback_from: str | None = None
+
+
+@dataclass
+class CallStats:
+    calls: int = 0
+    cached: int = 0
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    failed: int = 0
+    missing_usage: int = 0
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+
+class CallGateway:
+    def __init__(
+        self,
+        client: ChatClient,
+        budget: TokenBudget,
+        limiter: AdaptiveLimiter,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        store: CallStore | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        fallback_model: str | None = None,
+        metrics: object | None = None,
+    ) -> None:
+        self.client = client
+        self.budget = budget
+        self.limiter = limiter
+        self.rate_limiter = rate_limiter or RateLimiter()
+        self.store = store or CallStore(None)
+        self.retry = retry
+        self.fallback_model = fallback_model
+        self.metrics = metrics
+        self.stats = CallStats()
+        #: Set by a 401/403; every later call raises it again.
+        self.fatal: ApiError | None = None
+
+    async def complete(self, stage: str, request: ChatRequest, key: str) -> CallResult:
+        if cached := self.store.get(key):
+            self.stats.cached += 1
+            events.emit(
+                events.CallFinished(stage, cached.usage.total_tokens if cached.usage else 0, True,
+                                    self.budget.spent, self.budget.limit)
+            )
+            return CallResult(cached, cached=True)
+        if self.fatal is not None:
+            raise self.fatal
+        model = self.stats.fallbacks.get(request.model, request.model)
+        try:
+            completion = await self._with_retries(stage, request.with_model(model))
+        except ModelNotFoundError as exc:
+            if not self._can_fall_back(model):
+                self.fatal = exc
+                raise
+            completion = await self._fall_back(stage, request, model, exc)
+        except (AuthenticationError, BudgetExhausted, ModelNotFoundError):
+            raise
+        except ApiError as exc:
+            if not exc.retryable or not self._can_fall_back(model):
+                raise
+            completion = await self._fall_back(stage, request, model, exc)
+        self.store.put(key, completion)
+        used = self.stats.fallbacks.get(request.model)
+        return CallResult(completion, cached=False, fallback_from=request.model if used else None)
+
+    def _can_fall_back(self, model: str) -> bool:
+        return bool(self.fallback_model) and model != self.fallback_model
+
+    async def _fall_back(self, stage: str, request: ChatRequest, model: str, exc: ApiError) -> Completion:
+        assert self.fallback_model
+        if request.model not in self.stats.fallbacks:
+            self.stats.fallbacks[request.model] = self.fallback_model
+            log.warning("model %s failed (%s); falling back to %s for the rest of the run", model, exc, self.fallback_model)
+        try:
+            return await self._with_retries(stage, request.with_model(self.fallback_model))
+        except (AuthenticationError, ModelNotFoundError) as fatal:
+            self.fatal = fatal
+            raise
+
+    async def _with_retries(self, stage: str, request: ChatRequest) -> Completion:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.retryable),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(stage, request)
+        except AuthenticationError as exc:
+            self.fatal = exc
+            raise
+        except ApiError as exc:
+            self.stats.failed += 1
+            self._record(stage, request.model, "failed", 0.0)
+            log.warning("%s call failed after %d attempt(s): %s", stage, self.retry.max_attempts, exc)
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(
+            initial=self.retry.initial, max=self.retry.max_delay, jitter=self.retry.jitter
+        )(state)
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        if asked is not None:
+            return min(max(asked, 0.0) + self.retry.jitter * (backoff % 1), max(self.retry.max_delay, 1.0))
+        return backoff
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self.stats.retries += 1
+        log.info("retrying after %s (attempt %d)", exc, state.attempt_number)
+
+    async def _attempt(self, stage: str, request: ChatRequest) -> Completion:
+        if self.fatal is not None:
+            raise self.fatal
+        bound = call_token_bound(request.messages, request.max_tokens)
+        await self.rate_limiter.acquire(bound)
+        async with self.limiter.slot():
+            if self.fatal is not None:
+                raise self.fatal
+            reservation = self.budget.reserve(bound, what=f"a {stage} call")
+            self.stats.attempts += 1
+            started = time.perf_counter()
+            try:
+                completion = await self.client.complete(request)
+            except ApiError as exc:
+                seconds = time.perf_counter() - started
+                if exc.charged:
+                    self.budget.settle(reservation, None)
+                else:
+                    self.budget.release(reservation)
+                if isinstance(exc, RateLimitError):
+                    self.stats.rate_limited += 1
+                    self.limiter.on_rate_limited()
+                    self._record(stage, request.model, "rate_limited", seconds)
+                elif exc.retryable:
+                    self._record(stage, request.model, "retried", seconds)
+                if isinstance(exc, MalformedResponseError):
+                    log.warning("%s; counting the call's upper bound (%d tokens) as spent", exc, bound)
+                raise
+            except BaseException:
+                # Cancelled mid-flight: the API may still bill it.
+                self.budget.settle(reservation, None)
+                raise
+            seconds = time.perf_counter() - started
+        self.limiter.on_success()
+        if completion.usage is None:
+            self.stats.missing_usage += 1
+            log.warning(
+                "the API sent no usable usage for a %s call; counting its upper bound (%d tokens) as spent",
+                stage,
+                bound,
+            )
+            spent = self.budget.settle(reservation, None)
+        else:
+            spent = self.budget.settle(reservation, completion.usage.total_tokens)
+        self.stats.calls += 1
+        self._record(stage, request.model, "ok", seconds)
+        if self.metrics is not None and completion.usage is not None:
+            self.metrics.record_usage(stage, request.model, completion.usage.prompt_tokens,
+                                      completion.usage.completion_tokens)
+        if self.metrics is not None:
+            self.metrics.set_budget(self.budget.limit, self.budget.remaining)
+        events.emit(events.CallFinished(stage, spent, False, self.budget.spent, self.budget.limit))
+        return completion
+
+    def _record(self, stage: str, model: str, outcome: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.record_request(stage, model, outcome, seconds)

@@ -1,0 +1,234 @@
+"""The `copydesk` command line.
+
+Exit codes: 0 finished (whatever QC decided), 2 invalid input, 3 stopped by the
+budget (everything so far exported), 4 the API refused the credentials, 1 any
+other failure. Only `run` and `serve` import Prefect (through `flows/`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from copydesk.errors import CopydeskError, InputError
+
+app = typer.Typer(
+    name="copydesk",
+    help="Generate articles from a YAML pipeline on Prefect, gated by grammar and moderation checks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+services_app = typer.Typer(help="Keep the embedded servers (local model, LanguageTool) running between runs.")
+app.add_typer(services_app, name="services")
+
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (YAML).", show_default=False)]
+TopicOpt = Annotated[list[str] | None, typer.Option("--topic", "-t", help="A topic; repeat for more.")]
+TopicsFileOpt = Annotated[Path | None, typer.Option("--topics-file", "-f", help="One topic per line (# comments).")]
+BudgetOpt = Annotated[int | None, typer.Option("--budget", min=1, help="Overrides budget.max_total_tokens.")]
+VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Override a spec var: NAME=VALUE (VALUE may be JSON).")]
+
+
+def _fail(exc: CopydeskError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
+    from copydesk.runner import clean_topics, read_topics_file
+
+    collected = list(topics or [])
+    if topics_file is not None:
+        collected.extend(read_topics_file(topics_file))
+    return clean_topics(collected)
+
+
+def _vars(pairs: list[str] | None) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--var {pair!r}: expected NAME=VALUE")
+        try:
+            result[name.strip()] = json.loads(value)
+        except ValueError:
+            result[name.strip()] = value
+    return result
+
+
+def _prefect_environment() -> None:
+    """Offline-friendly Prefect defaults; the user's own settings win."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def validate(specs: Annotated[list[Path], typer.Argument(help="Pipeline specs to check.")]) -> None:
+    """Load each spec and render every template against a sample context; no API call."""
+    from copydesk.prompts import PromptLibrary
+    from copydesk.spec import load_spec
+
+    failed = 0
+    for path in specs:
+        try:
+            spec = load_spec(path)
+            PromptLibrary(spec).render_samples()
+        except CopydeskError as exc:
+            failed += 1
+            err.print(f"[red]invalid[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        out.print(f"[green]valid[/] {path} ({spec.name}, model {spec.model})", highlight=False)
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def plan(
+    spec_path: SpecArg,
+    topic: TopicOpt = None,
+    topics_file: TopicsFileOpt = None,
+    budget: BudgetOpt = None,
+    var: VarOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Worst-case tokens per stage and in total for these topics, against the budget; no API call."""
+    from copydesk.plan import make_plan
+    from copydesk.spec import load_spec
+
+    try:
+        spec = load_spec(spec_path)
+        result = make_plan(spec, _topics(topic, topics_file), budget=budget, overrides=_vars(var))
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=f"plan: {spec.name}, {result.topics} topic(s)")
+    for column in ("stage", "model", "calls", "max prompt", "max completion", "worst case", "est. USD"):
+        table.add_column(column, justify="left" if column in ("stage", "model") else "right")
+    for stage in result.stages.values():
+        table.add_row(stage.stage, stage.model, str(stage.calls), f"{stage.max_prompt_tokens:,}",
+                      f"{stage.max_completion_tokens:,}", f"{stage.worst_case_tokens:,}",
+                      "?" if stage.est_cost_usd is None else f"{stage.est_cost_usd:.4f}")
+    table.add_row("total", "", "", "", "", f"{result.worst_case_total_tokens:,}",
+                  "?" if result.est_cost_usd is None else f"{result.est_cost_usd:.4f}")
+    out.print(table)
+    verdict = "fits within" if result.fits else "[yellow]exceeds[/]: the run would stop at"
+    out.print(f"worst case {result.worst_case_total_tokens:,} tokens {verdict} the budget of {result.budget:,}")
+
+
+@app.command()
+def run(
+    spec_path: SpecArg,
+    topic: TopicOpt = None,
+    topics_file: TopicsFileOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run folders [default: outputs/].")] = None,
+    budget: BudgetOpt = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=1024, help="API calls in flight at most.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run; the same id resumes it.")] = None,
+    var: VarOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and copydesk's logs.")] = False,
+) -> None:
+    """Run the pipeline as a Prefect flow and export Markdown and CSV."""
+    from copydesk.progress import LiveProgress, summary_table
+    from copydesk.runner import PipelineRun, RunRequest
+
+    _prefect_environment()
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    try:
+        request = RunRequest(
+            spec_path=str(spec_path),
+            topics=_topics(topic, topics_file),
+            out_dir=str(out_dir) if out_dir else None,
+            run_id=run_id,
+            budget=budget,
+            concurrency=concurrency,
+            vars=_vars(var),
+        )
+        PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+
+    from flows.pipeline import run_pipeline
+
+    logging.getLogger("copydesk").setLevel(logging.INFO if verbose else logging.WARNING)
+    summary: dict[str, Any] | None = None
+    try:
+        with LiveProgress(err):
+            summary = asyncio.run(run_pipeline(request))
+    except CopydeskError as exc:
+        summary = getattr(exc, "summary", None)
+        if summary:
+            out.print(summary_table(summary))
+            out.print(f"articles so far: {summary['run_dir']}", highlight=False)
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished calls are kept; re-run with the same --run-id to resume")
+        raise typer.Exit(130) from None
+    out.print(summary_table(summary))
+    out.print(f"articles: {summary['run_dir']}", highlight=False)
+    if summary["stopped_by_budget"]:
+        err.print(f"[yellow]stopped by the budget:[/] {summary['budget_message']}", highlight=False)
+        err.print("everything so far is exported; raise --budget and re-run with the same --run-id to finish")
+    raise typer.Exit(summary["exit_code"])
+
+
+@services_app.command("start")
+def services_start() -> None:
+    """Start the local model and LanguageTool in the background (reused by later runs)."""
+    from copydesk.services.manager import start_services
+    from copydesk.settings import Settings
+
+    try:
+        for status in start_services(Settings()):
+            out.print(f"{status.name}: running at {status.url} (pid {status.pid})", highlight=False)
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+
+
+@services_app.command("stop")
+def services_stop() -> None:
+    """Stop the background servers started by `copydesk services start`."""
+    from copydesk.services.manager import stop_services
+    from copydesk.settings import Settings
+
+    for status in stop_services(Settings()):
+        out.print(f"{status.name}: stopped", highlight=False)
+
+
+@services_app.command("status")
+def services_status_cmd() -> None:
+    """Show which embedded servers are running."""
+    from copydesk.services.manager import services_status
+    from copydesk.settings import Settings
+
+    for status in services_status(Settings()):
+        state = f"running at {status.url} (pid {status.pid})" if status.running else "stopped"
+        out.print(f"{status.name}: {state}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except CopydeskError as exc:  # pragma: no cover - commands translate their own
+        err.print(f"error: {exc}")
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

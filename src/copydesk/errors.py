@@ -1,0 +1,118 @@
+"""copydesk's exceptions: one tree, translated from foreign errors at the boundary.
+
+    CopydeskError                      exit 1 unless a subclass says otherwise
+    ├── InputError                     exit 2: the user's input is wrong; no API call was made
+    │   ├── SpecError                  a pipeline spec (file, field, YAML line)
+    │   ├── TemplateError              a prompt template (file, line, missing variable)
+    │   └── TopicError                 a topic or topics file
+    ├── ApiError                       the chat-completions API
+    │   ├── AuthenticationError        exit 4: 401/403, the key is wrong; never retried
+    │   ├── ModelNotFoundError         exit 2: 404 for the model; lists the models offered
+    │   ├── BadRequestError            400: that article is incomplete, the batch goes on
+    │   ├── RateLimitError             429 after every retry
+    │   ├── ServerError                5xx after every retry
+    │   ├── TransportError             timeout or dropped connection after every retry
+    │   └── MalformedResponseError     a body that is not a chat completion
+    ├── BudgetExhausted                exit 3: the next call cannot fit in the token budget
+    └── ServiceError                   an embedded server (llama.cpp, LanguageTool) failed
+
+Every message names what the user should look at (the file, the field, the
+environment variable) and never contains an API key.
+"""
+
+from __future__ import annotations
+
+
+class CopydeskError(Exception):
+    """Base of every error copydesk raises on purpose."""
+
+    exit_code: int = 1
+
+
+class InputError(CopydeskError):
+    exit_code = 2
+
+
+class SpecError(InputError):
+    """A pipeline spec is unreadable or invalid."""
+
+
+class TemplateError(InputError):
+    """A prompt template is missing, broken, or needs a variable nobody provides."""
+
+
+class TopicError(InputError):
+    """A topic is empty or a topics file is unreadable."""
+
+
+class ApiError(CopydeskError):
+    """The chat-completions API answered with an error, or did not answer."""
+
+    #: Retried by `copydesk.calls` (429, 5xx, timeouts, dropped connections).
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        charged: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        #: Seconds the server asked us to wait, if it said.
+        self.retry_after = retry_after
+        #: The API may have spent tokens on this attempt without telling us how many
+        #: (a timeout after the request was sent, an unreadable 200): the budget
+        #: then counts the attempt's whole reservation as spent.
+        self.charged = charged
+
+
+class AuthenticationError(ApiError):
+    exit_code = 4
+
+
+class ModelNotFoundError(ApiError):
+    exit_code = 2
+
+    def __init__(self, message: str, *, model: str, available: list[str] | None = None) -> None:
+        super().__init__(message, status_code=404)
+        self.model = model
+        self.available = available or []
+
+
+class BadRequestError(ApiError):
+    pass
+
+
+class RateLimitError(ApiError):
+    retryable = True
+
+
+class ServerError(ApiError):
+    retryable = True
+
+
+class TransportError(ApiError):
+    retryable = True
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message, charged=sent)
+        self.sent = sent
+
+
+class MalformedResponseError(ApiError):
+    """A 200 whose body is not a usable chat completion; retried, and counted as charged."""
+
+    retryable = True
+
+
+class BudgetExhausted(CopydeskError):
+    """Raised instead of starting a call that could push the run past its budget."""
+
+    exit_code = 3
+
+
+class ServiceError(CopydeskError):
+    """An embedded server could not be found, started or reached."""

@@ -1,0 +1,113 @@
+"""`copydesk plan`: the most a run can spend, computed without calling any API.
+
+For each call the run could make, the bound is the same one the budget reserves
+at run time (`copydesk.budget.call_token_bound`): the rendered prompt's UTF-8
+bytes plus fixed chat-template overheads, plus the stage's `max_tokens`. Values
+produced by earlier stages are not known yet, so they are rendered at their
+largest: a title of MAX_TITLE_CHARS four-byte characters, `max_sections`
+headings of MAX_HEADING_CHARS four-byte characters. Every article is assumed to
+get `max_sections` sections. The result is therefore an upper bound of what a
+run without retries can spend; retried attempts that the API may have billed
+(timeouts) are still capped by the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from copydesk.budget import call_token_bound
+from copydesk.prompts import PromptLibrary
+from copydesk.runner import clean_topics
+from copydesk.spec import PipelineSpec
+from copydesk.stages import MAX_HEADING_CHARS, MAX_TITLE_CHARS, truncate
+from copydesk.writer import MAX_TOPIC_CHARS
+# Four bytes per character is the UTF-8 maximum, so an ASCII string four times
+# as long has as many bytes as the worst real one.
+_WIDE = 4
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    model: str
+    calls: int
+    max_prompt_tokens: int
+    max_completion_tokens: int
+    worst_case_tokens: int
+    est_cost_usd: float | None = None
+
+
+@dataclass
+class Plan:
+    pipeline: str
+    topics: int
+    budget: int
+    worst_case_total_tokens: int
+    fits: bool
+    stages: dict[str, StagePlan] = field(default_factory=dict)
+    est_cost_usd: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stages": {k: asdict(v) for k, v in self.stages.items()}}
+
+
+def make_plan(
+    spec: PipelineSpec,
+    topics: list[str],
+    *,
+    budget: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    model_override: str | None = None,
+) -> Plan:
+    from copydesk.pricing import estimate_cost
+
+    topics = clean_topics(topics)
+    prompts = PromptLibrary(spec)
+    prompts.check(overrides)
+    outline_spec = spec.stages.outline
+    n_sections = outline_spec.max_sections
+    title = "x" * (MAX_TITLE_CHARS * _WIDE)
+    headings = [f"{i}" + "x" * (MAX_HEADING_CHARS * _WIDE - 1) for i in range(n_sections)]
+    price_overrides = {m: (p.input, p.output) for m, p in spec.pricing.items()}
+
+    totals = {name: [0, 0, 0] for name in ("title", "outline", "expansion")}  # calls, prompt, completion
+    for topic in topics:
+        base = prompts.context(truncate(topic, MAX_TOPIC_CHARS), overrides)
+        contexts = {
+            "title": [base],
+            "outline": [{**base, "title": title}],
+            "expansion": [
+                {**base, "title": title, "outline": headings, "section": headings[i],
+                 "section_index": i + 1, "section_count": n_sections}
+                for i in range(n_sections)
+            ],
+        }
+        for stage, stage_contexts in contexts.items():
+            max_tokens = getattr(spec.stages, stage).max_tokens
+            for context in stage_contexts:
+                messages = prompts.prompt(stage, context).messages()
+                bound = call_token_bound(messages, max_tokens)
+                totals[stage][0] += 1
+                totals[stage][1] += bound - max_tokens
+                totals[stage][2] += max_tokens
+
+    limit = budget or spec.budget.max_total_tokens
+    stages: dict[str, StagePlan] = {}
+    cost_total: float | None = 0.0
+    for stage, (calls, prompt_tokens, completion_tokens) in totals.items():
+        model = model_override or spec.model_for(stage)
+        cost = estimate_cost(model, prompt_tokens, completion_tokens, price_overrides)
+        cost_total = None if cost is None or cost_total is None else cost_total + cost
+        stages[stage] = StagePlan(stage, model, calls, prompt_tokens, completion_tokens,
+                                  prompt_tokens + completion_tokens, None if cost is None else round(cost, 6))
+    worst = sum(s.worst_case_tokens for s in stages.values())
+    return Plan(
+        pipeline=spec.name,
+        topics=len(topics),
+        budget=limit,
+        worst_case_total_tokens=worst,
+        fits=worst <= limit,
+        stages=stages,
+        est_cost_usd=None if cost_total is None else round(cost_total, 6),
+    )

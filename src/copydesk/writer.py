@@ -1,0 +1,139 @@
+"""Writes one article: title → outline → sections (concurrently), through the gateway.
+
+A failure never escapes: the article ends `incomplete` with the reason and the
+text it has so far. Whether the run as a whole must stop (bad credentials, a
+missing model, the budget) is the gateway's and the budget's to say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from copydesk import events
+from copydesk.article import Article, Section
+from copydesk.calls import CallGateway
+from copydesk.client import ChatRequest
+from copydesk.errors import ApiError, BudgetExhausted, CopydeskError
+from copydesk.prompts import PromptLibrary
+from copydesk.spec import PipelineSpec
+from copydesk.stages import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline, truncate
+from copydesk.store import call_key
+
+log = logging.getLogger("copydesk.writer")
+
+#: Topics longer than this are cut (on a word boundary) before they reach a prompt.
+MAX_TOPIC_CHARS = 500
+
+
+class ArticleWriter:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        prompts: PromptLibrary,
+        gateway: CallGateway,
+        overrides: dict[str, Any] | None = None,
+        *,
+        model_override: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.prompts = prompts
+        self.gateway = gateway
+        self.overrides = overrides or {}
+        #: The embedded model answers to one name only; every stage then uses it.
+        self.model_override = model_override
+
+    async def write(self, article: Article) -> Article:
+        try:
+            await self._write(article)
+        except BudgetExhausted as exc:
+            article.fail(f"stopped by the budget: {exc}")
+        except ApiError as exc:
+            article.fail(f"API error: {exc}")
+        except CopydeskError as exc:
+            article.fail(str(exc))
+        except Exception as exc:  # never take the batch down
+            log.exception("article %r failed", article.topic)
+            article.fail(f"internal error: {type(exc).__name__}: {exc}")
+        events.emit(events.ArticleFinished(article.topic, article.status.value))
+        return article
+
+    async def _write(self, article: Article) -> None:
+        topic = truncate(article.topic, MAX_TOPIC_CHARS)
+        base = self.prompts.context(topic, self.overrides)
+
+        # title
+        completion = await self._call(article, "title", 0, base)
+        article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
+        article.title_finish_reason = completion.finish_reason
+        if not article.title:
+            article.fail("the title stage returned no usable title")
+            return
+
+        # outline
+        outline_stage = self.spec.stages.outline
+        completion = await self._call(article, "outline", 0, {**base, "title": article.title})
+        article.outline = parse_outline(
+            completion.text, min_sections=outline_stage.min_sections, max_sections=outline_stage.max_sections
+        )
+        if len(article.outline) < outline_stage.min_sections:
+            article.fail(
+                f"unusable outline: {len(article.outline)} section(s) parsed, at least "
+                f"{outline_stage.min_sections} needed"
+            )
+            return
+        article.sections = [Section(heading) for heading in article.outline]
+        events.emit(events.SectionsPlanned(len(article.sections)))
+
+        # expansion: one call per section, all at once; the gateway's limiter bounds them
+        results = await asyncio.gather(
+            *(self._expand(article, base, i) for i in range(len(article.sections))), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if isinstance(result, BudgetExhausted):
+                    article.fail(f"stopped by the budget: {result}")
+                elif isinstance(result, ApiError):
+                    article.fail(f"API error: {result}")
+                elif isinstance(result, CopydeskError):
+                    article.fail(str(result))
+                else:
+                    log.error("section of %r failed", article.topic, exc_info=result)
+                    article.fail(f"internal error: {type(result).__name__}: {result}")
+        if all(section.written for section in article.sections):
+            article.generated = True
+
+    async def _expand(self, article: Article, base: dict[str, Any], index: int) -> None:
+        section = article.sections[index]
+        context = {
+            **base,
+            "title": article.title,
+            "outline": list(article.outline),
+            "section": section.heading,
+            "section_index": index + 1,
+            "section_count": len(article.sections),
+        }
+        completion = await self._call(article, "expansion", index + 1, context)
+        section.body = clean_section(completion.text, section.heading)
+        section.finish_reason = completion.finish_reason
+        section.written = True
+
+    async def _call(self, article: Article, stage: str, part: int, context: dict[str, Any]):
+        prompt = self.prompts.prompt(stage, context)
+        stage_spec = getattr(self.spec.stages, stage)
+        request = ChatRequest(
+            model=self.model_override or self.spec.model_for(stage),
+            messages=tuple(prompt.messages()),
+            params=stage_spec.sampling_params(),
+        )
+        result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request))
+        article.calls += 1
+        article.cached_calls += int(result.cached)
+        article.add_usage(stage, result.completion.usage)
+        article.note_model(result.completion.model)
+        if result.fallback_from:
+            article.fallback_from = result.fallback_from
+        return result.completion

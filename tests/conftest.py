@@ -1,0 +1,119 @@
+"""Test-wide set-up: no real network, no home folder, no real outputs/.
+
+HOME and PREFECT_HOME point into a temporary folder before anything imports
+Prefect; the API variables are cleared so no test can reach a real API by
+accident. Tests that need servers start real ones: the fake OpenAI-compatible
+API over loopback, one Prefect server per session, and (in their own modules)
+LanguageTool and the local model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+_SANDBOX = Path(tempfile.mkdtemp(prefix="copydesk-tests-"))
+os.environ["HOME"] = str(_SANDBOX / "home")
+os.environ["PREFECT_HOME"] = str(_SANDBOX / "prefect")
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["COPYDESK_OUTPUT_DIR"] = str(_SANDBOX / "outputs")
+for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PREFECT_API_URL", "COPYDESK_LANGUAGETOOL_URL"):
+    os.environ.pop(_name, None)
+(_SANDBOX / "home").mkdir()
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+SECRET_KEY = "sk-test-NEVER-PRINT-ME-1234567890"
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def basic_spec(tmp_path: Path) -> Path:
+    """A copy of the basic fixture pipeline and its prompts that a test may edit."""
+    shutil.copytree(FIXTURES, tmp_path / "fixtures")
+    return tmp_path / "fixtures" / "pipelines" / "basic.yaml"
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """One real Prefect server on loopback for the whole session."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_UI_ENABLED": "false"}
+    log = open(_SANDBOX / "prefect-server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited: {(_SANDBOX / 'prefect-server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("prefect server did not answer /api/health within 120 s")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def cli_env(fake_api: FakeOpenAI, prefect_server: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the real `copydesk` command against the fake API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COPYDESK_"))}
+    env.update(
+        OPENAI_BASE_URL=fake_api.url,
+        OPENAI_API_KEY=SECRET_KEY,
+        PREFECT_API_URL=prefect_server,
+        COPYDESK_BACKOFF_INITIAL="0.05",
+        COPYDESK_BACKOFF_MAX="0.5",
+        COPYDESK_STATE_DIR=str(tmp_path / "state"),
+        COLUMNS="200",
+    )
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("copydesk")
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)

@@ -1,0 +1,299 @@
+"""A fake OpenAI-compatible server over real HTTP on loopback, for flow tests and fault injection.
+
+It answers `/v1/chat/completions` and `/v1/models` like the real API, counts
+the tokens it bills (its own `usage`), records every request it received, and
+injects faults on demand: 429 (with Retry-After), 500, 401, 404, slow answers,
+dropped connections, malformed JSON, a missing `usage`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\S+", text)
+
+
+SENTENCES = [
+    "Start with the smallest example that still shows the problem.",
+    "Most teams discover this only after the first outage.",
+    "A checklist keeps the review short and honest.",
+    "Measure before you change anything, and write the number down.",
+    "The fix is usually one line, but finding it takes an afternoon.",
+    "Readers who skip this step pay for it later.",
+    "Logs tell you what happened; metrics tell you how often.",
+    "Keep the configuration in version control next to the code.",
+    "A failing test is the cheapest documentation you will ever write.",
+    "Rename things until the code reads like the sentence you meant.",
+    "Automate the boring parts first, because people forget them.",
+    "When two options look equal, pick the one that is easier to undo.",
+    "Small pull requests get better reviews than large ones.",
+    "Write the error message for the person who will read it at night.",
+    "Defaults matter more than options that nobody changes.",
+    "Profile the slow path instead of guessing where the time goes.",
+    "Document the decision, not only the result.",
+    "Delete code that nobody calls, after checking twice.",
+    "Pin your dependencies and upgrade them on purpose.",
+    "Every retry needs a limit and a reason.",
+    "Cache what is expensive and cheap to invalidate.",
+    "Share the runbook before you need it.",
+    "Ask what the user was trying to do, not only what broke.",
+    "Ship the boring version first and learn from it.",
+    "Schedule the cleanup, or it will never happen.",
+    "Plain words beat clever ones in technical writing.",
+    "Each service should own its data and its mistakes.",
+    "A dashboard nobody looks at is decoration.",
+    "Review the alert rules as carefully as the code.",
+    "Good names make comments less necessary.",
+]
+
+
+def default_reply(body: dict[str, Any]) -> str:
+    """Title, outline or section, told apart by the prompt."""
+    prompt = " ".join(m.get("content", "") for m in body.get("messages", []))
+    low = prompt.lower()
+    if "outline" in low and "section" not in low.split("outline")[0][-40:] and "write the section" not in low:
+        return "1. Why it matters\n2. How it works\n3. Common mistakes\n4. Next steps"
+    if "title" in low and "write the section" not in low:
+        return '"A Practical Guide"'
+    section = re.search(r"section (\d+)/(\d+): (.+?)\.?$", prompt, re.MULTILINE | re.IGNORECASE)
+    index = int(section.group(1)) if section else 1
+    name = section.group(3) if section else "this part"
+    picks = SENTENCES[(index - 1) * 5 % len(SENTENCES):][:5]
+    return f"Here we look at {name.lower()}. " + " ".join(picks)
+
+
+@dataclass
+class Fault:
+    kind: str  # "429", "500", "401", "403", "404", "400", "timeout", "drop", "malformed", "nousage"
+    retry_after: str | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class FakeState:
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    faults: list[Fault] = field(default_factory=list)
+
+
+class FakeOpenAI:
+    def __init__(
+        self,
+        *,
+        reply: Callable[[dict[str, Any]], str] = default_reply,
+        latency: float = 0.0,
+        per_token_latency: float = 0.0,
+        fault_rate: dict[str, float] | None = None,
+        randomize_usage: bool = False,
+        models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o"),
+        flag_words: tuple[str, ...] = ("kill you", "idiot"),
+        seed: int = 7,
+    ) -> None:
+        self.reply = reply
+        self.latency = latency
+        self.per_token_latency = per_token_latency
+        self.fault_rate = fault_rate or {}
+        self.randomize_usage = randomize_usage
+        self.models = models
+        self.flag_words = flag_words
+        self.moderation_requests: list[dict[str, Any]] = []
+        self.state = FakeState()
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- control ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.rstrip("/").endswith("/models"):
+                    fake._send(self, 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
+                else:
+                    fake._send(self, 404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    fake._send(self, 400, {"error": {"message": "invalid JSON"}})
+                    return
+                if self.path.rstrip("/").endswith("/moderations"):
+                    fake._moderate(self, body)
+                else:
+                    fake._chat(self, body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def inject(self, *faults: Fault | str) -> None:
+        with self._lock:
+            self.state.faults.extend(f if isinstance(f, Fault) else Fault(f) for f in faults)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.state.prompt_tokens + self.state.completion_tokens
+
+    # -- serving --------------------------------------------------------------------
+
+    def _send(self, handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None,
+              raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            if self.state.faults:
+                return self.state.faults.pop(0)
+            for kind, rate in self.fault_rate.items():
+                if self._random.random() < rate:
+                    return Fault(kind, retry_after="0")
+        return None
+
+    def _moderate(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        inputs = body.get("input", "")
+        inputs = inputs if isinstance(inputs, list) else [inputs]
+        with self._lock:
+            self.moderation_requests.append(body)
+        categories = ["harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+                      "illicit/violent", "self-harm", "self-harm/intent", "self-harm/instructions", "sexual",
+                      "sexual/minors", "violence", "violence/graphic"]
+        results = []
+        for text in inputs:
+            hit = any(word in str(text).lower() for word in self.flag_words)
+            results.append({
+                "flagged": hit,
+                "categories": {c: hit and c in ("harassment", "violence") for c in categories},
+                "category_scores": {c: (0.97 if hit and c in ("harassment", "violence") else 0.001) for c in categories},
+            })
+        self._send(handler, 200, {"id": "modr-fake", "model": body.get("model", "omni-moderation-latest"),
+                                  "results": results})
+
+    def _chat(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.state.requests.append(body)
+            self.state.headers.append(dict(handler.headers))
+            self.state.in_flight += 1
+            self.state.peak_in_flight = max(self.state.peak_in_flight, self.state.in_flight)
+        try:
+            self._answer(handler, body)
+        finally:
+            with self._lock:
+                self.state.in_flight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        fault = self._next_fault()
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            kind = fault.kind
+            if kind == "429":
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+                self._send(handler, 429, {"error": {"message": "Rate limit reached", "type": "requests"}}, headers)
+                return
+            if kind in ("500", "502", "503"):
+                self._send(handler, int(kind), {"error": {"message": "The server had an error"}})
+                return
+            if kind in ("401", "403"):
+                self._send(handler, int(kind), {"error": {"message": "Incorrect API key provided"}})
+                return
+            if kind == "404":
+                self._send(handler, 404, {"error": {"message": f"The model `{body.get('model')}` does not exist",
+                                                    "code": "model_not_found"}})
+                return
+            if kind == "400":
+                self._send(handler, 400, {"error": {"message": "This model's maximum context length is exceeded"}})
+                return
+            if kind == "drop":
+                handler.close_connection = True
+                handler.connection.shutdown(2)
+                return
+            if kind == "timeout":
+                time.sleep(fault.delay or 5.0)
+        model = body.get("model", "")
+        if model not in self.models:
+            self._send(handler, 404, {"error": {"message": f"The model `{model}` does not exist", "code": "model_not_found"}})
+            return
+        text = self.reply(body)
+        words = _words(text)
+        max_tokens = int(body.get("max_tokens") or 10_000)
+        finish = "stop"
+        if len(words) > max_tokens:
+            words, finish = words[:max_tokens], "length"
+            text = " ".join(words)
+        prompt_tokens = sum(len(_words(m.get("content", ""))) + 4 for m in body.get("messages", [])) + 3
+        completion_tokens = len(words)
+        if self.randomize_usage:
+            completion_tokens = self._random.randint(1, max_tokens)
+        delay = self.latency + self.per_token_latency * completion_tokens
+        if delay:
+            time.sleep(delay)
+        with self._lock:
+            self.state.prompt_tokens += prompt_tokens
+            self.state.completion_tokens += completion_tokens
+        payload: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+        if fault is not None and fault.kind == "nousage":
+            del payload["usage"]
+        if fault is not None and fault.kind == "malformed":
+            self._send(handler, 200, None, raw=b'{"id": "chatcmpl-fake", "choices": [')
+            return
+        self._send(handler, 200, payload)
