@@ -36,7 +36,7 @@ log = logging.getLogger("copydesk.calls")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = 8
     initial: float = 1.0
     max_delay: float = 60.0
     jitter: float = 0.5
@@ -78,8 +78,8 @@ class CallGateway:
         self.client = client
         self.budget = budget
         self.limiter = limiter
-        self.rate_limiter = rate_limiter or RateLimiter()
-        self.store = store or CallStore(None)
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.store = store if store is not None else CallStore(None)
         self.retry = retry
         self.fallback_model = fallback_model
         self.metrics = metrics

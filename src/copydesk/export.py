@@ -52,6 +52,8 @@ CSV_COLUMNS = [
     "fallback_from",
     "cached_calls",
 ]
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 
 
@@ -69,6 +71,7 @@ def atomic_write(path: Path, data: str | bytes, encoding: str = "utf-8") -> None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode(encoding) if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; exports are meant to be read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     # --- calls ---------------------------------------------------------------
     request_timeout: float = Field(120.0, gt=0, description="Seconds to wait for one API response.")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
-    max_attempts: int = Field(6, ge=1, le=20, description="Attempts per call, the first included.")
+    max_attempts: int = Field(8, ge=1, le=20, description="Attempts per call, the first included.")
     backoff_initial: float = Field(1.0, ge=0, description="First retry delay in seconds (doubles each time).")
     backoff_max: float = Field(60.0, ge=0, description="Longest delay between two attempts, in seconds.")
 
