@@ -1,0 +1,305 @@
+"""Content checks of the publish gate: pure functions over plain data, no I/O.
+
+Every check returns a `CheckResult`. `severity` says what a failure costs:
+
+    hard  the article is rejected (nothing an editor can reasonably rescue)
+    soft  the article goes to a human (needs_review)
+
+A check that could not run says so with `ran=False`; the gate sends such an
+article to review, never to publication.
+
+Which failures are hard (see also `copydesk.qc.gate`):
+
+    check_length           empty article (0 words) hard; under min_words / over max_words soft
+    check_outline_coverage empty outline, or more than half the outline sections missing or
+                           empty: hard; any other missing section: soft
+    repetition             above max_repetition soft; above HARD_REPETITION (0.6, or
+                           max_repetition if that is higher) hard: a degenerate loop
+    check_truncation       a section cut off by max_tokens (finish_reason "length") soft;
+                           a section stopped by the provider's content filter
+                           (finish_reason "content_filter") hard
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["hard", "soft"]
+
+#: Repetition at or above this share is a degenerate generation loop, not style.
+HARD_REPETITION = 0.6
+#: Losing more than this share of the outline's sections makes the article unusable.
+HARD_MISSING_SHARE = 0.5
+#: Word n-gram length for repetition in space-separated languages.
+WORD_NGRAM = 5
+#: Character n-gram length for Chinese and Japanese (about five words' worth).
+CHAR_NGRAM = 8
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome for one article."""
+
+    name: str
+    passed: bool
+    severity: Severity
+    detail: str
+    value: float | int | None = None
+    ran: bool = True
+    #: Wall-clock seconds the check took, where the gate measured it.
+    seconds: float | None = None
+
+    @property
+    def failed_hard(self) -> bool:
+        return self.ran and not self.passed and self.severity == "hard"
+
+    @property
+    def failed_soft(self) -> bool:
+        return self.ran and not self.passed and self.severity == "soft"
+
+    @classmethod
+    def not_run(cls, name: str, why: str, severity: Severity = "soft") -> CheckResult:
+        return cls(name=name, passed=False, severity=severity, detail=why, value=None, ran=False)
+
+
+# --------------------------------------------------------------------------- text helpers
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*")
+_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_QUOTE = re.compile(r"^\s*>+\s?")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*{1,3}|_{2,3}|`+|~~)")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_HR = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
+
+
+def plain_text(markdown: str, *, keep_code: bool = True) -> str:
+    """Markdown with its syntax removed, one source line per line.
+
+    By default code inside fences is kept (words in code are words, and
+    moderation must see them); only the fence lines, heading and list markers,
+    emphasis, link targets and table rules go. `keep_code=False` drops fenced
+    code as well (repetition: code repeats itself legitimately).
+    """
+    lines = []
+    in_code = False
+    for line in markdown.splitlines():
+        if _FENCE.match(line):
+            in_code = not in_code
+            continue
+        if in_code and not keep_code:
+            continue
+        if _TABLE_RULE.match(line) or _HR.match(line):
+            continue
+        line = _HEADING.sub("", line)
+        line = _QUOTE.sub("", line)
+        line = _LIST_MARK.sub("", line)
+        line = _LINK.sub(r"\1", line)
+        line = _EMPHASIS.sub("", line)
+        line = line.replace("|", " ")
+        lines.append(line.strip())
+    return "\n".join(lines)
+
+
+# English sentence ends need a following space (so 3.14 stays whole); Chinese
+# ones do not. Closing quotes and brackets stay with their sentence. Line breaks
+# always end a sentence (headings, list items).
+_SENTENCE_END = re.compile(r"""[.!?]["'”’)\]]*(?=\s)|[。！？；!?]["'”’」』）)\]]*""")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences at . ! ? (followed by a space), 。！？； and line breaks."""
+    sentences: list[str] = []
+    for line in text.splitlines():
+        start = 0
+        for match in _SENTENCE_END.finditer(line):
+            sentences.append(line[start : match.end()])
+            start = match.end()
+        sentences.append(line[start:])
+    return [s.strip() for s in sentences if s.strip()]
+
+
+def is_cjk_language(language: str) -> bool:
+    return language.split("-")[0].lower() in {"zh", "ja"}
+
+
+_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
+
+
+def _is_cjk_char(ch: str) -> bool:
+    """Han, kana: characters that count as one word each."""
+    return _CJK_CHAR.match(ch) is not None and unicodedata.category(ch) == "Lo"
+
+
+_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+
+
+def estimate_words(markdown: str) -> int:
+    """Words in a Markdown text: CJK characters count one each, other words by spaces.
+
+    The gate prefers `copydesk.qc.grammar.count_words` (the count the CSV shows);
+    this is its stand-in when that module is not available.
+    """
+    text = plain_text(markdown)
+    cjk = len(_CJK_CHAR.findall(text))
+    return cjk + len(_WORD.findall(_CJK_CHAR.sub(" ", text) if cjk else text))
+
+
+def _tokens(text: str, language: str) -> list[str]:
+    if is_cjk_language(language):
+        # Characters, punctuation and spaces dropped; Latin words stay one token each.
+        tokens: list[str] = []
+        for word in _WORD.findall(text):
+            if any(_is_cjk_char(ch) for ch in word):
+                tokens.extend(ch for ch in word)
+            else:
+                tokens.append(word.casefold())
+        return tokens
+    return [w.casefold() for w in _WORD.findall(text)]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_length(words: int, min_words: int, max_words: int | None) -> CheckResult:
+    """Word count within [min_words, max_words]. No words at all is a hard failure."""
+    if words <= 0:
+        return CheckResult("length", False, "hard", "the article has no text", words)
+    if words < min_words:
+        return CheckResult("length", False, "soft", f"{words} words, fewer than min_words {min_words}", words)
+    if max_words is not None and words > max_words:
+        return CheckResult("length", False, "soft", f"{words} words, more than max_words {max_words}", words)
+    upper = f"..{max_words}" if max_words is not None else "+"
+    return CheckResult("length", True, "soft", f"{words} words (allowed {min_words}{upper})", words)
+
+
+_NUMBERING = re.compile(
+    r"^\s*(?:(?:section|part|chapter|第)\s*)?"
+    r"(?:\d+(?:\.\d+)*|[ivxlcdm]+|[一二三四五六七八九十百]+|[a-z])\s*(?:章|节|部分)?\s*[.)、:：．]\s*",
+    re.IGNORECASE,
+)
+
+
+def normalize_heading(heading: str) -> str:
+    """A heading reduced for matching: no Markdown, numbering, punctuation or case."""
+    text = plain_text(heading).strip()
+    text = _NUMBERING.sub("", text, count=1)
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def _has_text(body: str) -> bool:
+    return any(ch.isalnum() for ch in plain_text(body))
+
+
+def check_outline_coverage(outline: Sequence[str], sections: Sequence[tuple[str, str]]) -> CheckResult:
+    """Every outline heading present among the sections, each with a non-empty body.
+
+    Headings match after dropping numbering ("1.", "II.", "一、"), Markdown,
+    punctuation and case. `value` is the share of the outline covered.
+    """
+    if not outline:
+        return CheckResult("outline_coverage", False, "hard", "the outline is empty", 0.0)
+    bodies: dict[str, bool] = {}
+    for heading, body in sections:
+        key = normalize_heading(heading)
+        bodies[key] = bodies.get(key, False) or _has_text(body)
+    missing = [h for h in outline if normalize_heading(h) not in bodies]
+    empty = [h for h in outline if bodies.get(normalize_heading(h)) is False]
+    lost = len(missing) + len(empty)
+    covered = (len(outline) - lost) / len(outline)
+    if not lost:
+        return CheckResult("outline_coverage", True, "soft", f"all {len(outline)} sections written", 1.0)
+    parts = []
+    if missing:
+        parts.append("missing: " + ", ".join(repr(h) for h in missing))
+    if empty:
+        parts.append("empty: " + ", ".join(repr(h) for h in empty))
+    severity: Severity = "hard" if lost / len(outline) > HARD_MISSING_SHARE else "soft"
+    detail = f"{lost} of {len(outline)} outline sections not written ({'; '.join(parts)})"
+    return CheckResult("outline_coverage", False, severity, detail, round(covered, 4))
+
+
+def _normal_sentence(sentence: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKC", sentence).casefold() if ch.isalnum())
+
+
+def repetition_score(text: str, language: str) -> float:
+    """How much of the text repeats itself, 0 (none) to 1 (one phrase over and over).
+
+    The larger of two shares:
+
+    - repeated sentences: sentences (of at least 4 words, or 6 CJK characters)
+      that already occurred earlier, over all such sentences;
+    - repeated n-grams: word 5-grams (character 8-grams for zh/ja) that already
+      occurred earlier, over all n-grams.
+
+    Fenced code blocks are left out: code repeats itself legitimately (imports,
+    client set-up), and a loop there is cut off by max_tokens anyway.
+    Technical prose measured 0.01-0.15 (package READMEs; the Chinese seed
+    article 0.013); a model stuck in a loop approaches 1.
+    """
+    plain = plain_text(text, keep_code=False)
+    cjk = is_cjk_language(language)
+    n = CHAR_NGRAM if cjk else WORD_NGRAM
+    min_sentence_tokens = 6 if cjk else 4
+
+    sentence_keys = [
+        _normal_sentence(s) for s in split_sentences(plain) if len(_tokens(s, language)) >= min_sentence_tokens
+    ]
+    sentence_share = 0.0
+    if len(sentence_keys) >= 2:
+        sentence_share = (len(sentence_keys) - len(set(sentence_keys))) / len(sentence_keys)
+
+    tokens = _tokens(plain, language)
+    ngram_share = 0.0
+    if len(tokens) >= 2 * n:
+        grams = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        total = sum(grams.values())
+        ngram_share = (total - len(grams)) / total
+    return round(max(sentence_share, ngram_share), 4)
+
+
+def check_repetition(text: str, language: str, max_repetition: float) -> CheckResult:
+    """Repetition above max_repetition is soft; at HARD_REPETITION (or above a higher max) hard."""
+    score = repetition_score(text, language)
+    hard_level = max(HARD_REPETITION, max_repetition)
+    if score > max_repetition and score >= hard_level:
+        detail = f"repetition {score:.2f} at or above {hard_level:.2f}: the text loops"
+        return CheckResult("repetition", False, "hard", detail, score)
+    if score > max_repetition:
+        return CheckResult("repetition", False, "soft", f"repetition {score:.2f} above {max_repetition:.2f}", score)
+    return CheckResult("repetition", True, "soft", f"repetition {score:.2f} (max {max_repetition:.2f})", score)
+
+
+def check_truncation(finish_reasons: Sequence[str | None], labels: Sequence[str] | None = None) -> CheckResult:
+    """Sections whose generation did not end on its own.
+
+    "length" (cut off by max_tokens) is soft: an editor can finish the sentence.
+    "content_filter" (the provider's own filter stopped the text) is hard.
+    None means the server did not say and is not held against the article.
+    `labels` names the calls (for example the section headings) in the detail.
+    """
+    names = list(labels) if labels is not None and len(labels) == len(finish_reasons) else None
+
+    def name(i: int) -> str:
+        return repr(names[i]) if names else f"#{i + 1}"
+
+    cut = [i for i, r in enumerate(finish_reasons) if r == "length"]
+    filtered = [i for i, r in enumerate(finish_reasons) if r == "content_filter"]
+    if not cut and not filtered:
+        return CheckResult("truncation", True, "soft", f"{len(finish_reasons)} generations finished normally", 0)
+    parts = []
+    if filtered:
+        parts.append("stopped by the provider's content filter: " + ", ".join(name(i) for i in filtered))
+    if cut:
+        parts.append("cut off by max_tokens: " + ", ".join(name(i) for i in cut))
+    severity: Severity = "hard" if filtered else "soft"
+    return CheckResult("truncation", False, severity, "; ".join(parts), len(cut) + len(filtered))

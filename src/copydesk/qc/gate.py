@@ -1,0 +1,390 @@
+"""The publish gate: grammar, moderation and content checks decide an article's status.
+
+    published     every check ran and passed
+    needs_review  a soft check failed, or a check could not run (never published silently)
+    rejected      moderation flagged something, or a hard check failed
+
+Hard and soft, and why (a content team's view: *rejected* means "regenerate,
+no editor time", *needs_review* means "an editor can fix or approve this"):
+
+    moderation        flagged -> hard. Nothing flagged goes out, and an editor
+                      should not have to read abuse to find out.
+                      Local classifier on a non-English article -> could not run
+                      (it cannot read the text), so needs_review.
+    grammar           issues per 100 words above the policy -> soft: an editor fixes
+                      typos faster than a model regenerates an article.
+    length            no text at all -> hard; under min_words / over max_words -> soft.
+    outline_coverage  empty outline or more than half of the sections missing or
+                      empty -> hard (it is not the article that was asked for);
+                      fewer missing -> soft.
+    repetition        above max_repetition -> soft; at 0.6 or more (or above
+                      max_repetition if that is higher) -> hard: a degenerate loop.
+    truncation        a section cut off by max_tokens -> soft (finish the sentence);
+                      stopped by the provider's content filter -> hard.
+
+A check that raises is recorded with `ran=False` and its error; a disabled
+check (`enabled: false`, `require_outline_coverage: false`) is skipped and
+listed in `Verdict.skipped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from copydesk.qc.content import (
+    CheckResult,
+    check_length,
+    check_outline_coverage,
+    check_repetition,
+    check_truncation,
+    estimate_words,
+    plain_text,
+)
+
+if TYPE_CHECKING:
+    from copydesk.qc.moderation import Moderator, ModerationResult
+    from copydesk.spec import QCSpec
+
+Status = Literal["published", "needs_review", "rejected"]
+
+#: Grammar matches kept in a verdict's `grammar` dict (and so in the QC report).
+MAX_REPORTED_MATCHES = 100
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    reasons: list[str]
+    checks: list[CheckResult]
+    grammar_issues: int | None
+    moderation_flagged: bool | None
+    moderation: dict[str, Any] | None
+    grammar: dict[str, Any] | None
+    seconds: float
+    #: Checks switched off by the policy.
+    skipped: list[str] = field(default_factory=list)
+    #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something.
+    corrected_markdown: str | None = None
+
+    @property
+    def reasons_text(self) -> str:
+        """The reasons as one CSV cell."""
+        return "; ".join(self.reasons)
+
+
+def _reason(check: CheckResult) -> str:
+    if not check.ran:
+        return f"{check.name} check could not run: {check.detail}"
+    return f"{check.name}: {check.detail}"
+
+
+def decide(checks: Sequence[CheckResult]) -> tuple[Status, list[str]]:
+    """The status the checks add up to, and the reasons (rejections first).
+
+    Any moderation flag or failed hard check rejects; a failed soft check or a
+    check that could not run sends the article to review; otherwise it is published.
+    """
+    rejecting = [
+        c for c in checks if c.ran and not c.passed and (c.severity == "hard" or c.name == "moderation")
+    ]
+    reviewing = [c for c in checks if c not in rejecting and (not c.ran or not c.passed)]
+    reasons = [_reason(c) for c in rejecting + reviewing]
+    if rejecting:
+        return "rejected", reasons
+    if reviewing:
+        return "needs_review", reasons
+    return "published", reasons
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Plain JSON data from whatever a checker returned (dataclasses, pydantic, Match objects)."""
+    if depth > 6:
+        return str(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v, depth + 1) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump"):
+        return _jsonable(value.model_dump(), depth + 1)
+    if hasattr(value, "__dict__"):
+        return {k: _jsonable(v, depth + 1) for k, v in vars(value).items() if not k.startswith("_")}
+    return str(value)
+
+
+def _format_rules(top_rules: Any, limit: int = 3) -> str:
+    if isinstance(top_rules, Mapping):
+        items = list(top_rules.items())
+    else:
+        items = list(top_rules or [])
+    parts = []
+    for item in items[:limit]:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            parts.append(f"{item[0]} ({item[1]})")
+        else:
+            parts.append(str(item))
+    return ", ".join(parts)
+
+
+def _count_words(markdown: str, language: str) -> int:
+    """The grammar module's word count (what the CSV shows), or the content module's stand-in."""
+    try:
+        from copydesk.qc.grammar import count_words
+    except ImportError:
+        return estimate_words(markdown)
+    return int(count_words(plain_text(markdown), language))
+
+
+def _timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        result = fn()
+    except Exception as exc:  # a bug in a check must not publish the article, nor sink the run
+        result = CheckResult.not_run(name, f"{type(exc).__name__}: {exc}")
+    return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 6))
+
+
+def _primary(language: str) -> str:
+    return language.split("-")[0].split("_")[0].lower()
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+class QualityGate:
+    """Runs every enabled check on one article and returns its `Verdict`.
+
+    `grammar_checker` needs a synchronous `check(markdown)` returning a report with
+    `words, issues, issues_per_100_words, top_rules, matches, corrected_text`
+    (`copydesk.qc.grammar.GrammarChecker`); it runs in a worker thread. Without
+    one, an enabled grammar check "could not run" (needs_review).
+    `moderator` is what `choose_moderator` returns; without one, provider
+    auto/local uses the local classifier.
+    """
+
+    def __init__(
+        self,
+        policy: QCSpec,
+        language: str,
+        grammar_checker: Any = None,
+        moderator: Moderator | None = None,
+    ) -> None:
+        self.policy = policy
+        self.language = language
+        self.grammar_checker = grammar_checker
+        if moderator is None and policy.moderation.enabled:
+            if policy.moderation.provider == "openai":
+                raise ValueError(
+                    "qc.moderation.provider is 'openai': pass moderator=choose_moderator(...) to QualityGate"
+                )
+            from copydesk.qc.moderation import LocalModerator
+
+            moderator = LocalModerator(policy.moderation.threshold)
+        self.moderator = moderator
+
+    async def assess(
+        self,
+        markdown_body: str,
+        outline: Sequence[str],
+        sections: Sequence[tuple[str, str]],
+        finish_reasons: Sequence[str | None],
+    ) -> Verdict:
+        started = time.perf_counter()
+        policy = self.policy
+        skipped: list[str] = []
+
+        async def none() -> None:
+            return None
+
+        if policy.grammar.enabled:
+            grammar_job = self._grammar(markdown_body)
+        else:
+            skipped.append("grammar")
+            grammar_job = none()
+        if policy.moderation.enabled:
+            moderation_job = self._moderation(markdown_body)
+        else:
+            skipped.append("moderation")
+            moderation_job = none()
+        (grammar_out, moderation_out) = await asyncio.gather(grammar_job, moderation_job)
+
+        checks: list[CheckResult] = []
+        moderation_dict = moderation_flagged = None
+        if moderation_out is not None:
+            check, moderation_dict, moderation_flagged = moderation_out
+            checks.append(check)
+        grammar_dict = grammar_issues = corrected = None
+        if grammar_out is not None:
+            check, grammar_dict, grammar_issues, corrected = grammar_out
+            checks.append(check)
+
+        checks.append(
+            _timed(
+                "length",
+                lambda: check_length(_count_words(markdown_body, self.language), policy.min_words, policy.max_words),
+            )
+        )
+        if policy.require_outline_coverage:
+            checks.append(_timed("outline_coverage", lambda: check_outline_coverage(list(outline), list(sections))))
+        else:
+            skipped.append("outline_coverage")
+        checks.append(
+            _timed("repetition", lambda: check_repetition(markdown_body, self.language, policy.max_repetition))
+        )
+        labels = [heading for heading, _ in sections]
+        checks.append(_timed("truncation", lambda: check_truncation(list(finish_reasons), labels)))
+
+        status, reasons = decide(checks)
+        return Verdict(
+            status=status,
+            reasons=reasons,
+            checks=checks,
+            grammar_issues=grammar_issues,
+            moderation_flagged=moderation_flagged,
+            moderation=moderation_dict,
+            grammar=grammar_dict,
+            seconds=round(time.perf_counter() - started, 6),
+            skipped=skipped,
+            corrected_markdown=corrected,
+        )
+
+    # -- grammar ------------------------------------------------------------------
+
+    async def _grammar(
+        self, markdown: str
+    ) -> tuple[CheckResult, dict[str, Any] | None, int | None, str | None]:
+        started = time.perf_counter()
+        limit = self.policy.grammar.max_issues_per_100_words
+
+        def done(check: CheckResult) -> CheckResult:
+            return dataclasses.replace(check, seconds=round(time.perf_counter() - started, 6))
+
+        if self.grammar_checker is None:
+            return done(CheckResult.not_run("grammar", "no grammar checker is configured")), None, None, None
+        try:
+            report = await asyncio.to_thread(self.grammar_checker.check, markdown)
+            issues_raw = report.issues
+            issues = len(issues_raw) if isinstance(issues_raw, (list, tuple)) else int(issues_raw)
+            density = float(report.issues_per_100_words)
+        except Exception as exc:  # ServiceError (LanguageTool down) or anything else
+            detail = str(exc) or type(exc).__name__
+            return done(CheckResult.not_run("grammar", detail)), None, None, None
+
+        matches = list(getattr(report, "matches", None) or [])
+        top_rules = getattr(report, "top_rules", None)
+        grammar = {
+            "words": _jsonable(getattr(report, "words", None)),
+            "issues": issues,
+            "issues_per_100_words": round(density, 4),
+            "max_issues_per_100_words": limit,
+            "top_rules": _jsonable(top_rules),
+            "matches": _jsonable(matches[:MAX_REPORTED_MATCHES]),
+            "matches_truncated": len(matches) > MAX_REPORTED_MATCHES,
+            "ignored_rules": list(self.policy.grammar.ignore_rules),
+        }
+        corrected = None
+        if self.policy.grammar.autocorrect:
+            text = getattr(report, "corrected_text", None)
+            if text and text != markdown:
+                corrected = text
+        grammar["autocorrected"] = corrected is not None
+
+        if density > limit:
+            rules = _format_rules(top_rules)
+            detail = f"{density:.2f} issues per 100 words (max {limit:g}), {issues} in all"
+            if rules:
+                detail += f"; most frequent: {rules}"
+            check = CheckResult("grammar", False, "soft", detail, round(density, 4))
+        else:
+            detail = f"{density:.2f} issues per 100 words (max {limit:g}), {issues} in all"
+            check = CheckResult("grammar", True, "soft", detail, round(density, 4))
+        return done(check), grammar, issues, corrected
+
+    # -- moderation ---------------------------------------------------------------
+
+    async def _moderation(self, markdown: str) -> tuple[CheckResult, dict[str, Any] | None, bool | None]:
+        started = time.perf_counter()
+        moderator = self.moderator
+        assert moderator is not None
+
+        def done(check: CheckResult) -> CheckResult:
+            return dataclasses.replace(check, seconds=round(time.perf_counter() - started, 6))
+
+        try:
+            result: ModerationResult = await moderator.moderate([markdown])
+        except Exception as exc:  # ApiError, ServiceError, anything: not moderated means not published
+            detail = f"{moderator.name}: {exc}" if str(exc) else f"{moderator.name}: {type(exc).__name__}"
+            return done(CheckResult.not_run("moderation", detail, "hard")), None, None
+
+        as_dict = result.to_dict()
+        top_category, top_score = max(result.category_scores.items(), key=lambda kv: kv[1], default=("", 0.0))
+        if result.flagged:
+            flagged = ", ".join(
+                f"{c} ({result.category_scores.get(c, 0.0):.2f})" for c in result.flagged_categories
+            ) or "flagged"
+            example = f': "{result.flagged_sentences[0]}"' if result.flagged_sentences else ""
+            check = CheckResult("moderation", False, "hard", f"{result.provider} flagged {flagged}{example}", top_score)
+            return done(check), as_dict, True
+
+        languages = getattr(moderator, "languages", None)
+        if languages is not None and _primary(self.language) not in languages:
+            # The classifier ran but cannot read this language: a pass would be a guess.
+            why = (
+                f"the {result.provider} classifier reads {', '.join(sorted(languages))} only, "
+                f"so this {self.language} article was not moderated "
+                "(configure OPENAI_API_KEY for the OpenAI moderation endpoint)"
+            )
+            as_dict["language_not_supported"] = self.language
+            return done(CheckResult.not_run("moderation", why, "hard")), as_dict, None
+
+        not_assessed = len(as_dict["not_assessed"])
+        detail = f"{result.provider}: not flagged (highest {top_category} {top_score:.2f})"
+        if not_assessed:
+            detail += f"; {not_assessed} of {len(result.category_scores)} categories not assessed"
+        return done(CheckResult("moderation", True, "hard", detail, top_score)), as_dict, False
+
+
+def qc_report_entry(verdict: Verdict) -> dict[str, Any]:
+    """One article's entry in a run's QC report: every check's result, JSON-ready.
+
+    The caller adds what identifies the article (topic, slug, path).
+    """
+    return _jsonable(
+        {
+            "status": verdict.status,
+            "reasons": list(verdict.reasons),
+            "seconds": verdict.seconds,
+            "grammar_issues": verdict.grammar_issues,
+            "moderation_flagged": verdict.moderation_flagged,
+            "checks": [
+                {
+                    "name": c.name,
+                    "ran": c.ran,
+                    "passed": c.passed,
+                    "severity": c.severity,
+                    "detail": c.detail,
+                    "value": c.value,
+                    "seconds": c.seconds,
+                }
+                for c in verdict.checks
+            ],
+            "skipped": list(verdict.skipped),
+            "moderation": verdict.moderation,
+            "grammar": verdict.grammar,
+            "autocorrected": verdict.corrected_markdown is not None,
+        }
+    )

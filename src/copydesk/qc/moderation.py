@@ -1,0 +1,456 @@
+"""Moderation: OpenAI's moderation endpoint, or a local classifier, one result shape.
+
+Both moderators answer `await moderate(texts) -> ModerationResult`, whose
+`to_openai_shape()` is the `{flagged, categories, category_scores}` object of an
+OpenAI moderation result, with OpenAI's 13 categories.
+
+- `OpenAIModerator` posts to `{base_url}/moderations` (model
+  `omni-moderation-latest`), splitting long texts into chunks of a few thousand
+  characters and aggregating the chunks: flagged if any chunk is, each category
+  flagged if any chunk flags it, each score the maximum over the chunks.
+- `LocalModerator` runs `alt-profanity-check` (a scikit-learn model shipped in
+  the package) on every sentence. It is a profanity/insult detector trained on
+  English, so it speaks for one category only: `harassment` gets the highest
+  sentence score, every other category stays 0.0 and is listed as not assessed
+  (`assessed_categories`). It does not read Chinese (or any non-English text):
+  the gate treats a non-English article moderated only locally as not moderated.
+
+`choose_moderator` picks one from the spec's `qc.moderation.provider`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+from pydantic import SecretStr
+
+from copydesk.errors import (
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    InputError,
+    MalformedResponseError,
+    ModelNotFoundError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from copydesk.qc.content import plain_text, split_sentences
+
+if TYPE_CHECKING:
+    from copydesk.spec import ModerationPolicy
+
+OPENAI_CATEGORIES: tuple[str, ...] = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
+#: The only category the local profanity classifier can speak for.
+LOCAL_CATEGORIES: tuple[str, ...] = ("harassment",)
+#: Flagged passages kept in a result (the report needs examples, not the whole article).
+MAX_FLAGGED_EXCERPTS = 20
+EXCERPT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class ModerationResult:
+    flagged: bool
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    provider: str
+    #: The sentences (local) or chunk excerpts (OpenAI) that were flagged.
+    flagged_sentences: list[str] = field(default_factory=list)
+    #: Categories the provider actually scored; a 0.0 elsewhere means "not seen", not "clean".
+    assessed_categories: tuple[str, ...] = OPENAI_CATEGORIES
+
+    def to_openai_shape(self) -> dict[str, Any]:
+        return {
+            "flagged": self.flagged,
+            "categories": dict(self.categories),
+            "category_scores": dict(self.category_scores),
+        }
+
+    @property
+    def flagged_categories(self) -> list[str]:
+        return [name for name, hit in self.categories.items() if hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the OpenAI shape plus provider, excerpts and what was not assessed."""
+        return {
+            **self.to_openai_shape(),
+            "provider": self.provider,
+            "flagged_sentences": list(self.flagged_sentences),
+            "not_assessed": [c for c in OPENAI_CATEGORIES if c not in self.assessed_categories],
+        }
+
+
+class Moderator(Protocol):
+    #: Provider name written into results and reports.
+    name: str
+    #: Language codes (primary subtag) the moderator can read; None means any.
+    languages: frozenset[str] | None
+
+    async def moderate(self, texts: Sequence[str]) -> ModerationResult: ...
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+# --------------------------------------------------------------------------- local
+
+
+_model_lock = threading.Lock()
+_predict_prob: Callable[[list[str]], Any] | None = None
+_load_seconds: float | None = None
+
+
+def _load_local_model() -> Callable[[list[str]], Any]:
+    """Import alt-profanity-check (which unpickles its model on import) once per process."""
+    global _predict_prob, _load_seconds
+    if _predict_prob is None:
+        with _model_lock:
+            if _predict_prob is None:
+                started = time.perf_counter()
+                try:
+                    from profanity_check import predict_prob
+                except Exception as exc:  # ImportError, or a model that no longer unpickles
+                    from copydesk.errors import ServiceError
+
+                    raise ServiceError(
+                        f"the local moderation classifier (alt-profanity-check) cannot load: {exc}"
+                    ) from exc
+                _load_seconds = time.perf_counter() - started
+                _predict_prob = predict_prob
+    return _predict_prob
+
+
+def local_model_load_seconds() -> float | None:
+    """Seconds the first load of the local model took in this process (None: not loaded)."""
+    return _load_seconds
+
+
+class LocalModerator:
+    """Per-sentence profanity classifier; flags when any sentence scores ≥ threshold."""
+
+    name = "local"
+    languages: frozenset[str] | None = frozenset({"en"})
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be within 0..1, got {threshold}")
+        self.threshold = threshold
+
+    def load(self) -> float:
+        """Load the model now (it otherwise loads on first use); returns the load time in seconds."""
+        _load_local_model()
+        return _load_seconds or 0.0
+
+    def sentence_scores(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """(sentence, profanity probability) for every sentence of the Markdown texts."""
+        sentences = [s for text in texts for s in split_sentences(plain_text(text))]
+        if not sentences:
+            return []
+        predict_prob = _load_local_model()
+        return [(s, float(p)) for s, p in zip(sentences, predict_prob(sentences), strict=True)]
+
+    def classify(self, texts: Sequence[str]) -> ModerationResult:
+        """Synchronous moderation (CPU-bound; `moderate` runs this in a worker thread)."""
+        scored = self.sentence_scores(texts)
+        top = max((p for _, p in scored), default=0.0)
+        hits = [s for s, p in scored if p >= self.threshold]
+        scores = dict.fromkeys(OPENAI_CATEGORIES, 0.0)
+        categories = dict.fromkeys(OPENAI_CATEGORIES, False)
+        scores["harassment"] = round(top, 6)
+        categories["harassment"] = bool(hits)
+        return ModerationResult(
+            flagged=bool(hits),
+            categories=categories,
+            category_scores=scores,
+            provider=self.name,
+            flagged_sentences=[_excerpt(s) for s in hits[:MAX_FLAGGED_EXCERPTS]],
+            assessed_categories=LOCAL_CATEGORIES,
+        )
+
+    async def moderate(self, texts: Sequence[str]) -> ModerationResult:
+        return await asyncio.to_thread(self.classify, list(texts))
+
+
+# --------------------------------------------------------------------------- OpenAI
+
+
+#: Characters per input sent to the moderation endpoint.
+CHUNK_CHARS = 4000
+#: Inputs per request.
+INPUTS_PER_REQUEST = 16
+
+_SK_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}")
+
+
+def chunk_text(text: str, max_chars: int = CHUNK_CHARS) -> list[str]:
+    """Split text into pieces of at most max_chars, at paragraph, line or sentence ends."""
+    text = text.strip()
+    if not text:
+        return []
+    if len(text) <= max_chars:
+        return [text]
+    pieces: list[str] = []
+    for block in re.split(r"\n\s*\n", text):
+        units = [block] if len(block) <= max_chars else split_sentences(block)
+        for unit in units:
+            while len(unit) > max_chars:  # one enormous "sentence": cut it
+                pieces.append(unit[:max_chars])
+                unit = unit[max_chars:]
+            pieces.append(unit)
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        if not piece.strip():
+            continue
+        joined = f"{current}\n\n{piece}" if current else piece
+        if len(joined) <= max_chars:
+            current = joined
+        else:
+            chunks.append(current)
+            current = piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+class OpenAIModerator:
+    """The moderation endpoint of an OpenAI(-compatible) API.
+
+    429, 5xx and transport errors are retried with exponential backoff
+    (`backoff_initial` seconds, doubling; `Retry-After` honoured up to
+    `backoff_max`); 4xx are not. Errors are `copydesk.errors.ApiError`
+    subclasses whose messages never contain the key.
+    """
+
+    name = "openai"
+    languages: frozenset[str] | None = None
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr | None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        model: str = "omni-moderation-latest",
+        *,
+        timeout: float = 60.0,
+        max_attempts: int = 3,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+        chunk_chars: int = CHUNK_CHARS,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._transport = transport
+        self.model = model
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.chunk_chars = chunk_chars
+
+    def __repr__(self) -> str:
+        return f"OpenAIModerator(base_url={self._where()!r}, model={self.model!r})"
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _where(self) -> str:
+        url = httpx.URL(self.base_url)
+        return str(url.copy_with(userinfo=b"")) if url.userinfo else self.base_url
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key is not None:
+            secret = self._api_key.get_secret_value()
+            if secret:
+                text = text.replace(secret, "***")
+        return _SK_PATTERN.sub("sk-***", text)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key is not None and self._api_key.get_secret_value():
+            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        return headers
+
+    @staticmethod
+    def _api_message(response: httpx.Response) -> str:
+        try:
+            body = response.json()
+            message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        except ValueError:
+            message = None
+        if not message:
+            message = response.text[:200]
+        return " ".join(str(message).split())[:300]
+
+    def _error_for(self, response: httpx.Response) -> ApiError:
+        status = response.status_code
+        where = f"the moderation endpoint {self._where()}/moderations"
+        if status in (401, 403):
+            # The body of a 401 can echo part of the key; it is not repeated here.
+            return AuthenticationError(
+                f"{where} refused the credentials (HTTP {status}); check OPENAI_API_KEY", status_code=status
+            )
+        detail = self._scrub(self._api_message(response))
+        if status == 404:
+            return ModelNotFoundError(
+                f"{where} answered 404 for model {self.model!r}: {detail} "
+                "(an OpenAI-compatible server may not offer moderation; set qc.moderation.provider: local)",
+                model=self.model,
+            )
+        retry_after = _retry_after(response)
+        if status == 429:
+            return RateLimitError(
+                f"{where} is rate limiting (HTTP 429): {detail}", status_code=status, retry_after=retry_after
+            )
+        if status >= 500:
+            return ServerError(
+                f"{where} failed (HTTP {status}): {detail}", status_code=status, retry_after=retry_after
+            )
+        return BadRequestError(f"{where} rejected the request (HTTP {status}): {detail}", status_code=status)
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        delay = self.backoff_initial * (2 ** (attempt - 1))
+        asked = _retry_after(response) if response is not None else None
+        if asked is not None:
+            delay = max(delay, asked)
+        return min(delay, self.backoff_max)
+
+    async def _post(self, client: httpx.AsyncClient, inputs: list[str]) -> list[dict[str, Any]]:
+        url = f"{self.base_url}/moderations"
+        payload = {"model": self.model, "input": inputs}
+        for attempt in range(1, self.max_attempts + 1):
+            response: httpx.Response | None = None
+            try:
+                response = await client.post(url, json=payload, headers=self._headers())
+            except httpx.TransportError as exc:
+                if attempt == self.max_attempts:
+                    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+                    raise TransportError(
+                        f"the moderation endpoint {self._where()}/moderations did not answer "
+                        f"after {attempt} attempts: {type(exc).__name__}: {self._scrub(str(exc))}",
+                        sent=sent,
+                    ) from exc
+            else:
+                if response.status_code < 400:
+                    return self._parse(response, len(inputs))
+                error = self._error_for(response)
+                retryable = isinstance(error, (RateLimitError, ServerError))
+                if not retryable or attempt == self.max_attempts:
+                    raise error
+            await asyncio.sleep(self._delay(attempt, response))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parse(self, response: httpx.Response, expected: int) -> list[dict[str, Any]]:
+        where = f"the moderation endpoint {self._where()}/moderations"
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise MalformedResponseError(f"{where} answered with something that is not JSON") from exc
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list) or len(results) != expected:
+            raise MalformedResponseError(
+                f"{where} answered without one result per input "
+                f"(expected {expected}, got {len(results) if isinstance(results, list) else 'none'})"
+            )
+        for result in results:
+            if (
+                not isinstance(result, dict)
+                or not isinstance(result.get("flagged"), bool)
+                or not isinstance(result.get("categories"), dict)
+                or not isinstance(result.get("category_scores"), dict)
+            ):
+                raise MalformedResponseError(f"{where} answered with a result lacking flagged/categories/scores")
+        return results
+
+    # -- the call ---------------------------------------------------------------
+
+    async def moderate(self, texts: Sequence[str]) -> ModerationResult:
+        chunks = [chunk for text in texts for chunk in chunk_text(text, self.chunk_chars)]
+        categories = dict.fromkeys(OPENAI_CATEGORIES, False)
+        scores = dict.fromkeys(OPENAI_CATEGORIES, 0.0)
+        flagged_excerpts: list[str] = []
+        if not chunks:
+            return ModerationResult(False, categories, scores, self.name, [])
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        async with httpx.AsyncClient(transport=self._transport, timeout=timeout) as client:
+            # One request per batch, one after another: an article is one or two batches,
+            # and a failure then leaves no request running behind it.
+            batches = [chunks[i : i + INPUTS_PER_REQUEST] for i in range(0, len(chunks), INPUTS_PER_REQUEST)]
+            answers = [await self._post(client, batch) for batch in batches]
+        flagged = False
+        for batch, results in zip(batches, answers, strict=True):
+            for chunk, result in zip(batch, results, strict=True):
+                if result["flagged"]:
+                    flagged = True
+                    if len(flagged_excerpts) < MAX_FLAGGED_EXCERPTS:
+                        flagged_excerpts.append(_excerpt(chunk))
+                for name, hit in result["categories"].items():
+                    categories[name] = categories.get(name, False) or bool(hit)
+                for name, score in result["category_scores"].items():
+                    try:
+                        value = float(score)
+                    except (TypeError, ValueError):
+                        continue
+                    scores[name] = max(scores.get(name, 0.0), value)
+        return ModerationResult(flagged, categories, scores, self.name, flagged_excerpts)
+
+
+# --------------------------------------------------------------------------- choice
+
+
+def choose_moderator(
+    policy: ModerationPolicy,
+    *,
+    api_key: SecretStr | None,
+    base_url: str | None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Moderator:
+    """The moderator `qc.moderation.provider` asks for.
+
+    auto:   OpenAI's endpoint when an API key is configured, otherwise the local classifier.
+    openai: OpenAI's endpoint; an error (InputError) when no key is configured.
+    local:  the local classifier, whatever the environment says.
+    A key without a base URL means https://api.openai.com/v1.
+    """
+    has_key = api_key is not None and bool(api_key.get_secret_value())
+    if policy.provider == "local" or (policy.provider == "auto" and not has_key):
+        return LocalModerator(policy.threshold)
+    if not has_key:
+        raise InputError(
+            "qc.moderation.provider is 'openai' but OPENAI_API_KEY is not set; "
+            "set the key or use provider: local (or auto)"
+        )
+    from copydesk.settings import OPENAI_DEFAULT_BASE_URL
+
+    return OpenAIModerator(base_url or OPENAI_DEFAULT_BASE_URL, api_key, transport=transport)
