@@ -1,0 +1,218 @@
+"""copydesk.limiter: the adaptive concurrency window and the proactive rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import types
+
+import pytest
+
+from copydesk import limiter as limiter_module
+from copydesk.limiter import AdaptiveLimiter, RateLimiter
+
+# ----------------------------------------------------------------------------- AdaptiveLimiter
+
+
+async def test_never_exceeds_the_cap_with_200_tasks() -> None:
+    cap = 7
+    lim = AdaptiveLimiter(cap)
+    rng = random.Random(3)
+    current = 0
+    observed_peak = 0
+    done = 0
+
+    async def task() -> None:
+        nonlocal current, observed_peak, done
+        async with lim.slot():
+            current += 1
+            observed_peak = max(observed_peak, current)
+            assert lim.in_flight <= cap
+            await asyncio.sleep(rng.random() * 0.003)
+            current -= 1
+        done += 1
+
+    await asyncio.gather(*(task() for _ in range(200)))
+    assert done == 200
+    assert lim.peak_in_flight == cap  # it did run that many at once, and never more
+    assert observed_peak == cap
+    assert lim.in_flight == 0
+
+
+async def test_slot_is_released_when_the_body_raises() -> None:
+    lim = AdaptiveLimiter(1)
+    with pytest.raises(RuntimeError):
+        async with lim.slot():
+            raise RuntimeError("boom")
+    assert lim.in_flight == 0
+    async with asyncio.timeout(1):
+        async with lim.slot():
+            pass
+
+
+def test_cap_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        AdaptiveLimiter(0)
+
+
+def test_rate_limited_halves_the_window_once_per_cooldown() -> None:
+    lim = AdaptiveLimiter(16, cooldown=60.0)
+    lim.on_rate_limited()
+    assert lim.window == 8 and lim.limit == 8 and lim.shrinks == 1
+    # A burst of 429s from the same overload counts once.
+    for _ in range(10):
+        lim.on_rate_limited()
+    assert lim.window == 8 and lim.shrinks == 1
+
+
+def test_rate_limited_halves_again_after_the_cooldown(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(limiter_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    lim = AdaptiveLimiter(16, cooldown=1.0)
+    lim.on_rate_limited()
+    clock[0] += 0.5
+    lim.on_rate_limited()
+    assert lim.window == 8
+    clock[0] += 0.6
+    lim.on_rate_limited()
+    assert lim.window == 4 and lim.shrinks == 2
+
+
+def test_window_never_drops_below_the_floor() -> None:
+    lim = AdaptiveLimiter(8, floor=2, cooldown=0.0)
+    for _ in range(10):
+        lim.on_rate_limited()
+    assert lim.window == 2 and lim.limit == 2
+
+
+def test_success_grows_the_window_back_to_the_cap() -> None:
+    lim = AdaptiveLimiter(16, cooldown=0.0)
+    lim.on_rate_limited()
+    lim.on_rate_limited()
+    assert lim.limit == 4
+    successes = 0
+    while lim.window < 16:
+        lim.on_success()
+        successes += 1
+        assert successes < 1000, "the window never grew back"
+    assert lim.window == 16 and lim.limit == 16
+    # Additive increase: about one call per window's worth of successes, not a jump.
+    assert successes > 16
+    for _ in range(100):
+        lim.on_success()
+    assert lim.window == 16  # never above the cap
+
+
+async def test_shrunk_window_limits_in_flight() -> None:
+    lim = AdaptiveLimiter(8, cooldown=0.0)
+    lim.on_rate_limited()
+    lim.on_rate_limited()  # window 2
+    peak = 0
+    current = 0
+
+    async def task() -> None:
+        nonlocal peak, current
+        async with lim.slot():
+            current += 1
+            peak = max(peak, current)
+            await asyncio.sleep(0.002)
+            current -= 1
+
+    await asyncio.gather(*(task() for _ in range(30)))
+    assert peak == 2
+
+
+# ----------------------------------------------------------------------------- RateLimiter
+
+
+async def test_inactive_rate_limiter_never_waits() -> None:
+    rl = RateLimiter()
+    assert not rl.active
+    started = time.monotonic()
+    for _ in range(1000):
+        await rl.acquire(10_000)
+    assert time.monotonic() - started < 0.5
+
+
+class _VirtualClock:
+    """time.monotonic and asyncio.sleep for the limiter module, without real waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _VirtualClock:
+    virtual = _VirtualClock()
+    monkeypatch.setattr(limiter_module, "time", types.SimpleNamespace(monotonic=virtual.monotonic))
+    monkeypatch.setattr(
+        limiter_module,
+        "asyncio",
+        types.SimpleNamespace(sleep=virtual.sleep, Lock=asyncio.Lock, Condition=asyncio.Condition),
+    )
+    return virtual
+
+
+async def run_for(rl: RateLimiter, clock: _VirtualClock, seconds: float, tokens: int = 1) -> list[float]:
+    stamps: list[float] = []
+    while clock.now < seconds:
+        await rl.acquire(tokens)
+        stamps.append(clock.now)
+    return stamps
+
+
+async def test_rpm_steady_state_spacing(clock: _VirtualClock) -> None:
+    rpm = 120
+    stamps = await run_for(RateLimiter(rpm=rpm), clock, 600)
+    last_minute = [s for s in stamps if s >= 540]
+    assert 0.8 * rpm <= len(last_minute) <= rpm + 1
+    gaps = [b - a for a, b in zip(last_minute, last_minute[1:])]
+    assert min(gaps) >= (60 / rpm) * 0.99
+
+
+async def test_tpm_steady_state_tokens(clock: _VirtualClock) -> None:
+    tpm, per_call = 6_000, 200
+    stamps = await run_for(RateLimiter(tpm=tpm), clock, 600, tokens=per_call)
+    tokens_last_minute = per_call * sum(1 for s in stamps if s >= 540)
+    assert 0.8 * tpm <= tokens_last_minute <= tpm + per_call
+
+
+async def test_the_tighter_limit_wins(clock: _VirtualClock) -> None:
+    # 600 requests a minute would allow 10/s, but 6,000 tokens a minute at 100 per call allow 1/s.
+    stamps = await run_for(RateLimiter(rpm=600, tpm=6_000), clock, 600, tokens=100)
+    assert sum(1 for s in stamps if s >= 540) <= 61
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: RateLimiter's bucket starts full with capacity = rpm, so the first rpm requests are not "
+    "spaced out at all",
+)
+async def test_rpm_spaces_out_requests_from_the_start() -> None:
+    rl = RateLimiter(rpm=120)  # one request per 0.5 s
+    started = time.monotonic()
+    for _ in range(4):
+        await rl.acquire(1)
+    elapsed = time.monotonic() - started
+    assert elapsed >= 1.5 * 0.8
+    assert elapsed < 1.5 * 1.5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: RateLimiter's bucket starts full with capacity = rpm, so the first minute admits the "
+    "initial burst of rpm requests plus another rpm refilled during that minute: 2x 'requests per minute, at most'",
+)
+async def test_rpm_is_never_exceeded_in_any_minute(clock: _VirtualClock) -> None:
+    rpm = 120
+    stamps = await run_for(RateLimiter(rpm=rpm), clock, 180)
+    worst = max(sum(1 for s in stamps if start <= s < start + 60) for start in stamps)
+    assert worst <= rpm

@@ -1,0 +1,353 @@
+"""copydesk.spec: YAML → pydantic with extra="forbid", one readable SpecError per problem."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from copydesk.errors import InputError, SpecError
+from copydesk.spec import PipelineSpec, StageSpec, load_spec, parse_spec
+
+FIXTURE = Path(__file__).parent / "fixtures" / "pipelines" / "basic.yaml"
+
+#: The tests' own spec (a copy of the basic fixture as it was written), so that edits to the shared
+#: fixture do not move the lines and values these tests check.
+BASE = """\
+name: basic
+language: en-US
+model: gpt-4o-mini
+prompts_dir: ../prompts
+system_prompt: system.j2
+vars:
+  audience: testers
+stages:
+  title:
+    prompt: title.j2
+    temperature: 0.9
+    top_p: 1.0
+    max_tokens: 20
+    presence_penalty: 0.0
+  outline:
+    prompt: outline.j2
+    temperature: 0.3
+    max_tokens: 300
+    min_sections: 3
+    max_sections: 7
+  expansion:
+    prompt: section.j2
+    temperature: 0.7
+    top_p: 0.9
+    max_tokens: 600
+    presence_penalty: 0.6
+    frequency_penalty: 0.1
+    seed: 42
+budget:
+  max_total_tokens: 60000
+concurrency: 4
+qc:
+  grammar:
+    enabled: false
+  moderation:
+    enabled: true
+    provider: auto
+  min_words: 20
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "pipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def spec_error(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    return str(info.value)
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line of the first line containing `needle`."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in the YAML")
+
+
+def replaced(old: str, new: str) -> str:
+    assert BASE.count(old) == 1, old
+    return BASE.replace(old, new)
+
+
+# ----------------------------------------------------------------------------- the fixture
+
+
+def test_fixture_spec_loads() -> None:
+    spec = load_spec(FIXTURE)
+    assert isinstance(spec, PipelineSpec)
+    assert spec.name == "basic"
+    assert [name for name, _ in spec.stages.items()] == ["title", "outline", "expansion"]
+    assert spec.source == FIXTURE.resolve()
+    # prompts_dir resolves relative to the spec file, not the working directory.
+    assert spec.resolved_prompts_dir == (FIXTURE.parent.parent / "prompts").resolve()
+    assert spec.resolved_prompts_dir.is_dir()
+
+
+def test_spec_values_are_read(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, BASE))
+    assert spec.model == "gpt-4o-mini"
+    assert spec.system_prompt == "system.j2"
+    assert spec.vars == {"audience": "testers"}
+    assert spec.stages.title.prompt == "title.j2"
+    assert spec.stages.outline.min_sections == 3 and spec.stages.outline.max_sections == 7
+    assert spec.stages.expansion.seed == 42
+    assert spec.budget.max_total_tokens == 60000
+    assert spec.concurrency == 4
+    assert spec.qc.grammar.enabled is False
+    assert spec.qc.min_words == 20
+    assert spec.model_for("title") == "gpt-4o-mini"
+    assert spec.resolved_prompts_dir == (tmp_path.parent / "prompts").resolve()
+
+
+def test_stage_model_overrides_pipeline_model(tmp_path: Path) -> None:
+    text = replaced("    prompt: outline.j2\n", "    prompt: outline.j2\n    model: other-model\n")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.model_for("outline") == "other-model"
+    assert spec.model_for("expansion") == "gpt-4o-mini"
+
+
+def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(SpecError) as info:
+        load_spec(missing)
+    assert str(missing) in str(info.value)
+    assert isinstance(info.value, InputError) and info.value.exit_code == 2
+
+
+# ----------------------------------------------------------------------------- unknown keys
+
+
+def test_unknown_top_level_key_names_file_field_and_line(tmp_path: Path) -> None:
+    text = BASE + "bogus_key: 1\n"
+    message = spec_error(tmp_path, text)
+    path = tmp_path / "pipe.yaml"
+    assert f"{path}:{line_of(text, 'bogus_key')}: bogus_key:" in message
+    assert "unknown key" in message
+
+
+def test_unknown_key_inside_a_stage_names_dotted_field_and_line(tmp_path: Path) -> None:
+    text = replaced("    max_sections: 7\n", "    max_sections: 7\n    colour: red\n")
+    message = spec_error(tmp_path, text)
+    path = tmp_path / "pipe.yaml"
+    assert f"{path}:{line_of(text, 'colour')}: stages.outline.colour:" in message
+    assert "unknown key" in message
+
+
+# ----------------------------------------------------------------------------- ranges
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ("temperature: 0.9", "temperature: 2.5", "stages.title.temperature", "temperature: 2.5"),
+        ("top_p: 0.9", "top_p: 1.5", "stages.expansion.top_p", "top_p: 1.5"),
+        ("presence_penalty: 0.6", "presence_penalty: -3", "stages.expansion.presence_penalty", "presence_penalty: -3"),
+        ("frequency_penalty: 0.1", "frequency_penalty: 2.1", "stages.expansion.frequency_penalty", "frequency_penalty: 2.1"),
+        ("max_tokens: 20", "max_tokens: 0", "stages.title.max_tokens", "max_tokens: 0"),
+        ("temperature: 0.3", "temperature: -0.1", "stages.outline.temperature", "temperature: -0.1"),
+    ],
+)
+def test_out_of_range_values(tmp_path: Path, old: str, new: str, field: str, needle: str) -> None:
+    text = replaced(old, new)
+    message = spec_error(tmp_path, text)
+    path = tmp_path / "pipe.yaml"
+    assert f"{path}:{line_of(text, needle)}: {field}:" in message
+    # The offending value is shown.
+    assert new.split(": ")[1] in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("temperature: 0.9", "temperature: 2.0"),
+        ("temperature: 0.9", "temperature: 0"),
+        ("top_p: 0.9", "top_p: 1"),
+        ("presence_penalty: 0.6", "presence_penalty: -2"),
+        ("max_tokens: 20", "max_tokens: 1"),
+    ],
+)
+def test_boundary_values_are_accepted(tmp_path: Path, old: str, new: str) -> None:
+    load_spec(write(tmp_path, replaced(old, new)))
+
+
+def test_min_sections_larger_than_max_sections(tmp_path: Path) -> None:
+    text = replaced("min_sections: 3", "min_sections: 9")
+    message = spec_error(tmp_path, text)
+    assert "stages.outline" in message
+    assert "min_sections (9)" in message and "max_sections (7)" in message
+    assert f"{tmp_path / 'pipe.yaml'}:{line_of(text, 'outline:')}" in message
+
+
+def test_missing_expansion_stage(tmp_path: Path) -> None:
+    text = BASE.split("  expansion:")[0] + "budget:\n  max_total_tokens: 100\n"
+    message = spec_error(tmp_path, text)
+    assert "stages.expansion" in message
+    assert "required but missing" in message
+    assert str(tmp_path / "pipe.yaml") in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = replaced("temperature: 0.9", "temperature: 2.5") + "bogus_key: 1\n"
+    message = spec_error(tmp_path, text)
+    assert "stages.title.temperature" in message and "bogus_key" in message
+
+
+# ----------------------------------------------------------------------------- YAML shape
+
+
+def test_broken_yaml_names_file_line_and_column(tmp_path: Path) -> None:
+    text = "name: x\nmodel: m\nstages: [a, b\n"
+    message = spec_error(tmp_path, text)
+    assert re.search(re.escape(str(tmp_path / "pipe.yaml")) + r":\d+:\d+: invalid YAML", message), message
+
+
+def test_broken_yaml_points_at_the_bad_line(tmp_path: Path) -> None:
+    text = "name: x\nmodel: m\nvars:\n  a: 1\n   b: 2\n"
+    message = spec_error(tmp_path, text)
+    match = re.search(re.escape(str(tmp_path / "pipe.yaml")) + r":(\d+):(\d+):", message)
+    assert match, message
+    assert int(match.group(1)) == 5
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "list"), ("just a string\n", "str"), ("", "NoneType")])
+def test_non_mapping_yaml(tmp_path: Path, text: str, kind: str) -> None:
+    message = spec_error(tmp_path, text)
+    assert str(tmp_path / "pipe.yaml") in message
+    assert "mapping" in message and kind in message
+
+
+# ----------------------------------------------------------------------------- fields
+
+
+@pytest.mark.parametrize("name", ["Bad_Name", "UPPER", "has space", "-leading", "trailing-", "a--b", ""])
+def test_bad_name_pattern(tmp_path: Path, name: str) -> None:
+    text = replaced("name: basic", f"name: '{name}'")
+    message = spec_error(tmp_path, text)
+    assert f"{tmp_path / 'pipe.yaml'}:1: name:" in message
+
+
+@pytest.mark.parametrize("name", ["ok", "tech-blog", "a1-b2-c3"])
+def test_good_names(tmp_path: Path, name: str) -> None:
+    assert load_spec(write(tmp_path, replaced("name: basic", f"name: {name}"))).name == name
+
+
+@pytest.mark.parametrize("reserved", ["topic", "language", "title", "outline", "section", "section_index"])
+def test_reserved_var_names(tmp_path: Path, reserved: str) -> None:
+    text = replaced("  audience: testers\n", f"  audience: testers\n  {reserved}: x\n")
+    message = spec_error(tmp_path, text)
+    assert "vars" in message and reserved in message
+    assert f"{tmp_path / 'pipe.yaml'}:{line_of(text, 'vars:')}" in message
+
+
+def test_var_names_must_be_identifiers(tmp_path: Path) -> None:
+    text = replaced("  audience: testers\n", "  audience: testers\n  'not ok': x\n")
+    message = spec_error(tmp_path, text)
+    assert "not ok" in message and "identifiers" in message
+
+
+SCHEDULE_OK = "schedule:\n  cron: '0 6 * * 1-5'\n  timezone: Asia/Shanghai\n  topics: [a]\n"
+
+
+def test_good_schedule(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, BASE + SCHEDULE_OK))
+    assert spec.schedule is not None
+    assert spec.schedule.cron == "0 6 * * 1-5" and spec.schedule.timezone == "Asia/Shanghai"
+
+
+@pytest.mark.parametrize("cron", ["0 6 * *", "0 6 * * * *", "every day"])
+def test_schedule_cron_with_wrong_field_count(tmp_path: Path, cron: str) -> None:
+    text = BASE + SCHEDULE_OK.replace("0 6 * * 1-5", cron)
+    message = spec_error(tmp_path, text)
+    assert f"{tmp_path / 'pipe.yaml'}:{line_of(text, 'cron:')}: schedule.cron:" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: ScheduleSpec._cron_fields only counts fields; '99 99 * * *' and 'a b c d e' are accepted "
+    "and only fail later when Prefect builds the deployment",
+)
+@pytest.mark.parametrize("cron", ["99 99 * * *", "a b c d e", "0 6 32 * *", "0 6 * 13 *", "*/0 * * * *"])
+def test_schedule_cron_with_bad_values(tmp_path: Path, cron: str) -> None:
+    text = BASE + SCHEDULE_OK.replace("0 6 * * 1-5", cron)
+    message = spec_error(tmp_path, text)
+    assert "schedule.cron" in message
+
+
+def test_schedule_unknown_timezone(tmp_path: Path) -> None:
+    text = BASE + SCHEDULE_OK.replace("Asia/Shanghai", "Mars/Olympus_Mons")
+    message = spec_error(tmp_path, text)
+    assert f"{tmp_path / 'pipe.yaml'}:{line_of(text, 'timezone:')}: schedule.timezone:" in message
+    assert "Mars/Olympus_Mons" in message
+
+
+def test_schedule_needs_topics(tmp_path: Path) -> None:
+    text = BASE + "schedule:\n  cron: '0 6 * * *'\n  topics: []\n"
+    assert "schedule.topics" in spec_error(tmp_path, text)
+
+
+# ----------------------------------------------------------------------------- sampling params
+
+
+def test_sampling_params_are_exactly_what_was_written(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, BASE))
+    assert spec.stages.title.sampling_params() == {
+        "max_tokens": 20,
+        "temperature": 0.9,
+        "top_p": 1.0,
+        "presence_penalty": 0.0,  # written as 0.0: sent, even though it is falsy
+    }
+    assert spec.stages.outline.sampling_params() == {"max_tokens": 300, "temperature": 0.3}
+    assert spec.stages.expansion.sampling_params() == {
+        "max_tokens": 600,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "presence_penalty": 0.6,
+        "frequency_penalty": 0.1,
+        "seed": 42,
+    }
+
+
+def test_outline_bounds_are_not_sampling_params(tmp_path: Path) -> None:
+    params = load_spec(write(tmp_path, BASE)).stages.outline.sampling_params()
+    assert "min_sections" not in params and "max_sections" not in params and "prompt" not in params
+
+
+def test_max_tokens_is_always_sent_even_when_not_written(tmp_path: Path) -> None:
+    text = replaced("    max_tokens: 20\n", "")
+    spec = load_spec(write(tmp_path, text))
+    params = spec.stages.title.sampling_params()
+    assert params["max_tokens"] == 20  # the title stage's default
+    assert set(params) == {"max_tokens", "temperature", "top_p", "presence_penalty"}
+
+
+def test_minimal_stage_sends_only_max_tokens() -> None:
+    assert StageSpec(prompt="x.j2").sampling_params() == {"max_tokens": 600}
+
+
+def test_stop_and_seed_are_sent_when_written() -> None:
+    stage = StageSpec(prompt="x.j2", stop=["\n\n"], seed=0, max_tokens=5)
+    assert stage.sampling_params() == {"max_tokens": 5, "stop": ["\n\n"], "seed": 0}
+
+
+@pytest.mark.parametrize("stop", ["", [], ["a", "b", "c", "d", "e"], ["ok", ""]])
+def test_bad_stop_sequences(stop: object) -> None:
+    with pytest.raises(ValueError):
+        StageSpec(prompt="x.j2", stop=stop)
+
+
+def test_parse_spec_rejects_unknown_key_in_budget() -> None:
+    with pytest.raises(SpecError, match=r"budget\.max_tokens"):
+        parse_spec(BASE.replace("  max_total_tokens: 60000", "  max_tokens: 60000"), Path("/x/p.yaml"))
