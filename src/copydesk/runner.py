@@ -162,6 +162,7 @@ class PipelineRun:
         self.endpoint: ApiEndpoint | None = None
         self.local_model: str | None = None
         self._stack = AsyncExitStack()
+        self._warm_up: asyncio.Future[None] | None = None
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -206,6 +207,9 @@ class PipelineRun:
         )
         self.writer = ArticleWriter(self.spec, self.prompts, self.gateway, self.request.vars, model_override=self.local_model)
         self.gate = await self._quality_gate(client)
+        # Heavy, CPU-bound loading (the local classifier, pandas) runs while the first
+        # calls wait on the API, instead of after them on the critical path.
+        self._warm_up = asyncio.get_running_loop().run_in_executor(None, self._warm)
         slugs = SlugRegistry()
         occurrences: Counter[str] = Counter()
         for index, topic in enumerate(self.topics):
@@ -217,7 +221,19 @@ class PipelineRun:
         log.info("run %s: %d topic(s), budget %d tokens, folder %s", self.run_id, len(self.articles), self.budget.limit, self.run_dir)
         return self
 
+    def _warm(self) -> None:
+        import pandas  # noqa: F401  (the CSV export's)
+
+        load = getattr(self.gate.moderator if self.gate else None, "load", None)
+        if load is not None:
+            try:
+                load()
+            except Exception:  # the QC step reports it properly when it runs
+                log.debug("warm-up of the moderator failed", exc_info=True)
+
     async def close(self) -> None:
+        if self._warm_up is not None:
+            await self._warm_up
         await self._stack.aclose()
 
     async def __aenter__(self) -> PipelineRun:

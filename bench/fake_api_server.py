@@ -1,0 +1,52 @@
+"""Run the fake OpenAI-compatible server in its own process, with realistic latency.
+
+Latency = --latency + --per-token × completion tokens, like a real API. Prints
+its base URL on the first line of stdout, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from fake_openai import FakeOpenAI  # noqa: E402
+
+# About 300 words: a realistic section for max_tokens 400.
+SECTION = " ".join([(
+    "A good habit starts small and grows with practice over many weeks. "
+    "Teams that measure before they change anything avoid most surprises later on. "
+    "Write the number down, compare it with the last one, and share what you learned with the rest. "
+    "When something breaks, read the error message slowly, then find the smallest example that shows it. "
+    "Fix that, add a test, and move on to the next problem on the list without hurry."
+)] * 4)
+
+
+def reply(body: dict) -> str:
+    prompt = body["messages"][-1]["content"].lower()
+    if "write the section" in prompt:
+        return SECTION
+    if "outline" in prompt:
+        return "1. Why it matters\n2. How it works\n3. A worked example\n4. Common mistakes\n5. Next steps"
+    return "A Practical Guide for Busy Developers"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--per-token", type=float, default=0.01)
+    args = parser.parse_args()
+    fake = FakeOpenAI(reply=reply, latency=args.latency, per_token_latency=args.per_token).start()
+    print(fake.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
