@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from conftest import ROOT, SECRET_KEY, run_cli
 from fake_openai import Fault, FakeOpenAI
 
@@ -75,6 +76,15 @@ def test_run_exports_every_topic_with_exact_stage_parameters(basic_spec, cli_env
     # token totals agree with the API's own count, and the key is nowhere
     assert frame["total_tokens"].sum() == fake_api.total_tokens
     assert frame["prompt_tokens"].sum() == fake_api.state.prompt_tokens
+    # the run's metrics file agrees with the CSV and the API, per stage
+    families = {f.name: f for f in text_string_to_metric_families((run_dir / "metrics.prom").read_text())}
+    prompt = {s.labels["stage"]: s.value for s in families["copydesk_prompt_tokens"].samples
+              if s.name.endswith("_total")}
+    completion = sum(s.value for s in families["copydesk_completion_tokens"].samples if s.name.endswith("_total"))
+    assert set(prompt) == {"title", "outline", "expansion"}
+    assert sum(prompt.values()) == fake_api.state.prompt_tokens
+    assert completion == fake_api.state.completion_tokens == frame["completion_tokens"].sum()
+    assert (tmp_path / "out" / "copydesk.prom").is_file()  # the cumulative textfile next to the runs
     assert SECRET_KEY not in _all_output_text(run_dir)
     assert SECRET_KEY not in result.stdout + result.stderr
     assert all(h.get("Authorization") == f"Bearer {SECRET_KEY}" for h in fake_api.state.headers)

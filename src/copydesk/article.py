@@ -35,7 +35,8 @@ class Article:
     sections: list[Section] = field(default_factory=list)
     status: Status = Status.INCOMPLETE
     reasons: list[str] = field(default_factory=list)
-    usage_by_stage: dict[str, Usage] = field(default_factory=dict)
+    #: Usage per (stage, model sent): what prices the article.
+    usage_by_call: dict[tuple[str, str], Usage] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
     fallback_from: str | None = None
     calls: int = 0
@@ -52,13 +53,14 @@ class Article:
     @property
     def usage(self) -> Usage:
         total = Usage()
-        for usage in self.usage_by_stage.values():
+        for usage in self.usage_by_call.values():
             total = total + usage
         return total
 
-    def add_usage(self, stage: str, usage: Usage | None) -> None:
+    def add_usage(self, stage: str, model: str, usage: Usage | None) -> None:
         if usage is not None:
-            self.usage_by_stage[stage] = self.usage_by_stage.get(stage, Usage()) + usage
+            key = (stage, model)
+            self.usage_by_call[key] = self.usage_by_call.get(key, Usage()) + usage
 
     def note_model(self, model: str) -> None:
         if model not in self.models:

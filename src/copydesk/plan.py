@@ -69,7 +69,9 @@ def make_plan(
     n_sections = outline_spec.max_sections
     title = "x" * (MAX_TITLE_CHARS * _WIDE)
     headings = [f"{i}" + "x" * (MAX_HEADING_CHARS * _WIDE - 1) for i in range(n_sections)]
-    price_overrides = {m: (p.input, p.output) for m, p in spec.pricing.items()}
+    from copydesk.pricing import resolve_prices
+
+    price_overrides = resolve_prices({m: (p.input, p.output) for m, p in spec.pricing.items()})
 
     totals = {name: [0, 0, 0] for name in ("title", "outline", "expansion")}  # calls, prompt, completion
     for topic in topics:

@@ -33,6 +33,7 @@ from copydesk.client import ApiEndpoint, ChatClient
 from copydesk.errors import ApiError, CopydeskError, InputError, TopicError
 from copydesk.export import RunExporter
 from copydesk.limiter import AdaptiveLimiter, RateLimiter
+from copydesk.metrics import CUMULATIVE_TEXTFILE, RUN_TEXTFILE
 from copydesk.prompts import PromptLibrary
 from copydesk.settings import Settings
 from copydesk.slugs import SlugRegistry
@@ -152,6 +153,9 @@ class PipelineRun:
         limit = request.budget or spec.budget.max_total_tokens
         self.budget = TokenBudget(limit, warn_at=spec.budget.warn_at)
         self.concurrency = request.concurrency or spec.concurrency
+        from copydesk.pricing import resolve_prices
+
+        self.prices = resolve_prices({m: (p.input, p.output) for m, p in spec.pricing.items()})
         self.articles: list[Article] = []
         self.started = time.perf_counter()
         self.gateway: CallGateway | None = None
@@ -178,9 +182,11 @@ class PipelineRun:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.exporter = RunExporter(self.run_dir, run_id=self.run_id, language=self.spec.language, pipeline=self.spec.name)
-        self.metrics = RunMetrics(self.spec.name)
-        self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         self.endpoint = await self._endpoint()
+        self.metrics = RunMetrics(self.spec.name, prices=self.prices)
+        for stage, _ in self.spec.stages.items():
+            self.metrics.prepare(stage, self.local_model or self.spec.model_for(stage))
+        self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         client = ChatClient(
             self.endpoint,
             timeout=self.settings.request_timeout,
@@ -331,20 +337,12 @@ class PipelineRun:
             if not article.path:  # never exported (cancelled before its turn): still gets its row
                 article.fail("not written: the run stopped before this article started")
                 self.export(article)
-        overrides = {m: (p.input, p.output) for m, p in self.spec.pricing.items()}
         rows, total_cost, cost_known = [], 0.0, True
         for article in self.articles:
-            cost = None
-            for stage, usage in article.usage_by_stage.items():
-                model = article.models[0] if article.models else self.spec.model_for(stage)
-                part = estimate_cost(model, usage.prompt_tokens, usage.completion_tokens, overrides)
-                if part is None:
-                    cost_known = False
-                    cost = None
-                    break
-                cost = (cost or 0.0) + part
-            if cost is not None:
-                total_cost += cost
+            cost = self._article_cost(article, estimate_cost)
+            if cost is None and article.usage_by_call:
+                cost_known = False
+            total_cost += cost or 0.0
             rows.append(self.exporter.row(article, cost))
             self.metrics.record_article(article.status.value)
         self.exporter.remove_stale({a.path for a in self.articles})
@@ -384,8 +382,22 @@ class PipelineRun:
         )
         self.exporter.write_json("summary.json", summary.to_dict())
         self.metrics.set_budget(self.budget.limit, self.budget.remaining)
-        self.metrics.write_textfile(self.run_dir / "metrics.prom")
+        self.metrics.write_textfile(self.run_dir / RUN_TEXTFILE)
+        # One cumulative file next to the run folders, for a textfile collector or `copydesk serve`.
+        try:
+            self.metrics.accumulate_textfile(self.run_dir.parent / CUMULATIVE_TEXTFILE)
+        except OSError as exc:
+            log.warning("could not update %s: %s", self.run_dir.parent / CUMULATIVE_TEXTFILE, exc)
         return summary
+
+    def _article_cost(self, article: Article, estimate_cost: Any) -> float | None:
+        cost = 0.0
+        for (_, model), usage in article.usage_by_call.items():
+            part = estimate_cost(model, usage.prompt_tokens, usage.completion_tokens, self.prices)
+            if part is None:
+                return None
+            cost += part
+        return cost
 
 
 class _Unavailable:

@@ -132,7 +132,8 @@ class ArticleWriter:
         result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request))
         article.calls += 1
         article.cached_calls += int(result.cached)
-        article.add_usage(stage, result.completion.usage)
+        sent_model = self.gateway.fallback_model if result.fallback_from else request.model
+        article.add_usage(stage, sent_model or request.model, result.completion.usage)
         article.note_model(result.completion.model)
         if result.fallback_from:
             article.fallback_from = result.fallback_from
