@@ -219,11 +219,6 @@ async def test_auth_errors_name_the_variable_and_hide_the_key(status: int) -> No
     assert KEY[-12:] not in str(error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the server's error detail is copied into the AuthenticationError message verbatim; "
-    "a server (or proxy) that echoes the rejected key leaks it into logs and the CLI output",
-)
 async def test_auth_error_never_contains_the_key_even_if_the_server_echoes_it() -> None:
     error = await error_for(httpx.Response(401, json={"error": {"message": f"Incorrect API key provided: {KEY}"}}))
     assert isinstance(error, AuthenticationError)
@@ -350,12 +345,6 @@ async def test_connect_error_is_a_transport_error_before_sending() -> None:
     assert "OPENAI_BASE_URL" in str(error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ChatClient._send catches httpx.ConnectError first and every other TimeoutException as "
-    "sent=True; ConnectTimeout and PoolTimeout are timeouts before a byte was sent, so they are wrongly "
-    "counted as charged and drain the budget while the server is unreachable",
-)
 @pytest.mark.parametrize("exc_type", [httpx.ConnectTimeout, httpx.PoolTimeout])
 async def test_timeouts_before_sending_are_not_charged(exc_type: type[httpx.TimeoutException]) -> None:
     def handler(req: httpx.Request) -> httpx.Response:

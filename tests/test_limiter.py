@@ -191,11 +191,6 @@ async def test_the_tighter_limit_wins(clock: _VirtualClock) -> None:
     assert sum(1 for s in stamps if s >= 540) <= 61
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RateLimiter's bucket starts full with capacity = rpm, so the first rpm requests are not "
-    "spaced out at all",
-)
 async def test_rpm_spaces_out_requests_from_the_start() -> None:
     rl = RateLimiter(rpm=120)  # one request per 0.5 s
     started = time.monotonic()
@@ -206,11 +201,6 @@ async def test_rpm_spaces_out_requests_from_the_start() -> None:
     assert elapsed < 1.5 * 1.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RateLimiter's bucket starts full with capacity = rpm, so the first minute admits the "
-    "initial burst of rpm requests plus another rpm refilled during that minute: 2x 'requests per minute, at most'",
-)
 async def test_rpm_is_never_exceeded_in_any_minute(clock: _VirtualClock) -> None:
     rpm = 120
     stamps = await run_for(RateLimiter(rpm=rpm), clock, 180)

@@ -116,8 +116,8 @@ def article(status: Status = Status.PUBLISHED, **changes: object) -> Article:
         status=status,
         slug="yi-bu-bian-cheng-ru-men",
     )
-    base.add_usage("title", Usage(10, 5, 15))
-    base.add_usage("expansion", Usage(100, 200, 300))
+    base.add_usage("title", "gpt-4o-mini", Usage(10, 5, 15))
+    base.add_usage("expansion", "gpt-4o-mini", Usage(100, 200, 300))
     base.note_model("gpt-4o-mini")
     for key, value in changes.items():
         setattr(base, key, value)

@@ -42,11 +42,6 @@ def test_clean_title(raw: str, expected: str) -> None:
     assert clean_title(raw) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: quotes are stripped before the trailing full stop, so a quoted title followed by '.'/'。' "
-    "keeps its closing quote (same in parse_outline's _clean_heading)",
-)
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [('"Async Python".', "Async Python"), ('Title: "Async Python".', "Async Python"), ("《异步编程》。", "异步编程")],
@@ -83,11 +78,6 @@ def test_preamble_words_inside_a_real_title_are_kept() -> None:
     assert clean_title("Here Is Why Asyncio Matters") == "Here Is Why Asyncio Matters"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bare interjection line ('Sure!', 'Certainly!') before the title is returned as the title, "
-    "because a preamble is only skipped when its line ends with a colon",
-)
 @pytest.mark.parametrize("raw", ["Sure!\n\nAsync Python", "Certainly!\nAsync Python", "Sure.\nAsync Python"])
 def test_clean_title_skips_a_bare_interjection_line(raw: str) -> None:
     assert clean_title(raw) == "Async Python"
@@ -105,11 +95,6 @@ def test_clean_title_caps_long_titles_at_a_word_boundary() -> None:
     assert title[:-1].split(" ")[-1] == "word"  # no word cut in half
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: clean_title truncates to MAX_TITLE_CHARS and then appends '…', so a title without spaces "
-    "(every Chinese title) comes out MAX_TITLE_CHARS + 1 long",
-)
 @pytest.mark.parametrize("raw", ["x" * 300, "标题" * 150])
 def test_clean_title_caps_long_titles_without_spaces(raw: str) -> None:
     title = clean_title(raw)
@@ -222,20 +207,10 @@ def test_empty_answer_gives_no_sections() -> None:
     assert outline("   \n\n") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _from_json takes the first '[' anywhere in the text; '[2023]' inside a list line decodes "
-    "to a JSON list without strings and the whole outline comes back empty instead of falling back to lines",
-)
 def test_brackets_inside_a_line_list_are_not_json() -> None:
     assert outline("1. What changed [2023]\n2. Setup\n3. Wrap-up") == ["What changed [2023]", "Setup", "Wrap-up"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: numbering after a markdown heading marker ('## 1. Intro') is kept in the heading, "
-    "because the list marker is stripped only once",
-)
 def test_numbered_markdown_headings() -> None:
     assert outline("## 1. Intro\n## 2. Setup") == ["Intro", "Setup"]
 

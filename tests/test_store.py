@@ -87,11 +87,6 @@ def test_truncated_last_line_is_skipped_and_the_rest_loaded(tmp_path: Path, capl
     reloaded.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CallStore._load reads the file in text mode, so a last line cut inside a multi-byte "
-    "UTF-8 character (any Chinese article) raises UnicodeDecodeError out of CallStore() and the resume crashes",
-)
 def test_truncated_multibyte_character_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
     store = CallStore(path)
@@ -106,12 +101,6 @@ def test_truncated_multibyte_character_is_skipped(tmp_path: Path) -> None:
     reloaded.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after loading a file whose last line was cut short, CallStore appends the next record "
-    "to that partial line; the merged line is unreadable, so the first call of the resumed run is lost "
-    "again on the next resume (and paid twice)",
-)
 def test_records_written_after_a_truncated_line_survive_the_next_reload(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
     store = CallStore(path)

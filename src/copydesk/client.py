@@ -6,7 +6,8 @@ Retries, the budget and the limiter live in `copydesk.calls`. The transport is
 injectable, so unit tests use `httpx.MockTransport` and never the network.
 
 The key is held as a `SecretStr` and only ever read while building the
-`Authorization` header; no message raised here contains it.
+`Authorization` header and to redact it: no message raised here contains it,
+even when a server (or a proxy) echoes it back in its answer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import email.utils
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +91,12 @@ class ApiEndpoint:
     def describe(self) -> str:
         return self.base_url
 
+    def redact(self, text: str) -> str:
+        """`text` with every occurrence of the key replaced by "[redacted]"; applied to
+        whatever the server says before it goes into an exception message."""
+        key = self.api_key.get_secret_value() if self.api_key is not None else ""
+        return text.replace(key, "[redacted]") if key else text
+
 
 class ChatClient:
     def __init__(
@@ -124,7 +132,7 @@ class ChatClient:
         response = await self._send("POST", "chat/completions", json=request.payload())
         if response.status_code >= 400:
             raise await self._error(response, request.model)
-        return parse_completion(response, request.model)
+        return parse_completion(response, request.model, redact=self.endpoint.redact)
 
     async def list_models(self) -> list[str]:
         response = await self._send("GET", "models")
@@ -149,11 +157,16 @@ class ChatClient:
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
+        # Nothing was sent (so nothing charged) when no connection could be made or taken from the pool.
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransportError(
                 f"cannot connect to {self.endpoint.describe()} ({type(exc).__name__}); "
                 "check OPENAI_BASE_URL and that the server is running",
                 sent=False,
+            ) from exc
+        except httpx.PoolTimeout as exc:
+            raise TransportError(
+                f"no free connection to {self.endpoint.describe()} in time ({type(exc).__name__})", sent=False
             ) from exc
         except httpx.TimeoutException as exc:
             raise TransportError(
@@ -166,7 +179,7 @@ class ChatClient:
 
     async def _error(self, response: httpx.Response, model: str | None) -> ApiError:
         status = response.status_code
-        detail = _error_detail(response)
+        detail = _error_detail(response, self.endpoint.redact)
         retry_after = retry_after_seconds(response.headers)
         where = self.endpoint.describe()
         if status in (401, 403):
@@ -181,7 +194,7 @@ class ChatClient:
                 available = await self.list_models()
             except ApiError:
                 pass
-            offered = f"; the server offers: {', '.join(available)}" if available else ""
+            offered = f"; the server offers: {self.endpoint.redact(', '.join(available))}" if available else ""
             return ModelNotFoundError(
                 f"model {model!r} is not available at {where} ({detail}){offered}",
                 model=model,
@@ -197,12 +210,19 @@ class ChatClient:
 # ------------------------------------------------------------------------------ parsing
 
 
-def parse_completion(response: httpx.Response, model: str) -> Completion:
+def _unchanged(text: str) -> str:
+    return text
+
+
+def parse_completion(
+    response: httpx.Response, model: str, *, redact: Callable[[str], str] = _unchanged
+) -> Completion:
+    """The completion in a 200 answer; `redact` cleans the server's text quoted in errors."""
     try:
         data = response.json()
     except ValueError as exc:
         raise MalformedResponseError(
-            f"the chat-completions answer is not JSON: {response.text[:120]!r}", charged=True
+            f"the chat-completions answer is not JSON: {redact(response.text)[:120]!r}", charged=True
         ) from exc
     try:
         choice = data["choices"][0]
@@ -215,7 +235,7 @@ def parse_completion(response: httpx.Response, model: str) -> Completion:
         finish_reason = choice.get("finish_reason")
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise MalformedResponseError(
-            f"the chat-completions answer has no usable choices[0].message.content: {str(data)[:120]!r}",
+            f"the chat-completions answer has no usable choices[0].message.content: {redact(str(data))[:120]!r}",
             charged=True,
         ) from exc
     return Completion(
@@ -238,17 +258,19 @@ def _parse_usage(raw: Any) -> Usage | None:
     return Usage(prompt, completion, max(total, prompt + completion))
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: httpx.Response, redact: Callable[[str], str]) -> str:
+    """The server's own explanation of an error, redacted before it is shortened
+    (so that no part of the key survives a cut)."""
     try:
         data = response.json()
         error = data.get("error", data) if isinstance(data, dict) else data
         if isinstance(error, dict):
-            message = error.get("message") or error.get("detail") or json.dumps(error)[:300]
+            message = error.get("message") or error.get("detail") or redact(json.dumps(error))[:300]
         else:
             message = str(error)
     except ValueError:
         message = response.text.strip() or response.reason_phrase
-    return str(message)[:500]
+    return redact(str(message))[:500]
 
 
 def _is_model_error(detail: str, model: str) -> bool:

@@ -6,7 +6,10 @@ a burst of 429s from one overload counts once), and grows back by one call per
 window's worth of successes. It never exceeds the cap.
 
 `RateLimiter` enforces the spec's proactive `rate_limits` (requests and tokens
-per minute) with two token buckets refilled continuously.
+per minute) by virtual scheduling (GCRA without burst allowance): each admitted
+call books its share of the minute, and the next call starts once that share has
+passed. The limit therefore holds from the very first call; there is no initial
+burst.
 """
 
 from __future__ import annotations
@@ -66,31 +69,29 @@ class AdaptiveLimiter:
             self.shrinks += 1
 
 
-class _Bucket:
+class _Pace:
+    """At most `per_minute` units a minute: admitting `amount` units books
+    `amount * 60 / per_minute` seconds, and nothing else starts before they have passed.
+
+    Nothing accumulates while idle, so there is never a burst. A single call larger
+    than a minute's worth (tokens) is admitted as soon as the pace is free, and then
+    holds back the calls after it for as long as its size requires."""
+
     def __init__(self, per_minute: int) -> None:
-        self.capacity = float(per_minute)
-        self.level = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.stamp = time.monotonic()
+        self.interval = 60.0 / per_minute
+        self.next_free = float("-inf")  # the first call starts at once
 
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def wait_time(self, amount: float) -> float:
-        self._refill()
-        amount = min(amount, self.capacity)  # a single call larger than the bucket waits for a full one
-        return 0.0 if self.level >= amount else (amount - self.level) / self.rate
+    def wait_time(self) -> float:
+        return max(0.0, self.next_free - time.monotonic())
 
     def take(self, amount: float) -> None:
-        self.level -= min(amount, self.capacity)
+        self.next_free = max(self.next_free, time.monotonic()) + amount * self.interval
 
 
 class RateLimiter:
     def __init__(self, rpm: int | None = None, tpm: int | None = None) -> None:
-        self._requests = _Bucket(rpm) if rpm else None
-        self._tokens = _Bucket(tpm) if tpm else None
+        self._requests = _Pace(rpm) if rpm else None
+        self._tokens = _Pace(tpm) if tpm else None
         self._lock: asyncio.Lock | None = None
 
     @property
@@ -105,8 +106,8 @@ class RateLimiter:
         async with self._lock:  # first come, first served
             while True:
                 wait = max(
-                    self._requests.wait_time(1) if self._requests else 0.0,
-                    self._tokens.wait_time(tokens) if self._tokens else 0.0,
+                    self._requests.wait_time() if self._requests else 0.0,
+                    self._tokens.wait_time() if self._tokens else 0.0,
                 )
                 if wait <= 0:
                     break

@@ -26,6 +26,11 @@ _HEADING_LABEL = re.compile(r"^(?:section|part|chapter|step)\s*\d+\s*[:：.\-–
 _PREAMBLE = re.compile(
     r"^(?:here(?:'s| is| are)\b|sure\b|certainly\b|outline\b|the outline\b|below\b|以下|下面|大纲)", re.IGNORECASE
 )
+#: A line that is only an interjection ("Sure!", "Certainly.", "好的！") says nothing about the title.
+_INTERJECTION = re.compile(
+    r"(?:sure|certainly|of course|okay|ok|absolutely|好的|当然)\s*[.!,。！，、…~]*", re.IGNORECASE
+)
+_MD_HEADING_MARKER = re.compile(r"^(\s*)#{1,6}\s*")
 
 
 def strip_markdown(text: str) -> str:
@@ -36,6 +41,10 @@ def strip_markdown(text: str) -> str:
 
 def _strip_quotes(text: str) -> str:
     text = text.strip()
+    # '"Async Python".' / '《异步编程》。': the full stop after the closing quote goes first,
+    # or the quotes are not recognised as a pair.
+    if len(text) >= 3 and text[0] in _QUOTES and text[-1] in ".。" and text[-2] in _QUOTES:
+        text = text[:-1].rstrip()
     while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
         text = text[1:-1].strip()
     return text.strip(_QUOTES).strip()
@@ -48,13 +57,18 @@ def clean_title(raw: str) -> str:
         line = _strip_quotes(_LIST_MARKER.sub("", line) if _LIST_MARKER.match(line) and len(line) > 3 else line)
         line = _LABEL.sub("", line)
         line = re.sub(r"\s+", " ", line).strip().rstrip(".。")
-        if not line or (_PREAMBLE.match(line) and raw_line.rstrip().endswith((":", "："))):
+        if not line or _INTERJECTION.fullmatch(line):
             continue
-        return truncate(line, MAX_TITLE_CHARS)
+        if _PREAMBLE.match(line) and raw_line.rstrip().endswith((":", "：")):
+            continue
+        # truncate() may add an ellipsis after `limit` characters.
+        return line if len(line) <= MAX_TITLE_CHARS else truncate(line, MAX_TITLE_CHARS - 1)
     return ""
 
 
 def truncate(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, at a word boundary when there is one in its
+    second half, plus "…" when anything was cut: at most `limit + 1` characters."""
     if len(text) <= limit:
         return text
     cut = text[:limit]
@@ -84,16 +98,20 @@ def _from_json(raw: str) -> list[str] | None:
     fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
     if fence:
         text = fence.group(1).strip()
-    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
-    if start < 0:
+    # JSON starts a line; a bracket inside a line ("1. What changed [2023]") is just text.
+    start = re.search(r"^\s*[\[{]", text, re.MULTILINE)
+    if start is None:
         return None
+    text = text[start.end() - 1 :]
     try:
-        data = json.loads(text[start:])
+        data = json.loads(text)
+        whole = True
     except ValueError:
         try:
-            data, _ = json.JSONDecoder().raw_decode(text[start:])
+            data, _ = json.JSONDecoder().raw_decode(text)
         except ValueError:
             return None
+        whole = False
     if isinstance(data, dict):
         for key in ("sections", "outline", "headings", "items"):
             if isinstance(data.get(key), list):
@@ -112,18 +130,25 @@ def _from_json(raw: str) -> list[str] | None:
                 if isinstance(item.get(key), str):
                     items.append(item[key])
                     break
+    if not items and not whole:
+        return None  # e.g. "[1] Intro\n[2] Setup": a JSON-looking prefix of a plain list
     return items
 
 
 def _from_lines(raw: str) -> list[str]:
     lines = [line for line in raw.replace("\r", "\n").split("\n") if line.strip()]
-    marked = [line for line in lines if _LIST_MARKER.match(line) and _LIST_MARKER.sub("", line).strip()]
+    marked = [line for line in lines if _LIST_MARKER.match(line) and _strip_list_marker(line).strip()]
     # Nested bullets (indented) are details of the heading above; keep the top level.
     if marked:
         indent = min(len(line) - len(line.lstrip()) for line in marked)
         top = [line for line in marked if len(line) - len(line.lstrip()) == indent]
-        return [_LIST_MARKER.sub("", line) for line in top]
+        return [_strip_list_marker(line) for line in top]
     return [line for line in lines if not _PREAMBLE.match(line.strip())]
+
+
+def _strip_list_marker(line: str) -> str:
+    """Drop a markdown heading marker, then a list marker: `## 1. Intro` -> `Intro`."""
+    return _LIST_MARKER.sub("", _MD_HEADING_MARKER.sub(r"\1", line, count=1), count=1)
 
 
 def _clean_heading(heading: str) -> str:

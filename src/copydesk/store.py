@@ -46,27 +46,38 @@ class CallStore:
         self._lock = threading.Lock()
         self._file = None
         if path is not None:
-            self._load(path)
+            complete = self._load(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("a", encoding="utf-8")
+            if not complete:
+                # End the cut-short last line, so the next record starts a line of its own.
+                self._file.write("\n")
+                self._file.flush()
 
     def __len__(self) -> int:
         return len(self._records)
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path) -> bool:
+        """Load every readable record; False when the last line has no newline (cut short)."""
         if not path.exists():
-            return
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
+            return True
+        complete = True
+        # Binary, decoded line by line: a line cut inside a multi-byte character is
+        # one unreadable record, not an error for the whole file.
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                complete = raw.endswith(b"\n")
                 try:
-                    row = json.loads(line)
+                    row = json.loads(raw.decode("utf-8"))
                     usage = Usage(*row["usage"]) if row.get("usage") else None
                     self._records[row["key"]] = Completion(
                         text=row["text"], finish_reason=row.get("finish_reason"), usage=usage, model=row["model"]
                     )
                 except (ValueError, KeyError, TypeError):
                     # The last line of a killed process may be cut short; anything else is worth a word.
+                    # (UnicodeDecodeError is a ValueError.)
                     log.warning("%s:%d: skipping an unreadable record", path, number)
+        return complete
 
     def get(self, key: str) -> Completion | None:
         return self._records.get(key)
