@@ -245,6 +245,10 @@ class FakeOpenAI:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
                 self._send(handler, 429, {"error": {"message": "Rate limit reached", "type": "requests"}}, headers)
                 return
+            if kind == "quota":
+                self._send(handler, 429, {"error": {"message": "You exceeded your current quota",
+                                                    "type": "insufficient_quota", "code": "insufficient_quota"}})
+                return
             if kind in ("500", "502", "503"):
                 self._send(handler, int(kind), {"error": {"message": "The server had an error"}})
                 return

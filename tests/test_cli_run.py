@@ -130,6 +130,14 @@ def test_wrong_key_exits_4_fast_without_retry_storm(basic_spec, cli_env, fake_ap
     assert len(frame) == 3 and set(frame["status"]) == {"incomplete"}
 
 
+def test_exhausted_quota_stops_the_run_without_retrying(basic_spec, cli_env, fake_api, tmp_path):
+    fake_api.inject(*["quota"] * 20)
+    result = run_cli(["run", str(basic_spec), "-t", "a", "-t", "b", "--out", str(tmp_path / "out")], cli_env)
+    assert result.returncode == 1, result.stderr
+    assert "quota" in result.stderr
+    assert len(fake_api.state.requests) <= 2  # one attempt per started article, no retry storm
+
+
 def test_unknown_model_exits_2_and_lists_models(basic_spec, cli_env, fake_api, tmp_path):
     spec = yaml.safe_load(basic_spec.read_text())
     spec["model"] = "gpt-9-imaginary"

@@ -26,6 +26,7 @@ from copydesk.errors import (
     BudgetExhausted,
     MalformedResponseError,
     ModelNotFoundError,
+    QuotaExceededError,
     RateLimitError,
 )
 from copydesk.limiter import AdaptiveLimiter, RateLimiter
@@ -105,7 +106,7 @@ class CallGateway:
                 self.fatal = exc
                 raise
             completion = await self._fall_back(stage, request, model, exc)
-        except (AuthenticationError, BudgetExhausted, ModelNotFoundError):
+        except (AuthenticationError, QuotaExceededError, BudgetExhausted, ModelNotFoundError):
             raise
         except ApiError as exc:
             if not exc.retryable or not self._can_fall_back(model):
@@ -141,7 +142,7 @@ class CallGateway:
             async for attempt in retrying:
                 with attempt:
                     return await self._attempt(stage, request)
-        except AuthenticationError as exc:
+        except (AuthenticationError, QuotaExceededError) as exc:
             self.fatal = exc
             raise
         except ApiError as exc:

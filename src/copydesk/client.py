@@ -29,6 +29,7 @@ from copydesk.errors import (
     BadRequestError,
     MalformedResponseError,
     ModelNotFoundError,
+    QuotaExceededError,
     RateLimitError,
     ServerError,
     TransportError,
@@ -199,6 +200,12 @@ class ChatClient:
                 f"model {model!r} is not available at {where} ({detail}){offered}",
                 model=model,
                 available=available,
+            )
+        if status == 429 and "insufficient_quota" in response.text:
+            return QuotaExceededError(
+                f"{where} says the account is out of quota (HTTP 429 insufficient_quota: {detail}); "
+                "retrying cannot help: add credit or use another key",
+                status_code=status,
             )
         if status == 429:
             return RateLimitError(f"rate limited by {where}: {detail}", status_code=status, retry_after=retry_after)

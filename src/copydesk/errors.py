@@ -9,6 +9,7 @@
     │   ├── AuthenticationError        exit 4: 401/403, the key is wrong; never retried
     │   ├── ModelNotFoundError         exit 2: 404 for the model; lists the models offered
     │   ├── BadRequestError            400: that article is incomplete, the batch goes on
+    │   ├── QuotaExceededError         429 insufficient_quota: out of credit; stops the run, never retried
     │   ├── RateLimitError             429 after every retry
     │   ├── ServerError                5xx after every retry
     │   ├── TransportError             timeout or dropped connection after every retry
@@ -84,6 +85,10 @@ class ModelNotFoundError(ApiError):
 
 class BadRequestError(ApiError):
     pass
+
+
+class QuotaExceededError(ApiError):
+    """The account has no credit left: every later call would fail the same way."""
 
 
 class RateLimitError(ApiError):

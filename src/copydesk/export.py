@@ -155,7 +155,7 @@ class RunExporter:
             "cached_calls": article.cached_calls,
         }
 
-    def write_csv(self, rows: Iterable[dict[str, Any]]) -> Path:
+    def write_csv(self, rows: Iterable[dict[str, Any]], *, bom: bool = True) -> Path:
         import pandas as pd  # imported here: it costs ~0.3 s and only the CSV needs it
 
         frame = pd.DataFrame(list(rows), columns=CSV_COLUMNS)
@@ -163,7 +163,7 @@ class RunExporter:
             frame[column] = frame[column].map(neutralise)
         frame["grammar_issues"] = frame["grammar_issues"].astype("Int64")
         path = self.run_dir / CSV_NAME
-        atomic_write(path, frame.to_csv(index=False, lineterminator="\r\n"), encoding="utf-8-sig")
+        atomic_write(path, frame.to_csv(index=False, lineterminator="\r\n"), encoding="utf-8-sig" if bom else "utf-8")
         return path
 
     def write_json(self, name: str, data: Any) -> Path:

@@ -319,7 +319,8 @@ class PipelineRun:
             article.slug = self._slugs.claim(
                 article.title or article.topic, fallback=f"article-{article.index + 1}", position=article.index + 1
             )
-        self.exporter.write_article(article)
+        if self.spec.export.markdown:
+            self.exporter.write_article(article)
         return article
 
     async def process(self, article: Article) -> Article:
@@ -334,8 +335,8 @@ class PipelineRun:
 
         assert self.exporter is not None and self.gateway is not None
         for article in self.articles:
-            if not article.path:  # never exported (cancelled before its turn): still gets its row
-                article.fail("not written: the run stopped before this article started")
+            if not article.slug:  # never exported (cancelled before its turn): still gets its row
+                article.fail("not exported: the run stopped before this article finished")
                 self.export(article)
         rows, total_cost, cost_known = [], 0.0, True
         for article in self.articles:
@@ -346,7 +347,8 @@ class PipelineRun:
             rows.append(self.exporter.row(article, cost))
             self.metrics.record_article(article.status.value)
         self.exporter.remove_stale({a.path for a in self.articles})
-        self.exporter.write_csv(rows)
+        if self.spec.export.csv:
+            self.exporter.write_csv(rows, bom=self.spec.export.csv_bom)
         self.exporter.write_json(
             "qc_report.json",
             {"run_id": self.run_id, "articles": [
