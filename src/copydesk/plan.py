@@ -6,7 +6,8 @@ bytes plus fixed chat-template overheads, plus the stage's `max_tokens`. Values
 produced by earlier stages are not known yet, so they are rendered at their
 largest: a title of MAX_TITLE_CHARS four-byte characters, `max_sections`
 headings of MAX_HEADING_CHARS four-byte characters. Every article is assumed to
-get `max_sections` sections. The result is therefore an upper bound of what a
+get `max_sections` sections and to need its outline asked for twice
+(`OUTLINE_ATTEMPTS`). The result is therefore an upper bound of what a
 run without retries can spend; retried attempts that the API may have billed
 (timeouts) are still capped by the budget.
 """
@@ -21,7 +22,7 @@ from copydesk.prompts import PromptLibrary
 from copydesk.runner import clean_topics
 from copydesk.spec import PipelineSpec
 from copydesk.stages import MAX_HEADING_CHARS, MAX_TITLE_CHARS, truncate
-from copydesk.writer import MAX_TOPIC_CHARS
+from copydesk.writer import MAX_TOPIC_CHARS, OUTLINE_ATTEMPTS
 # Four bytes per character is the UTF-8 maximum, so an ASCII string four times
 # as long has as many bytes as the worst real one.
 _WIDE = 4
@@ -78,7 +79,7 @@ def make_plan(
         base = prompts.context(truncate(topic, MAX_TOPIC_CHARS), overrides)
         contexts = {
             "title": [base],
-            "outline": [{**base, "title": title}],
+            "outline": [{**base, "title": title}] * OUTLINE_ATTEMPTS,
             "expansion": [
                 {**base, "title": title, "outline": headings, "section": headings[i],
                  "section_index": i + 1, "section_count": n_sections}

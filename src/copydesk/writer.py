@@ -23,6 +23,10 @@ from copydesk.store import call_key
 
 log = logging.getLogger("copydesk.writer")
 
+#: An outline that does not parse into min_sections headings is asked for again, once
+#: (small models often get it right the second time); `copydesk plan` counts both calls.
+OUTLINE_ATTEMPTS = 2
+
 #: Topics longer than this are cut (on a word boundary) before they reach a prompt.
 MAX_TOPIC_CHARS = 500
 
@@ -73,10 +77,14 @@ class ArticleWriter:
 
         # outline
         outline_stage = self.spec.stages.outline
-        completion = await self._call(article, "outline", 0, {**base, "title": article.title})
-        article.outline = parse_outline(
-            completion.text, min_sections=outline_stage.min_sections, max_sections=outline_stage.max_sections
-        )
+        for attempt in range(OUTLINE_ATTEMPTS):
+            completion = await self._call(article, "outline", attempt, {**base, "title": article.title})
+            article.outline = parse_outline(
+                completion.text, min_sections=outline_stage.min_sections, max_sections=outline_stage.max_sections
+            )
+            if len(article.outline) >= outline_stage.min_sections:
+                break
+            log.info("outline of %r unusable (%d sections); asking again", article.topic, len(article.outline))
         if len(article.outline) < outline_stage.min_sections:
             article.fail(
                 f"unusable outline: {len(article.outline)} section(s) parsed, at least "
