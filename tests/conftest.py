@@ -39,6 +39,9 @@ SECRET_KEY = "sk-test-NEVER-PRINT-ME-1234567890"
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
 
+# Session fixtures for the real LanguageTool and llama.cpp servers.
+pytest_plugins = ["conftest_services"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -43,6 +43,9 @@ from copydesk.writer import ArticleWriter
 
 log = logging.getLogger("copydesk.runner")
 
+#: Calls in flight at most against the embedded llama.cpp server (it queues the rest).
+LOCAL_MODEL_CONCURRENCY = 2
+
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -183,6 +186,12 @@ class PipelineRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.exporter = RunExporter(self.run_dir, run_id=self.run_id, language=self.spec.language, pipeline=self.spec.name)
         self.endpoint = await self._endpoint()
+        if self.local_model and self.concurrency > LOCAL_MODEL_CONCURRENCY:
+            # llama.cpp's server answers one request at a time; a deep queue only turns
+            # waiting into timeouts.
+            log.info("the embedded model serves one call at a time: concurrency %d -> %d",
+                     self.concurrency, LOCAL_MODEL_CONCURRENCY)
+            self.concurrency = LOCAL_MODEL_CONCURRENCY
         self.metrics = RunMetrics(self.spec.name, prices=self.prices)
         for stage, _ in self.spec.stages.items():
             self.metrics.prepare(stage, self.local_model or self.spec.model_for(stage))

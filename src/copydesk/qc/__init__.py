@@ -1,0 +1,1 @@
+"""The publish gate: grammar, moderation and content checks of an article."""

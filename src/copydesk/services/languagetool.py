@@ -1,0 +1,184 @@
+"""The embedded LanguageTool HTTP server, run from the jars in settings.languagetool_dir.
+
+    with languagetool_url(settings) as url:          # or: async with
+        GrammarChecker(url, "en-US").check(text)
+
+`languagetool_url` uses, in this order: `COPYDESK_LANGUAGETOOL_URL`; a server
+left running by `copydesk services start`; else a server started for the
+block and stopped after it (start-up to /v2/healthcheck takes 1-2 s here;
+the first check of a language then loads its rules: en-US ~2.5-5 s, de-DE
+~7-12 s and +300 MB RSS, zh-CN ~0.3 s).
+
+The server must include es, ca and pt: LanguageTool 6.8's language
+identifier looks them up at start-up and the server dies without them
+(scripts/languagetool/pom.xml lists them).
+
+The jars come from Maven Central through `scripts/fetch-languagetool.sh`
+(languagetool-server without language-all, plus the language modules in
+scripts/languagetool/pom.xml). LanguageTool 6.6 and later need Java 17+.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from copydesk.errors import ServiceError
+from copydesk.services.process import Endpoint, ManagedServer, find_running
+from copydesk.settings import Settings
+
+NAME = "languagetool"
+MAIN_CLASS = "org.languagetool.server.HTTPServer"
+HEALTH_PATH = "/v2/healthcheck"
+MIN_JAVA = 17
+FETCH_HINT = "run scripts/fetch-languagetool.sh"
+
+#: JVM options for a small shared machine (2 cores). SerialGC: no GC threads
+#: competing with the model server, and the smallest footprint. C1 only
+#: (TieredStopAtLevel=1): on 2 busy cores the C2 compiler threads compete with
+#: the checks themselves. Measured with bench/languagetool_bench.py on a busy
+#: 2-core machine (7 runs each), C1 only against the full tiered JIT:
+#: /v2/healthcheck after 1.0-1.7 s vs 1.2-3.4 s; first en-US check (rule
+#: loading) 2.5-4.8 s vs 3.9-9.0 s; 280-560 vs 330-660 ms per 1,000 words
+#: afterwards; ~330 vs ~390 MB RSS once warm.
+#: The heap cap comes from settings.languagetool_heap.
+JVM_OPTIONS = (
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Dfile.encoding=UTF-8",
+    "-Djava.awt.headless=true",
+)
+
+_HEAP = re.compile(r"^\d+[kKmMgG]?$")
+_JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
+
+
+def find_java() -> str:
+    """The java executable: $JAVA_HOME/bin/java, else the first on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / "java"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("java")
+    if found is None:
+        raise ServiceError(
+            f"LanguageTool needs Java {MIN_JAVA}+ and no `java` was found on PATH or in JAVA_HOME; "
+            "install it (Debian: apt-get install -y openjdk-17-jre-headless), "
+            f"then {FETCH_HINT}, or set COPYDESK_LANGUAGETOOL_URL to a running server"
+        )
+    return found
+
+
+@functools.lru_cache(maxsize=8)
+def java_major_version(java: str) -> int | None:
+    """Major version of `java` (8 for 1.8), or None when it cannot be told."""
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = _JAVA_VERSION.search(out.stderr + out.stdout)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def jar_problem(directory: Path) -> str | None:
+    """Why `directory` cannot run the LanguageTool server, or None when it can."""
+    if not directory.is_dir():
+        return f"{directory} does not exist"
+    if not any(directory.glob("languagetool-server-*.jar")):
+        return f"{directory} has no languagetool-server-*.jar"
+    if not any(directory.glob("language-*.jar")):
+        return f"{directory} has no language module (language-*.jar)"
+    return None
+
+
+def normalize_url(url: str) -> str:
+    """Base URL without a trailing '/' or '/v2' (language_tool_python adds '/v2/' itself)."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/v2"):
+        url = url[: -len("/v2")]
+    return url
+
+
+class LanguageToolServer(ManagedServer):
+    """LanguageTool's HTTP server (`org.languagetool.server.HTTPServer`) on 127.0.0.1."""
+
+    name = NAME
+    health_path = HEALTH_PATH
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        start_timeout: float = 120.0,
+        stop_grace: float = 10.0,
+        jvm_options: Sequence[str] = JVM_OPTIONS,
+    ) -> None:
+        super().__init__(state_dir=settings.state_dir, start_timeout=start_timeout, stop_grace=stop_grace)
+        self.settings = settings
+        self.jar_dir = Path(settings.languagetool_dir)
+        self.heap = settings.languagetool_heap.strip()
+        self.jvm_options = tuple(jvm_options)
+
+    def check_prerequisites(self) -> None:
+        if not _HEAP.match(self.heap):
+            raise ServiceError(
+                f"COPYDESK_LANGUAGETOOL_HEAP={self.heap!r} is not a Java heap size; use e.g. 512m or 1g"
+            )
+        java = find_java()
+        major = java_major_version(java)
+        if major is not None and major < MIN_JAVA:
+            raise ServiceError(
+                f"{java} is Java {major}; LanguageTool needs Java {MIN_JAVA}+ "
+                "(Debian: apt-get install -y openjdk-17-jre-headless, or point JAVA_HOME at a newer JDK)"
+            )
+        problem = jar_problem(self.jar_dir)
+        if problem is not None:
+            raise ServiceError(
+                f"LanguageTool is not installed: {problem}; {FETCH_HINT} "
+                "(or set COPYDESK_LANGUAGETOOL_DIR to a folder of its jars, "
+                "or COPYDESK_LANGUAGETOOL_URL to a running server)"
+            )
+
+    def build_command(self, port: int) -> list[str]:
+        return [
+            find_java(),
+            f"-Xmx{self.heap}",
+            *self.jvm_options,
+            "-cp",
+            str(self.jar_dir / "*"),
+            MAIN_CLASS,
+            "--port",
+            str(port),
+        ]
+
+
+def languagetool_url(settings: Settings) -> Endpoint:
+    """Context manager (sync or async) yielding the base URL of a LanguageTool server.
+
+    COPYDESK_LANGUAGETOOL_URL if set; else a healthy background server
+    (`copydesk services start`); else one started now and stopped when the
+    block ends.
+    """
+
+    def resolve() -> tuple[str, ManagedServer | None]:
+        if settings.languagetool_url:
+            return normalize_url(settings.languagetool_url), None
+        running = find_running(NAME, settings.state_dir)
+        if running is not None:
+            return running.url, None
+        server = LanguageToolServer(settings).start()
+        return server.url, server
+
+    return Endpoint(resolve)
