@@ -76,15 +76,26 @@ async def direct_samples(base_url: str, model: str, prompts: list[str], max_toke
 
 
 async def copydesk_client_samples(base_url: str, model: str, prompts: list[str], max_tokens: int) -> list[Sample]:
-    """The same requests through copydesk's client: to be filled in by the client's owner.
+    """The same requests through copydesk's call path: the gateway (budget, limiter,
+    retries, call store) over `copydesk.client.ChatClient`, one at a time."""
+    from copydesk.budget import TokenBudget
+    from copydesk.calls import CallGateway
+    from copydesk.client import ApiEndpoint, ChatClient, ChatRequest
+    from copydesk.limiter import AdaptiveLimiter
 
-    Send `request_body(model, prompt, max_tokens, seed=i)` for each prompt, one at
-    a time, with copydesk's own client (e.g. `copydesk.client.ChatClient` pointed
-    at `base_url`, or the budgeted `copydesk.calls` gateway), timing each call
-    with time.perf_counter() around the awaited call, and return one Sample per
-    prompt from the completion's usage.
-    """
-    raise NotImplementedError("copydesk_client_samples is not written yet")
+    samples = []
+    async with ChatClient(ApiEndpoint(base_url), timeout=300) as client:
+        gateway = CallGateway(client, TokenBudget(10**9), AdaptiveLimiter(1))
+        for i, prompt in enumerate(prompts):
+            body = request_body(model, prompt, max_tokens, seed=i)
+            request = ChatRequest(model=model, messages=tuple(body["messages"]),
+                                  params={k: v for k, v in body.items() if k not in ("model", "messages")})
+            started = time.perf_counter()
+            result = await gateway.complete("expansion", request, key=f"bench-{i}")
+            elapsed = time.perf_counter() - started
+            usage = result.completion.usage
+            samples.append(Sample(usage.prompt_tokens, usage.completion_tokens, elapsed))
+    return samples
 
 
 def tokens_per_second(samples: list[Sample]) -> float:
