@@ -1,41 +1,190 @@
-"""The `copydesk-run` flow: one flow run per batch, one task run per article.
+"""The `copydesk-run` flow, and `execute()`: what every copydesk flow runs.
 
 Everything here is wiring. The work (calls, budget, QC, export) happens in
 `copydesk.runner.PipelineRun`; tasks share its client, budget and limiter in
 the flow's event loop, so the budget and the concurrency cap hold across the
 whole batch. Resume does not rely on Prefect's result cache: the run's call
 store does it for one `write()` per call (see copydesk.store).
+
+`execute(request)` is the one orchestration every flow shares (the CLI's
+`copydesk-run`, the `editor` and the scheduled deployments in flows/editor.py):
+
+    prepare → open → one `article` task per topic (concurrently) → finish → close
+    → artifacts (table, summary, one Markdown per article; flows/artifacts.py)
+    → review: a pause waiting for an editor's decisions, when asked for (flows/review.py)
+
+The article tasks must run in the flow's own process: the budget, the limiter
+and the call store are in-process objects. `LocalRun` carries the run into the
+tasks and refuses to be pickled or used in another process, so a task runner
+that ships tasks elsewhere fails loudly instead of giving each process a budget
+of its own. One process at a time runs a run folder (`run_folder_lock`): a
+second run with the same run id is refused, never interleaved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from copydesk.article import Article
+from copydesk.article import Article, Status
+from copydesk.errors import InputError
 from copydesk.runner import PipelineRun, RunRequest
+from copydesk.settings import Settings
+
+log = logging.getLogger("copydesk.flows")
+
+#: Held by the process running a run folder (see `run_folder_lock`).
+LOCK_NAME = ".run.lock"
+
+CROSS_PROCESS_MESSAGE = (
+    "copydesk's article tasks must run in the flow run's own process: the token budget, the concurrency "
+    "limiter and the call store of a run are in-process objects, and a copy in another process would "
+    "spend a budget of its own. Use the default task runner (scale out with more flow runs, i.e. more "
+    "workers, instead)."
+)
+
+
+class LocalRun:
+    """A `PipelineRun` handed to tasks; it cannot leave the process that opened it."""
+
+    __slots__ = ("run", "pid")
+
+    def __init__(self, run: PipelineRun) -> None:
+        self.run = run
+        self.pid = os.getpid()
+
+    def get(self) -> PipelineRun:
+        if os.getpid() != self.pid:
+            raise RuntimeError(CROSS_PROCESS_MESSAGE)
+        return self.run
+
+    def __reduce__(self) -> Any:
+        raise TypeError(CROSS_PROCESS_MESSAGE)
+
+    def __repr__(self) -> str:
+        return f"LocalRun({self.run.run_id})"
 
 
 @task(name="article", cache_policy=NO_CACHE, task_run_name="article-{article.index}")
-async def article_task(run: PipelineRun, article: Article) -> Article:
+async def article_task(run: LocalRun, article: Article) -> Article:
     """Write, review and export one article (never raises: failures make it incomplete)."""
-    return await run.process(article)
+    return await run.get().process(article)
+
+
+def _accumulate_metrics(run: PipelineRun) -> None:
+    """Fold this run's metrics into the output folder's cumulative file (what `copydesk serve`'s
+    /metrics exposes). Never fails the run."""
+    try:
+        from copydesk.metrics import CUMULATIVE_TEXTFILE
+
+        if run.metrics is not None and hasattr(run.metrics, "accumulate_textfile"):
+            run.metrics.accumulate_textfile(run.run_dir.parent / CUMULATIVE_TEXTFILE)
+    except Exception as exc:  # metrics must never break a run
+        log.warning("could not update the cumulative metrics file: %s", exc)
+
+
+async def execute(
+    request: RunRequest,
+    *,
+    settings: Settings | None = None,
+    review_timeout: float = 0,
+    artifacts: bool = True,
+) -> dict[str, Any]:
+    """Run one batch as the current flow run; returns the run summary as a dict.
+
+    `review_timeout` > 0 pauses the flow run after export while any article
+    needs review, for at most that many seconds (see flows/review.py).
+    """
+    run = PipelineRun.prepare(request, settings)
+    with run_folder_lock(run.run_dir, run.run_id):
+        return await _execute(run, review_timeout=review_timeout, artifacts=artifacts)
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """One process per run folder: a second run with the same run id (a double click, a retry on
+    another worker while the first still runs) is refused instead of interleaving two call stores."""
+    import fcntl
+    import socket
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK_NAME, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise InputError(
+            f"run {run_id} is already running ({holder}); wait for it to finish, or choose another run id"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+async def _execute(run: PipelineRun, *, review_timeout: float, artifacts: bool) -> dict[str, Any]:
+    try:
+        await run.open()
+    except BaseException:
+        await run.close()  # whatever open() had started (a local model, a grammar server)
+        raise
+    handle = LocalRun(run)
+    try:
+        _accumulate_metrics(run)  # every series exists at 0 before it first moves
+        await asyncio.gather(*(article_task(handle, article) for article in run.articles))
+        summary = run.finish()
+    finally:
+        await run.close()
+    _accumulate_metrics(run)
+    result = summary.to_dict()
+    if artifacts:
+        from flows.artifacts import publish_run_artifacts
+
+        await publish_run_artifacts(run.run_dir, result)
+    if run.gateway is not None and run.gateway.fatal is not None:
+        fatal = run.gateway.fatal
+        fatal.summary = result  # the CLI still prints what was exported
+        raise fatal
+    if review_timeout > 0 and any(a.status == Status.NEEDS_REVIEW for a in run.articles):
+        from flows.review import review_run
+
+        outcome = await review_run(run.run_dir, timeout=review_timeout, pipeline=run.spec.name)
+        if outcome is not None:
+            result["review"] = outcome.to_dict()
+            if outcome.changed:
+                result["by_status"] = _counts(run.run_dir)
+                if artifacts:
+                    from flows.artifacts import publish_review_artifacts
+
+                    await publish_review_artifacts(run.run_dir, result, outcome)
+    return result
+
+
+def _counts(run_dir: Any) -> dict[str, int]:
+    import json
+
+    try:
+        return dict(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["by_status"])
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 @flow(name="copydesk-run", log_prints=False, validate_parameters=True)
 async def run_pipeline(request: RunRequest) -> dict:
     """Generate, check and export one article per topic with a pipeline spec."""
-    run = PipelineRun.prepare(request)
-    await run.open()
-    try:
-        await asyncio.gather(*(article_task(run, article) for article in run.articles))
-        summary = run.finish()
-    finally:
-        await run.close()
-    if run.gateway is not None and run.gateway.fatal is not None:
-        fatal = run.gateway.fatal
-        fatal.summary = summary.to_dict()  # the CLI still prints what was exported
-        raise fatal
-    return summary.to_dict()
+    return await execute(request)

@@ -74,6 +74,9 @@ def _prefect_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from copydesk.prefect_server import use_local_server
+
+    use_local_server()  # the server of `copydesk server start`, when PREFECT_API_URL is unset
 
 
 @app.command()
@@ -220,6 +223,15 @@ def services_status_cmd() -> None:
     for status in services_status(Settings()):
         state = f"running at {status.url} (pid {status.pid})" if status.running else "stopped"
         out.print(f"{status.name}: {state}", highlight=False)
+
+
+from copydesk.serve_cli import review as review_command  # noqa: E402
+from copydesk.serve_cli import serve as serve_command  # noqa: E402
+from copydesk.serve_cli import server_app  # noqa: E402
+
+app.command("serve")(serve_command)
+app.command("review")(review_command)
+app.add_typer(server_app, name="server")
 
 
 def main() -> None:

@@ -1,0 +1,90 @@
+"""The deployments `copydesk serve` offers, built from the pipelines folder.
+
+    editor                       copydesk-editor/editor, on demand
+    <spec name>                  copydesk-scheduled/<spec name>, for each spec with a schedule: block
+
+Every deployment enforces its parameter schema and loads its flow by module path
+(`flows.editor.editor`), so the runs that `copydesk serve` starts as
+subprocesses find their flow whatever the working folder. prefect.yaml declares
+the same deployments for a work pool (`prefect deploy --all`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from copydesk.catalog import scheduled_specs
+from copydesk.settings import Settings
+
+EDITOR_DEPLOYMENT = "editor"
+TAGS = ["copydesk"]
+
+
+@dataclass
+class DeploymentPlan:
+    deployments: list[Any] = field(default_factory=list)
+    #: (deployment name, what it does) for the start-up message.
+    described: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _list_pipelines(deployment: Any, names: list[str]) -> None:
+    """Name the folder's pipelines in the form's description of `pipeline` (the UI shows it)."""
+    if not names:
+        return
+    try:
+        prop = deployment._parameter_openapi_schema.properties["pipeline"]
+    except (AttributeError, KeyError):
+        return
+    prop["description"] = f"{prop.get('description', '')} In the pipelines folder: {', '.join(names)}.".strip()
+    prop["examples"] = names
+
+
+def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_review_timeout: int = 0) -> DeploymentPlan:
+    """`review_timeout`: how long scheduled runs wait, paused, for review decisions;
+    `editor_review_timeout`: the editor form's default (0: an editor run waits only when asked to)."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
+    from flows.editor import editor, scheduled
+
+    plan = DeploymentPlan()
+    plan.deployments.append(
+        editor.to_deployment(
+            name=EDITOR_DEPLOYMENT,
+            parameters={"review_timeout": editor_review_timeout},
+            description=(
+                "Write articles on demand: pick a pipeline from the pipelines folder, give topics, "
+                "optionally override vars and the token budget."
+            ),
+            tags=[*TAGS, "editor"],
+            enforce_parameter_schema=True,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+    )
+    found = scheduled_specs(settings.pipelines_dir)
+    plan.problems.extend(found.problems)
+    _list_pipelines(plan.deployments[0], found.names)
+    plan.described.append((f"copydesk-editor/{EDITOR_DEPLOYMENT}", f"on demand: {', '.join(found.names) or 'no valid spec yet'}"))
+    for spec in found.specs:
+        schedule = spec.schedule
+        assert schedule is not None
+        plan.deployments.append(
+            scheduled.to_deployment(
+                name=spec.name,
+                schedule=Cron(schedule.cron, timezone=schedule.timezone),
+                parameters={"pipeline": spec.name, "review_timeout": review_timeout},
+                description=spec.description or f"Scheduled runs of the {spec.name} pipeline.",
+                tags=[*TAGS, "scheduled", spec.name],
+                enforce_parameter_schema=True,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+        )
+        plan.described.append(
+            (
+                f"copydesk-scheduled/{spec.name}",
+                f"cron {schedule.cron!r} ({schedule.timezone}), {len(schedule.topics)} topic(s)",
+            )
+        )
+    return plan

@@ -1,0 +1,305 @@
+"""`copydesk serve`, `copydesk review` and `copydesk server start|stop|status|env`.
+
+Registered on the main Typer app by copydesk.cli. Prefect is imported only
+inside `serve` (through flows/), never at module level.
+
+    copydesk server start     a local Prefect server (API + UI) on 127.0.0.1, telemetry off
+    copydesk serve            the editor and scheduled deployments, served to PREFECT_API_URL,
+                              plus /metrics on COPYDESK_METRICS_PORT
+    copydesk review RUN_DIR   approve or reject needs_review articles without the UI
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from copydesk.errors import CopydeskError, InputError
+
+out = Console()
+err = Console(stderr=True)
+
+server_app = typer.Typer(
+    help="A local Prefect server (API and UI) on 127.0.0.1 for copydesk run and serve.",
+    no_args_is_help=True,
+)
+
+
+def _fail(exc: CopydeskError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _quiet_prefect() -> None:
+    """Offline-friendly Prefect defaults for this process and the runs it starts; the user's own win."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
+
+
+# ------------------------------------------------------------------------------ copydesk serve
+
+
+def serve(
+    pipelines_dir: Annotated[
+        Path | None,
+        typer.Option("--pipelines", help="Folder of pipeline specs (default: COPYDESK_PIPELINES_DIR or pipelines/)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where served runs export (default: COPYDESK_OUTPUT_DIR or outputs/)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=0, max=65535, help="Port of /metrics (0: any free port) (default: COPYDESK_METRICS_PORT or 9464)."),
+    ] = None,
+    review_timeout: Annotated[
+        int,
+        typer.Option("--review-timeout", min=0,
+                     help="Seconds a scheduled run waits, paused, for an editor's review decisions (0: never waits)."),
+    ] = 3600,
+    editor_review_timeout: Annotated[
+        int,
+        typer.Option("--editor-review-timeout", min=0,
+                     help="Default of the editor form's review_timeout (0: runs do not wait unless the editor asks)."),
+    ] = 0,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Flow runs at once, at most (default: no limit).")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse to start when a spec in the folder is invalid.")
+    ] = False,
+) -> None:
+    """Serve the `editor` deployment and one scheduled deployment per spec with a schedule: block."""
+    from copydesk.prefect_server import use_local_server
+    from copydesk.settings import Settings
+
+    _quiet_prefect()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # Prefect's runner looks for new runs every 10 s by default; an editor pressing Run waits less at 5 s.
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5")
+    # The served runs are subprocesses: they read these from the environment.
+    if pipelines_dir is not None:
+        os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines_dir)
+    if out_dir is not None:
+        os.environ["COPYDESK_OUTPUT_DIR"] = str(out_dir)
+    if metrics_port is not None:
+        os.environ["COPYDESK_METRICS_PORT"] = str(metrics_port)
+    settings = Settings()
+    pipelines = settings.pipelines_dir.resolve()
+    outputs = settings.output_dir.resolve()
+    os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines)
+    os.environ["COPYDESK_OUTPUT_DIR"] = str(outputs)
+
+    api_url = use_local_server(settings) or _profile_api_url()
+    if not api_url:
+        raise _fail(InputError(
+            "no Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) "
+            "or start one with `copydesk server start`"
+        ))
+    if not _api_answers(api_url):
+        raise _fail(CopydeskError(f"the Prefect API at {api_url} does not answer (PREFECT_API_URL)"))
+    if not pipelines.is_dir():
+        raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
+    outputs.mkdir(parents=True, exist_ok=True)
+
+    from flows.deployments import build_deployments
+
+    try:
+        plan = build_deployments(settings, review_timeout=review_timeout, editor_review_timeout=editor_review_timeout)
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+    for problem in plan.problems:
+        err.print(f"[yellow]skipped:[/] {problem}", highlight=False, soft_wrap=True)
+    if plan.problems and strict:
+        raise typer.Exit(2)
+
+    metrics_url = _start_metrics(settings.metrics_port, outputs)
+    table = Table(title=f"copydesk serve → {api_url}")
+    table.add_column("deployment")
+    table.add_column("runs")
+    for name, what in plan.described:
+        table.add_row(name, what)
+    out.print(table)
+    out.print(f"pipelines: {pipelines}\noutputs:   {outputs}", highlight=False)
+    if metrics_url:
+        out.print(f"metrics:   {metrics_url}", highlight=False)
+    out.print(
+        "start a run: prefect deployment run 'copydesk-editor/editor' --param pipeline=NAME "
+        "--param topics='[\"...\"]'  (or the Run button in the UI); Ctrl-C stops serving",
+        highlight=False,
+    )
+    sys.stdout.flush()
+
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*plan.deployments, limit=limit, print_starting_message=False)
+
+
+def _profile_api_url() -> str | None:
+    """PREFECT_API_URL from the active Prefect profile (`prefect config set PREFECT_API_URL=...`)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def _api_answers(api_url: str) -> bool:
+    import httpx
+
+    headers = {}
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if auth:
+        import base64
+
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=5, headers=headers).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def _start_metrics(port: int, outputs: Path) -> str | None:
+    """/metrics over the cumulative file every run adds to (runs are subprocesses)."""
+    try:
+        from copydesk.metrics import CUMULATIVE_TEXTFILE, serve_metrics, textfile_registry
+    except ImportError:
+        err.print("[yellow]/metrics is not available in this version of copydesk.metrics[/]")
+        return None
+    try:
+        server = serve_metrics(port, textfile_registry(outputs / CUMULATIVE_TEXTFILE))
+    except OSError as exc:
+        err.print(
+            f"[yellow]warning:[/] /metrics could not listen on 127.0.0.1:{port} ({exc.strerror}); "
+            "serving without it (choose a port with --metrics-port or COPYDESK_METRICS_PORT)",
+            highlight=False,
+        )
+        return None
+    return f"http://127.0.0.1:{server.server_port}/metrics"
+
+
+# ------------------------------------------------------------------------------ copydesk review
+
+
+def review(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (outputs/<run id>).", show_default=False)],
+    approve: Annotated[list[str] | None, typer.Option("--approve", "-a", help="Slug to publish; repeat for more.")] = None,
+    reject: Annotated[list[str] | None, typer.Option("--reject", "-r", help="Slug to reject; repeat for more.")] = None,
+    reviewer: Annotated[str | None, typer.Option("--by", help="Who decided (recorded in the front matter).")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why (recorded in the front matter).")] = None,
+) -> None:
+    """Approve or reject a run's needs_review articles; without --approve/--reject, list them."""
+    from copydesk.review import apply_review, pending_reviews
+
+    try:
+        if not approve and not reject:
+            pending = pending_reviews(run_dir)
+            if not pending:
+                out.print(f"nothing waits for review in {run_dir}", highlight=False)
+                return
+            table = Table(title=f"needs review: {run_dir}")
+            for column in ("slug", "title", "reasons", "path"):
+                table.add_column(column)
+            for item in pending:
+                table.add_row(item.slug, item.title, item.reasons, item.path)
+            out.print(table)
+            return
+        outcome = apply_review(run_dir, approve=approve or [], reject=reject or [],
+                               reviewer=reviewer or os.environ.get("USER"), note=note)
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+    for slug in outcome.approved:
+        out.print(f"[green]published[/] {slug}", highlight=False)
+    for slug in outcome.rejected:
+        out.print(f"[red]rejected[/] {slug}", highlight=False)
+    for slug in outcome.unchanged:
+        out.print(f"unchanged {slug}", highlight=False)
+    if outcome.pending:
+        out.print(f"still waiting: {', '.join(outcome.pending)}", highlight=False)
+
+
+# ------------------------------------------------------------------------------ copydesk server
+
+
+@server_app.command("start")
+def server_start(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 4200,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Serve the web UI too.")] = True,
+) -> None:
+    """Start a Prefect server on 127.0.0.1 in the background (telemetry off) and print PREFECT_API_URL."""
+    from copydesk.prefect_server import start_server
+    from copydesk.settings import Settings
+
+    settings = Settings()
+    try:
+        state, started = start_server(settings, port=port, ui=ui)
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+    verb = "started" if started else "already running"
+    err.print(f"Prefect server {verb} (pid {state.pid}); log: {state.log_path}", highlight=False)
+    if state.ui:
+        err.print(f"UI: {state.ui_url}  (no login: it listens on 127.0.0.1 only)", highlight=False)
+    err.print("copydesk run/serve use it automatically; other Prefect tools need:", highlight=False)
+    print(f"export PREFECT_API_URL={state.api_url}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the server started by `copydesk server start`."""
+    from copydesk.prefect_server import stop_server
+    from copydesk.settings import Settings
+
+    try:
+        state = stop_server(Settings())
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+    out.print(f"Prefect server stopped (pid {state.pid})" if state else "no Prefect server was running",
+              highlight=False)
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Show whether the local Prefect server runs, and where. Exit 1 when it does not."""
+    from copydesk.prefect_server import running_server
+    from copydesk.settings import Settings
+
+    state = running_server(Settings())
+    if state is None:
+        out.print("Prefect server: not running (start it with `copydesk server start`)")
+        raise typer.Exit(1)
+    out.print(f"Prefect server: running (pid {state.pid}) API {state.api_url}"
+              + (f" UI {state.ui_url}" if state.ui else ""), highlight=False)
+
+
+@server_app.command("env")
+def server_env() -> None:
+    """Print `export PREFECT_API_URL=...` for the running local server: eval "$(copydesk server env)"."""
+    from copydesk.prefect_server import running_server
+    from copydesk.settings import Settings
+
+    state = running_server(Settings())
+    if state is None:
+        err.print("Prefect server: not running (start it with `copydesk server start`)")
+        raise typer.Exit(1)
+    print(f"export PREFECT_API_URL={state.api_url}")
+
+
+# ------------------------------------------------------------------------------ standalone
+
+
+def standalone_app() -> typer.Typer:
+    """These commands on their own (`python -m copydesk.serve_cli ...`), as copydesk.cli registers them."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+    app.command()(serve)
+    app.command()(review)
+    app.add_typer(server_app, name="server")
+    return app
+
+
+if __name__ == "__main__":
+    standalone_app()()
