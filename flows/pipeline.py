@@ -79,18 +79,6 @@ async def article_task(run: LocalRun, article: Article) -> Article:
     return await run.get().process(article)
 
 
-def _accumulate_metrics(run: PipelineRun) -> None:
-    """Fold this run's metrics into the output folder's cumulative file (what `copydesk serve`'s
-    /metrics exposes). Never fails the run."""
-    try:
-        from copydesk.metrics import CUMULATIVE_TEXTFILE
-
-        if run.metrics is not None and hasattr(run.metrics, "accumulate_textfile"):
-            run.metrics.accumulate_textfile(run.run_dir.parent / CUMULATIVE_TEXTFILE)
-    except Exception as exc:  # metrics must never break a run
-        log.warning("could not update the cumulative metrics file: %s", exc)
-
-
 async def execute(
     request: RunRequest,
     *,
@@ -145,12 +133,10 @@ async def _execute(run: PipelineRun, *, review_timeout: float, artifacts: bool) 
         raise
     handle = LocalRun(run)
     try:
-        _accumulate_metrics(run)  # every series exists at 0 before it first moves
         await asyncio.gather(*(article_task(handle, article) for article in run.articles))
         summary = run.finish()
     finally:
         await run.close()
-    _accumulate_metrics(run)
     result = summary.to_dict()
     if artifacts:
         from flows.artifacts import publish_run_artifacts

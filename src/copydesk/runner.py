@@ -196,6 +196,7 @@ class PipelineRun:
         for stage, _ in self.spec.stages.items():
             self.metrics.prepare(stage, self.local_model or self.spec.model_for(stage))
         self.metrics.set_budget(self.budget.limit, self.budget.remaining)
+        self._accumulate_metrics()  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
             self.endpoint,
             timeout=self.settings.request_timeout,
@@ -394,12 +395,17 @@ class PipelineRun:
         self.exporter.write_json("summary.json", summary.to_dict())
         self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         self.metrics.write_textfile(self.run_dir / RUN_TEXTFILE)
-        # One cumulative file next to the run folders, for a textfile collector or `copydesk serve`.
-        try:
-            self.metrics.accumulate_textfile(self.run_dir.parent / CUMULATIVE_TEXTFILE)
-        except OSError as exc:
-            log.warning("could not update %s: %s", self.run_dir.parent / CUMULATIVE_TEXTFILE, exc)
+        self._accumulate_metrics()
         return summary
+
+    def _accumulate_metrics(self) -> None:
+        """Fold this run's metrics into the cumulative file next to the run folders (what a
+        textfile collector or `copydesk serve`'s /metrics reads). Never fails the run."""
+        path = self.run_dir.parent / CUMULATIVE_TEXTFILE
+        try:
+            self.metrics.accumulate_textfile(path)
+        except (OSError, ValueError) as exc:
+            log.warning("could not update %s: %s", path, exc)
 
     def _article_cost(self, article: Article, estimate_cost: Any) -> float | None:
         cost = 0.0
