@@ -220,10 +220,32 @@ async def _create_all(artifacts: list[Any]) -> int:
     return failures
 
 
-async def publish_run_artifacts(run_dir: Path, summary: dict[str, Any]) -> None:
-    """The table, the summary and one Markdown artifact per article, for the current flow run."""
+async def publish_article_artifact(pipeline: str, row: dict[str, Any], text: str, qc: dict[str, Any] | None,
+                                   index: int) -> None:
+    """One article's Markdown artifact, made as soon as the article is exported, while the
+    rest of the batch still waits on the API (so it costs the run no wall time)."""
+    from prefect.artifacts import MarkdownArtifact
+
+    slug = row.get("slug") or f"article-{index}"
+    key = artifact_key(pipeline, slug)
+    if key in (artifact_key(pipeline, "articles"), artifact_key(pipeline, "run-summary")):
+        key = artifact_key(pipeline, slug, str(index))
+    row = {k: "" if v is None else str(v) for k, v in row.items()}
     try:
-        await _create_all(build_artifacts(Path(run_dir), summary))
+        await MarkdownArtifact(
+            key=key,
+            markdown=article_markdown(row, text, {"qc": qc} if qc else None),
+            description=f"{row.get('status', '')}: {row.get('title') or row.get('topic', '')}"[:500],
+        ).acreate()
+    except Exception as exc:  # artifacts are a view; the run's files are the record
+        log.warning("could not create the artifact of %s: %s", slug, exc)
+
+
+async def publish_run_artifacts(run_dir: Path, summary: dict[str, Any], *, articles: bool = True) -> None:
+    """The table, the summary and (unless `articles` is False: they were made as the
+    articles finished) one Markdown artifact per article, for the current flow run."""
+    try:
+        await _create_all(build_artifacts(Path(run_dir), summary, slugs=None if articles else ()))
     except Exception as exc:  # artifacts are a view; the run's files are the record
         log.warning("could not create the run's artifacts: %s", exc)
 

@@ -74,9 +74,21 @@ class LocalRun:
 
 
 @task(name="article", cache_policy=NO_CACHE, task_run_name="article-{article.index}")
-async def article_task(run: LocalRun, article: Article) -> Article:
-    """Write, review and export one article (never raises: failures make it incomplete)."""
-    return await run.get().process(article)
+async def article_task(run: LocalRun, article: Article, artifacts: bool = True) -> Article:
+    """Write, review and export one article (never raises: failures make it incomplete),
+    then leave its Markdown artifact."""
+    pipeline_run = run.get()
+    await pipeline_run.process(article)
+    if artifacts and pipeline_run.exporter is not None and article.path:
+        from flows.artifacts import publish_article_artifact
+
+        try:
+            text = (pipeline_run.run_dir / article.path).read_text(encoding="utf-8")
+        except OSError:
+            text = "(the article's file is missing)"
+        row = pipeline_run.exporter.row(article, pipeline_run.article_cost(article))
+        await publish_article_artifact(pipeline_run.spec.name, row, text, article.qc, article.index + 1)
+    return article
 
 
 async def execute(
@@ -133,7 +145,7 @@ async def _execute(run: PipelineRun, *, review_timeout: float, artifacts: bool) 
         raise
     handle = LocalRun(run)
     try:
-        await asyncio.gather(*(article_task(handle, article) for article in run.articles))
+        await asyncio.gather(*(article_task(handle, article, artifacts) for article in run.articles))
         summary = run.finish()
     finally:
         await run.close()
@@ -141,7 +153,7 @@ async def _execute(run: PipelineRun, *, review_timeout: float, artifacts: bool) 
     if artifacts:
         from flows.artifacts import publish_run_artifacts
 
-        await publish_run_artifacts(run.run_dir, result)
+        await publish_run_artifacts(run.run_dir, result, articles=False)
     if run.gateway is not None and run.gateway.fatal is not None:
         fatal = run.gateway.fatal
         fatal.summary = result  # the CLI still prints what was exported

@@ -341,8 +341,6 @@ class PipelineRun:
 
     def finish(self) -> RunSummary:
         """Write the CSV, the QC report, the summary and the metrics; say how the run ended."""
-        from copydesk.pricing import estimate_cost
-
         assert self.exporter is not None and self.gateway is not None
         for article in self.articles:
             if not article.slug:  # never exported (cancelled before its turn): still gets its row
@@ -350,7 +348,7 @@ class PipelineRun:
                 self.export(article)
         rows, total_cost, cost_known = [], 0.0, True
         for article in self.articles:
-            cost = self._article_cost(article, estimate_cost)
+            cost = self.article_cost(article)
             if cost is None and article.usage_by_call:
                 cost_known = False
             total_cost += cost or 0.0
@@ -407,7 +405,10 @@ class PipelineRun:
         except (OSError, ValueError) as exc:
             log.warning("could not update %s: %s", path, exc)
 
-    def _article_cost(self, article: Article, estimate_cost: Any) -> float | None:
+    def article_cost(self, article: Article) -> float | None:
+        """USD for the article's calls, or None when a model's price is unknown."""
+        from copydesk.pricing import estimate_cost
+
         cost = 0.0
         for (_, model), usage in article.usage_by_call.items():
             part = estimate_cost(model, usage.prompt_tokens, usage.completion_tokens, self.prices)
