@@ -47,7 +47,7 @@ stages:
 budget: {{max_total_tokens: 100000000}}
 concurrency: {concurrency}
 qc:
-  grammar: {{enabled: false}}
+  grammar: {{enabled: {grammar}}}
   moderation: {{enabled: {moderation}, provider: local}}
   min_words: 50
 """
@@ -57,6 +57,10 @@ PROMPTS = {
     "section.j2": 'You are writing "{{ title }}". Write the section {{ section_index }}/{{ section_count }}: '
                   '"{{ section }}".',
 }
+
+
+QC_LABEL = {"none": "off", "local": "local moderation + content checks",
+            "full": "grammar (warm LanguageTool) + local moderation + content checks"}
 
 
 def free_port() -> int:
@@ -113,7 +117,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--per-token", type=float, default=0.01)
     parser.add_argument("--prefect", choices=["server", "ephemeral"], default="server")
-    parser.add_argument("--qc", choices=["none", "local"], default="local")
+    parser.add_argument("--qc", choices=["none", "local", "full"], default="local",
+                        help="none: no QC; local: local moderation + content checks; full: also grammar "
+                             "on a warm LanguageTool")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
@@ -122,13 +128,25 @@ def main() -> None:
     for name, text in PROMPTS.items():
         (work / "prompts" / name).write_text(text)
     (work / "bench.yaml").write_text(SPEC.format(concurrency=args.concurrency,
-                                                 moderation="true" if args.qc == "local" else "false"))
+                                                 moderation="false" if args.qc == "none" else "true",
+                                                 grammar="true" if args.qc == "full" else "false"))
     fake, url = start_fake(args.latency, args.per_token)
     prefect = None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PREFECT_API_URL"))}
     env.update(OPENAI_BASE_URL=url, DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_HOME=str(work / "prefect-home"), COPYDESK_LANGUAGETOOL_URL="http://127.0.0.1:9")
+    lt_settings = None
     try:
+        if args.qc == "full":  # a warm LanguageTool, as `copydesk services start` leaves it
+            from copydesk.qc.grammar import GrammarChecker
+            from copydesk.services.manager import start_services
+            from copydesk.settings import Settings
+
+            lt_settings = Settings(state_dir=work / "state", languagetool_url=None)
+            (status,) = start_services(lt_settings, which=("languagetool",))
+            with GrammarChecker(status.url, "en-US") as checker:
+                checker.check("A warm-up sentence for the grammar checker.")
+            env["COPYDESK_LANGUAGETOOL_URL"] = status.url
         if args.prefect == "server":
             prefect, api = start_prefect(work / "prefect-home")
             env["PREFECT_API_URL"] = api
@@ -137,7 +155,7 @@ def main() -> None:
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(textwrap.dedent(f"""\
             fake API: {args.latency:g} s + {args.per_token * 1000:g} ms/token; concurrency {args.concurrency};
-            Prefect: {args.prefect}; QC: {'local moderation + content checks' if args.qc == 'local' else 'off'}"""))
+            Prefect: {args.prefect}; QC: {QC_LABEL[args.qc]}"""))
         print(f"{'articles':>8} {'calls':>6} {'baseline s':>10} {'copydesk s':>10} {'ratio':>6} "
               f"{'copydesk MB':>11} {'MB/article':>10}")
         for size in args.sizes:
@@ -165,6 +183,10 @@ def main() -> None:
         if prefect is not None:
             os.killpg(prefect.pid, signal.SIGTERM)
             prefect.wait()
+        if lt_settings is not None:
+            from copydesk.services.manager import stop_services
+
+            stop_services(lt_settings, which=("languagetool",))
         shutil.rmtree(work, ignore_errors=True)
 
 
