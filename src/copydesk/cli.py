@@ -74,6 +74,9 @@ def _prefect_environment() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect's temporary server migrates a fresh database first (16-20 s on 2 cores, more
+    # when the machine is busy); its default 20 s start-up limit fails a first run.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from copydesk.prefect_server import use_local_server
 
     use_local_server()  # the server of `copydesk server start`, when PREFECT_API_URL is unset
