@@ -101,6 +101,7 @@ class FakeOpenAI:
         randomize_usage: bool = False,
         models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o"),
         flag_words: tuple[str, ...] = ("kill you", "idiot"),
+        moderation_endpoint: bool = True,
         seed: int = 7,
     ) -> None:
         self.reply = reply
@@ -110,6 +111,7 @@ class FakeOpenAI:
         self.randomize_usage = randomize_usage
         self.models = models
         self.flag_words = flag_words
+        self.moderation_endpoint = moderation_endpoint
         self.moderation_requests: list[dict[str, Any]] = []
         self.state = FakeState()
         self._lock = threading.Lock()
@@ -155,7 +157,10 @@ class FakeOpenAI:
                     fake._send(self, 400, {"error": {"message": "invalid JSON"}})
                     return
                 if self.path.rstrip("/").endswith("/moderations"):
-                    fake._moderate(self, body)
+                    if fake.moderation_endpoint:
+                        fake._moderate(self, body)
+                    else:  # like vLLM, Ollama or llama.cpp: chat completions only
+                        fake._send(self, 404, {"detail": "Not Found"})
                 else:
                     fake._chat(self, body)
 

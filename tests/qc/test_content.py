@@ -207,3 +207,16 @@ def test_check_result_flags() -> None:
     assert CheckResult("x", False, "soft", "d").failed_soft
     not_run = CheckResult.not_run("grammar", "server down")
     assert not not_run.ran and not not_run.failed_soft and not not_run.failed_hard
+
+
+def test_repetition_is_judged_per_section():
+    from copydesk.qc.content import check_section_repetition
+
+    paragraph = ("Good tests describe what the code should do. They run quickly and fail for one reason. "
+                 "A clear name tells you what broke.")
+    same_text_everywhere = [(f"Part {i}", paragraph) for i in range(4)]
+    assert check_section_repetition(same_text_everywhere, "en-US", 0.25).passed
+
+    looping = "The cache is fast. " * 12
+    result = check_section_repetition([("Intro", paragraph), ("Caching", looping)], "en-US", 0.25)
+    assert not result.passed and result.severity == "hard" and "'Caching'" in result.detail

@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from copydesk.errors import (
+    ApiError,
     AuthenticationError,
     BadRequestError,
     InputError,
@@ -23,6 +24,7 @@ from copydesk.qc.moderation import (
     LocalModerator,
     ModerationResult,
     OpenAIModerator,
+    EndpointOrLocalModerator,
     choose_moderator,
     chunk_text,
     local_model_load_seconds,
@@ -332,9 +334,10 @@ def test_choose_moderator() -> None:
     key = SecretStr(KEY)
     auto = ModerationPolicy()
     chosen = choose_moderator(auto, api_key=key, base_url=None)
-    assert isinstance(chosen, OpenAIModerator) and chosen.base_url == "https://api.openai.com/v1"
+    assert isinstance(chosen, EndpointOrLocalModerator)
+    assert chosen.primary.base_url == "https://api.openai.com/v1" and chosen.name == "openai"
     chosen = choose_moderator(auto, api_key=key, base_url="http://127.0.0.1:9/v1/")
-    assert isinstance(chosen, OpenAIModerator) and chosen.base_url == "http://127.0.0.1:9/v1"
+    assert isinstance(chosen, EndpointOrLocalModerator) and chosen.primary.base_url == "http://127.0.0.1:9/v1"
 
     local = choose_moderator(ModerationPolicy(threshold=0.7), api_key=None, base_url="http://127.0.0.1:9/v1")
     assert isinstance(local, LocalModerator) and local.threshold == 0.7
@@ -345,6 +348,34 @@ def test_choose_moderator() -> None:
     )
     with pytest.raises(InputError, match="OPENAI_API_KEY"):
         choose_moderator(ModerationPolicy(provider="openai"), api_key=None, base_url=None)
+
+
+async def test_auto_falls_back_to_the_local_classifier_when_the_server_has_no_endpoint() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    endpoint = OpenAIModerator("http://moderation.test/v1", SecretStr(KEY), transport=httpx.MockTransport(handler))
+    moderator = EndpointOrLocalModerator(endpoint, LocalModerator(0.8))
+    result = await moderator.moderate(["You are a worthless idiot and I will hurt you."])
+    assert result.flagged and result.provider == "local"
+    assert moderator.name == "local" and moderator.languages == frozenset({"en"})
+    clean = await moderator.moderate(["Unit tests make refactoring safer."])
+    assert not clean.flagged
+    assert calls == ["/v1/moderations"]  # the endpoint is not asked again once it is known to be missing
+
+
+async def test_auto_does_not_fall_back_on_other_endpoint_failures() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": "bad input"}})
+
+    endpoint = OpenAIModerator("http://moderation.test/v1", SecretStr(KEY), transport=httpx.MockTransport(handler))
+    moderator = EndpointOrLocalModerator(endpoint, LocalModerator(0.8))
+    with pytest.raises(ApiError):
+        await moderator.moderate(["Some text."])
+    assert not moderator.using_fallback
 
 
 def test_result_is_frozen() -> None:

@@ -269,13 +269,30 @@ def repetition_score(text: str, language: str) -> float:
 
 def check_repetition(text: str, language: str, max_repetition: float) -> CheckResult:
     """Repetition above max_repetition is soft; at HARD_REPETITION (or above a higher max) hard."""
-    score = repetition_score(text, language)
+    return _judge_repetition(repetition_score(text, language), max_repetition, "")
+
+
+def check_section_repetition(
+    sections: Sequence[tuple[str, str]], language: str, max_repetition: float
+) -> CheckResult:
+    """Degenerate loops happen inside one generation, so each section is scored on its own
+    and the worst one is judged. Wording shared between sections (a recurring phrase, a
+    similar closing line) is not a loop and is not counted against the article."""
+    scored = [(heading, repetition_score(body, language)) for heading, body in sections if body.strip()]
+    if not scored:
+        return check_repetition("", language, max_repetition)
+    heading, score = max(scored, key=lambda item: item[1])
+    return _judge_repetition(score, max_repetition, f" in section {heading!r}")
+
+
+def _judge_repetition(score: float, max_repetition: float, where: str) -> CheckResult:
     hard_level = max(HARD_REPETITION, max_repetition)
     if score > max_repetition and score >= hard_level:
-        detail = f"repetition {score:.2f} at or above {hard_level:.2f}: the text loops"
+        detail = f"repetition {score:.2f}{where} at or above {hard_level:.2f}: the text loops"
         return CheckResult("repetition", False, "hard", detail, score)
     if score > max_repetition:
-        return CheckResult("repetition", False, "soft", f"repetition {score:.2f} above {max_repetition:.2f}", score)
+        return CheckResult("repetition", False, "soft", f"repetition {score:.2f}{where} above {max_repetition:.2f}",
+                           score)
     return CheckResult("repetition", True, "soft", f"repetition {score:.2f} (max {max_repetition:.2f})", score)
 
 

@@ -17,8 +17,10 @@ no editor time", *needs_review* means "an editor can fix or approve this"):
     outline_coverage  empty outline or more than half of the sections missing or
                       empty -> hard (it is not the article that was asked for);
                       fewer missing -> soft.
-    repetition        above max_repetition -> soft; at 0.6 or more (or above
-                      max_repetition if that is higher) -> hard: a degenerate loop.
+    repetition        scored per section (loops happen inside one generation; wording
+                      shared between sections is not a loop): above max_repetition ->
+                      soft; at 0.6 or more (or above max_repetition if that is
+                      higher) -> hard: a degenerate loop.
     truncation        a section cut off by max_tokens -> soft (finish the sentence);
                       stopped by the provider's content filter -> hard.
 
@@ -42,6 +44,7 @@ from copydesk.qc.content import (
     check_length,
     check_outline_coverage,
     check_repetition,
+    check_section_repetition,
     check_truncation,
     estimate_words,
     plain_text,
@@ -243,7 +246,12 @@ class QualityGate:
         else:
             skipped.append("outline_coverage")
         checks.append(
-            _timed("repetition", lambda: check_repetition(markdown_body, self.language, policy.max_repetition))
+            _timed(
+                "repetition",
+                lambda: check_section_repetition(list(sections), self.language, policy.max_repetition)
+                if sections
+                else check_repetition(markdown_body, self.language, policy.max_repetition),
+            )
         )
         labels = [heading for heading, _ in sections]
         checks.append(_timed("truncation", lambda: check_truncation(list(finish_reasons), labels)))

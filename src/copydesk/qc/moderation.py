@@ -21,6 +21,7 @@ OpenAI moderation result, with OpenAI's 13 categories.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -43,6 +44,8 @@ from copydesk.errors import (
     TransportError,
 )
 from copydesk.qc.content import plain_text, split_sentences
+
+log = logging.getLogger("copydesk.qc.moderation")
 
 if TYPE_CHECKING:
     from copydesk.spec import ModerationPolicy
@@ -429,6 +432,41 @@ class OpenAIModerator:
 # --------------------------------------------------------------------------- choice
 
 
+class EndpointOrLocalModerator:
+    """`provider: auto` with a key: OpenAI's moderation endpoint, and the local classifier
+    for the rest of the run when the server has no such endpoint (404/405: vLLM, Ollama,
+    llama.cpp and many gateways offer chat completions only). Any other failure of the
+    endpoint is raised, so the article is held for review rather than judged locally."""
+
+    def __init__(self, primary: OpenAIModerator, fallback: LocalModerator) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.using_fallback = False
+
+    @property
+    def name(self) -> str:
+        return self.fallback.name if self.using_fallback else self.primary.name
+
+    @property
+    def languages(self) -> frozenset[str] | None:
+        return self.fallback.languages if self.using_fallback else self.primary.languages
+
+    async def moderate(self, texts: Sequence[str]) -> ModerationResult:
+        if not self.using_fallback:
+            try:
+                return await self.primary.moderate(texts)
+            except ApiError as exc:
+                if exc.status_code not in (404, 405):
+                    raise
+                self.using_fallback = True
+                log.warning(
+                    "the API has no moderation endpoint (%s); moderating with the local classifier instead "
+                    "(set qc.moderation.provider to silence this)", exc
+                )
+        return await self.fallback.moderate(texts)
+
+
+
 def choose_moderator(
     policy: ModerationPolicy,
     *,
@@ -438,7 +476,8 @@ def choose_moderator(
 ) -> Moderator:
     """The moderator `qc.moderation.provider` asks for.
 
-    auto:   OpenAI's endpoint when an API key is configured, otherwise the local classifier.
+    auto:   OpenAI's endpoint when an API key is configured (the local classifier if that
+            server turns out to have no moderation endpoint), otherwise the local classifier.
     openai: OpenAI's endpoint; an error (InputError) when no key is configured.
     local:  the local classifier, whatever the environment says.
     A key without a base URL means https://api.openai.com/v1.
@@ -453,4 +492,7 @@ def choose_moderator(
         )
     from copydesk.settings import OPENAI_DEFAULT_BASE_URL
 
-    return OpenAIModerator(base_url or OPENAI_DEFAULT_BASE_URL, api_key, transport=transport)
+    endpoint = OpenAIModerator(base_url or OPENAI_DEFAULT_BASE_URL, api_key, transport=transport)
+    if policy.provider == "auto":
+        return EndpointOrLocalModerator(endpoint, LocalModerator(policy.threshold))
+    return endpoint

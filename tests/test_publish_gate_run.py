@@ -1,0 +1,71 @@
+"""The publish gate end to end: the real CLI, a fake API that writes clean, abusive or
+error-ridden prose depending on the topic, the real LanguageTool server and the real
+local classifier."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import SECRET_KEY, run_cli
+from fake_openai import FakeOpenAI, default_reply
+
+pytestmark = pytest.mark.integration
+
+CLEAN = (
+    "Good tests describe what the code should do. They run quickly, and they fail for one reason only. "
+    "When a test fails, its name tells you what broke. Keep each test small and give it a clear name."
+)
+ABUSIVE = (
+    "You are a worthless idiot and nobody wants your stupid code. Shut up, you pathetic moron. "
+    "I will kill you if you push that garbage again."
+)
+ERRORS = (
+    "He go to the office yesterday and buyed a apple for they lunch. Their is many error in this sentense. "
+    "She dont know nothing about it, and we was very suprised when the test have failed again."
+)
+
+
+def reply(body):
+    user = body["messages"][-1]["content"]
+    if "Write the section" not in user:
+        return default_reply(body)
+    if "abusive" in user:
+        return ABUSIVE
+    if "sloppy" in user:
+        return ERRORS
+    return CLEAN
+
+
+@pytest.mark.parametrize("moderation_endpoint", [True, False], ids=["api-moderation", "no-endpoint-local"])
+def test_clean_published_abusive_rejected_sloppy_held(basic_spec, cli_env, languagetool_service, tmp_path,
+                                                      moderation_endpoint):
+    spec = yaml.safe_load(basic_spec.read_text())
+    spec["qc"] = {"grammar": {"enabled": True, "max_issues_per_100_words": 1.0},
+                  "moderation": {"enabled": True, "provider": "auto"}, "min_words": 20}
+    basic_spec.write_text(yaml.safe_dump(spec))
+    with FakeOpenAI(reply=reply, moderation_endpoint=moderation_endpoint,
+                    flag_words=("kill you", "idiot")) as fake:
+        env = {**cli_env, "OPENAI_BASE_URL": fake.url, "COPYDESK_LANGUAGETOOL_URL": languagetool_service.url}
+        result = run_cli(["run", str(basic_spec), "-t", "clean testing", "-t", "abusive rant", "-t", "sloppy notes",
+                          "--out", str(tmp_path / "out")], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    rows = pd.read_csv(run_dir / "articles.csv", encoding="utf-8-sig", keep_default_na=False).set_index("topic")
+
+    assert rows.loc["clean testing", "status"] == "published", rows.loc["clean testing", "reasons"]
+    assert rows.loc["clean testing", "path"].startswith("published/")
+
+    abusive = rows.loc["abusive rant"]
+    assert abusive["status"] == "rejected" and str(abusive["moderation_flagged"]) == "True"
+    assert "moderation" in abusive["reasons"] and abusive["path"].startswith("held/")
+
+    sloppy = rows.loc["sloppy notes"]
+    assert sloppy["status"] == "needs_review", sloppy["reasons"]
+    assert int(sloppy["grammar_issues"]) >= 5 and "grammar" in sloppy["reasons"]
+    held = (run_dir / sloppy["path"]).read_text(encoding="utf-8")
+    front = yaml.safe_load(held.split("---\n")[1])
+    assert front["status"] == "needs_review" and front["reasons"] and front["grammar_issues"] >= 5
+    assert SECRET_KEY not in held
+    if moderation_endpoint:
+        assert fake.moderation_requests  # the API's own moderation endpoint was used
