@@ -346,3 +346,20 @@ def test_bad_stop_sequences(stop: object) -> None:
 def test_parse_spec_rejects_unknown_key_in_budget() -> None:
     with pytest.raises(SpecError, match=r"budget\.max_tokens"):
         parse_spec(BASE.replace("  max_total_tokens: 60000", "  max_tokens: 60000"), Path("/x/p.yaml"))
+
+
+def test_booleans_and_strings_are_not_numbers(tmp_path):
+    import yaml as _yaml
+
+    from copydesk.errors import SpecError
+    from copydesk.spec import load_spec
+
+    base = _yaml.safe_load((Path(__file__).parent / "fixtures" / "pipelines" / "basic.yaml").read_text())
+    for field, value in (("temperature", True), ("max_tokens", "20")):
+        data = _yaml.safe_load(_yaml.safe_dump(base))
+        data["prompts_dir"] = str(Path(__file__).parent / "fixtures" / "prompts")
+        data["stages"]["title"][field] = value
+        path = tmp_path / f"{field}.yaml"
+        path.write_text(_yaml.safe_dump(data))
+        with pytest.raises(SpecError, match=f"stages.title.{field}: .*must be a number"):
+            load_spec(path)

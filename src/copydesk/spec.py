@@ -47,6 +47,16 @@ class StageSpec(_Model):
     stop: str | list[str] | None = None
     seed: int | None = None
 
+    @field_validator(
+        "temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty", "seed", mode="before"
+    )
+    @classmethod
+    def _numbers_not_text_or_booleans(cls, value: Any) -> Any:
+        # pydantic's lax mode would send `true` as 1.0 and "20" as 20; in a spec they are typos.
+        if isinstance(value, (bool, str)):
+            raise ValueError(f"must be a number, not {type(value).__name__} {value!r}")
+        return value
+
     @field_validator("stop")
     @classmethod
     def _stop_sequences(cls, value: str | list[str] | None) -> str | list[str] | None:
