@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,10 +29,8 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
 from copydesk.errors import ServiceError
-from copydesk.services.process import log_tail, pid_alive, port_open, process_start_ticks
+from copydesk.services.process import health_ok, log_tail, pid_alive, port_open, process_start_ticks, stop_pid
 from copydesk.settings import Settings
 
 NAME = "prefect-server"
@@ -93,13 +90,6 @@ def _read(settings: Settings) -> PrefectServer | None:
         return None
 
 
-def _healthy(api_url: str, timeout: float = 2.0) -> bool:
-    try:
-        return httpx.get(f"{api_url}/health", timeout=timeout, trust_env=False).is_success
-    except httpx.HTTPError:
-        return False
-
-
 def running_server(settings: Settings) -> PrefectServer | None:
     """The recorded server if its process lives and /api/health answers; a dead record is removed."""
     state = _read(settings)
@@ -109,7 +99,7 @@ def running_server(settings: Settings) -> PrefectServer | None:
         with contextlib.suppress(OSError):
             state_file(settings).unlink()
         return None
-    return state if _healthy(state.api_url) else None
+    return state if health_ok(f"{state.api_url}/health") else None
 
 
 def server_environment(settings: Settings, *, port: int, ui: bool, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -139,7 +129,7 @@ def start_server(
             return existing, False
         stale = _read(settings)
         if stale is not None and pid_alive(stale.pid, stale.proc_start):
-            _stop_pid(stale.pid, stale.proc_start)  # alive but not answering: replace it
+            stop_pid(stale.pid, grace=STOP_GRACE, proc_start=stale.proc_start, group=True)  # alive but not answering: replace it
         if port == 0:
             from copydesk.services.process import free_port
 
@@ -174,10 +164,10 @@ def start_server(
                     f"the Prefect server exited with code {proc.returncode} while starting; "
                     f"last lines of {log_path}:\n{log_tail(log_path)}"
                 )
-            if _healthy(api_url, timeout=1.0):
+            if health_ok(f"{api_url}/health", timeout=1.0):
                 break
             if time.monotonic() > deadline:
-                _stop_pid(proc.pid, None)
+                stop_pid(proc.pid, grace=STOP_GRACE, group=True)
                 raise ServiceError(
                     f"the Prefect server did not answer {api_url}/health within {timeout:.0f} s and was "
                     f"stopped; last lines of {log_path}:\n{log_tail(log_path)}"
@@ -201,32 +191,13 @@ def start_server(
         return state, True
 
 
-def _stop_pid(pid: int, proc_start: int | None, grace: float = STOP_GRACE) -> bool:
-    """SIGTERM the server's process group (uvicorn and its children), SIGKILL after `grace`."""
-    if not pid_alive(pid, proc_start):
-        return False
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)  # the server leads its own session, so its pid is the group id
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)
-            if not pid_alive(pid, proc_start):
-                return True
-            time.sleep(0.1)
-    raise ServiceError(f"the Prefect server (pid {pid}) did not exit after SIGKILL")
-
-
 def stop_server(settings: Settings) -> PrefectServer | None:
     """Stop the recorded server; None when none was running."""
     with _lock(settings):
         state = _read(settings)
         if state is None:
             return None
-        stopped = _stop_pid(state.pid, state.proc_start)
+        stopped = stop_pid(state.pid, grace=STOP_GRACE, proc_start=state.proc_start, group=True)
         with contextlib.suppress(OSError):
             state_file(settings).unlink()
         return state if stopped else None

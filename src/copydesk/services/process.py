@@ -155,19 +155,28 @@ def log_tail(path: Path | str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(tail) if tail else "(the log is empty)"
 
 
-def stop_pid(pid: int, *, grace: float = 10.0, proc_start: int | None = None) -> bool:
-    """SIGTERM `pid`, SIGKILL it after `grace` seconds. False when it was not running."""
+def stop_pid(pid: int, *, grace: float = 10.0, proc_start: int | None = None, group: bool = False) -> bool:
+    """SIGTERM `pid`, SIGKILL it after `grace` seconds. False when it was not running.
+
+    `group=True` signals its whole process group too (for a server that leads its own
+    session and has children, such as uvicorn's)."""
     if not pid_alive(pid, proc_start):
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    _signal(pid, signal.SIGTERM, group)
     if _wait_gone(pid, proc_start, grace):
         return True
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL, group)
     if not _wait_gone(pid, proc_start, 5.0):
         raise ServiceError(f"process {pid} did not exit after SIGKILL")
     return True
+
+
+def _signal(pid: int, sig: signal.Signals, group: bool) -> None:
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)  # a session leader's pid is its group id
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 def _wait_gone(pid: int, proc_start: int | None, timeout: float) -> bool:
