@@ -540,6 +540,22 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_the_editor(pre
                 editor.id, parameters={"pipeline": "basic", "topics": ["From a worker"], "review_timeout": 0})
             final = wait_final(client, run.id, timeout=120)
             assert final.state.is_completed(), (final.state, log.read_text()[-3000:])
+
+            # prefect deploy writes the schema from the flow signature: its name pattern refuses
+            # paths at the server; the flow body refuses a name the worker does not serve
+            from prefect.exceptions import PrefectHTTPStatusError
+
+            for path in ("../x", "/etc/passwd"):
+                with pytest.raises(PrefectHTTPStatusError) as info:
+                    client.create_flow_run_from_deployment(editor.id, parameters={"pipeline": path, "topics": ["x"]})
+                assert info.value.response.status_code in (409, 422)
+            requests_before = len(fake.state.requests)
+            refused = client.create_flow_run_from_deployment(
+                editor.id, parameters={"pipeline": "outside", "topics": ["x"], "review_timeout": 0})
+            refused_final = wait_final(client, refused.id, timeout=120)
+            assert refused_final.state.is_failed()
+            assert "no pipeline named 'outside' is served" in (refused_final.state.message or "")
+            assert len(fake.state.requests) == requests_before
         finally:
             stop_group(worker, grace=5)
         print(f"deploy + worker + one editor run: {time.monotonic() - started:.1f} s")
