@@ -106,7 +106,9 @@ async def run_named_pipeline(
                 result["budget_limit"], result["run_dir"])
     if result.get("stopped_by_budget"):
         logger.warning("stopped by the budget: %s; everything so far is exported. Start the run again with "
-                       "run_id=%s and a larger budget to finish it", result.get("budget_message"), result["run_id"])
+                       "run_id=%s and a larger budget to finish it (a form goes up to the spec's "
+                       "budget.max_total_tokens; beyond it, the operator's `copydesk run --budget`)",
+                       result.get("budget_message"), result["run_id"])
     return result
 
 
