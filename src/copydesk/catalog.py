@@ -41,10 +41,6 @@ class CatalogEntry:
     spec: PipelineSpec | None = None
     error: str | None = None
 
-    @property
-    def valid(self) -> bool:
-        return self.spec is not None
-
 
 @dataclass(frozen=True)
 class Catalog:
