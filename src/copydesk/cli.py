@@ -21,8 +21,6 @@ from rich.table import Table
 
 from copydesk import launch
 from copydesk.errors import CopydeskError, InputError
-from copydesk.request import RunRequest, clean_topics, read_topics_file
-from copydesk.runner import PipelineRun
 
 app = typer.Typer(
     name="copydesk",
@@ -50,6 +48,8 @@ def _fail(exc: CopydeskError) -> typer.Exit:
 
 
 def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
+    from copydesk.request import clean_topics, read_topics_file
+
     collected = list(topics or [])
     if topics_file is not None:
         collected.extend(read_topics_file(topics_file))
@@ -152,6 +152,8 @@ def run(
 ) -> None:
     """Run the pipeline as a Prefect flow and export Markdown and CSV."""
     from copydesk.progress import LiveProgress, summary_table
+    from copydesk.request import RunRequest
+    from copydesk.runner import PipelineRun
 
     _prefect_environment()
     if verbose:

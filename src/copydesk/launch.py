@@ -11,10 +11,11 @@ imports its part of copydesk_flows on first use: importing Prefect takes about
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from copydesk.request import RunRequest
-from copydesk.settings import Settings
+if TYPE_CHECKING:  # annotations only: importing this module stays cheap
+    from copydesk.request import RunRequest
+    from copydesk.settings import Settings
 
 
 async def run_flow(request: RunRequest) -> dict[str, Any]:
