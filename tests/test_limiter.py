@@ -330,3 +330,20 @@ async def test_a_grown_window_admits_waiters_without_a_release() -> None:
     async with asyncio.timeout(1):
         await waiter
     assert lim.in_flight == 2
+
+
+async def test_cancelled_waiters_do_not_pile_up() -> None:
+    lim = AdaptiveLimiter(1)
+    await lim.acquire()
+    live = [asyncio.create_task(lim.acquire()) for _ in range(10)]
+    doomed = [asyncio.create_task(lim.acquire()) for _ in range(1000)]
+    await asyncio.sleep(0)
+    for task in doomed:
+        task.cancel()
+    await asyncio.gather(*doomed, return_exceptions=True)
+    assert lim.waiting == 10
+    assert len(lim._waiters) <= 2 * 10 + 1  # dropped without any release
+    for _ in range(10):
+        lim.release()
+        await asyncio.sleep(0)
+    assert all(task.done() for task in live) and lim.in_flight == 1

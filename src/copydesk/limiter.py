@@ -29,8 +29,8 @@ class AdaptiveLimiter:
     so a late arrival never overtakes a caller already waiting, and a release wakes
     nobody else. A waiter cancelled before its turn leaves the queue without taking a
     slot; one cancelled just after a slot was handed to it passes that slot on, so no
-    slot is ever lost. The queue holds at most one entry per waiting call (the run's
-    article pool bounds how many calls wait).
+    slot is ever lost. The queue holds at most twice as many entries as there are
+    waiting calls (the run's article pool bounds how many calls wait).
     """
 
     def __init__(self, cap: int, *, floor: int = 1, cooldown: float = 1.0) -> None:
@@ -47,6 +47,7 @@ class AdaptiveLimiter:
         self.handoffs = 0
         self._last_shrink = float("-inf")
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._cancelled = 0  # cancelled waiters still in `_waiters`
 
     @property
     def limit(self) -> int:
@@ -69,7 +70,18 @@ class AdaptiveLimiter:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over as we were cancelled: pass it on
+            else:
+                self._forget_cancelled()
             raise
+
+    def _forget_cancelled(self) -> None:
+        """Cancelled waiters stay queued until a hand-over skips them; once they are the
+        majority, drop them all at once (amortised O(1), and the queue stays bounded by
+        twice the live waiters)."""
+        self._cancelled += 1
+        if self._cancelled * 2 > len(self._waiters):
+            self._waiters = deque(waiter for waiter in self._waiters if not waiter.done())
+            self._cancelled = 0
 
     def release(self) -> None:
         self.in_flight -= 1
@@ -92,6 +104,7 @@ class AdaptiveLimiter:
         while self._waiters and self.in_flight < self.limit:
             waiter = self._waiters.popleft()
             if waiter.done():  # cancelled while queued
+                self._cancelled = max(0, self._cancelled - 1)
                 continue
             self._take()
             self.handoffs += 1
