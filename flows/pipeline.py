@@ -78,7 +78,7 @@ async def article_task(run: LocalRun, article: Article, artifacts: bool = True) 
             text = (pipeline_run.run_dir / article.path).read_text(encoding="utf-8")
         except OSError:
             text = "(the article's file is missing)"
-        row = pipeline_run.services.exporter.row(article, pipeline_run.article_cost(article))
+        row = pipeline_run.resources.exporter.row(article, pipeline_run.article_cost(article))
         await publish_article_artifact(pipeline_run.spec.name, row, text, article.qc, article.index + 1)
     return article
 

@@ -2,10 +2,10 @@
 
     prepare  check the input (spec, templates, vars, topics, run id); nothing starts
     lock     one process per run folder (a second run with the same id is refused)
-    open     the run's services (copydesk.resources), closed again whatever happens
+    open     the run's resources (copydesk.resources), closed again whatever happens
     process  every article through a bounded pool of workers, each through `hooks.article`
     finish   CSV, QC report, summary, metrics
-    close    the services
+    close    the resources
     after    `hooks.finished`, still holding the lock (the flow's artifacts and review pause)
 
 `run_batch()` is this sequence with the default hooks; `copydesk_flows.pipeline`
@@ -52,7 +52,7 @@ class RunHooks(Generic[R]):
         await run.process(article)
 
     async def finished(self, run: PipelineRun, summary: RunSummary) -> R:
-        """After the services are closed, still holding the run folder's lock; its value is the run's."""
+        """After the resources are closed, still holding the run folder's lock; its value is the run's."""
         return summary  # type: ignore[return-value]
 
 
@@ -68,9 +68,9 @@ async def execute_run(
     `InputError` before anything starts; whatever `open` started is closed on every path."""
     run = PipelineRun.prepare(request, settings)
     with run_folder_lock(run.run_dir, run.run_id):
-        async with run.open_services(transport=transport) as services:
-            run.start(services)
-            limit = articles_in_flight or ARTICLES_PER_CALL_SLOT * services.concurrency
+        async with run.open_resources(transport=transport) as resources:
+            run.start(resources)
+            limit = articles_in_flight or ARTICLES_PER_CALL_SLOT * resources.concurrency
             await process_articles(run, hooks, limit)
             summary = run.finish()
         return await hooks.finished(run, summary)

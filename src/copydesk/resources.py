@@ -1,6 +1,6 @@
-"""The services one run shares, built in one place and closed in one place.
+"""The resources one run shares, built in one place and closed in one place.
 
-`open_services()` is an async context manager. It builds, in this order: the run
+`open_resources()` is an async context manager. It builds, in this order: the run
 folder's exporter, the API endpoint (starting the embedded local model when no
 API is configured), the metrics, the chat client, the call store, the call
 gateway (budget, adaptive limiter, rate limiter, retries), the article writer,
@@ -49,8 +49,8 @@ LOCAL_MODEL_CONCURRENCY = 2
 
 
 @dataclass
-class RunServices:
-    """What a run's steps use; valid inside `open_services()` only."""
+class RunResources:
+    """What a run's steps use; valid inside `open_resources()` only."""
 
     exporter: RunExporter
     endpoint: ApiEndpoint
@@ -65,7 +65,7 @@ class RunServices:
 
 
 @asynccontextmanager
-async def open_services(
+async def open_resources(
     *,
     spec: PipelineSpec,
     settings: Settings,
@@ -77,8 +77,8 @@ async def open_services(
     concurrency: int,
     prices: dict[str, Price],
     transport: httpx.AsyncBaseTransport | None = None,
-) -> AsyncIterator[RunServices]:
-    """Build the run's services (see the module docstring); close them on the way out."""
+) -> AsyncIterator[RunResources]:
+    """Build the run's resources (see the module docstring); close them on the way out."""
     async with AsyncExitStack() as stack:
         run_dir.mkdir(parents=True, exist_ok=True)
         exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name)
@@ -125,7 +125,7 @@ async def open_services(
         # last, so it is awaited before anything it might use is closed.
         warm_up = asyncio.get_running_loop().run_in_executor(None, _warm, gate)
         stack.push_async_callback(_await, warm_up)
-        yield RunServices(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate)
+        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate)
 
 
 def accumulate_metrics(metrics: RunMetrics, run_dir: Path) -> None:

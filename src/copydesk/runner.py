@@ -1,7 +1,7 @@
 """One run's steps, as library calls with no Prefect: write, check, export, finish.
 
 `PipelineRun.prepare()` checks the input (spec, templates, vars, topics, run id)
-before any server starts; `start()` hands it the services `open_services()`
+before any server starts; `start()` hands it the resources `open_resources()`
 built (copydesk.resources); then, per article, `write()` it (copydesk.writer),
 `check()` it against the publish gate (copydesk.qc), and `export()` it; and
 `finish()` writes the run's CSV, reports and metrics. The order, the run-folder
@@ -30,7 +30,7 @@ from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
 from copydesk.qc.gate import qc_report_entry
 from copydesk.request import RunRequest, check_run_id, clean_topics, new_run_id
-from copydesk.resources import RunServices, accumulate_metrics, open_services
+from copydesk.resources import RunResources, accumulate_metrics, open_resources
 from copydesk.settings import Settings
 from copydesk.slugs import SlugRegistry
 from copydesk.spec import PipelineSpec, load_spec
@@ -97,7 +97,7 @@ class PipelineRun:
             self.articles.append(Article(index=index, topic=topic, key=f"{topic}\x00{occurrences[topic]}"))
         self._slugs = SlugRegistry()
         self.started = time.perf_counter()
-        self._services: RunServices | None = None
+        self._resources: RunResources | None = None
         #: The error that stopped the whole run (bad credentials, a missing model), set by `finish()`.
         self.fatal: ApiError | None = None
 
@@ -108,13 +108,13 @@ class PipelineRun:
         spec = load_spec(request.spec_path)
         return cls(request, settings, spec)
 
-    # -- services -------------------------------------------------------------------------
+    # -- resources ------------------------------------------------------------------------
 
-    def open_services(
+    def open_resources(
         self, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> AbstractAsyncContextManager[RunServices]:
-        """The run's services (copydesk.resources), built for this run; `start()` them inside."""
-        return open_services(
+    ) -> AbstractAsyncContextManager[RunResources]:
+        """The run's resources (copydesk.resources), built for this run; `start()` the run inside."""
+        return open_resources(
             spec=self.spec,
             settings=self.settings,
             prompts=self.prompts,
@@ -127,33 +127,33 @@ class PipelineRun:
             transport=transport,
         )
 
-    def start(self, services: RunServices) -> None:
-        """Take the open services and announce the run (progress display, log)."""
-        self._services = services
-        self.concurrency = services.concurrency
+    def start(self, resources: RunResources) -> None:
+        """Take the open resources and announce the run (progress display, log)."""
+        self._resources = resources
+        self.concurrency = resources.concurrency
         events.emit(events.RunStarted(self.run_id, len(self.articles), self.budget.limit))
         log.info("run %s: %d topic(s), budget %d tokens, folder %s", self.run_id, len(self.articles),
                  self.budget.limit, self.run_dir)
 
     @property
-    def services(self) -> RunServices:
-        if self._services is None:
-            raise RuntimeError("start() the run with its open services first")
-        return self._services
+    def resources(self) -> RunResources:
+        if self._resources is None:
+            raise RuntimeError("start() the run with its open resources first")
+        return self._resources
 
     # -- the steps ------------------------------------------------------------------------
 
     async def write(self, article: Article) -> Article:
         """Title, outline, sections through the API; never raises (failures make it incomplete)."""
-        return await self.services.writer.write(article)
+        return await self.resources.writer.write(article)
 
     async def check(self, article: Article) -> Article:
         """The publish gate (grammar, moderation, content checks) decides the article's status."""
         if not article.generated:
             article.status = Status.INCOMPLETE
             return article
-        services = self.services
-        verdict = await services.gate.assess(
+        resources = self.resources
+        verdict = await resources.gate.assess(
             article.body_markdown(),
             article.outline,
             [(s.heading, s.body) for s in article.sections],
@@ -164,9 +164,9 @@ class PipelineRun:
         article.grammar_issues = verdict.grammar_issues
         article.moderation_flagged = verdict.moderation_flagged
         article.qc = qc_report_entry(verdict)
-        services.metrics.observe_qc(verdict.seconds)
+        resources.metrics.observe_qc(verdict.seconds)
         if verdict.moderation_flagged:
-            services.metrics.record_moderation_flag()
+            resources.metrics.record_moderation_flag()
         return article
 
     def export(self, article: Article) -> Article:
@@ -176,7 +176,7 @@ class PipelineRun:
                 article.title or article.topic, fallback=f"article-{article.index + 1}", position=article.index + 1
             )
         if self.spec.export.markdown:
-            self.services.exporter.write_article(article)
+            self.resources.exporter.write_article(article)
         return article
 
     async def process(self, article: Article) -> Article:
@@ -187,8 +187,8 @@ class PipelineRun:
 
     def finish(self) -> RunSummary:
         """Write the CSV, the QC report, the summary and the metrics; say how the run ended."""
-        services = self.services
-        exporter, metrics = services.exporter, services.metrics
+        resources = self.resources
+        exporter, metrics = resources.exporter, resources.metrics
         for article in self.articles:
             if not article.slug:  # never exported (cancelled before its turn): still gets its row
                 article.fail("not exported: the run stopped before this article finished")
@@ -212,8 +212,8 @@ class PipelineRun:
             ]},
         )
         usage_total = [a.usage for a in self.articles]
-        stats = services.gateway.stats
-        fatal = self.fatal = services.gateway.fatal
+        stats = resources.gateway.stats
+        fatal = self.fatal = resources.gateway.fatal
         summary = RunSummary(
             run_id=self.run_id,
             run_dir=str(self.run_dir),
