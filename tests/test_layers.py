@@ -40,3 +40,16 @@ def test_a_prefect_import_in_the_library_breaks_the_contract(tmp_path):
     assert "2 kept, 2 broken" in result.stdout
     assert "copydesk.spec -> prefect" in result.stdout
     assert "copydesk.writer -> copydesk.runner" in result.stdout
+
+
+def test_the_command_line_and_the_library_load_without_prefect():
+    """The seam is lazy: the CLI and the whole run machinery import without Prefect,
+    which only `run` and `serve` load (through copydesk.launch)."""
+    code = (
+        "import sys, copydesk.cli, copydesk.orchestration, copydesk.resources, copydesk.plan, copydesk.review; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'copydesk_flows', 'flows')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, cwd=ROOT / "tests")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
