@@ -81,7 +81,9 @@ async def process_articles(run: PipelineRun, hooks: RunHooks[R], limit: int) -> 
 
     A worker takes the next article when its last one is done. If one raises (an
     internal error, not an article's failure), the others are cancelled and the error
-    propagates; unfinished articles still get their row in `finish()`."""
+    propagates: the run does not finish, and its resources are closed on the way out.
+    An article that never started (the budget closed, a fatal API error) is still
+    taken in turn and fails at once, without a call, so it gets its row."""
     if limit < 1:
         raise ValueError("articles in flight must be at least 1")
     pending = iter(run.articles)
