@@ -155,3 +155,34 @@ def test_a_topics_file_that_is_not_utf8_names_the_line(tmp_path):
         read_topics_file(path)
     path.write_bytes("\ufefffirst\nsecond\n".encode())
     assert read_topics_file(path) == ["first", "second"]
+
+
+async def test_the_flow_hooks_go_through_the_same_bounded_pool_and_lock(basic_spec, tmp_path, monkeypatch):
+    """copydesk_flows.pipeline.execute is the same orchestration: each article goes to its
+    task (here a stand-in counting them) through the bounded pool, under the run-folder lock."""
+    from copydesk_flows import pipeline
+
+    current = peak = 0
+    handles = set()
+
+    async def counting_task(handle, article, artifacts):
+        nonlocal current, peak
+        handles.add(id(handle))
+        current += 1
+        peak = max(peak, current)
+        try:
+            return await handle.get().process(article)
+        finally:
+            current -= 1
+
+    monkeypatch.setattr(pipeline, "article_task", counting_task)
+    request = RunRequest(spec_path=str(basic_spec), topics=[f"t{n}" for n in range(9)], out_dir=str(tmp_path),
+                         concurrency=1, run_id="flowish")
+    with FakeOpenAI(latency=0.01) as fake:
+        with run_folder_lock(tmp_path / "flowish", "flowish"):
+            with pytest.raises(InputError, match="already running"):
+                await pipeline.execute(request, settings=_settings(fake), artifacts=False)
+        result = await pipeline.execute(request, settings=_settings(fake), artifacts=False)
+    assert peak == ARTICLES_PER_CALL_SLOT * 1
+    assert len(handles) == 1  # one LocalRun for the whole run
+    assert result["by_status"] == {"published": 9} and result["exit_code"] == 0
