@@ -35,9 +35,13 @@ def test_a_prefect_import_in_the_library_breaks_the_contract(tmp_path):
                     encoding="utf-8")
     writer = src / "copydesk" / "writer.py"
     writer.write_text(writer.read_text(encoding="utf-8") + "\nfrom copydesk import runner  # noqa\n", encoding="utf-8")
+    editor = src / "copydesk_flows" / "editor.py"
+    editor.write_text(editor.read_text(encoding="utf-8") + "\nfrom flows.pipeline import execute  # noqa\n",
+                      encoding="utf-8")
     result = _lint(src, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "2 kept, 2 broken" in result.stdout
+    assert "1 kept, 3 broken" in result.stdout
+    assert "copydesk_flows.editor -> flows" in result.stdout
     assert "copydesk.spec -> prefect" in result.stdout
     assert "copydesk.writer -> copydesk.runner" in result.stdout
 
