@@ -15,7 +15,7 @@ from conftest import ROOT
 def _lint(pythonpath: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "NO_COLOR": "1", "COLUMNS": "200"}
     exe = Path(sys.executable).with_name("lint-imports")
-    return subprocess.run([str(exe), "--no-cache", "--config", str(ROOT / ".importlinter")],
+    return subprocess.run([str(exe), "--no-cache", str(ROOT / ".importlinter")],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
