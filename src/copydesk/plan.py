@@ -19,7 +19,7 @@ from typing import Any
 
 from copydesk.budget import call_token_bound
 from copydesk.prompts import PromptLibrary
-from copydesk.runner import clean_topics
+from copydesk.request import clean_topics
 from copydesk.spec import PipelineSpec
 from copydesk.stages import MAX_HEADING_CHARS, MAX_TITLE_CHARS, truncate
 from copydesk.writer import MAX_TOPIC_CHARS, OUTLINE_ATTEMPTS
