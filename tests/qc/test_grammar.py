@@ -1,11 +1,13 @@
-"""Grammar checking of Markdown articles: prose extraction (no server) and the real LanguageTool."""
+"""Grammar checking of Markdown articles: the prose it reads (copydesk.text.extract_prose, no
+server) and the real LanguageTool."""
 
 from __future__ import annotations
 
 import pytest
 
 from copydesk.errors import ServiceError
-from copydesk.qc.grammar import GrammarChecker, GrammarReport, count_words, extract_prose
+from copydesk.qc.grammar import GrammarChecker, GrammarReport
+from copydesk.text import count_words, extract_prose
 
 ERRORS = "He go to school yesterday and buyed a apple . Their is many error in this sentense."
 

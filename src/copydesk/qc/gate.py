@@ -46,9 +46,8 @@ from copydesk.qc.content import (
     check_repetition,
     check_section_repetition,
     check_truncation,
-    estimate_words,
-    plain_text,
 )
+from copydesk.text import count_words, plain_text
 
 if TYPE_CHECKING:
     from copydesk.qc.moderation import Moderator, ModerationResult
@@ -74,11 +73,6 @@ class Verdict:
     skipped: list[str] = field(default_factory=list)
     #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something.
     corrected_markdown: str | None = None
-
-    @property
-    def reasons_text(self) -> str:
-        """The reasons as one CSV cell."""
-        return "; ".join(self.reasons)
 
 
 def _reason(check: CheckResult) -> str:
@@ -141,15 +135,6 @@ def _format_rules(top_rules: Any, limit: int = 3) -> str:
         else:
             parts.append(str(item))
     return ", ".join(parts)
-
-
-def _count_words(markdown: str, language: str) -> int:
-    """The grammar module's word count (what the CSV shows), or the content module's stand-in."""
-    try:
-        from copydesk.qc.grammar import count_words
-    except ImportError:
-        return estimate_words(markdown)
-    return int(count_words(plain_text(markdown), language))
 
 
 def _timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
@@ -235,12 +220,11 @@ class QualityGate:
             check, grammar_dict, grammar_issues, corrected = grammar_out
             checks.append(check)
 
-        checks.append(
-            _timed(
-                "length",
-                lambda: check_length(_count_words(markdown_body, self.language), policy.min_words, policy.max_words),
-            )
-        )
+        def length() -> CheckResult:
+            words = count_words(plain_text(markdown_body), self.language)
+            return check_length(words, policy.min_words, policy.max_words)
+
+        checks.append(_timed("length", length))
         if policy.require_outline_coverage:
             checks.append(_timed("outline_coverage", lambda: check_outline_coverage(list(outline), list(sections))))
         else:
