@@ -60,7 +60,7 @@ __all__ = [
 class Block:
     """One paragraph of prose: its kind and its [start, end) range in `Prose.text`."""
 
-    kind: str  # "paragraph" | "heading" | "list" | "quote"
+    kind: str  # "paragraph" | "heading" | "list" | "quote"; with keep_code "code", with keep_data "table" | "comment"
     start: int
     end: int
 

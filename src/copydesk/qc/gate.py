@@ -71,7 +71,8 @@ class Verdict:
     seconds: float
     #: Checks switched off by the policy.
     skipped: list[str] = field(default_factory=list)
-    #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something.
+    #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something:
+    #: the article takes it (`Article.apply_corrections`) before it is exported.
     corrected_markdown: str | None = None
 
 
