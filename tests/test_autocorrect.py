@@ -3,7 +3,11 @@ checker's corrected Markdown back into the title, headings and sections that are
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from copydesk.article import Article, Section
+from copydesk.qc.gate import QualityGate
+from copydesk.spec import GrammarPolicy, ModerationPolicy, QCSpec
 
 
 def make_article() -> Article:
@@ -54,3 +58,29 @@ def test_a_topic_shown_as_title_stays_the_topic() -> None:
     corrected = article.body_markdown().replace("# spelling", "# Spelling")
     assert article.apply_corrections(corrected)
     assert article.title == "" and article.topic == "spelling"
+
+
+class SpellingFixer:
+    """Stands in for GrammarChecker with autocorrect on: fixes 'definately' in whatever it is given."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def check(self, markdown: str) -> SimpleNamespace:
+        self.seen.append(markdown)
+        fixed = markdown.replace("definately", "definitely")
+        return SimpleNamespace(words=len(markdown.split()), issues=0, issues_per_100_words=0.0, top_rules=[],
+                               matches=[], corrected_text=fixed)
+
+
+async def test_the_gate_verdict_carries_corrections_the_article_takes() -> None:
+    article = make_article()
+    checker = SpellingFixer()
+    policy = QCSpec(grammar=GrammarPolicy(autocorrect=True), moderation=ModerationPolicy(enabled=False), min_words=1)
+    gate = QualityGate(policy, "en-US", grammar_checker=checker)
+    verdict = await gate.assess(article.body_markdown(), article.outline,
+                                [(s.heading, s.body) for s in article.sections], article.finish_reasons())
+    assert checker.seen == [article.body_markdown()]
+    assert verdict.corrected_markdown is not None and article.apply_corrections(verdict.corrected_markdown)
+    assert article.sections[0].body.startswith("I definitely agree.")
+    assert "definately" not in article.body_markdown()
