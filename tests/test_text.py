@@ -120,6 +120,7 @@ def test_kept_data_maps_back_to_the_markdown() -> None:
         ("Why __init__ and snake_case matter", "Why init and snake_case matter"),
         ("5 * 3 tricks with `map()`", "5 * 3 tricks with map()"),
         ("~~old~~ new", "old new"),
+        ("Vec<T> and <b>bold</b> stay", "Vec<T> and <b>bold</b> stay"),
     ],
 )
 def test_strip_inline(line: str, expected: str) -> None:
