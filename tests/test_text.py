@@ -9,6 +9,7 @@ from copydesk.text import (
     extract_prose,
     is_cjk_language,
     plain_text,
+    primary_language,
     strip_inline,
     truncate,
     words,
@@ -55,6 +56,7 @@ def test_words_are_in_text_order() -> None:
 def test_is_cjk_language() -> None:
     assert is_cjk_language("zh-CN") and is_cjk_language("ja") and is_cjk_language("ZH_tw")
     assert not is_cjk_language("ko") and not is_cjk_language("en-US") and not is_cjk_language("")
+    assert [primary_language(t) for t in ("zh-CN", "zh_cn", "EN-us", "ja", "")] == ["zh", "zh", "en", "ja", ""]
 
 
 # --------------------------------------------------------------------------- Markdown

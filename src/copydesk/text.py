@@ -47,6 +47,7 @@ __all__ = [
     "extract_prose",
     "is_cjk_language",
     "plain_text",
+    "primary_language",
     "split_sentences",
     "strip_inline",
     "truncate",
@@ -499,19 +500,20 @@ _PER_CHARACTER = {
 _ALNUM = re.compile(r"[^\W_]")
 
 
-def _primary(language: str) -> str:
+def primary_language(language: str) -> str:
+    """The primary subtag of a language tag, lower case: "zh-CN", "zh_cn" -> "zh"."""
     return re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower()
 
 
 def is_cjk_language(language: str) -> bool:
     """Chinese, Cantonese or Japanese: written without spaces between words."""
-    return _primary(language) in {"zh", "yue", "ja"}
+    return primary_language(language) in {"zh", "yue", "ja"}
 
 
 def words(text: str, language: str = "") -> list[str]:
     """The words of plain `text` in order, as `count_words` counts them (see the module
     docstring): single CJK characters, and whitespace words holding a letter or digit."""
-    units = _PER_CHARACTER[_primary(language) == "ja"].findall(text)
+    units = _PER_CHARACTER[primary_language(language) == "ja"].findall(text)
     return [unit for unit in units if _ALNUM.search(unit)]
 
 

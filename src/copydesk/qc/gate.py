@@ -47,7 +47,7 @@ from copydesk.qc.content import (
     check_section_repetition,
     check_truncation,
 )
-from copydesk.text import count_words, plain_text
+from copydesk.text import count_words, plain_text, primary_language
 
 if TYPE_CHECKING:
     from copydesk.qc.moderation import Moderator, ModerationResult
@@ -145,10 +145,6 @@ def _timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
     except Exception as exc:  # a bug in a check must not publish the article, nor sink the run
         result = CheckResult.not_run(name, f"{type(exc).__name__}: {exc}")
     return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 6))
-
-
-def _primary(language: str) -> str:
-    return language.split("-")[0].split("_")[0].lower()
 
 
 # --------------------------------------------------------------------------- the gate
@@ -334,7 +330,7 @@ class QualityGate:
             return done(check), as_dict, True
 
         languages = getattr(moderator, "languages", None)
-        if languages is not None and _primary(self.language) not in languages:
+        if languages is not None and primary_language(self.language) not in languages:
             # The classifier ran but cannot read this language: a pass would be a guess.
             why = (
                 f"the {result.provider} classifier reads {', '.join(sorted(languages))} only, "
