@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+import copydesk
 
 from copydesk.text import (
     count_words,
@@ -114,6 +118,26 @@ def test_kept_data_maps_back_to_the_markdown() -> None:
     assert {"heading", "list", "table", "code", "comment", "paragraph"} <= kinds
 
 
+def test_prose_maps_back_to_the_markdown() -> None:
+    source = "# Title\n\nSome **bold** text and a [link](http://x).\n"
+    prose = extract_prose(source)
+    start = prose.text.index("bold")
+    assert prose.source_span(start, start + 4) == (source.index("bold"), source.index("bold") + 4)
+    assert prose.source_line(start) == 3
+    # "text and" spans only copied characters, "Title\n\nSome" spans an inserted break.
+    t = prose.text.index("text and")
+    assert prose.source_span(t, t + 8) is not None
+    assert prose.source_span(0, prose.text.index("Some") + 4) is None
+
+
+def test_setext_headings_indented_code_and_html() -> None:
+    source = "Heading one\n===========\n\nText here.\n\n    code block line\n\n<div>\n\n<!-- a\ncomment -->\nMore <b>bold</b> text.<br>Next.\n"
+    prose = extract_prose(source)
+    assert [b.kind for b in prose.blocks] == ["heading", "paragraph", "paragraph"]
+    assert "code block" not in prose.text and "comment" not in prose.text
+    assert "More bold text. Next." in prose.text
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -133,3 +157,17 @@ def test_truncate() -> None:
     assert truncate("short", 10) == "short"
     assert truncate("one two three four", 12) == "one two…"
     assert len(truncate("x" * 50, 10)) == 11
+
+
+def test_one_definition_of_cjk_and_of_markdown_syntax() -> None:
+    """No module but copydesk.text carries its own CJK ranges or Markdown link stripping."""
+    markers = ("\\u4e00", "\\u3040", "!?\\[([^\\]]*)\\]\\(")
+    package = Path(copydesk.__file__).parent
+    copies = [
+        f"{path.relative_to(package)}: {marker}"
+        for path in package.rglob("*.py")
+        if path.name != "text.py" or path.parent != package
+        for marker in markers
+        if marker in path.read_text(encoding="utf-8")
+    ]
+    assert copies == []
