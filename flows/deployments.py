@@ -4,7 +4,7 @@
     <spec name>                  copydesk-scheduled/<spec name>, for each spec with a schedule: block
 
 Every deployment enforces its parameter schema and loads its flow by module path
-(`flows.editor.editor`), so the runs that `copydesk serve` starts as
+(`copydesk_flows.editor.editor`), so the runs that `copydesk serve` starts as
 subprocesses find their flow whatever the working folder. Each schema's
 `pipeline` is an enum of names: every served pipeline for the editor (the UI draws
 a dropdown), the deployment's own pipeline for a scheduled one; the server then
@@ -54,7 +54,7 @@ def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    from flows.editor import editor, scheduled
+    from copydesk_flows.editor import editor, scheduled
 
     plan = DeploymentPlan()
     plan.deployments.append(

@@ -6,7 +6,7 @@
 
 Both name the pipeline by its spec's `name:` (`tech-blog`), one of the pipelines
 served from COPYDESK_PIPELINES_DIR (`copydesk.catalog`), never by a path; they
-write to COPYDESK_OUTPUT_DIR and run `flows.pipeline.execute`: the same steps as
+write to COPYDESK_OUTPUT_DIR and run `copydesk_flows.pipeline.execute`: the same steps as
 `copydesk run`. A form's `budget` may only lower the spec's cap (`copydesk.form`).
 
 Parameters are typed and bounded in the signatures and described in the
@@ -34,10 +34,10 @@ from pydantic import Field
 from copydesk.catalog import MAX_NAME_LENGTH, resolve_served
 from copydesk.errors import CopydeskError, InputError
 from copydesk.form import MAX_FORM_BUDGET, form_budget
-from copydesk.runner import RunRequest
+from copydesk.request import RunRequest
 from copydesk.settings import Settings
 from copydesk.spec import NAME_PATTERN
-from flows.pipeline import execute
+from copydesk_flows.pipeline import execute
 
 Topic = Annotated[str, Field(min_length=1, max_length=500)]
 #: A served pipeline, by name (the schema's pattern refuses paths; serve adds the enum of names).

@@ -37,7 +37,7 @@ def pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def no_run(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Replace the run itself (flows.pipeline.execute) with a recorder: nothing may reach it."""
-    import flows.editor
+    import copydesk_flows.editor
 
     requests: list[Any] = []
 
@@ -46,7 +46,7 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         return {"run_id": request.run_id, "by_status": {}, "budget_spent": 0,
                 "budget_limit": request.budget or 0, "run_dir": "x"}
 
-    monkeypatch.setattr(flows.editor, "execute", record)
+    monkeypatch.setattr(copydesk_flows.editor, "execute", record)
     return requests
 
 
@@ -107,7 +107,7 @@ def test_names_are_checked_before_any_file_is_read(tmp_path):
 
 @pytest.mark.parametrize("hostile", ["../x", "/etc/passwd", "outside", "../pipelines/basic.yaml"])
 async def test_the_editor_flow_body_refuses_paths_and_symlinks(pipelines, no_run, hostile, caplog):
-    from flows.editor import editor, scheduled
+    from copydesk_flows.editor import editor, scheduled
 
     caplog.set_level(logging.ERROR)
     with pytest.raises(SpecError) as info:
@@ -122,7 +122,7 @@ async def test_the_editor_flow_body_refuses_paths_and_symlinks(pipelines, no_run
 
 
 async def test_a_served_name_runs(pipelines, no_run):
-    from flows.editor import editor
+    from copydesk_flows.editor import editor
 
     await editor.fn(pipeline="strict", topics=["a topic"])
     (request,) = no_run
@@ -130,7 +130,7 @@ async def test_a_served_name_runs(pipelines, no_run):
 
 
 async def test_the_form_budget_may_lower_the_cap_but_never_raise_it(pipelines, no_run):
-    from flows.editor import editor, run_named_pipeline, scheduled
+    from copydesk_flows.editor import editor, run_named_pipeline, scheduled
 
     cap = load_spec(pipelines / "basic.yaml").budget.max_total_tokens
     for too_much in (cap + 1, MAX_FORM_BUDGET, 10**30):
@@ -163,7 +163,7 @@ def test_the_flow_signature_refuses_paths_before_the_body(pipelines):
     """Prefect validates parameters against the signature: the name pattern and the budget bound."""
     from prefect.exceptions import ParameterTypeError
 
-    from flows.editor import editor
+    from copydesk_flows.editor import editor
 
     for bad in ({"pipeline": "../x", "topics": ["a"]}, {"pipeline": "/etc/passwd", "topics": ["a"]},
                 {"pipeline": "basic", "topics": ["a"], "budget": 10**30}):
