@@ -34,7 +34,7 @@ from pydantic import Field
 from copydesk.catalog import MAX_NAME_LENGTH, resolve_served
 from copydesk.errors import CopydeskError, InputError
 from copydesk.form import MAX_FORM_BUDGET, form_budget
-from copydesk.request import RunRequest
+from copydesk.request import RUN_ID_PATTERN, RunRequest
 from copydesk.settings import Settings
 from copydesk.spec import NAME_PATTERN
 from copydesk_flows.pipeline import execute
@@ -119,7 +119,7 @@ async def editor(
     vars: dict[str, Any] = {},  # noqa: B006 - never mutated; a JSON object in the form
     budget: FormBudget = None,
     review_timeout: Annotated[int, Field(ge=0, le=MAX_REVIEW_TIMEOUT)] = 0,
-    run_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")] = None,
+    run_id: Annotated[str | None, Field(pattern=f"^{RUN_ID_PATTERN.pattern}$")] = None,
 ) -> dict:
     """Write one article per topic with a pipeline, check it and export it (Markdown and CSV).
 
