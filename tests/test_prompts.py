@@ -151,7 +151,7 @@ def test_prompt_name_cannot_escape_prompts_dir(basic_spec: Path, name: str) -> N
     # ../pipelines/basic.yaml really exists next to prompts_dir: it must still not be loadable.
     assert (prompts_dir(basic_spec) / "../pipelines/basic.yaml").exists()
     spec = with_title_prompt(load_spec(basic_spec), name)
-    with pytest.raises(TemplateError, match="not found in prompts_dir"):
+    with pytest.raises(TemplateError, match="is outside prompts_dir"):
         PromptLibrary(spec)
 
 
