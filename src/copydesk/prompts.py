@@ -12,6 +12,7 @@ Jinja can tell), with quoted values shortened.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -193,7 +194,12 @@ _OUTSIDE = (
 )
 
 
+_QUOTED = re.compile(r"'([^']{61,})'|\"([^\"]{61,})\"")
+
+
 def _shortened(message: str, limit: int = 200) -> str:
+    """`message` with every quoted value cut to 60 characters, and at most `limit` long."""
+    message = _QUOTED.sub(lambda m: repr((m.group(1) or m.group(2))[:57] + "..."), message)
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
