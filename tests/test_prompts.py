@@ -363,6 +363,15 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
         ("{{ lipsum(1000000) }}", "lipsum() asked for too much text"),
         ("{% set ns = namespace(s=[1]) %}{% for i in range(40) %}{% set _ = ns.s.extend(ns.s) %}{% endfor %}",
          "a list or mapping would be"),
+        ("{{ ['x' * 200000] * 200000 }}", "a repeated value would be"),
+        ("{{ 'x'.encode() * 1000000000 }}", "a repeated value would be 1,000,000,000 long"),
+        ("{% set b = 'x' * 200000 %}{% set x %}{% for i in range(10000) %}{{ b }}{% endfor %}{% endset %}{{ x|length }}",
+         "a block's output would be"),
+        ("{% set b = 'x' * 200000 %}{% macro m() %}{% for i in range(10000) %}{{ b }}{% endfor %}{% endmacro %}{{ m()|length }}",
+         "a block's output would be"),
+        ("{% set b = 'x' * 200000 %}{% set d = {} %}{% for i in range(10000) %}{% set _ = d.update({i: b}) %}{% endfor %}",
+         "a list or mapping would be"),
+        ("{{ {'a': [1, 2]}|tojson(indent=1000000000) }}", "a tojson indent"),
     ],
 )
 def test_rendering_is_bounded(basic_spec: Path, source: str, needle: str) -> None:

@@ -128,11 +128,51 @@ def _too_long(what: str, size: int) -> RenderLimitError:
     return RenderLimitError(f"{what} would be {size:,} long; templates may build at most {MAX_RENDER_CHARS:,}")
 
 
+_TEXT = (str, bytes, bytearray)
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+def _weight(value: Any, limit: int = MAX_RENDER_CHARS) -> int:
+    """Characters of text plus items of containers in `value`, counted through nested
+    containers (a shared one once per use); stops counting past `limit`, so the cost
+    is at most `limit` steps whatever the structure."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, _TEXT):
+            total += len(item)
+        elif isinstance(item, _CONTAINERS):
+            total += len(item)
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif len(item) <= limit:
+                stack.extend(item)
+            else:
+                total += limit
+    return total
+
+
 def _sized(value: Any) -> Any:
-    """`value`, unless it is a string, list or mapping longer than MAX_RENDER_CHARS."""
-    if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_RENDER_CHARS:
-        raise _too_long("a value", len(value))
+    """`value`, unless its text and items (`_weight`) exceed MAX_RENDER_CHARS."""
+    if isinstance(value, _TEXT + _CONTAINERS):
+        weight = _weight(value)
+        if weight > MAX_RENDER_CHARS:
+            raise _too_long("a value", weight)
     return value
+
+
+def bounded_concat(parts: Iterable[str]) -> str:
+    """`"".join`, refused before joining past MAX_RENDER_CHARS (macro bodies, `{% set %}`
+    and `{% filter %}` blocks join their output through this)."""
+    parts = parts if isinstance(parts, list) else list(parts)
+    total = 0
+    for part in parts:
+        total += len(part)
+        if total > MAX_RENDER_CHARS:
+            raise _too_long("a block's output", total)
+    return "".join(parts)
 
 
 def _count(value: Any, what: str, limit: int = MAX_RENDER_CHARS) -> None:
@@ -270,6 +310,8 @@ def _check_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str
             size = len(text) + (len(text) // width + 1) * len(str(wrapstring))
             if size > MAX_RENDER_CHARS:
                 raise _too_long("the wrapped text", size)
+    elif name == "tojson":
+        _count(args[0] if args else kwargs.get("indent"), "a tojson indent", 64)
     elif name in ("batch", "slice"):
         _count(args[0] if args else kwargs.get("linecount", kwargs.get("slices")), f"the {name} size", MAX_RANGE)
     return value
@@ -335,6 +377,7 @@ class BoundedSandbox(SandboxedEnvironment):
     """Jinja's sandbox, confined to `prompts_dir` and bounded in size and time (see the module)."""
 
     code_generator_class = _BoundedCodeGenerator
+    concat = staticmethod(bounded_concat)  # type: ignore[assignment]
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, prompts_dir: Path, **options: Any) -> None:
@@ -368,13 +411,15 @@ class BoundedSandbox(SandboxedEnvironment):
             if _int_bits(left) + _int_bits(right) > MAX_INT_BITS:
                 raise RenderLimitError(f"a product would exceed {MAX_INT_BITS} bits")
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and times > 0:
-                    if len(seq) * times > MAX_RENDER_CHARS:
-                        raise _too_long("a repeated value", len(seq) * times)
+                if isinstance(seq, _TEXT + _CONTAINERS) and isinstance(times, int) and times > 0:
+                    size = _weight(seq) * min(times, MAX_RENDER_CHARS + 1)
+                    if size > MAX_RENDER_CHARS:
+                        raise _too_long("a repeated value", size if times <= MAX_RENDER_CHARS else _weight(seq) * times)
         elif operator == "+":
-            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-                if len(left) + len(right) > MAX_RENDER_CHARS:
-                    raise _too_long("a sum", len(left) + len(right))
+            if isinstance(left, _TEXT + _CONTAINERS) and isinstance(right, _TEXT + _CONTAINERS):
+                size = _weight(left) + _weight(right)
+                if size > MAX_RENDER_CHARS:
+                    raise _too_long("a sum", size)
         elif operator == "%" and isinstance(left, str):
             _check_printf(left, right if isinstance(right, (tuple, list)) else (right,))
         return _sized(super().call_binop(context, operator, left, right))
@@ -384,9 +429,11 @@ class BoundedSandbox(SandboxedEnvironment):
         args = _guard_str_method(__obj, args, kwargs)
         result = _sized(super().call(__context, __obj, *args, **kwargs))
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, (list, dict, set)) and len(owner) > MAX_RENDER_CHARS:
-            owner.clear()  # a list grown past the limit by append/extend/update is not kept
-            raise _too_long("a list or mapping", MAX_RENDER_CHARS + 1)
+        if isinstance(owner, (list, dict, set)):
+            weight = _weight(owner)
+            if weight > MAX_RENDER_CHARS:
+                owner.clear()  # a container grown past the limit by append/extend/update is not kept
+                raise _too_long("a list or mapping", weight)
         return result
 
     # -- rendering ------------------------------------------------------------------
