@@ -35,6 +35,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",  # nothing listens: no test may call an API
         COPYDESK_SPEC_TEST_CANARY=CANARY,
         COPYDESK_STATE_DIR=str(tmp_path / "state"),
+        COPYDESK_OUTPUT_DIR=str(tmp_path / "outputs"),  # never the project's outputs/
         COLUMNS="200",
     )
     return env
@@ -139,8 +140,11 @@ def test_runaway_templates_exit_2_with_a_clear_message(
         ("audience", "--var 'audience': expected NAME=VALUE"),
     ],
 )
-def test_bad_var_exits_2_naming_the_var(basic_spec: Path, env: dict[str, str], command: str, var: str, needle: str) -> None:
-    result = run_cli([command, str(basic_spec), "--topic", "T", "--var", var], env, timeout=120)
+def test_bad_var_exits_2_naming_the_var(
+    basic_spec: Path, env: dict[str, str], tmp_path: Path, command: str, var: str, needle: str
+) -> None:
+    extra = ["--out", str(tmp_path / "out")] if command == "run" else []
+    result = run_cli([command, str(basic_spec), "--topic", "T", "--var", var, *extra], env, timeout=120)
     assert result.returncode == 2, output(result)
     assert needle in output(result)
     assert "x" * 100 not in output(result)
