@@ -404,6 +404,12 @@ def test_every_rendering_exception_is_a_template_error_with_its_line(basic_spec:
     assert "k" * 100 not in str(info.value)
 
 
+def test_deeply_nested_template_is_a_template_error(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", encoding="utf-8")
+    with pytest.raises(TemplateError, match="title.j2: the template nests too deeply to compile"):
+        library(basic_spec)
+
+
 def test_ordinary_templates_still_render(basic_spec: Path) -> None:
     source = (
         "{{ 'ab' * 3 }} {{ 'a%sb' % 'c' }} {{ range(3)|join(',') }} {{ topic|center(9) }}|"

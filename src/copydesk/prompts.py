@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -100,6 +99,8 @@ class PromptLibrary:
             raise TemplateError(f"{where}:{exc.lineno}: template syntax error: {_shortened(exc.message)}") from None
         except RenderLimitError as exc:
             raise TemplateError(f"{where}: {exc}") from None
+        except RecursionError:
+            raise TemplateError(f"{where}: the template nests too deeply to compile") from None
         self._required[name] = frozenset(meta.find_undeclared_variables(ast))
 
     def _spec_name(self) -> str:
