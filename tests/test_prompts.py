@@ -332,7 +332,7 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
     "source, needle",
     [
         ("{{ 'x' * 300000000 }}", "a repeated value would be 300,000,000 long"),
-        ("{{ [1, 2] * 300000000 }}", "a repeated value would be 600,000,000 long"),
+        ("{{ [1, 2] * 300000000 }}", "a repeated value would be 1,200,000,000 long"),
         ("{{ 9 ** (9 ** 8) }}", "a power would exceed 4096 bits"),
         ("{{ (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) }}", "a product would exceed"),
         ("{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", "longer than 2 s"),
@@ -372,6 +372,11 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
         ("{% set b = 'x' * 200000 %}{% set d = {} %}{% for i in range(10000) %}{% set _ = d.update({i: b}) %}{% endfor %}",
          "a list or mapping would be"),
         ("{{ {'a': [1, 2]}|tojson(indent=1000000000) }}", "a tojson indent"),
+        ("{{ [2 ** 4000] * 200000 }}", "a repeated value would be"),
+        ("{{ ('x' * 200000).translate({120: 'y' * 200000}) }}", "the translated string would be"),
+        ("{{ 'x'.encode().center(1000000000) }}", "a width for center"),
+        ("{{ '%1000000000d'.encode() % 1 }}", "a format width of 1000000000"),
+        ("{{ '{:.1000000000f}'.format(1.0) }}", "a format width of 1000000000"),
     ],
 )
 def test_rendering_is_bounded(basic_spec: Path, source: str, needle: str) -> None:

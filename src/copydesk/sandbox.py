@@ -12,8 +12,9 @@ A template may compute, but not read the machine or exhaust it:
 - Operators, methods and filters that could build a huge value in one step are
   checked before they run (lists and mappings grown by their methods, after): `*`, `**`, `+` and `%` (strings, lists, big integers), `~`,
   `range` (at most `MAX_RANGE` items), `center`, `indent`, `format`, `join`,
-  `replace`, `wordwrap`, `batch`, `slice`, `lipsum`, and the str methods
-  `center`, `ljust`, `rjust`, `zfill`, `expandtabs`, `replace`, `join`, `format`.
+  `replace`, `wordwrap`, `batch`, `slice`, `tojson`, `lipsum`, and the str/bytes
+  methods `center`, `ljust`, `rjust`, `zfill`, `expandtabs`, `replace`, `join`,
+  `translate`, `format`. Sizes count text, items and digits through nested containers.
 
 Every limit raises `RenderLimitError` (a Jinja `SecurityError`); `copydesk.prompts`
 turns it, and any other rendering exception, into a `TemplateError`.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
 import re
 import string
@@ -142,6 +144,8 @@ def _weight(value: Any, limit: int = MAX_RENDER_CHARS) -> int:
         item = stack.pop()
         if isinstance(item, _TEXT):
             total += len(item)
+        elif isinstance(item, int):
+            total += item.bit_length() // 3 + 1  # about its decimal digits
         elif isinstance(item, _CONTAINERS):
             total += len(item)
             if isinstance(item, dict):
@@ -219,7 +223,7 @@ def _check_format_method(fmt: str, args: tuple[Any, ...], kwargs: dict[str, Any]
                 raise RenderLimitError(f"a format width of {digits[:12]} is too large (at most {MAX_RENDER_CHARS:,})")
 
 
-def _replace_size(s: str, old: str, new: str, count: int | None) -> int:
+def _replace_size(s: Any, old: Any, new: Any, count: int | None) -> int:
     occurrences = s.count(old) if old else len(s) + 1
     if count is not None and count >= 0:
         occurrences = min(occurrences, count)
@@ -233,12 +237,12 @@ def _materialize(items: Any) -> list[Any]:
     return list(islice(iter(items), MAX_RENDER_CHARS + 1))
 
 
-def _join_size(items: list[Any], sep: str) -> int:
+def _join_size(items: list[Any], sep: Any) -> int:
     if len(items) > MAX_RENDER_CHARS:
         return len(items)
     total = len(sep) * max(len(items) - 1, 0)
     for item in items:
-        total += len(item) if isinstance(item, str) else len(str(item))
+        total += len(item) if isinstance(item, _TEXT) else len(str(item))
         if total > MAX_RENDER_CHARS:
             break
     return total
@@ -248,16 +252,17 @@ def _guard_str_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     """Size checks for the str methods that can grow a string; returns the (maybe listed) args."""
     target = inspect.unwrap(obj)
     s = getattr(target, "__self__", None)
-    if not isinstance(s, str):
+    if not isinstance(s, _TEXT):
         return args
     name = getattr(target, "__name__", "")
     if name in ("center", "ljust", "rjust", "zfill") and args:
         _count(args[0], f"a width for {name}")
     elif name == "expandtabs":
-        size = len(s) + s.count("\t") * (args[0] if args and isinstance(args[0], int) else 8)
+        tab = "\t" if isinstance(s, str) else b"\t"
+        size = len(s) + s.count(tab) * (args[0] if args and isinstance(args[0], int) else 8)  # type: ignore[arg-type]
         if size > MAX_RENDER_CHARS:
             raise _too_long("the expanded string", size)
-    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+    elif name == "replace" and len(args) >= 2 and all(isinstance(a, _TEXT) for a in args[:2]):
         count = args[2] if len(args) > 2 and isinstance(args[2], int) else kwargs.get("count")
         size = _replace_size(s, args[0], args[1], count)
         if size > MAX_RENDER_CHARS:
@@ -268,7 +273,11 @@ def _guard_str_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         if size > MAX_RENDER_CHARS:
             raise _too_long("the joined string", size)
         return (items, *args[1:])
-    elif name in ("format", "format_map"):
+    elif name == "translate" and args and isinstance(args[0], dict):
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+        if len(s) * longest > MAX_RENDER_CHARS:
+            raise _too_long("the translated string", len(s) * longest)
+    elif name in ("format", "format_map") and isinstance(s, str):
         mapping = args[0] if name == "format_map" and args and isinstance(args[0], dict) else kwargs
         _check_format_method(s, args if name == "format" else (), dict(mapping))
     return args
@@ -405,7 +414,7 @@ class BoundedSandbox(SandboxedEnvironment):
         check_deadline()
         if operator == "**":
             if _int_bits(left) and isinstance(right, int) and right > 0 and abs(left) > 1:
-                if _int_bits(left) * min(right, MAX_INT_BITS + 1) > MAX_INT_BITS:
+                if math.log2(abs(left)) * min(right, MAX_INT_BITS + 1) > MAX_INT_BITS:
                     raise RenderLimitError(f"a power would exceed {MAX_INT_BITS} bits")
         elif operator == "*":
             if _int_bits(left) + _int_bits(right) > MAX_INT_BITS:
@@ -420,8 +429,9 @@ class BoundedSandbox(SandboxedEnvironment):
                 size = _weight(left) + _weight(right)
                 if size > MAX_RENDER_CHARS:
                     raise _too_long("a sum", size)
-        elif operator == "%" and isinstance(left, str):
-            _check_printf(left, right if isinstance(right, (tuple, list)) else (right,))
+        elif operator == "%" and isinstance(left, _TEXT):
+            fmt = left if isinstance(left, str) else bytes(left).decode("latin-1")
+            _check_printf(fmt, right if isinstance(right, (tuple, list)) else (right,))
         return _sized(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
