@@ -384,12 +384,15 @@ def test_duplicate_keys_name_both_lines_at_any_depth(tmp_path: Path, old: str, n
     assert str(tmp_path / "pipe.yaml") in message
 
 
+def test_duplicate_keys_on_one_line(tmp_path: Path) -> None:
+    text = replaced("  audience: testers\n", "  audience: {a: 1, a: 2}\n")
+    message = spec_error(tmp_path, text)
+    assert f"duplicate key 'a' twice on line {line_of(text, 'a: 1')} (columns 14 and 20)" in message
+
+
 def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
-    text = BASE.replace("stages:\n", "x-common: &common\n  temperature: 0.3\nstages:\n").replace(
-        "    prompt: outline.j2\n    temperature: 0.3\n", "    prompt: outline.j2\n    <<: *common\n"
-    )
-    text = text.replace("x-common: &common\n  temperature: 0.3\n", "")
-    text = text.replace("    prompt: outline.j2\n    <<: *common\n", "    prompt: outline.j2\n    <<: {temperature: 0.4}\n    temperature: 0.3\n")
+    # A key merged in with `<<` and then written explicitly is YAML's override, not a duplicate.
+    text = replaced("    prompt: outline.j2\n", "    prompt: outline.j2\n    <<: {temperature: 0.4}\n")
     assert load_spec(write(tmp_path, text)).stages.outline.temperature == 0.3
 
 

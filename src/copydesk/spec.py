@@ -479,17 +479,20 @@ class _SpecLoader(yaml.SafeLoader):
 
     def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
         node = super().compose_mapping_node(anchor)
-        seen: dict[tuple[str, str], int] = {}
+        seen: dict[tuple[str, str], yaml.Mark] = {}
         for key, _ in node.value:
             if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
                 continue
-            line = key.start_mark.line + 1
             ident = (key.tag, key.value)
             if ident in seen:
-                raise yaml.composer.ComposerError(
-                    None, None, f"duplicate key {short(key.value)} on lines {seen[ident]} and {line}", key.start_mark
+                first, again = seen[ident], key.start_mark
+                where = (
+                    f"on lines {first.line + 1} and {again.line + 1}"
+                    if first.line != again.line
+                    else f"twice on line {again.line + 1} (columns {first.column + 1} and {again.column + 1})"
                 )
-            seen[ident] = line
+                raise yaml.composer.ComposerError(None, None, f"duplicate key {short(key.value)} {where}", again)
+            seen[ident] = key.start_mark
         return node
 
 
