@@ -448,3 +448,19 @@ def test_check_validates_run_overrides(basic_spec: Path, overrides: dict, needle
     assert str(info.value).startswith("vars override: ")
     assert needle in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_every_run_path_checks_overrides(basic_spec: Path) -> None:
+    """The CLI, the editor form and scheduled runs all build a RunRequest and prepare it."""
+    from copydesk.errors import SpecError
+    from copydesk.runner import PipelineRun, RunRequest
+
+    request = RunRequest(spec_path=str(basic_spec), topics=["t"], vars={"section": "injected"})
+    with pytest.raises(SpecError, match="vars override: var 'section': the name is reserved"):
+        PipelineRun.prepare(request)
+
+
+def test_template_file_size_is_capped(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text("{{ topic }}" + "x" * (300 * 1024), encoding="utf-8")
+    with pytest.raises(TemplateError, match="title.j2: template 'title.j2' is larger than 256 KiB"):
+        library(basic_spec)

@@ -104,7 +104,7 @@ class ConfinedLoader(BaseLoader):
         except OSError:
             raise TemplateNotFound(template) from None
         if len(data) > MAX_TEMPLATE_BYTES:
-            raise RenderLimitError(f"template {template} is larger than {MAX_TEMPLATE_BYTES // 1024} KiB")
+            raise RenderLimitError(f"template {template[:60]!r} is larger than {MAX_TEMPLATE_BYTES // 1024} KiB")
         source = data.decode("utf-8")  # a UnicodeDecodeError is the caller's to report
 
         def uptodate() -> bool:
