@@ -154,3 +154,15 @@ def test_bad_var_exits_2_naming_the_var(
 def test_good_var_still_works(basic_spec: Path, env: dict[str, str]) -> None:
     result = run_cli(["plan", str(basic_spec), "--topic", "T", "--var", 'audience={"who": ["devs"]}', "--json"], env, timeout=120)
     assert result.returncode == 0, output(result)
+
+
+def test_run_refuses_a_runaway_template_before_any_call(
+    basic_spec: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    title = basic_spec.parent.parent / "prompts" / "title.j2"
+    title.write_text("{{ topic }} {{ 'x' * 300000000 }}\n", encoding="utf-8")
+    result = run_cli(["run", str(basic_spec), "--topic", "T", "--out", str(tmp_path / "out")], env, timeout=120)
+    assert result.returncode == 2, output(result)
+    assert f"{title.resolve()}:1: template limit: a repeated value would be 300,000,000 long" in output(result)
+    assert not (tmp_path / "out").exists()  # refused before a run folder was made
+    assert_clean(output(result))

@@ -116,8 +116,12 @@ class PromptLibrary:
 
     def check(self, overrides: dict[str, Any] | None = None) -> None:
         """Fail before any call when run overrides are invalid (`spec.validate_vars`: the one
-        rule for `--var`, the editor form and scheduled runs) or a template needs a variable
-        no stage provides."""
+        rule for `--var`, the editor form and scheduled runs), a template needs a variable
+        no stage provides, or a template does not render against SAMPLE_CONTEXT within the
+        sandbox's limits (what `copydesk validate` checks; `run` and `plan` check it too)."""
+        self.render_samples(overrides)
+
+    def _check_variables(self, overrides: dict[str, Any] | None) -> None:
         validate_vars(overrides or {}, origin="vars override")
         base = set(self.spec.vars) | set(overrides or {}) | {"topic", "language"}
         for stage_name, stage in self.spec.stages.items():
@@ -177,8 +181,9 @@ class PromptLibrary:
         return PromptSet(system=system, user=self.render(spec_stage.prompt, context))
 
     def render_samples(self, overrides: dict[str, Any] | None = None) -> dict[str, PromptSet]:
-        """Render every stage against SAMPLE_CONTEXT (what `copydesk validate` does)."""
-        self.check(overrides)
+        """Render every stage against SAMPLE_CONTEXT (what `copydesk validate` does), after
+        the static checks of `check`."""
+        self._check_variables(overrides)
         base = self.context(SAMPLE_CONTEXT["topic"], overrides)
         rendered = {}
         for stage_name, _ in self.spec.stages.items():
