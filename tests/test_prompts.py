@@ -373,6 +373,8 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
          "a list or mapping would be"),
         ("{{ {'a': [1, 2]}|tojson(indent=1000000000) }}", "a tojson indent"),
         ("{{ [2 ** 4000] * 200000 }}", "a repeated value would be"),
+        ("{{ range(10000)|map('center', 200000)|list|length }}", "a filter's items would be"),
+        ("{{ range(10000)|map('center', 200000)|join|length }}", "a filter's items would be"),
         ("{{ ('x' * 200000).translate({120: 'y' * 200000}) }}", "the translated string would be"),
         ("{{ 'x'.encode().center(1000000000) }}", "a width for center"),
         ("{{ '%1000000000d'.encode() % 1 }}", "a format width of 1000000000"),

@@ -14,7 +14,8 @@ A template may compute, but not read the machine or exhaust it:
   `range` (at most `MAX_RANGE` items), `center`, `indent`, `format`, `join`,
   `replace`, `wordwrap`, `batch`, `slice`, `tojson`, `lipsum`, and the str/bytes
   methods `center`, `ljust`, `rjust`, `zfill`, `expandtabs`, `replace`, `join`,
-  `translate`, `format`. Sizes count text, items and digits through nested containers.
+  `translate`, `format`; the items of lazy filter results (`map`, `select`...) are
+  counted as they come. Sizes count text, items and digits through nested containers.
 
 Every limit raises `RenderLimitError` (a Jinja `SecurityError`); `copydesk.prompts`
 turns it, and any other rendering exception, into a `TemplateError`.
@@ -338,9 +339,24 @@ def _guarded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         if rest:
             value = _check_filter(name, rest[0], rest[1:], kwargs)
             rest = (value, *rest[1:])
-        return _sized(func(*head, *rest, **kwargs))
+        result = func(*head, *rest, **kwargs)
+        if isinstance(result, Iterator):
+            return _bounded_stream(result)
+        return _sized(result)
 
     return guarded
+
+
+def _bounded_stream(items: Iterator[Any]) -> Iterator[Any]:
+    """The items of a lazy filter result (`map`, `select`, `batch`...), stopped once they
+    add up past MAX_RENDER_CHARS, so `|list` or `|join` cannot collect more."""
+    total = 0
+    for item in items:
+        check_deadline()
+        total += _weight(item)
+        if total > MAX_RENDER_CHARS:
+            raise _too_long("a filter's items", total)
+        yield item
 
 
 def bounded_range(*args: int) -> range:
