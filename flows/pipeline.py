@@ -34,6 +34,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from copydesk import rundir
 from copydesk.article import Article, Status
 from copydesk.errors import InputError
 from copydesk.runner import PipelineRun, RunRequest
@@ -42,7 +43,7 @@ from copydesk.settings import Settings
 log = logging.getLogger("copydesk.flows")
 
 #: Held by the process running a run folder (see `run_folder_lock`).
-LOCK_NAME = ".run.lock"
+LOCK_NAME = rundir.RUN_LOCK_NAME
 
 CROSS_PROCESS_MESSAGE = (
     "copydesk's article tasks must run in the flow run's own process: the token budget, the concurrency "
@@ -174,12 +175,9 @@ async def _execute(run: PipelineRun, *, review_timeout: float, artifacts: bool) 
 
 
 def _counts(run_dir: Any) -> dict[str, int]:
-    import json
-
-    try:
-        return dict(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["by_status"])
-    except (OSError, ValueError, KeyError):
-        return {}
+    summary = rundir.read_json(run_dir / rundir.SUMMARY_NAME)
+    by_status = summary.get("by_status") if isinstance(summary, dict) else None
+    return dict(by_status) if isinstance(by_status, dict) else {}
 
 
 @flow(name="copydesk-run", log_prints=False, validate_parameters=True)

@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from copydesk import events
+from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
 from copydesk.client import ApiEndpoint, ChatClient
-from copydesk.errors import ApiError, CopydeskError, InputError, TopicError
+from copydesk.errors import ApiError, CopydeskError, TopicError
 from copydesk.export import RunExporter
 from copydesk.limiter import AdaptiveLimiter, RateLimiter
 from copydesk.metrics import CUMULATIVE_TEXTFILE, RUN_TEXTFILE
@@ -46,7 +46,7 @@ log = logging.getLogger("copydesk.runner")
 #: Calls in flight at most against the embedded llama.cpp server (it queues the rest).
 LOCAL_MODEL_CONCURRENCY = 2
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RUN_ID_PATTERN = rundir.RUN_ID_PATTERN
 
 
 class RunRequest(BaseModel):
@@ -133,11 +133,7 @@ def new_run_id(spec: PipelineSpec) -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
-        raise InputError(
-            f"--run-id {run_id!r}: use letters, digits, dots, dashes and underscores (at most 100), no '..'"
-        )
-    return run_id
+    return rundir.check_run_id(run_id)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -153,6 +149,10 @@ class PipelineRun:
         self.prompts.check(request.vars)
         self.run_id = check_run_id(request.run_id) if request.run_id else new_run_id(spec)
         self.run_dir = Path(request.out_dir or settings.output_dir) / self.run_id
+        self.manifest = self._manifest()
+        resumed = rundir.check_resume(self.run_dir, self.manifest)  # before anything in the folder is touched
+        if resumed is not None:
+            self.manifest.created = resumed.created
         limit = request.budget or spec.budget.max_total_tokens
         self.budget = TokenBudget(limit, warn_at=spec.budget.warn_at)
         self.concurrency = request.concurrency or spec.concurrency
@@ -171,6 +171,14 @@ class PipelineRun:
         self._stack = AsyncExitStack()
         self._warm_up: asyncio.Future[None] | None = None
 
+    def _manifest(self) -> rundir.RunManifest:
+        names = [stage.prompt for _, stage in self.spec.stages.items()]
+        if self.spec.system_prompt:
+            names.append(self.spec.system_prompt)
+        templates = rundir.template_files(self.prompts.directory, names)
+        spec: Path | bytes = self.spec.source or self.spec.model_dump_json().encode("utf-8")
+        return rundir.RunManifest(self.spec.name, rundir.fingerprint(spec, templates), list(self.topics))
+
     # -- opening and closing ------------------------------------------------------------
 
     @classmethod
@@ -184,6 +192,7 @@ class PipelineRun:
         from copydesk.metrics import RunMetrics
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_manifest(self.run_dir, self.manifest)
         self.exporter = RunExporter(self.run_dir, run_id=self.run_id, language=self.spec.language, pipeline=self.spec.name)
         self.endpoint = await self._endpoint()
         if self.local_model and self.concurrency > LOCAL_MODEL_CONCURRENCY:
@@ -205,7 +214,7 @@ class PipelineRun:
             transport=transport,
         )
         self._stack.push_async_callback(client.aclose)
-        store = CallStore(self.run_dir / CallStore.FILENAME)
+        store = CallStore(self.run_dir / rundir.CALLS_NAME)
         self._stack.callback(store.close)
         self.gateway = CallGateway(
             client,
@@ -358,7 +367,7 @@ class PipelineRun:
         if self.spec.export.csv:
             self.exporter.write_csv(rows, bom=self.spec.export.csv_bom)
         self.exporter.write_json(
-            "qc_report.json",
+            rundir.QC_REPORT_NAME,
             {"run_id": self.run_id, "articles": [
                 {"topic": a.topic, "slug": a.slug, "status": a.status.value, "reasons": a.reasons, "qc": a.qc}
                 for a in self.articles
@@ -372,7 +381,7 @@ class PipelineRun:
             run_dir=str(self.run_dir),
             pipeline=self.spec.name,
             articles=len(self.articles),
-            by_status=dict(Counter(a.status.value for a in self.articles)),
+            by_status=rundir.status_counts(a.status for a in self.articles),
             prompt_tokens=sum(u.prompt_tokens for u in usage_total),
             completion_tokens=sum(u.completion_tokens for u in usage_total),
             total_tokens=sum(u.total_tokens for u in usage_total),
@@ -390,7 +399,7 @@ class PipelineRun:
             fatal_exit_code=fatal.exit_code if isinstance(fatal, ApiError) else None,
             fallbacks=dict(stats.fallbacks),
         )
-        self.exporter.write_json("summary.json", summary.to_dict())
+        self.exporter.write_json(rundir.SUMMARY_NAME, summary.to_dict())
         self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         self.metrics.write_textfile(self.run_dir / RUN_TEXTFILE)
         self._accumulate_metrics()
