@@ -24,7 +24,7 @@ HOSTILE = [
     "<script>\nalert(document.cookie)\n</script>",
     "An image <img src=x onerror=alert(1)> here.",
     '<div onmouseover="alert(1)">hover</div>',
-    "<svg/onload=alert(1)>",
+    "<svg onload=alert(1)>",
     "<iframe src=\"javascript:alert(1)\"></iframe>",
     "[click](javascript:alert(1)) and [case](JaVaScRiPt:alert(1)) and [enc](&#106;avascript:alert(1))",
     "[colon](javascript&colon;alert(1)) [hex](javascript&#x3A;alert(1)) [angle](<javascript:alert(1)>)",

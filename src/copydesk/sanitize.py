@@ -42,6 +42,7 @@ _EMAIL_AUTOLINK = re.compile(
     r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*>"
 )
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\u00ad\u200b-\u200f\u2028\u2029\ufeff]+")
 _ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -100,8 +101,16 @@ def _parser() -> Any:
     return md
 
 
+def _lines(text: str) -> list[str]:
+    """Lines with their ends, split where markdown-it splits them (\n, \r\n, \r; not at
+    the other breaks `str.splitlines` knows), so its line numbers apply."""
+    lines = _LINE.findall(text)
+    rest = text[sum(map(len, lines)) :]
+    return [*lines, rest] if rest else lines
+
+
 def _rewrite(markdown: str, *, code_spans: bool, brackets: bool = False) -> str:
-    lines = markdown.splitlines(keepends=True)
+    lines = _lines(markdown)
     kinds = _line_kinds(markdown, len(lines))
     out: list[str] = []
     start = 0
