@@ -330,7 +330,7 @@ def test_a_move_failing_midway_is_finished_by_the_next_review(tmp_path, monkeypa
         real_move(run_dir_, move)
 
     monkeypatch.setattr(review, "_move", failing_move)
-    with pytest.raises(OSError):
+    with pytest.raises(review.ReviewInterrupted, match="No space left on device.*next `copydesk review"):
         apply_review(run_dir, approve=["formula-topic", "chinese-topic"], reviewer="mei")
     # cut short: the first file moved, the CSV not yet rewritten, the intent recorded
     assert (run_dir / "published/formula-topic.md").exists() and not (run_dir / "held/formula-topic.md").exists()
@@ -363,8 +363,11 @@ def test_a_csv_write_failing_is_finished_by_listing_the_pending_articles(tmp_pat
         real_write(path, data, *args, **kwargs)
 
     monkeypatch.setattr(review.rundir, "atomic_write", failing_write)
-    with pytest.raises(OSError):
+    with pytest.raises(review.ReviewInterrupted) as info:
         apply_review(run_dir, approve=["formula-topic"], reject=["chinese-topic"])
+    assert info.value.exit_code == 1
+    with pytest.raises(review.ReviewInterrupted):  # still failing: listing tries to finish it, and says so
+        pending_reviews(run_dir)
     assert [r["status"] for r in _csv(run_dir)][1:3] == ["needs_review", "needs_review"]  # CSV as it was
     assert (run_dir / "published/formula-topic.md").exists()  # while the file already moved
 
@@ -380,7 +383,7 @@ def test_the_flow_review_finishes_an_interrupted_decision(tmp_path, monkeypatch)
     import copydesk.review as review
 
     run_dir, _ = make_run(tmp_path)
-    monkeypatch.setattr(review, "_carry_out", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(review, "_carry_out_or_say_so", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):  # killed right after the intent was recorded
         apply_review(run_dir, approve=["chinese-topic"])
     monkeypatch.undo()
@@ -392,7 +395,7 @@ def test_an_intent_left_before_a_resume_is_dropped(tmp_path, monkeypatch):
     import copydesk.review as review
 
     run_dir, articles = make_run(tmp_path)
-    monkeypatch.setattr(review, "_carry_out", lambda *a: None)
+    monkeypatch.setattr(review, "_carry_out_or_say_so", lambda *a: None)
     apply_review(run_dir, approve=["chinese-topic"])
     monkeypatch.undo()
     assert (run_dir / ".review-intent.json").exists()
@@ -440,6 +443,36 @@ def test_a_linked_article_file_is_not_read(tmp_path):
     with pytest.raises(ReviewError, match="symbolic link"):
         apply_review(run_dir, approve=["formula-topic"])
     assert not (run_dir / "published/formula-topic.md").exists()
+
+
+def test_a_failure_to_record_the_decision_changes_nothing(tmp_path, monkeypatch):
+    import copydesk.review as review
+
+    run_dir, _ = make_run(tmp_path)
+    snapshot = _snapshot(run_dir)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(review.rundir, "write_json", full_disk)
+    with pytest.raises(review.ReviewInterrupted, match="nothing was changed"):
+        apply_review(run_dir, approve=["formula-topic"])
+    assert _snapshot(run_dir) == snapshot and not (run_dir / ".review-intent.json").exists()
+
+
+def test_the_review_command_reports_a_cut_short_decision_and_finishes_it(tmp_path, monkeypatch):
+    import copydesk.review as review
+    from copydesk.serve_cli import standalone_app
+
+    run_dir, _ = make_run(tmp_path)
+    monkeypatch.setattr(review, "_move", lambda *a: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+    app = standalone_app()
+    failed = CliRunner().invoke(app, ["review", str(run_dir), "--approve", "formula-topic"])
+    assert failed.exit_code == 1 and "cut short" in failed.output and "Traceback" not in failed.output
+    monkeypatch.undo()
+    listed = CliRunner().invoke(app, ["review", str(run_dir)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "chinese-topic" in listed.output and "formula-topic" not in listed.output
+    _agree(run_dir)
 
 
 def test_review_keeps_a_csv_without_bom_byte_for_byte_elsewhere(tmp_path):

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from copydesk import rundir
+from copydesk.errors import CopydeskError
 from copydesk.rundir import CsvTable, RunFolderError, Status
 
 log = logging.getLogger("copydesk.review")
@@ -59,6 +60,11 @@ INTENT_VERSION = 1
 
 class ReviewError(RunFolderError):
     """A review decision that cannot be applied (unknown slug, wrong status, not a run folder)."""
+
+
+class ReviewInterrupted(CopydeskError):
+    """The files could not be written (exit 1): nothing changed, or the decision is recorded and
+    the next review of the folder finishes it (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -111,12 +117,13 @@ def _read_csv(run_dir: Path) -> CsvTable:
 
 def pending_reviews(run_dir: str | Path) -> list[PendingArticle]:
     """The run's articles that wait for an editor, in CSV order (after finishing a decision
-    that was cut short)."""
+    that was cut short). Reads only, unless there is such a decision."""
     run_dir = Path(run_dir)
-    _read_csv(run_dir)  # "not a run folder" before a lock file is made in it
-    with _locked(run_dir):
-        finish_interrupted(run_dir)
-        rows = _read_csv(run_dir).rows
+    rows = _read_csv(run_dir).rows
+    if (run_dir / rundir.REVIEW_INTENT_NAME).exists():
+        with _locked(run_dir):
+            finish_interrupted(run_dir)
+            rows = _read_csv(run_dir).rows
     return [
         PendingArticle(r["slug"], r.get("title", ""), r.get("topic", ""), r.get("reasons", ""), r["path"])
         for r in rows
@@ -202,9 +209,13 @@ def apply_review(
             intent = _intent(run_dir, table, todo, when=when, reviewer=reviewer, note=note)
             for row, target, _ in todo:
                 (outcome.approved if target == APPROVED else outcome.rejected).append(row["slug"])
-            with _as_review_errors():
+            try:
                 rundir.write_json(run_dir / rundir.REVIEW_INTENT_NAME, intent, durable=True)
-            _carry_out(run_dir, intent)
+            except OSError as exc:
+                raise ReviewInterrupted(
+                    f"{run_dir}: cannot record the review decision ({exc.strerror or exc}); nothing was changed"
+                ) from exc
+            _carry_out_or_say_so(run_dir, intent)
         outcome.pending = [r["slug"] for r in rows if r["status"] == PENDING]
         return outcome
 
@@ -280,6 +291,16 @@ def _move(run_dir: Path, move: dict[str, str]) -> None:
         rundir.sync_folder(source.parent)
 
 
+def _carry_out_or_say_so(run_dir: Path, intent: dict[str, Any]) -> None:
+    try:
+        _carry_out(run_dir, intent)
+    except OSError as exc:
+        raise ReviewInterrupted(
+            f"{run_dir}: the review decision was cut short ({exc.strerror or exc}); it is recorded in "
+            f"{rundir.REVIEW_INTENT_NAME}, and the next `copydesk review {run_dir}` finishes it"
+        ) from exc
+
+
 def _carry_out(run_dir: Path, intent: dict[str, Any]) -> None:
     """Steps 2-5 of the module docstring; each one can be repeated after a failure."""
     with _as_review_errors():
@@ -336,5 +357,5 @@ def finish_interrupted(run_dir: Path) -> bool:
         path.unlink(missing_ok=True)
         return False
     log.info("%s: finishing a review decision that was cut short", path)
-    _carry_out(run_dir, intent)
+    _carry_out_or_say_so(run_dir, intent)
     return True
