@@ -42,7 +42,8 @@ _EMAIL_AUTOLINK = re.compile(
     r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*>"
 )
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+_SPECIAL = re.compile(r"[\\`<\[\]]")
+_LINE_END = re.compile(r"(\r\n|\r|\n)")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\u00ad\u200b-\u200f\u2028\u2029\ufeff]+")
 _ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -74,11 +75,12 @@ def inert_markdown(markdown: str) -> str:
     """`markdown` with raw HTML escaped and unsafe link destinations blocked; see the module doc."""
     if not any(char in markdown for char in "<:&"):
         return markdown  # nothing could be active: no tag, no scheme (plain or entity-encoded)
-    rewritten = _rewrite(markdown, code_spans=True)
-    if not _active_parts(rewritten):
+    tokens = _parser().parse(markdown)
+    rewritten = _rewrite(markdown, tokens, code_spans=True)
+    if not _active_parts(tokens if rewritten == markdown else _parser().parse(rewritten)):
         return rewritten
-    harsh = _rewrite(markdown, code_spans=False, brackets=True)
-    if not _active_parts(harsh):
+    harsh = _rewrite(markdown, tokens, code_spans=False, brackets=True)
+    if not _active_parts(_parser().parse(harsh)):
         return harsh
     fence = "`" * (max((len(run) for run in re.findall(r"`+", markdown)), default=0) + 3)
     return f"{fence}text\n{markdown}\n{fence}\n"
@@ -86,7 +88,7 @@ def inert_markdown(markdown: str) -> str:
 
 def active_parts(markdown: str) -> list[str]:
     """What would be active if `markdown` were rendered with raw HTML allowed (empty: nothing)."""
-    return _active_parts(markdown)
+    return _active_parts(_parser().parse(markdown))
 
 
 # ------------------------------------------------------------------------------ the rewrite
@@ -104,14 +106,15 @@ def _parser() -> Any:
 def _lines(text: str) -> list[str]:
     """Lines with their ends, split where markdown-it splits them (\n, \r\n, \r; not at
     the other breaks `str.splitlines` knows), so its line numbers apply."""
-    lines = _LINE.findall(text)
-    rest = text[sum(map(len, lines)) :]
-    return [*lines, rest] if rest else lines
+    parts = _LINE_END.split(text)
+    lines = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+    return [*lines, parts[-1]] if parts[-1] else lines
 
 
-def _rewrite(markdown: str, *, code_spans: bool, brackets: bool = False) -> str:
+def _rewrite(markdown: str, tokens: list[Any], *, code_spans: bool, brackets: bool = False) -> str:
+    """`markdown` rewritten chunk by chunk (`tokens` is its parse): code kept, the rest inert."""
     lines = _lines(markdown)
-    kinds = _line_kinds(markdown, len(lines))
+    kinds = _line_kinds(tokens, len(lines))
     out: list[str] = []
     start = 0
     while start < len(lines):
@@ -128,12 +131,12 @@ def _rewrite(markdown: str, *, code_spans: bool, brackets: bool = False) -> str:
     return "".join(out)
 
 
-def _line_kinds(markdown: str, count: int) -> list[tuple[str, int]]:
+def _line_kinds(tokens: list[Any], count: int) -> list[tuple[str, int]]:
     """Per line: ("code", n) inside a fence or an indented code block, ("html", n) or
     ("text", n) for the n-th other leaf block, ("other", 0) for lines outside any
     (blank lines, reference definitions, container markers)."""
     kinds: list[tuple[str, int]] = [("other", 0)] * count
-    for number, token in enumerate(_parser().parse(markdown)):
+    for number, token in enumerate(tokens):
         if token.map is None or token.nesting == -1:
             continue
         if token.type in ("fence", "code_block"):
@@ -190,8 +193,10 @@ def _rewrite_chunk(text: str, *, code_spans: bool, brackets: bool) -> str:
                 out.append(text[i + 2 : end])
             i = end
         else:
-            out.append(char)
-            i += 1
+            plain = _SPECIAL.search(text, i + 1)
+            end = plain.start() if plain else n
+            out.append(text[i:end])
+            i = end
     return "".join(out)
 
 
@@ -256,15 +261,15 @@ def _unescape_backslashes(text: str) -> str:
 # ------------------------------------------------------------------------------ the check
 
 
-def _tokens(markdown: str) -> Iterator[Any]:
-    for token in _parser().parse(markdown):
+def _all(tokens: list[Any]) -> Iterator[Any]:
+    for token in tokens:
         yield token
         yield from token.children or ()
 
 
-def _active_parts(markdown: str) -> list[str]:
+def _active_parts(tokens: list[Any]) -> list[str]:
     found: list[str] = []
-    for token in _tokens(markdown):
+    for token in _all(tokens):
         if token.type in ("html_block", "html_inline"):
             content = token.content
             for opener in _TAG_OPENER.finditer(content):
