@@ -210,3 +210,17 @@ def test_artifacts_are_inert(tmp_path: Path) -> None:
     row = json.loads(json.dumps(exporter.row(article)))
     assert_inert(render_like_an_ssg(article_markdown({k: str(v) for k, v in row.items()},
                                                      "<script>raw()</script>", {"qc": article.qc})))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['A paragraph.\n{: onclick="alert(1)"}', '[l](https://x){: onmouseover="a()"}', "# Heading {#id .cls onclick=x}",
+     '![i](https://x/i.png){style="position:fixed" src="javascript:x"}'],
+)
+def test_attribute_lists_that_set_active_attributes_stay_text(text: str) -> None:
+    """kramdown (Jekyll), Pandoc and goldmark (Hugo) read `{...}` after an element as its
+    attributes; escaped, every renderer shows the braces as text instead."""
+    out = inert_markdown(text)
+    assert "\\{" in out and out.replace("\\{", "{") == text
+    assert "{" in render_like_an_ssg(out)  # CommonMark shows the same text as before
+    assert inert_markdown("`" + text.replace("`", "") + "`").count("\\{") == 0  # not in code

@@ -10,6 +10,9 @@ rewrites Markdown so that, rendered with raw HTML enabled:
 * the destination of a link, image, autolink or reference definition whose
   scheme is not http, https or mailto (`javascript:`, `data:`, `vbscript:`, in
   any case, entity-encoded or split by control characters) becomes `#`;
+* an attribute list (kramdown's `{: onclick="…"}`, Pandoc's and goldmark's
+  `{onclick=…}`) that sets an event handler, a URL or a style gets its `{`
+  escaped, so it stays text;
 * code (fences, indented blocks, code spans) is left alone: it renders as text;
 * Markdown with nothing of the above comes back unchanged, byte for byte.
 
@@ -42,7 +45,12 @@ _EMAIL_AUTOLINK = re.compile(
     r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*>"
 )
-_SPECIAL = re.compile(r"[\\`<\[\]]")
+# An attribute list of kramdown, Pandoc or goldmark that would put an active attribute on an element.
+_ATTRIBUTE_LIST = re.compile(
+    r"\{(?=:?[^{}\n]*?(?:\bon[a-z]+|\b(?:href|src|style|action|formaction|srcdoc|xlink:href))\s*=)",
+    re.IGNORECASE,
+)
+_SPECIAL = re.compile(r"[\\`<\[\]{]")
 _LINE_END = re.compile(r"(\r\n|\r|\n)")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\u00ad\u200b-\u200f\u2028\u2029\ufeff]+")
@@ -73,8 +81,8 @@ def inert_text(text: str) -> str:
 
 def inert_markdown(markdown: str) -> str:
     """`markdown` with raw HTML escaped and unsafe link destinations blocked; see the module doc."""
-    if not any(char in markdown for char in "<:&"):
-        return markdown  # nothing could be active: no tag, no scheme (plain or entity-encoded)
+    if not any(char in markdown for char in "<:&{"):
+        return markdown  # nothing could be active: no tag, no scheme (plain or encoded), no attribute list
     tokens = _parser().parse(markdown)
     rewritten = _rewrite(markdown, tokens, code_spans=True)
     if not _active_parts(tokens if rewritten == markdown else _parser().parse(rewritten)):
@@ -181,6 +189,9 @@ def _rewrite_chunk(text: str, *, code_spans: bool, brackets: bool) -> str:
             else:
                 out.append(char)
                 i += 1
+        elif char == "{" and _ATTRIBUTE_LIST.match(text, i):
+            out.append("\\{")
+            i += 1
         elif char == "[" and brackets:
             out.append("\\[")
             i += 1
