@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -236,4 +235,22 @@ def test_fingerprint_covers_the_spec_and_every_template(basic_spec: Path, tmp_pa
     third = current()
     (prompts / "part.j2").write_text("shared part, changed")
     assert current() != third
-    shutil.rmtree(prompts)
+
+
+def test_a_resume_keeps_the_first_runs_date_and_records_the_new_topics(tmp_path: Path) -> None:
+    first = RunManifest("basic", "f" * 64, ["a"], created="2025-01-01T00:00:00+00:00")
+    rundir.write_manifest(tmp_path, first)
+    again = rundir.prepare_folder(tmp_path, _manifest(["a", "b"]))
+    assert again.created == "2025-01-01T00:00:00+00:00" and again.topics == ["a", "b"]
+    rundir.write_manifest(tmp_path, again)
+    assert rundir.read_manifest(tmp_path) == again
+
+
+def test_the_manifest_of_a_spec(basic_spec: Path) -> None:
+    from copydesk.spec import load_spec
+
+    spec = load_spec(basic_spec)
+    manifest = RunManifest.for_spec(spec, spec.resolved_prompts_dir, ["x", "y"])
+    assert manifest.pipeline == "basic" and manifest.topics == ["x", "y"]
+    names = ["title.j2", "outline.j2", "section.j2", "system.j2"]
+    assert manifest.fingerprint == rundir.fingerprint(basic_spec, rundir.template_files(spec.resolved_prompts_dir, names))

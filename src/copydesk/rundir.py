@@ -41,11 +41,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from copydesk.errors import InputError
+
+if TYPE_CHECKING:
+    from copydesk.spec import PipelineSpec
 
 
 class RunFolderError(InputError):
@@ -390,6 +393,15 @@ class RunManifest:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def for_spec(cls, spec: PipelineSpec, prompts_dir: Path, topics: Iterable[str]) -> RunManifest:
+        """The manifest of a run of `spec` (its file, or its JSON when it has none) over `topics`."""
+        names = [stage.prompt for _, stage in spec.stages.items()]
+        if spec.system_prompt:
+            names.append(spec.system_prompt)
+        source: Path | bytes = spec.source or spec.model_dump_json().encode("utf-8")
+        return cls(spec.name, fingerprint(source, template_files(prompts_dir, names)), list(topics))
+
 
 def fingerprint(spec: Path | bytes, templates: Mapping[str, Path]) -> str:
     """sha256 of the spec file (or its bytes) and each template (by name, sorted), each framed
@@ -468,6 +480,15 @@ def _has_content(run_dir: Path) -> bool:
         return False
     except NotADirectoryError:
         return True
+
+
+def prepare_folder(run_dir: Path, manifest: RunManifest) -> RunManifest:
+    """`manifest` once `check_resume` allows it, keeping the first run's `created` on a resume:
+    what `write_manifest` records when the run starts."""
+    old = check_resume(run_dir, manifest)
+    if old is not None:
+        manifest.created = old.created
+    return manifest
 
 
 def check_resume(run_dir: Path, manifest: RunManifest) -> RunManifest | None:

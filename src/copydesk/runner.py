@@ -149,10 +149,9 @@ class PipelineRun:
         self.prompts.check(request.vars)
         self.run_id = check_run_id(request.run_id) if request.run_id else new_run_id(spec)
         self.run_dir = Path(request.out_dir or settings.output_dir) / self.run_id
-        self.manifest = self._manifest()
-        resumed = rundir.check_resume(self.run_dir, self.manifest)  # before anything in the folder is touched
-        if resumed is not None:
-            self.manifest.created = resumed.created
+        # may this run use its folder? (checked before anything in it is touched)
+        self.manifest = rundir.prepare_folder(self.run_dir, rundir.RunManifest.for_spec(spec, self.prompts.directory,
+                                                                                         self.topics))
         limit = request.budget or spec.budget.max_total_tokens
         self.budget = TokenBudget(limit, warn_at=spec.budget.warn_at)
         self.concurrency = request.concurrency or spec.concurrency
@@ -170,14 +169,6 @@ class PipelineRun:
         self.local_model: str | None = None
         self._stack = AsyncExitStack()
         self._warm_up: asyncio.Future[None] | None = None
-
-    def _manifest(self) -> rundir.RunManifest:
-        names = [stage.prompt for _, stage in self.spec.stages.items()]
-        if self.spec.system_prompt:
-            names.append(self.spec.system_prompt)
-        templates = rundir.template_files(self.prompts.directory, names)
-        spec: Path | bytes = self.spec.source or self.spec.model_dump_json().encode("utf-8")
-        return rundir.RunManifest(self.spec.name, rundir.fingerprint(spec, templates), list(self.topics))
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -214,7 +205,7 @@ class PipelineRun:
             transport=transport,
         )
         self._stack.push_async_callback(client.aclose)
-        store = CallStore(self.run_dir / rundir.CALLS_NAME)
+        store = CallStore(self.run_dir / CallStore.FILENAME)
         self._stack.callback(store.close)
         self.gateway = CallGateway(
             client,
