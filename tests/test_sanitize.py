@@ -224,3 +224,17 @@ def test_attribute_lists_that_set_active_attributes_stay_text(text: str) -> None
     assert "\\{" in out and out.replace("\\{", "{") == text
     assert "{" in render_like_an_ssg(out)  # CommonMark shows the same text as before
     assert inert_markdown("`" + text.replace("`", "") + "`").count("\\{") == 0  # not in code
+
+
+def test_random_mixtures_of_markup_render_inert() -> None:
+    """Seeded mixtures of hostile samples and Markdown punctuation (code fences and spans cut
+    in odd places, brackets, containers): whatever the rewrite does, the page is inert."""
+    import random
+
+    pieces = [*HOSTILE, "`", "``", "```", "\n", "\n\n", "> ", "- ", "1. ", "    ", "[", "]", "(", ")", "<", ">",
+              "\\", "&", ":", "<b>", "</b>", "javascript:", "data:", "&#106;", "![", "](", "]: ", "{: onclick=x}",
+              "|", "---\n", "~~~\n", "<!--", "-->", '"']
+    rng = random.Random(11)
+    for _ in range(400):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 25)))
+        assert_inert(render_like_an_ssg(inert_markdown(text)))
