@@ -356,6 +356,6 @@ def finish_interrupted(run_dir: Path) -> bool:
                     "dropping the decision", path)
         path.unlink(missing_ok=True)
         return False
-    log.info("%s: finishing a review decision that was cut short", path)
+    log.warning("%s: finishing a review decision that was cut short", path)
     _carry_out_or_say_so(run_dir, intent)
     return True
