@@ -75,7 +75,7 @@ def test_reserved_and_malformed_run_ids_exit_2(basic_spec, cli_env, fake_api, tm
     out = tmp_path / "out"
     out.mkdir()
     (out / "copydesk.prom").write_text("# cumulative metrics\n")
-    for run_id in ("copydesk.prom", "COPYDESK.prom", "copydesk.prom.lock", "abc\n", "articles.csv"):
+    for run_id in ("copydesk.prom", "COPYDESK.prom", "copydesk.prom.lock", "abc\n", "../x"):
         result = _run(basic_spec, out, run_id, ["alpha"], cli_env)
         assert result.returncode == 2, (run_id, result.stderr)
         assert "--run-id" in result.stderr

@@ -31,12 +31,26 @@ def test_run_ids_must_match_as_a_whole(run_id: str) -> None:
 
 @pytest.mark.parametrize(
     "run_id",
-    ["copydesk.prom", "COPYDESK.PROM", "Copydesk.Prom", "copydesk.prom.lock", "copydesk.prom.corrupt-1",
-     "articles.csv", "Summary.JSON", "metrics.prom", "calls.jsonl", "manifest.json", "published", "HELD"],
+    ["copydesk.prom", "COPYDESK.PROM", "Copydesk.Prom", "copydesk.prom.lock", "copydesk.prom.corrupt-20250101T000000"],
 )
-def test_names_copydesk_writes_are_reserved(run_id: str) -> None:
+def test_names_copydesk_writes_in_the_output_folder_are_reserved(run_id: str) -> None:
     with pytest.raises(RunFolderError, match="copydesk writes a file of that name"):
         rundir.check_run_id(run_id)
+
+
+def test_every_name_written_in_the_output_folder_is_reserved(tmp_path: Path) -> None:
+    """What the metrics module writes next to the run folders: the file, its lock, a copy set aside."""
+    from copydesk.metrics import CUMULATIVE_TEXTFILE, RunMetrics
+
+    metrics = RunMetrics("basic")
+    metrics.accumulate_textfile(tmp_path / CUMULATIVE_TEXTFILE)
+    (tmp_path / CUMULATIVE_TEXTFILE).write_text("not prometheus {{{\n")
+    metrics.accumulate_textfile(tmp_path / CUMULATIVE_TEXTFILE)  # sets the broken one aside
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert len(written) == 3, written
+    for name in written:
+        with pytest.raises(RunFolderError):
+            rundir.check_run_id(name)
 
 
 def test_the_runner_uses_the_same_check() -> None:

@@ -184,7 +184,7 @@ def test_pathological_input_is_still_inert() -> None:
 
 
 def test_artifacts_are_inert(tmp_path: Path) -> None:
-    from flows.artifacts import article_markdown, build_artifacts, summary_markdown
+    from copydesk_flows.artifacts import article_markdown, build_artifacts, summary_markdown
 
     exporter = RunExporter(tmp_path / "run", run_id="run", language="en-US", pipeline="basic")
     article = _article(HOSTILE, title="<script>t()</script>", topic="<img src=x onerror=alert(1)>",

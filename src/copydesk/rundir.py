@@ -88,25 +88,11 @@ REVIEW_LOCK_NAME = ".review.lock"
 #: Files whose presence alone does not make a folder a run (a lock taken before a crash).
 _NOT_CONTENT = frozenset({RUN_LOCK_NAME, REVIEW_LOCK_NAME})
 
-#: Every name copydesk writes, lower-cased: none of them can be a run id.
-RESERVED_NAMES: frozenset[str] = frozenset(
-    name.lower()
-    for name in (
-        CUMULATIVE_METRICS_NAME,
-        f"{CUMULATIVE_METRICS_NAME}.lock",
-        MANIFEST_NAME,
-        CSV_NAME,
-        PUBLISHED_DIR,
-        HELD_DIR,
-        QC_REPORT_NAME,
-        SUMMARY_NAME,
-        CALLS_NAME,
-        RUN_METRICS_NAME,
-        REVIEW_LOG_NAME,
-    )
-)
+#: Every name copydesk writes in the output folder, lower-cased: none of them can be a run id
+#: (a run folder of that name would clobber it, or be clobbered)...
+RESERVED_NAMES: frozenset[str] = frozenset({CUMULATIVE_METRICS_NAME.lower()})
 #: ...nor start with one of these (the cumulative file's lock and the copies set aside).
-RESERVED_PREFIXES: tuple[str, ...] = (CUMULATIVE_METRICS_NAME,)
+RESERVED_PREFIXES: tuple[str, ...] = (CUMULATIVE_METRICS_NAME.lower(),)
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 #: A slug is one file name: what copydesk.slugs makes, with room for hand-made ones.
