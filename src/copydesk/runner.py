@@ -159,6 +159,8 @@ class PipelineRun:
             [(s.heading, s.body) for s in article.sections],
             article.finish_reasons(),
         )
+        if verdict.corrected_markdown is not None and not article.apply_corrections(verdict.corrected_markdown):
+            log.warning("article %d: the grammar autocorrections could not be applied", article.index + 1)
         article.status = Status(verdict.status)
         article.reasons.extend(r for r in verdict.reasons if r not in article.reasons)
         article.grammar_issues = verdict.grammar_issues

@@ -43,7 +43,7 @@ from copydesk.errors import (
     ServerError,
     TransportError,
 )
-from copydesk.qc.content import plain_text, split_sentences
+from copydesk.text import plain_text, split_sentences
 
 log = logging.getLogger("copydesk.qc.moderation")
 
