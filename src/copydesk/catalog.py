@@ -20,19 +20,15 @@ Nothing here imports Prefect.
 from __future__ import annotations
 
 import re
-import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from copydesk.errors import CopydeskError, SpecError
-from copydesk.spec import NAME_PATTERN, PipelineSpec, load_spec
+from copydesk.spec import NAME_PATTERN, PipelineSpec, load_spec, short
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 #: A served pipeline's name, as the form sends it (the spec's `name:` rule, bounded).
 MAX_NAME_LENGTH = 64
-
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 40
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ def check_name(ref: object) -> str:
     if any(sep in ref for sep in ("/", "\\", "..")) or ref.startswith("~"):
         raise SpecError("pipeline: paths are not accepted here; choose a served pipeline by its name")
     if len(ref) > MAX_NAME_LENGTH or not re.fullmatch(NAME_PATTERN, ref):
-        raise SpecError(f"pipeline {_short.repr(ref)} is not a pipeline name (lower-case letters, digits and "
+        raise SpecError(f"pipeline {short(ref)} is not a pipeline name (lower-case letters, digits and "
                         "dashes); choose a served pipeline by its name")
     return ref
 
