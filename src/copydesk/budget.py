@@ -9,8 +9,15 @@ fit next to what is spent and reserved is refused, so at any concurrency
     spent + reserved <= max_total_tokens
 
 holds at every moment, and `spent` is the sum of what the API reported (or of
-upper bounds where it did not). Once one reservation is refused the budget is
-closed: no new call starts, calls already in flight finish and settle.
+upper bounds where it did not).
+
+Use the budget, don't just guard it: `acquire()` (what the call gateway uses)
+makes a reservation that does not fit *wait* while calls in flight may still
+free room (a settle returns the unused part of its reservation). The budget
+closes only when nothing in flight could make room: `spent + tokens > limit`.
+Once closed no new call starts; calls already in flight finish and settle.
+The synchronous `reserve()` never waits: it closes the budget at the first
+reservation that does not fit.
 
 Why the bound holds: the APIs copydesk talks to use byte-level BPE (OpenAI's
 tiktoken encodings) or SentencePiece with byte fallback (llama.cpp models).
@@ -26,6 +33,7 @@ API enforces.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -80,6 +88,8 @@ class TokenBudget:
         self._warned = False
         self._on_warn = on_warn
         self._lock = threading.Lock()
+        #: `acquire()` calls waiting for room, woken by every settle, release and close.
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
     def remaining(self) -> int:
@@ -104,6 +114,52 @@ class TokenBudget:
             self.reserved += tokens
             return Reservation(tokens)
 
+    async def acquire(self, tokens: int, *, what: str = "the next call") -> Reservation:
+        """Reserve `tokens`, waiting while calls in flight may still free room.
+
+        Raises `BudgetExhausted` (and closes the budget) once even the settlement of every
+        call in flight could not make room, i.e. `spent + tokens > limit`; never overshoots."""
+        while True:
+            with self._lock:
+                if self.closed:
+                    raise BudgetExhausted(self.refused_reason or "the token budget is exhausted")
+                if self.spent + self.reserved + tokens <= self.limit:
+                    self.reserved += tokens
+                    return Reservation(tokens)
+                if self.spent + tokens > self.limit:
+                    self.closed = True
+                    self.refused_reason = (
+                        f"token budget reached: {what} may need up to {tokens:,} tokens but only "
+                        f"{self.limit - self.spent:,} of {self.limit:,} are left ({self.spent:,} spent)"
+                    )
+                    self._wake_locked()
+                    raise BudgetExhausted(self.refused_reason)
+                loop = asyncio.get_running_loop()
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, waiter))
+            try:
+                await waiter
+            finally:
+                with self._lock:
+                    if (loop, waiter) in self._waiters:
+                        self._waiters.remove((loop, waiter))
+
+    def close(self, reason: str) -> None:
+        """Stop every new call (e.g. a shared allowance is spent); calls in flight still settle."""
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self.refused_reason = reason
+            self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for loop, waiter in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, waiter)
+            except RuntimeError:  # that loop is closed: nobody waits on it any more
+                pass
+
     def settle(self, reservation: Reservation, actual_total: int | None) -> int:
         """Replace a reservation by what the API reported; None keeps the whole reservation."""
         with self._lock:
@@ -121,6 +177,7 @@ class TokenBudget:
                     reservation.tokens,
                 )
             self.spent += charged
+            self._wake_locked()
             warn = not self._warned and self.spent >= self.warn_at * self.limit
             if warn:
                 self._warned = True
@@ -136,3 +193,9 @@ class TokenBudget:
             if reservation.open:
                 reservation.open = False
                 self.reserved -= reservation.tokens
+                self._wake_locked()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -175,7 +175,7 @@ class CallGateway:
         async with self.limiter.slot():
             if self.fatal is not None:
                 raise self.fatal
-            reservation = self.budget.reserve(bound, what=f"a {stage} call")
+            reservation = await self.budget.acquire(bound, what=f"a {stage} call")
             self.stats.attempts += 1
             started = time.perf_counter()
             try:

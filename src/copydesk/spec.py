@@ -253,9 +253,31 @@ class Stages(_Model):
         return [(name, getattr(self, name)) for name in STAGE_NAMES]
 
 
+class SharedBudgetSpec(_Model):
+    """One allowance for every run (of any pipeline) that names it, held by the Prefect server."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=64, description="Runs naming the same allowance share it.")
+    max_tokens: int = Field(ge=1, le=10**15, description="usage.total_tokens all those runs may spend per period.")
+    period: Literal["day", "week", "month", "total"] = Field(
+        "day", description="When the allowance starts again: 00:00 in `timezone` (weeks start on Monday).")
+    timezone: str = Field("UTC", description="IANA zone the period's midnight is in.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {short(value)}") from exc
+        return value
+
+
 class BudgetSpec(_Model):
     max_total_tokens: int = Field(60_000, ge=1, description="Hard cap on usage.total_tokens for one run.")
     warn_at: float = Field(0.8, gt=0.0, le=1.0, description="Share of the budget that triggers one warning.")
+    shared: SharedBudgetSpec | None = Field(None, description="Optional allowance shared across runs and machines.")
 
 
 class RateLimits(_Model):
