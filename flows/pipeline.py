@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from copydesk.orchestration import RunHooks, execute_run
 from copydesk.request import RunRequest
 from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
+from copydesk_flows.allowance import allowance_store_for
 from copydesk_flows.artifacts import publish_article_artifact, publish_review_artifacts, publish_run_artifacts
 from copydesk_flows.review import review_run
 
@@ -95,6 +97,10 @@ class FlowHooks(RunHooks[dict[str, Any]]):
         if self._handle is None:
             self._handle = LocalRun(run)
         await article_task(self._handle, article, self.artifacts)
+
+    def allowance_store(self, run: PipelineRun) -> AbstractAsyncContextManager[Any]:
+        """Shared allowances live in the Prefect server (copydesk_flows.allowance)."""
+        return allowance_store_for(run.spec.budget.shared)
 
     async def finished(self, run: PipelineRun, summary: RunSummary) -> dict[str, Any]:
         result = summary.to_dict()

@@ -375,6 +375,7 @@ def test_metric_names_match_what_a_registry_exposes() -> None:
     m.record_usage("title", MINI, 1, 1)
     m.record_request("title", MINI, "ok", 0.1)
     m.set_budget(10, 8)
+    m.set_shared_budget("content-team", 1000, 200)
     m.record_article("published")
     m.record_moderation_flag()
     m.observe_qc(0.1)

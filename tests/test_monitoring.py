@@ -22,6 +22,7 @@ DASHBOARD = MONITORING / "grafana-dashboard.json"
 ALERT_NAMES = {
     "CopydeskDailyTokensSurge",
     "CopydeskBudgetNearlySpent",
+    "CopydeskSharedBudgetNearlySpent",
     "CopydeskHighErrorRatio",
     "CopydeskRateLimited",
     "CopydeskModerationRejections",
@@ -54,7 +55,7 @@ def defined_names() -> frozenset[str]:
 def test_alert_rules_pass_promtool_check() -> None:
     result = run_promtool("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 def test_alert_rules_pass_their_unit_tests() -> None:

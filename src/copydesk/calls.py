@@ -2,7 +2,8 @@
 
 `CallGateway.complete()` answers from the call store when it can; otherwise it
 waits for the rate limiter and a slot in the adaptive window, reserves the
-call's upper bound in the budget, makes the attempt, settles the budget, and
+call's upper bound in the run's budget and, when the spec names one, in the shared
+allowance (copydesk.allowance), makes the attempt, settles both, and
 retries what is worth retrying (429, 5xx, timeouts, dropped connections,
 unreadable answers) with exponential backoff from 1 s, jitter, and the
 server's own `Retry-After`/`x-ratelimit-reset-*`. A 401/403 stops the whole run
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from copydesk import events
-from copydesk.budget import TokenBudget, call_token_bound
+from copydesk.allowance import SharedBudget, SharedReservation
+from copydesk.budget import Reservation, TokenBudget, call_token_bound
 from copydesk.client import ChatClient, ChatRequest, Completion
 from copydesk.errors import (
     ApiError,
@@ -75,6 +77,7 @@ class CallGateway:
         retry: RetryPolicy = RetryPolicy(),
         fallback_model: str | None = None,
         metrics: object | None = None,
+        shared: SharedBudget | None = None,
     ) -> None:
         self.client = client
         self.budget = budget
@@ -84,6 +87,7 @@ class CallGateway:
         self.retry = retry
         self.fallback_model = fallback_model
         self.metrics = metrics
+        self.shared = shared
         self.stats = CallStats()
         #: Set by a 401/403; every later call raises it again.
         self.fatal: ApiError | None = None
@@ -176,6 +180,7 @@ class CallGateway:
             if self.fatal is not None:
                 raise self.fatal
             reservation = await self.budget.acquire(bound, what=f"a {stage} call")
+            shared = await self._reserve_shared(reservation, bound, f"a {stage} call")
             self.stats.attempts += 1
             started = time.perf_counter()
             try:
@@ -183,9 +188,11 @@ class CallGateway:
             except ApiError as exc:
                 seconds = time.perf_counter() - started
                 if exc.charged:
-                    self.budget.settle(reservation, None)
+                    await self._settle(reservation, shared, None)
                 else:
                     self.budget.release(reservation)
+                    if shared is not None:
+                        await self.shared.release(shared)  # type: ignore[union-attr]
                 if isinstance(exc, RateLimitError):
                     self.stats.rate_limited += 1
                     self.limiter.on_rate_limited()
@@ -196,7 +203,8 @@ class CallGateway:
                     log.warning("%s; counting the call's upper bound (%d tokens) as spent", exc, bound)
                 raise
             except BaseException:
-                # Cancelled mid-flight: the API may still bill it.
+                # Cancelled mid-flight: the API may still bill it. A shared reservation stays
+                # held (counted as used): nothing can be awaited here.
                 self.budget.settle(reservation, None)
                 raise
             seconds = time.perf_counter() - started
@@ -208,9 +216,9 @@ class CallGateway:
                 stage,
                 bound,
             )
-            spent = self.budget.settle(reservation, None)
+            spent = await self._settle(reservation, shared, None)
         else:
-            spent = self.budget.settle(reservation, completion.usage.total_tokens)
+            spent = await self._settle(reservation, shared, completion.usage.total_tokens)
         self.stats.calls += 1
         self._record(stage, request.model, "ok", seconds)
         if self.metrics is not None and completion.usage is not None:
@@ -220,6 +228,27 @@ class CallGateway:
             self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         events.emit(events.CallFinished(stage, spent, False, self.budget.spent, self.budget.limit))
         return completion
+
+    async def _reserve_shared(self, reservation: Reservation, bound: int, what: str) -> SharedReservation | None:
+        """The shared allowance's reservation, after the run's. When the allowance is spent the
+        run's budget closes too, with the allowance named as the reason: the run stops (exit 3)."""
+        if self.shared is None:
+            return None
+        try:
+            return await self.shared.acquire(bound, what=what)
+        except BudgetExhausted as exc:
+            self.budget.release(reservation)
+            self.budget.close(str(exc))
+            raise BudgetExhausted(str(exc)) from exc
+        except BaseException:
+            self.budget.release(reservation)
+            raise
+
+    async def _settle(self, reservation: Reservation, shared: SharedReservation | None, actual: int | None) -> int:
+        spent = self.budget.settle(reservation, actual)
+        if shared is not None and self.shared is not None:
+            await self.shared.settle(shared, actual)
+        return spent
 
     def _record(self, stage: str, model: str, outcome: str, seconds: float) -> None:
         if self.metrics is not None:

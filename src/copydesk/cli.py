@@ -87,6 +87,14 @@ def _prefect_environment() -> None:
     use_local_server()  # the server of `copydesk server start`, when PREFECT_API_URL is unset
 
 
+def _require_shared_server(shared: Any) -> None:
+    """budget.shared needs a real Prefect server (PREFECT_API_URL, the profile's, or `copydesk server start`)."""
+    if shared is not None and not os.environ.get("PREFECT_API_URL"):
+        from copydesk.allowance import require_server
+
+        require_server(shared, {"PREFECT_API_URL": launch.profile_api_url() or ""})
+
+
 @app.command()
 def validate(specs: Annotated[list[Path], typer.Argument(help="Pipeline specs to check.")]) -> None:
     """Load each spec and render every template against a sample context; no API call."""
@@ -172,7 +180,8 @@ def run(
             concurrency=concurrency,
             vars=_vars(var),
         )
-        PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts
+        prepared = PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts
+        _require_shared_server(prepared.spec.budget.shared)
     except CopydeskError as exc:
         raise _fail(exc) from None
 
@@ -235,10 +244,12 @@ def services_status_cmd() -> None:
 from copydesk.serve_cli import review as review_command  # noqa: E402
 from copydesk.serve_cli import serve as serve_command  # noqa: E402
 from copydesk.serve_cli import server_app  # noqa: E402
+from copydesk.budget_cli import budget_app  # noqa: E402
 
 app.command("serve")(serve_command)
 app.command("review")(review_command)
 app.add_typer(server_app, name="server")
+app.add_typer(budget_app, name="budget")
 
 
 def main() -> None:

@@ -44,3 +44,21 @@ def profile_api_url() -> str | None:
     from copydesk_flows.serving import profile_api_url as from_profile  # lazy: Prefect's import time
 
     return from_profile()
+
+
+def allowance_statuses(name: str | None) -> list[Any]:
+    """`copydesk budget status`: shared allowances held by the Prefect server."""
+    import asyncio
+
+    from copydesk_flows.allowance import allowance_statuses as read  # lazy: Prefect's import time
+
+    return asyncio.run(read(name))
+
+
+def reset_allowance(name: str, *, who: str) -> list[Any]:
+    """`copydesk budget reset NAME`: the current period of that allowance starts again from 0."""
+    import asyncio
+
+    from copydesk_flows.allowance import reset_allowance as reset  # lazy: Prefect's import time
+
+    return asyncio.run(reset(name, who=who))

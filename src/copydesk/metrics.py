@@ -9,6 +9,8 @@ copydesk_llm_request_duration_seconds           histogram  stage, model, pipelin
 copydesk_budget_limit_tokens                    gauge      pipeline
 copydesk_budget_spent_tokens                    gauge      pipeline
 copydesk_budget_remaining_tokens                gauge      pipeline
+copydesk_shared_budget_spent_tokens             gauge      name
+copydesk_shared_budget_limit_tokens             gauge      name
 copydesk_articles_total                         counter    pipeline, status
 copydesk_moderation_flagged_total               counter    pipeline
 copydesk_qc_seconds                             histogram  pipeline
@@ -151,6 +153,15 @@ class _Families:
         self.budget_remaining = Gauge(
             "copydesk_budget_remaining_tokens", "Tokens of the budget still available.", ("pipeline",), registry=r
         )
+        self.shared_spent = Gauge(
+            "copydesk_shared_budget_spent_tokens",
+            "Tokens spent or reserved this period from a shared allowance (budget.shared), as the Prefect "
+            "server held them when this run last looked.", ("name",), registry=r
+        )
+        self.shared_limit = Gauge(
+            "copydesk_shared_budget_limit_tokens", "A shared allowance's tokens per period (budget.shared.max_tokens).",
+            ("name",), registry=r
+        )
         self.articles = Counter(
             "copydesk_articles", "Articles finished, by QC status.", ("pipeline", "status"), registry=r
         )
@@ -252,6 +263,13 @@ class RunMetrics:
         self._m.budget_limit.labels(pipeline=self.pipeline).set(limit)
         self._m.budget_spent.labels(pipeline=self.pipeline).set(limit - remaining)
         self._m.budget_remaining.labels(pipeline=self.pipeline).set(remaining)
+
+    def set_shared_budget(self, name: str, limit: int, spent: int) -> None:
+        """A shared allowance's current period: its limit and what is spent or reserved of it."""
+        _check_count("limit", limit)
+        _check_count("spent", spent)
+        self._m.shared_limit.labels(name=name).set(limit)
+        self._m.shared_spent.labels(name=name).set(spent)
 
     def record_article(self, status: str) -> None:
         """Count one finished article by its CSV status."""

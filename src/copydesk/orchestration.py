@@ -23,12 +23,14 @@ import fcntl
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import httpx
 
 from copydesk import rundir
+from copydesk.allowance import AllowanceStore
 from copydesk.article import Article
 from copydesk.errors import InputError
 from copydesk.request import RunRequest
@@ -52,6 +54,11 @@ class RunHooks(Generic[R]):
         """Process one article (write, check, export); must not raise for the article's own failures."""
         await run.process(article)
 
+    def allowance_store(self, run: PipelineRun) -> AbstractAsyncContextManager[AllowanceStore | None]:
+        """Where shared allowances (budget.shared) live. The plain-asyncio run has none: a spec
+        that names one is refused there (copydesk.resources says how to start a server)."""
+        return contextlib.nullcontext(None)
+
     async def finished(self, run: PipelineRun, summary: RunSummary) -> R:
         """After the resources are closed, still holding the run folder's lock; its value is the run's."""
         return summary  # type: ignore[return-value]
@@ -69,10 +76,13 @@ async def execute_run(
     `InputError` before anything starts; whatever `open` started is closed on every path."""
     run = PipelineRun.prepare(request, settings)
     with run_folder_lock(run.run_dir, run.run_id):
-        async with run.open_resources(transport=transport) as resources:
+        async with hooks.allowance_store(run) as store, \
+                run.open_resources(transport=transport, allowance_store=store) as resources:
             run.start(resources)
             limit = articles_in_flight or ARTICLES_PER_CALL_SLOT * resources.concurrency
             await process_articles(run, hooks, limit)
+            if resources.shared is not None:
+                await resources.shared.observe()  # the allowance as the run ends, for the summary
             summary = run.finish()
         return await hooks.finished(run, summary)
 

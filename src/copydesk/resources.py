@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from copydesk.allowance import AllowanceStore, SharedBudget
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
 from copydesk.client import ApiEndpoint, ChatClient
@@ -62,6 +63,8 @@ class RunResources:
     gateway: CallGateway
     writer: ArticleWriter
     gate: QualityGate
+    #: The shared allowance (budget.shared) this run also spends from, if any.
+    shared: SharedBudget | None = None
 
 
 @asynccontextmanager
@@ -77,6 +80,7 @@ async def open_resources(
     concurrency: int,
     prices: dict[str, Price],
     transport: httpx.AsyncBaseTransport | None = None,
+    allowance_store: AllowanceStore | None = None,
 ) -> AsyncIterator[RunResources]:
     """Build the run's resources (see the module docstring); close them on the way out."""
     async with AsyncExitStack() as stack:
@@ -93,6 +97,7 @@ async def open_resources(
         for stage, _ in spec.stages.items():
             metrics.prepare(stage, local_model or spec.model_for(stage))
         metrics.set_budget(budget.limit, budget.remaining)
+        shared = await _shared_budget(spec, allowance_store, metrics)
         accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
             endpoint,
@@ -117,6 +122,7 @@ async def open_resources(
             ),
             fallback_model=spec.fallback_model,
             metrics=metrics,
+            shared=shared,
         )
         writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model)
         gate = await _quality_gate(spec, settings, stack)
@@ -125,7 +131,22 @@ async def open_resources(
         # last, so it is awaited before anything it might use is closed.
         warm_up = asyncio.get_running_loop().run_in_executor(None, _warm, gate)
         stack.push_async_callback(_await, warm_up)
-        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate)
+        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate, shared)
+
+
+async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metrics: RunMetrics) -> SharedBudget | None:
+    """The run's view of its shared allowance (its counters made on the server if new)."""
+    if spec.budget.shared is None:
+        return None
+    if store is None:
+        from copydesk.allowance import SERVER_NEEDED
+        from copydesk.errors import InputError
+
+        raise InputError(f"budget.shared ({spec.budget.shared.name}): {SERVER_NEEDED}")
+    shared = SharedBudget(spec.budget.shared, store)
+    counters = await shared.refresh()
+    metrics.set_shared_budget(shared.name, counters.limit, counters.used)
+    return shared
 
 
 def accumulate_metrics(metrics: RunMetrics, run_dir: Path) -> None:

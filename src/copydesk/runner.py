@@ -23,6 +23,7 @@ import httpx
 
 from copydesk import events, rundir
 from copydesk.article import Article, Status
+from copydesk.allowance import AllowanceStore
 from copydesk.budget import TokenBudget
 from copydesk.errors import ApiError
 from copydesk.metrics import RUN_TEXTFILE
@@ -63,6 +64,8 @@ class RunSummary:
     fatal_error: str | None = None
     fatal_exit_code: int | None = None
     fallbacks: dict[str, str] = field(default_factory=dict)
+    #: The shared allowance at the end of the run (name, limit, used, period_end), if any.
+    shared_budget: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -114,7 +117,7 @@ class PipelineRun:
     # -- resources ------------------------------------------------------------------------
 
     def open_resources(
-        self, *, transport: httpx.AsyncBaseTransport | None = None
+        self, *, transport: httpx.AsyncBaseTransport | None = None, allowance_store: AllowanceStore | None = None
     ) -> AbstractAsyncContextManager[RunResources]:
         """The run's resources (copydesk.resources), built for this run; `start()` the run inside."""
         rundir.write_manifest(self.run_dir, self.manifest)  # the first thing the run writes in its folder
@@ -129,6 +132,7 @@ class PipelineRun:
             concurrency=self.concurrency,
             prices=self.prices,
             transport=transport,
+            allowance_store=allowance_store,
         )
 
     def start(self, resources: RunResources) -> None:
@@ -242,9 +246,12 @@ class PipelineRun:
             fatal_error=str(fatal) if fatal else None,
             fatal_exit_code=fatal.exit_code if isinstance(fatal, ApiError) else None,
             fallbacks=dict(stats.fallbacks),
+            shared_budget=_shared_summary(resources),
         )
         exporter.write_json(rundir.SUMMARY_NAME, summary.to_dict())
         metrics.set_budget(self.budget.limit, self.budget.remaining)
+        if resources.shared is not None and resources.shared.last is not None:
+            metrics.set_shared_budget(resources.shared.name, resources.shared.last.limit, resources.shared.last.used)
         metrics.write_textfile(self.run_dir / RUN_TEXTFILE)
         accumulate_metrics(metrics, self.run_dir)
         return summary
@@ -258,3 +265,14 @@ class PipelineRun:
                 return None
             cost += part
         return cost
+
+
+def _shared_summary(resources: RunResources) -> dict[str, Any] | None:
+    shared = resources.shared
+    if shared is None or shared.last is None:
+        return None
+    from copydesk.allowance import period_end
+
+    end = period_end(shared.spec.period, shared.spec.timezone)
+    return {"name": shared.name, "limit": shared.last.limit, "used": shared.last.used,
+            "charged_by_this_run": shared.charged, "period_end": end.isoformat() if end else None}

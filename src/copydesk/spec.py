@@ -257,7 +257,8 @@ class SharedBudgetSpec(_Model):
     """One allowance for every run (of any pipeline) that names it, held by the Prefect server."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=64, description="Runs naming the same allowance share it.")
-    max_tokens: int = Field(ge=1, le=10**15, description="usage.total_tokens all those runs may spend per period.")
+    max_tokens: int = Field(ge=1, le=2_000_000_000,
+                            description="usage.total_tokens all those runs may spend per period.")
     period: Literal["day", "week", "month", "total"] = Field(
         "day", description="When the allowance starts again: 00:00 in `timezone` (weeks start on Monday).")
     timezone: str = Field("UTC", description="IANA zone the period's midnight is in.")

@@ -1,0 +1,188 @@
+"""Shared allowances held by the Prefect server: `PrefectAllowanceStore`.
+
+Implements `copydesk.allowance.AllowanceStore` with Prefect's global concurrency
+limits (the server's `concurrency_limit_v2` table, SQLite or PostgreSQL). One
+allowance period is two limits:
+
+    copydesk-budget:NAME:ZONE:KEY            limit = the allowance; active slots = spent + reserved
+    copydesk-budget:NAME:ZONE:KEY:reserved   active slots = what calls in flight reserved
+
+A reservation is `POST /v2/concurrency_limits/increment` of the call's bound on the
+first: the server adds the slots in one `UPDATE ... WHERE active_slots + n <= limit`,
+so it is atomic across processes and machines and can never pass the limit (a
+refusal is HTTP 423). A settlement decrements the unused part. The server answers a
+vacuous success for a limit that does not exist or is inactive, so the answer is
+checked for the limit's name. Errors reaching the server become `ServiceError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+from copydesk.allowance import (
+    PREFIX,
+    RESERVED_SUFFIX,
+    AllowanceStatus,
+    Counters,
+    current_statuses,
+    require_server,
+)
+from copydesk.allowance import reset_allowance as reset_current
+from copydesk.errors import ServiceError
+from copydesk.spec import SharedBudgetSpec
+
+log = logging.getLogger("copydesk.allowance")
+
+#: The `reserved` counter's limit: the largest a Prefect limit (a 32-bit column) holds.
+RESERVED_LIMIT = 2**31 - 1
+#: Decrements report a (meaningless here) occupancy time; the server requires it > 0.
+OCCUPANCY = 0.001
+
+
+class PrefectAllowanceStore:
+    """Allowance counters in the Prefect server that PREFECT_API_URL names."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    async def __aenter__(self) -> PrefectAllowanceStore:
+        if self._client is None:
+            self._client = get_client()
+            self._owned = True
+            await self._client.__aenter__()
+        else:
+            self._owned = False
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._owned and self._client is not None:
+            await self._client.__aexit__(*exc)
+            self._client = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("use PrefectAllowanceStore as an async context manager")
+        return self._client
+
+    async def ensure(self, counter: str, limit: int) -> None:
+        for name, size in ((counter, limit), (counter + RESERVED_SUFFIX, RESERVED_LIMIT)):
+            existing = await self._read_limit(name)
+            if existing is None:
+                try:
+                    await _call(self.client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=size)))
+                except ObjectAlreadyExists:  # another process made it first
+                    pass
+                continue
+            changes: dict[str, Any] = {}
+            if existing.limit != size:
+                log.info("shared allowance %s: limit %d -> %d (from the spec)", name, existing.limit, size)
+                changes["limit"] = size
+            if not existing.active:
+                changes["active"] = True
+            if changes:
+                await _call(self.client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(**changes)))
+
+    async def increment(self, counter: str, tokens: int) -> bool:
+        try:
+            response = await _call(self.client.increment_concurrency_slots([counter], tokens, "concurrency"))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (423, 422):  # would pass the limit / more than the limit
+                return False
+            raise ServiceError(f"the Prefect server refused a shared-allowance reservation: {exc}") from exc
+        if not any(item.get("name") == counter for item in response.json()):
+            return False  # missing or inactive: nothing was reserved
+        await _call(self.client.increment_concurrency_slots([counter + RESERVED_SUFFIX], tokens, "concurrency"))
+        return True
+
+    async def settle(self, counter: str, reserved: int, charged: int) -> None:
+        unused = reserved - charged
+        if unused > 0:
+            await _call(self.client.release_concurrency_slots([counter], unused, OCCUPANCY))
+        if reserved > 0:
+            await _call(self.client.release_concurrency_slots([counter + RESERVED_SUFFIX], reserved, OCCUPANCY))
+
+    async def read(self, counter: str) -> Counters | None:
+        used = await self._read_limit(counter)
+        if used is None:
+            return None
+        reserved = await self._read_limit(counter + RESERVED_SUFFIX)
+        return Counters(used.limit, used.active_slots, reserved.active_slots if reserved else 0)
+
+    async def list(self) -> dict[str, Counters]:
+        limits: dict[str, Any] = {}
+        offset = 0
+        while True:
+            page = await _call(self.client.read_global_concurrency_limits(limit=200, offset=offset))
+            for item in page:
+                if item.name.startswith(PREFIX + ":"):
+                    limits[item.name] = item
+            if len(page) < 200:
+                break
+            offset += len(page)
+        found = {}
+        for name, item in limits.items():
+            if name.endswith(RESERVED_SUFFIX):
+                continue
+            reserved = limits.get(name + RESERVED_SUFFIX)
+            found[name] = Counters(item.limit, item.active_slots, reserved.active_slots if reserved else 0)
+        return found
+
+    async def reset(self, counter: str) -> Counters | None:
+        before = await self.read(counter)
+        if before is None:
+            return None
+        for name in (counter, counter + RESERVED_SUFFIX):
+            try:
+                await _call(self.client.update_global_concurrency_limit(
+                    name, GlobalConcurrencyLimitUpdate(active_slots=0)))
+            except ObjectNotFound:
+                pass
+        return before
+
+    async def _read_limit(self, name: str) -> Any | None:
+        try:
+            return await _call(self.client.read_global_concurrency_limit_by_name(name))
+        except ObjectNotFound:
+            return None
+
+
+async def _call(awaitable: Any) -> Any:
+    """Await a Prefect client call; transport failures become `ServiceError`."""
+    try:
+        return await awaitable
+    except (httpx.TransportError, httpx.TimeoutException) as exc:
+        raise ServiceError(f"cannot reach the Prefect server holding the shared allowances: {exc}") from exc
+
+
+def allowance_store_for(shared: SharedBudgetSpec | None) -> AbstractAsyncContextManager[Any]:
+    """A store for a run whose spec names `shared` (None when it names none). A temporary
+    per-process Prefect server cannot share anything: without PREFECT_API_URL (in the
+    environment or the active profile) this raises `InputError` saying how to start one."""
+    if shared is None:
+        return contextlib.nullcontext(None)
+    from prefect.settings import get_current_settings
+
+    require_server(shared, {"PREFECT_API_URL": get_current_settings().api.url or ""})
+    return PrefectAllowanceStore()
+
+
+async def allowance_statuses(name: str | None) -> list[AllowanceStatus]:
+    """`copydesk budget status [NAME]`: the current period of every (or one) allowance."""
+    async with PrefectAllowanceStore() as store:
+        return await current_statuses(store, name)
+
+
+async def reset_allowance(name: str, *, who: str) -> list[AllowanceStatus]:
+    """`copydesk budget reset NAME`: the operator's override (logged by copydesk.allowance)."""
+    async with PrefectAllowanceStore() as store:
+        return await reset_current(store, name, who=who)

@@ -1,0 +1,338 @@
+"""Shared allowances: one token allowance for every run that names it, on every machine.
+
+The arithmetic lives here; the counters live in a store that every process reaches
+(`AllowanceStore`; copydesk_flows.allowance keeps them in the Prefect server's global
+concurrency limits). Per allowance and period there is one counter pair:
+
+    used      spent + reserved; the store refuses, atomically, an increment past `limit`
+    reserved  what calls in flight hold (for `status` and for deciding to wait)
+
+A call reserves its upper bound before it starts (`SharedBudget.acquire`) and settles
+to `usage.total_tokens` afterwards (`SharedBudget.settle`), giving back the unused part.
+A reservation that does not fit waits while calls in flight (of any process) could
+still make room, and is refused once `spent + tokens > limit`, so the API's total
+over all runs never exceeds the allowance. A process that dies with calls in flight
+leaves their reservations counted as used: the allowance errs on the safe side.
+
+Periods: `day`, `week` (from Monday), `month` start at 00:00 in the spec's timezone;
+`total` never ends. Each period has counters of its own (`period_key`), so a new
+period starts at zero without anyone resetting anything; a call settles against the
+period it reserved in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from copydesk.errors import BudgetExhausted, CopydeskError, InputError
+from copydesk.spec import SharedBudgetSpec
+
+log = logging.getLogger("copydesk.allowance")
+
+#: Prefix of the counters' names in the store.
+PREFIX = "copydesk-budget"
+#: How often a waiting reservation asks the store again (seconds; doubles up to the max).
+POLL_INITIAL = 0.05
+POLL_MAX = 1.0
+#: How long a reservation waits at most for other processes' calls to settle before it is
+#: refused (a process that died with calls in flight never settles them).
+MAX_WAIT = 600.0
+
+SERVER_NEEDED = (
+    "budget.shared needs a real Prefect server that every run reaches (a temporary per-process server "
+    "cannot share anything): start one with `copydesk server start`, or set PREFECT_API_URL to yours "
+    "(e.g. PREFECT_API_URL=http://127.0.0.1:4200/api)"
+)
+
+
+def now_in(timezone: str, now: datetime | None = None) -> datetime:
+    zone = ZoneInfo(timezone)
+    return now.astimezone(zone) if now is not None else datetime.now(zone)
+
+
+def period_start(period: str, timezone: str, now: datetime | None = None) -> datetime | None:
+    """00:00 (in `timezone`) of the day/week/month that holds `now`; None for `total`."""
+    local = now_in(timezone, now)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=local.tzinfo)
+    if period == "day":
+        return midnight
+    if period == "week":
+        return midnight - timedelta(days=local.weekday())
+    if period == "month":
+        return midnight.replace(day=1)
+    if period == "total":
+        return None
+    raise ValueError(f"unknown period {period!r}")
+
+
+def period_end(period: str, timezone: str, now: datetime | None = None) -> datetime | None:
+    """When the period holding `now` ends (the next one's 00:00 in `timezone`); None for `total`.
+
+    Computed on the wall clock, so a day with a DST change is 23 or 25 hours long."""
+    start = period_start(period, timezone, now)
+    if start is None:
+        return None
+    zone = start.tzinfo
+    if period == "day":
+        nxt = start.date() + timedelta(days=1)
+    elif period == "week":
+        nxt = start.date() + timedelta(days=7)
+    else:
+        nxt = (start.replace(day=28) + timedelta(days=4)).replace(day=1).date()
+    return datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+
+
+def period_key(period: str, timezone: str, now: datetime | None = None) -> str:
+    """A name for the period holding `now`: 2026-11-30, 2026-W48, 2026-11 or total."""
+    start = period_start(period, timezone, now)
+    if start is None:
+        return "total"
+    if period == "week":
+        year, week, _ = start.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return start.strftime("%Y-%m")
+    return start.strftime("%Y-%m-%d")
+
+
+def counter_name(name: str, timezone: str, key: str) -> str:
+    """The store's name of one allowance period: copydesk-budget:NAME:ZONE:KEY (ZONE with . for /,
+    which Prefect does not allow in names); its `reserved` counter adds RESERVED_SUFFIX."""
+    return f"{PREFIX}:{name}:{timezone.replace('/', '.')}:{key}"
+
+
+RESERVED_SUFFIX = ":reserved"
+
+
+@dataclass(frozen=True)
+class CounterName:
+    name: str
+    timezone: str
+    key: str
+
+    @property
+    def period(self) -> str:
+        if self.key == "total":
+            return "total"
+        if "-W" in self.key:
+            return "week"
+        return "day" if self.key.count("-") == 2 else "month"
+
+    @classmethod
+    def parse(cls, text: str) -> CounterName | None:
+        parts = text.split(":")
+        if len(parts) != 4 or parts[0] != PREFIX:
+            return None
+        return cls(parts[1], parts[2].replace(".", "/"), parts[3])
+
+    def __str__(self) -> str:
+        return counter_name(self.name, self.timezone, self.key)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """One allowance period as the store holds it."""
+
+    limit: int
+    used: int
+    reserved: int
+
+    @property
+    def spent(self) -> int:
+        return max(self.used - self.reserved, 0)
+
+
+@dataclass(frozen=True)
+class AllowanceStatus:
+    """What `copydesk budget status` shows for one allowance."""
+
+    name: str
+    period: str
+    timezone: str
+    key: str
+    limit: int
+    spent: int
+    reserved: int
+    period_end: datetime | None
+
+    @property
+    def counter(self) -> str:
+        return counter_name(self.name, self.timezone, self.key)
+
+    @property
+    def left(self) -> int:
+        return max(self.limit - self.spent - self.reserved, 0)
+
+
+class AllowanceStore(Protocol):
+    """Atomic counters every process reaches, one pair per `counter_name`. Implementations
+    translate their own errors into `copydesk.errors` (`ServiceError` when unreachable)."""
+
+    async def ensure(self, counter: str, limit: int) -> None:
+        """Create the period's counters with this limit, or set the limit of existing ones."""
+
+    async def increment(self, counter: str, tokens: int) -> bool:
+        """Add `tokens` to used (atomically, only if used stays <= limit), then to reserved;
+        False when it did not fit."""
+
+    async def settle(self, counter: str, reserved: int, charged: int) -> None:
+        """Give back `reserved - charged` of used and `reserved` of reserved."""
+
+    async def read(self, counter: str) -> Counters | None:
+        """The period's counters, None when none exist."""
+
+    async def list(self) -> dict[str, Counters]:
+        """Every allowance period the store holds, by counter name."""
+
+    async def reset(self, counter: str) -> Counters | None:
+        """Set used and reserved to 0 (the operator's override); the counters before."""
+
+
+@dataclass
+class SharedReservation:
+    key: str
+    tokens: int
+    open: bool = True
+
+
+class SharedBudget:
+    """One run's view of a shared allowance: reserve, settle, wait, close (see the module docstring)."""
+
+    def __init__(self, spec: SharedBudgetSpec, store: AllowanceStore, *, max_wait: float = MAX_WAIT) -> None:
+        self.spec = spec
+        self.store = store
+        self.max_wait = max_wait
+        self.closed = False
+        self.refused_reason: str | None = None
+        #: Tokens this run charged to the allowance.
+        self.charged = 0
+        #: The counters as last read from the store (`refresh`).
+        self.last: Counters | None = None
+        self._ready: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def key(self, now: datetime | None = None) -> str:
+        """The store's counter name for the period holding `now`."""
+        return counter_name(self.name, self.spec.timezone, period_key(self.spec.period, self.spec.timezone, now))
+
+    async def refresh(self) -> Counters:
+        """Make sure this period's counters exist (with the spec's limit); read them into `last`."""
+        key = self.key()
+        await self._ensure(key)
+        self.last = await self.store.read(key) or Counters(self.spec.max_tokens, 0, 0)
+        return self.last
+
+    async def _ensure(self, key: str) -> None:
+        if key not in self._ready:
+            await self.store.ensure(key, self.spec.max_tokens)
+            self._ready.add(key)
+
+    async def observe(self) -> Counters | None:
+        """`refresh()` for reporting: a store that cannot be reached is logged, not raised."""
+        try:
+            return await self.refresh()
+        except CopydeskError as exc:
+            log.warning("could not read the shared allowance %s: %s", self.name, exc)
+            return self.last
+
+    async def acquire(self, tokens: int, *, what: str = "the next call") -> SharedReservation:
+        """Reserve `tokens` in the current period, waiting while calls in flight anywhere
+        could make room; `BudgetExhausted` once they could not (or after `max_wait`)."""
+        delay = POLL_INITIAL
+        deadline = time.monotonic() + self.max_wait
+        while True:
+            if self.closed:
+                raise BudgetExhausted(self.refused_reason or f"the shared allowance {self.name} is spent")
+            key = self.key()
+            await self._ensure(key)
+            if tokens > self.spec.max_tokens:
+                self._refuse(what, tokens, Counters(self.spec.max_tokens, 0, 0), key)
+            if await self.store.increment(key, tokens):
+                return SharedReservation(key, tokens)
+            counters = await self.store.read(key)
+            if counters is None:  # removed under us (a reset by deletion): make it again
+                self._ready.discard(key)
+                continue
+            if counters.spent + tokens > counters.limit or time.monotonic() > deadline:
+                self._refuse(what, tokens, counters, key)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+
+    def _refuse(self, what: str, tokens: int, counters: Counters, key: str) -> None:
+        self.closed = True
+        end = period_end(self.spec.period, self.spec.timezone)
+        until = f"; it starts again at {end.isoformat(timespec='minutes')}" if end else ""
+        self.refused_reason = (
+            f"shared allowance {self.name} ({self.spec.period} {key.rsplit(':', 1)[-1]}) reached: {what} may need up to "
+            f"{tokens:,} tokens but only {max(counters.limit - counters.used, 0):,} of {counters.limit:,} are left "
+            f"({counters.spent:,} spent, {counters.reserved:,} reserved by calls in flight){until}"
+        )
+        raise BudgetExhausted(self.refused_reason)
+
+    async def settle(self, reservation: SharedReservation, actual_total: int | None) -> int:
+        """Replace the reservation by what the API reported; None keeps all of it."""
+        if not reservation.open:
+            return 0
+        reservation.open = False
+        charged = reservation.tokens if actual_total is None else min(actual_total, reservation.tokens)
+        if actual_total is not None and actual_total > reservation.tokens:
+            log.warning("the API reported %d tokens for a call bounded by %d; the shared allowance counts %d",
+                        actual_total, reservation.tokens, reservation.tokens)
+        self.charged += charged
+        await self.store.settle(reservation.key, reservation.tokens, charged)
+        return charged
+
+    async def release(self, reservation: SharedReservation) -> None:
+        """The attempt provably cost nothing."""
+        if reservation.open:
+            reservation.open = False
+            await self.store.settle(reservation.key, reservation.tokens, 0)
+
+
+
+def status_of(counter: CounterName, counters: Counters, now: datetime | None = None) -> AllowanceStatus:
+    return AllowanceStatus(counter.name, counter.period, counter.timezone, counter.key, counters.limit, counters.spent,
+                           counters.reserved, period_end(counter.period, counter.timezone, now))
+
+
+async def current_statuses(store: AllowanceStore, name: str | None = None,
+                           now: datetime | None = None) -> list[AllowanceStatus]:
+    """Every allowance's current period (or only `name`'s), as the store holds it; earlier
+    periods are history and left out."""
+    found = []
+    for text, counters in sorted((await store.list()).items()):
+        counter = CounterName.parse(text)
+        if counter is None or (name is not None and counter.name != name):
+            continue
+        if counter.key != period_key(counter.period, counter.timezone, now):
+            continue
+        found.append(status_of(counter, counters, now))
+    return found
+
+
+async def reset_allowance(store: AllowanceStore, name: str, *, who: str,
+                          now: datetime | None = None) -> list[AllowanceStatus]:
+    """The operator's override: the current period of allowance `name` starts again from 0.
+    Logged (who, what it was). Returns the statuses as they were before; empty when unknown."""
+    before = await current_statuses(store, name, now)
+    for status in before:
+        await store.reset(status.counter)
+        log.warning("shared allowance %s (%s %s) reset by %s: it was %d spent and %d reserved of %d",
+                    status.name, status.period, status.key, who, status.spent, status.reserved, status.limit)
+    return before
+
+
+def require_server(spec: SharedBudgetSpec | None, environ: Mapping[str, str]) -> None:
+    """A spec with `budget.shared` needs a Prefect server every run reaches: `InputError` otherwise."""
+    if spec is not None and not environ.get("PREFECT_API_URL"):
+        raise InputError(f"budget.shared ({spec.name}): {SERVER_NEEDED}")
