@@ -6,6 +6,7 @@ allowance period is two limits:
 
     copydesk-budget:NAME:ZONE:KEY            limit = the allowance; active slots = spent + reserved
     copydesk-budget:NAME:ZONE:KEY:reserved   active slots = what calls in flight reserved
+    copydesk-budget:NAME:ZONE:KEY:closed     exists (inactive) once a call was refused for good
 
 A reservation is `POST /v2/concurrency_limits/increment` of the call's bound on the
 first: the server adds the slots in one `UPDATE ... WHERE active_slots + n <= limit`,
@@ -17,8 +18,10 @@ checked for the limit's name. Errors reaching the server become `ServiceError`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import random
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -30,6 +33,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from copydesk.allowance import (
     PREFIX,
     RESERVED_SUFFIX,
+    CLOSED_SUFFIX,
     AllowanceStatus,
     Counters,
     current_statuses,
@@ -43,6 +47,12 @@ log = logging.getLogger("copydesk.allowance")
 
 #: The `reserved` counter's limit: the largest a Prefect limit (a 32-bit column) holds.
 RESERVED_LIMIT = 2**31 - 1
+#: Allowance requests in flight at once per process.
+PARALLEL_REQUESTS = 4
+#: Answers that mean "busy, try again" (SQLite locked, a restarting server): retried this often.
+BUSY_STATUSES = frozenset({429, 502, 503, 504})
+BUSY_ATTEMPTS = 8
+
 #: Decrements report a (meaningless here) occupancy time; the server requires it > 0.
 OCCUPANCY = 0.001
 
@@ -50,8 +60,12 @@ OCCUPANCY = 0.001
 class PrefectAllowanceStore:
     """Allowance counters in the Prefect server that PREFECT_API_URL names."""
 
-    def __init__(self, client: Any | None = None) -> None:
+    def __init__(self, client: Any | None = None, *, parallel: int = PARALLEL_REQUESTS) -> None:
         self._client = client
+        self._owned = False
+        # A SQLite-backed server answers 503 when many writers wait on its one lock:
+        # a few requests at a time per process, each retried (`_call`).
+        self._gate = asyncio.Semaphore(parallel)
 
     async def __aenter__(self) -> PrefectAllowanceStore:
         if self._client is None:
@@ -78,7 +92,7 @@ class PrefectAllowanceStore:
             existing = await self._read_limit(name)
             if existing is None:
                 try:
-                    await _call(self.client.create_global_concurrency_limit(
+                    await self._call(lambda: self.client.create_global_concurrency_limit(
                         GlobalConcurrencyLimitCreate(name=name, limit=size)))
                 except ObjectAlreadyExists:  # another process made it first
                     pass
@@ -87,42 +101,58 @@ class PrefectAllowanceStore:
             if existing.limit != size:
                 log.info("shared allowance %s: limit %d -> %d (from the spec)", name, existing.limit, size)
                 changes["limit"] = size
+                if size > existing.limit and name == counter:
+                    await self._delete(counter + CLOSED_SUFFIX)  # more room: no longer spent
             if not existing.active:
                 changes["active"] = True
             if changes:
-                await _call(self.client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(**changes)))
+                await self._call(lambda: self.client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(**changes)))
 
     async def increment(self, counter: str, tokens: int) -> bool:
         try:
-            response = await _call(self.client.increment_concurrency_slots([counter], tokens, "concurrency"))
+            response = await self._call(lambda: self.client.increment_concurrency_slots([counter], tokens, "concurrency"))
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code in (423, 422):  # would pass the limit / more than the limit
                 return False
             raise ServiceError(f"the Prefect server refused a shared-allowance reservation: {exc}") from exc
         if not any(item.get("name") == counter for item in response.json()):
             return False  # missing or inactive: nothing was reserved
-        await _call(self.client.increment_concurrency_slots([counter + RESERVED_SUFFIX], tokens, "concurrency"))
+        await self._call(lambda: self.client.increment_concurrency_slots([counter + RESERVED_SUFFIX], tokens, "concurrency"))
         return True
 
     async def settle(self, counter: str, reserved: int, charged: int) -> None:
         unused = reserved - charged
         if unused > 0:
-            await _call(self.client.release_concurrency_slots([counter], unused, OCCUPANCY))
+            await self._call(lambda: self.client.release_concurrency_slots([counter], unused, OCCUPANCY))
         if reserved > 0:
-            await _call(self.client.release_concurrency_slots([counter + RESERVED_SUFFIX], reserved, OCCUPANCY))
+            await self._call(lambda: self.client.release_concurrency_slots([counter + RESERVED_SUFFIX], reserved, OCCUPANCY))
 
     async def read(self, counter: str) -> Counters | None:
         used = await self._read_limit(counter)
         if used is None:
             return None
         reserved = await self._read_limit(counter + RESERVED_SUFFIX)
-        return Counters(used.limit, used.active_slots, reserved.active_slots if reserved else 0)
+        closed = await self._read_limit(counter + CLOSED_SUFFIX) is not None
+        return Counters(used.limit, used.active_slots, reserved.active_slots if reserved else 0, closed)
+
+    async def close(self, counter: str) -> None:
+        try:
+            await self._call(lambda: self.client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=counter + CLOSED_SUFFIX, limit=1, active=False)))
+        except ObjectAlreadyExists:
+            pass
+
+    async def _delete(self, name: str) -> None:
+        try:
+            await self._call(lambda: self.client.delete_global_concurrency_limit_by_name(name))
+        except ObjectNotFound:
+            pass
 
     async def list(self) -> dict[str, Counters]:
         limits: dict[str, Any] = {}
         offset = 0
         while True:
-            page = await _call(self.client.read_global_concurrency_limits(limit=200, offset=offset))
+            page = await self._call(lambda: self.client.read_global_concurrency_limits(limit=200, offset=offset))
             for item in page:
                 if item.name.startswith(PREFIX + ":"):
                     limits[item.name] = item
@@ -131,10 +161,11 @@ class PrefectAllowanceStore:
             offset += len(page)
         found = {}
         for name, item in limits.items():
-            if name.endswith(RESERVED_SUFFIX):
+            if name.endswith((RESERVED_SUFFIX, CLOSED_SUFFIX)):
                 continue
             reserved = limits.get(name + RESERVED_SUFFIX)
-            found[name] = Counters(item.limit, item.active_slots, reserved.active_slots if reserved else 0)
+            found[name] = Counters(item.limit, item.active_slots, reserved.active_slots if reserved else 0,
+                                   name + CLOSED_SUFFIX in limits)
         return found
 
     async def reset(self, counter: str) -> Counters | None:
@@ -143,25 +174,39 @@ class PrefectAllowanceStore:
             return None
         for name in (counter, counter + RESERVED_SUFFIX):
             try:
-                await _call(self.client.update_global_concurrency_limit(
+                await self._call(lambda: self.client.update_global_concurrency_limit(
                     name, GlobalConcurrencyLimitUpdate(active_slots=0)))
             except ObjectNotFound:
                 pass
+        await self._delete(counter + CLOSED_SUFFIX)
         return before
+
+    async def _call(self, make: Any) -> Any:
+        """One Prefect client call (`make()` builds its coroutine), a few per process at once,
+        retried with backoff while the server says it is busy; transport failures become
+        `ServiceError`. Safe to retry: a busy answer means the transaction did not commit."""
+        delay = 0.1
+        async with self._gate:
+            for attempt in range(BUSY_ATTEMPTS):
+                try:
+                    return await make()
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code not in BUSY_STATUSES or attempt == BUSY_ATTEMPTS - 1:
+                        raise
+                except (httpx.TransportError, httpx.TimeoutException) as exc:
+                    raise ServiceError(
+                        f"cannot reach the Prefect server holding the shared allowances: {exc}") from exc
+                await asyncio.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 3.0)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read_limit(self, name: str) -> Any | None:
         try:
-            return await _call(self.client.read_global_concurrency_limit_by_name(name))
+            return await self._call(lambda: self.client.read_global_concurrency_limit_by_name(name))
         except ObjectNotFound:
             return None
 
 
-async def _call(awaitable: Any) -> Any:
-    """Await a Prefect client call; transport failures become `ServiceError`."""
-    try:
-        return await awaitable
-    except (httpx.TransportError, httpx.TimeoutException) as exc:
-        raise ServiceError(f"cannot reach the Prefect server holding the shared allowances: {exc}") from exc
 
 
 def allowance_store_for(shared: SharedBudgetSpec | None) -> AbstractAsyncContextManager[Any]:

@@ -109,6 +109,7 @@ def counter_name(name: str, timezone: str, key: str) -> str:
 
 
 RESERVED_SUFFIX = ":reserved"
+CLOSED_SUFFIX = ":closed"
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,9 @@ class Counters:
     limit: int
     used: int
     reserved: int
+    #: A run was refused a call that nothing in flight could make room for: the allowance is
+    #: spent for this period (until a reset, a larger limit, or the next period).
+    closed: bool = False
 
     @property
     def spent(self) -> int:
@@ -161,6 +165,7 @@ class AllowanceStatus:
     spent: int
     reserved: int
     period_end: datetime | None
+    closed: bool = False
 
     @property
     def counter(self) -> str:
@@ -188,11 +193,15 @@ class AllowanceStore(Protocol):
     async def read(self, counter: str) -> Counters | None:
         """The period's counters, None when none exist."""
 
+    async def close(self, counter: str) -> None:
+        """Mark the period spent (`Counters.closed`); `reset` and a larger limit clear the mark."""
+
     async def list(self) -> dict[str, Counters]:
         """Every allowance period the store holds, by counter name."""
 
     async def reset(self, counter: str) -> Counters | None:
-        """Set used and reserved to 0 (the operator's override); the counters before."""
+        """Set used and reserved to 0 and clear the closed mark (the operator's override);
+        the counters before."""
 
 
 @dataclass
@@ -230,6 +239,9 @@ class SharedBudget:
         key = self.key()
         await self._ensure(key)
         self.last = await self.store.read(key) or Counters(self.spec.max_tokens, 0, 0)
+        if self.last.closed and not self.closed:
+            self.closed = True
+            self.refused_reason = self._spent_message(key, self.last)
         return self.last
 
     async def _ensure(self, key: str) -> None:
@@ -256,22 +268,39 @@ class SharedBudget:
             key = self.key()
             await self._ensure(key)
             if tokens > self.spec.max_tokens:
-                self._refuse(what, tokens, Counters(self.spec.max_tokens, 0, 0), key)
+                await self._refuse(what, tokens, Counters(self.spec.max_tokens, 0, 0), key)
             if await self.store.increment(key, tokens):
                 return SharedReservation(key, tokens)
             counters = await self.store.read(key)
             if counters is None:  # removed under us (a reset by deletion): make it again
                 self._ready.discard(key)
                 continue
+            if counters.closed:  # another run found it spent
+                self.closed = True
+                self.refused_reason = self._spent_message(key, counters)
+                raise BudgetExhausted(self.refused_reason)
             if counters.spent + tokens > counters.limit or time.monotonic() > deadline:
-                self._refuse(what, tokens, counters, key)
+                await self._refuse(what, tokens, counters, key)
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
 
-    def _refuse(self, what: str, tokens: int, counters: Counters, key: str) -> None:
-        self.closed = True
+    def _until(self) -> str:
         end = period_end(self.spec.period, self.spec.timezone)
-        until = f"; it starts again at {end.isoformat(timespec='minutes')}" if end else ""
+        return f"; it starts again at {end.isoformat(timespec='minutes')}" if end else ""
+
+    def _spent_message(self, key: str, counters: Counters) -> str:
+        return (f"shared allowance {self.name} ({self.spec.period} {key.rsplit(':', 1)[-1]}) is spent: "
+                f"{counters.spent:,} of {counters.limit:,} tokens used, and a run was refused a call that could "
+                f"not fit{self._until()} (or raise budget.shared.max_tokens, or `copydesk budget reset {self.name}`)")
+
+    async def _refuse(self, what: str, tokens: int, counters: Counters, key: str) -> None:
+        """Close the allowance for this period, here and on the store, and raise."""
+        self.closed = True
+        try:
+            await self.store.close(key)
+        except CopydeskError as exc:
+            log.warning("could not mark the shared allowance %s spent: %s", self.name, exc)
+        until = self._until()
         self.refused_reason = (
             f"shared allowance {self.name} ({self.spec.period} {key.rsplit(':', 1)[-1]}) reached: {what} may need up to "
             f"{tokens:,} tokens but only {max(counters.limit - counters.used, 0):,} of {counters.limit:,} are left "
@@ -302,7 +331,7 @@ class SharedBudget:
 
 def status_of(counter: CounterName, counters: Counters, now: datetime | None = None) -> AllowanceStatus:
     return AllowanceStatus(counter.name, counter.period, counter.timezone, counter.key, counters.limit, counters.spent,
-                           counters.reserved, period_end(counter.period, counter.timezone, now))
+                           counters.reserved, period_end(counter.period, counter.timezone, now), counters.closed)
 
 
 async def current_statuses(store: AllowanceStore, name: str | None = None,
@@ -326,7 +355,7 @@ async def reset_allowance(store: AllowanceStore, name: str, *, who: str,
     Logged (who, what it was). Returns the statuses as they were before; empty when unknown."""
     before = await current_statuses(store, name, now)
     for status in before:
-        await store.reset(status.counter)
+        await store.reset(status.counter)  # also clears the closed mark
         log.warning("shared allowance %s (%s %s) reset by %s: it was %d spent and %d reserved of %d",
                     status.name, status.period, status.key, who, status.spent, status.reserved, status.limit)
     return before

@@ -66,17 +66,17 @@ def status(
     if as_json:
         print(json.dumps([{
             "name": s.name, "period": s.period, "key": s.key, "timezone": s.timezone, "spent": s.spent,
-            "reserved": s.reserved, "limit": s.limit, "left": s.left,
+            "reserved": s.reserved, "limit": s.limit, "left": s.left, "closed": s.closed,
             "period_end": s.period_end.isoformat() if s.period_end else None,
         } for s in statuses], ensure_ascii=False))
         return
     table = Table(title=f"shared allowances on {url}")
-    for column in ("name", "period", "spent", "reserved", "limit", "left", "period ends"):
+    for column in ("name", "period", "spent", "reserved", "limit", "left", "state", "period ends"):
         table.add_column(column, justify="right" if column in ("spent", "reserved", "limit", "left") else "left")
     for s in statuses:
         end = s.period_end.isoformat(timespec="minutes") if s.period_end else "never"
         table.add_row(escape(s.name), f"{s.period} {s.key}", f"{s.spent:,}", f"{s.reserved:,}", f"{s.limit:,}",
-                      f"{s.left:,}", end)
+                      f"{s.left:,}", "spent (closed)" if s.closed else "open", end)
     out.print(table)
 
 

@@ -97,7 +97,7 @@ async def open_resources(
         for stage, _ in spec.stages.items():
             metrics.prepare(stage, local_model or spec.model_for(stage))
         metrics.set_budget(budget.limit, budget.remaining)
-        shared = await _shared_budget(spec, allowance_store, metrics)
+        shared = await _shared_budget(spec, allowance_store, metrics, budget)
         accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
             endpoint,
@@ -134,7 +134,8 @@ async def open_resources(
         yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate, shared)
 
 
-async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metrics: RunMetrics) -> SharedBudget | None:
+async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metrics: RunMetrics,
+                         budget: TokenBudget) -> SharedBudget | None:
     """The run's view of its shared allowance (its counters made on the server if new)."""
     if spec.budget.shared is None:
         return None
@@ -146,6 +147,8 @@ async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metri
     shared = SharedBudget(spec.budget.shared, store)
     counters = await shared.refresh()
     metrics.set_shared_budget(shared.name, counters.limit, counters.used)
+    if shared.closed and shared.refused_reason:  # spent before this run started: it makes no call
+        budget.close(shared.refused_reason)
     return shared
 
 

@@ -1,0 +1,317 @@
+"""copydesk.allowance (periods, waiting reservations) and copydesk_flows.allowance (the Prefect server's
+global concurrency limits): one allowance for several runs in separate processes, never exceeded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from conftest import ROOT, run_cli
+from copydesk.allowance import (
+    Counters,
+    CounterName,
+    SharedBudget,
+    counter_name,
+    period_end,
+    period_key,
+)
+from copydesk.errors import BudgetExhausted
+from copydesk.spec import SharedBudgetSpec
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def test_day_period_resets_at_midnight_in_its_timezone() -> None:
+    # 23:30 UTC on 30 Nov is already 1 Dec in Berlin.
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=ZoneInfo("UTC"))
+    assert period_key("day", "UTC", now) == "2026-11-30"
+    assert period_key("day", "Europe/Berlin", now) == "2026-12-01"
+    assert period_end("day", "Europe/Berlin", now) == datetime(2026, 12, 2, tzinfo=BERLIN)
+    assert period_end("day", "UTC", now) == datetime(2026, 12, 1, tzinfo=ZoneInfo("UTC"))
+
+
+def test_week_month_total_periods() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=BERLIN)  # a Monday
+    assert period_key("week", "Europe/Berlin", now) == "2026-W49"
+    assert period_end("week", "Europe/Berlin", now) == datetime(2026, 12, 7, tzinfo=BERLIN)
+    assert period_key("month", "Europe/Berlin", now) == "2026-11"
+    assert period_end("month", "Europe/Berlin", datetime(2026, 12, 31, 23, 0, tzinfo=BERLIN)) == \
+        datetime(2027, 1, 1, tzinfo=BERLIN)
+    assert period_key("total", "UTC", now) == "total" and period_end("total", "UTC", now) is None
+
+
+def test_a_day_with_a_dst_change_ends_at_local_midnight() -> None:
+    now = datetime(2026, 3, 29, 1, 0, tzinfo=BERLIN)  # the 23-hour day
+    end = period_end("day", "Europe/Berlin", now)
+    assert end == datetime(2026, 3, 30, tzinfo=BERLIN)
+    assert end.utcoffset().total_seconds() == 7200
+
+
+def test_counter_names_round_trip_without_prefect_banned_characters() -> None:
+    text = counter_name("content-team", "America/Argentina/Buenos_Aires", "2026-11")
+    assert not set("/%&<>") & set(text)
+    parsed = CounterName.parse(text)
+    assert parsed == CounterName("content-team", "America/Argentina/Buenos_Aires", "2026-11")
+    assert parsed.period == "month"
+    assert CounterName.parse(text + ":reserved") is None
+
+
+# --------------------------------------------------------------------------- waiting, in one process
+
+
+class MemoryStore:
+    """The AllowanceStore contract in memory (what the Prefect server does atomically)."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, list[int]] = {}
+        self.closed: set[str] = set()
+
+    async def close(self, counter: str) -> None:
+        self.closed.add(counter)
+
+    async def ensure(self, counter: str, limit: int) -> None:
+        self.counters.setdefault(counter, [limit, 0, 0])[0] = limit
+
+    async def increment(self, counter: str, tokens: int) -> bool:
+        c = self.counters[counter]
+        if c[1] + tokens > c[0]:
+            return False
+        c[1] += tokens
+        c[2] += tokens
+        return True
+
+    async def settle(self, counter: str, reserved: int, charged: int) -> None:
+        c = self.counters[counter]
+        c[1] -= reserved - charged
+        c[2] -= reserved
+
+    async def read(self, counter: str) -> Counters | None:
+        c = self.counters.get(counter)
+        return Counters(*c, counter in self.closed) if c else None
+
+    async def list(self) -> dict[str, Counters]:
+        return {k: Counters(*v, k in self.closed) for k, v in self.counters.items()}
+
+    async def reset(self, counter: str) -> Counters | None:
+        before = await self.read(counter)
+        self.counters[counter][1:] = [0, 0]
+        self.closed.discard(counter)
+        return before
+
+
+def spec(limit: int, name: str = "team") -> SharedBudgetSpec:
+    return SharedBudgetSpec(name=name, max_tokens=limit)
+
+
+def test_shared_reservation_waits_for_another_run_to_settle() -> None:
+    async def scenario() -> tuple[int, bool]:
+        store = MemoryStore()
+        a, b = SharedBudget(spec(1000), store), SharedBudget(spec(1000), store)
+        first = await a.acquire(700)
+        waiting = asyncio.create_task(b.acquire(700, what="a section call"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done() and not b.closed
+        await a.settle(first, 200)
+        second = await asyncio.wait_for(waiting, 5)
+        return second.tokens, b.closed
+
+    assert asyncio.run(scenario()) == (700, False)
+
+
+def test_shared_reservation_is_refused_when_nothing_in_flight_could_make_room() -> None:
+    async def scenario() -> SharedBudget:
+        store = MemoryStore()
+        a, b = SharedBudget(spec(1000), store), SharedBudget(spec(1000), store)
+        await a.settle(await a.acquire(500), 450)
+        with pytest.raises(BudgetExhausted, match=r"shared allowance team \(day .*\) reached.*starts again at"):
+            await b.acquire(600, what="a section call")
+        return b
+
+    assert asyncio.run(scenario()).closed
+
+
+def test_once_refused_the_allowance_stays_closed_for_later_runs_until_reset() -> None:
+    """A run that starts after the allowance is spent is refused before any call, even a small
+    one that would still fit; `reset` opens it again."""
+    from copydesk.allowance import reset_allowance
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        first = SharedBudget(spec(1000), store)
+        await first.settle(await first.acquire(800), 700)
+        with pytest.raises(BudgetExhausted):
+            await first.acquire(400)
+        late = SharedBudget(spec(1000), store)
+        await late.refresh()
+        assert late.closed and "is spent" in (late.refused_reason or "")
+        with pytest.raises(BudgetExhausted):
+            await late.acquire(10)
+        (before,) = await reset_allowance(store, "team", who="test")
+        assert before.closed and before.spent == 700
+        again = SharedBudget(spec(1000), store)
+        await again.refresh()
+        assert not again.closed
+        await again.acquire(900)
+
+    asyncio.run(scenario())
+
+
+def test_many_runs_share_one_allowance_without_overshoot_and_use_it() -> None:
+    async def scenario() -> tuple[int, int]:
+        store = MemoryStore()
+        rng = random.Random(3)
+        billed = 0
+
+        async def run() -> None:
+            nonlocal billed
+            budget = SharedBudget(spec(50_000), store)
+            for _ in range(100):
+                try:
+                    r = await budget.acquire(500)
+                except BudgetExhausted:
+                    return
+                await asyncio.sleep(rng.random() / 100)
+                cost = rng.randint(1, 500)
+                billed += cost
+                await budget.settle(r, cost)
+
+        await asyncio.gather(*(run() for _ in range(8)))
+        return billed, 50_000
+
+    billed, limit = asyncio.run(scenario())
+    assert billed <= limit
+    assert billed >= 0.95 * limit
+
+
+# --------------------------------------------------------------------------- the real Prefect server
+
+
+def shared_spec(basic_spec: Path, name: str, max_tokens: int) -> Path:
+    text = basic_spec.read_text(encoding="utf-8").replace(
+        "  max_total_tokens: 60000\n",
+        f"  max_total_tokens: 60000\n  shared:\n    name: {name}\n    max_tokens: {max_tokens}\n"
+        "    period: day\n    timezone: Europe/Berlin\n",
+    )
+    basic_spec.write_text(text, encoding="utf-8")
+    return basic_spec
+
+
+def test_prefect_store_is_atomic_across_processes(prefect_server: str, tmp_path: Path) -> None:
+    """Three processes hammer one allowance through the Prefect server; the sum of what they
+    were granted never exceeds it."""
+    name = f"atomic-{uuid.uuid4().hex[:8]}"
+    script = tmp_path / "hammer.py"
+    script.write_text(
+        "import asyncio, json, random, sys\n"
+        "from copydesk.spec import SharedBudgetSpec\n"
+        "from copydesk.allowance import SharedBudget\n"
+        "from copydesk.errors import BudgetExhausted\n"
+        "from copydesk_flows.allowance import PrefectAllowanceStore\n"
+        "async def main():\n"
+        "    billed = 0\n"
+        "    rng = random.Random(int(sys.argv[2]))\n"
+        "    async with PrefectAllowanceStore() as store:\n"
+        "        budget = SharedBudget(SharedBudgetSpec(name=sys.argv[1], max_tokens=5000), store)\n"
+        "        async def call():\n"
+        "            nonlocal billed\n"
+        "            try:\n"
+        "                r = await budget.acquire(400)\n"
+        "            except BudgetExhausted:\n"
+        "                return\n"
+        "            cost = rng.randint(1, 400)\n"
+        "            billed += cost\n"
+        "            await budget.settle(r, cost)\n"
+        "        await asyncio.gather(*(call() for _ in range(20)))\n"
+        "    print(json.dumps({'billed': billed}))\n"
+        "asyncio.run(main())\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    procs = [subprocess.Popen([sys.executable, str(script), name, str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    billed = 0
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        billed += json.loads(stdout.strip().splitlines()[-1])["billed"]
+    assert 0.9 * 5000 <= billed <= 5000  # 3 x 20 calls would need ~12,000: the allowance stops them
+
+
+def test_runs_in_separate_processes_never_exceed_the_allowance(
+    basic_spec: Path, cli_env: dict[str, str], fake_api, tmp_path: Path
+) -> None:
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    allowance = 4000
+    spec_path = shared_spec(basic_spec, name, allowance)
+    exe = Path(sys.executable).with_name("copydesk")
+    procs = []
+    for i in range(3):
+        args = [str(exe), "run", str(spec_path), "--out", str(tmp_path / f"out{i}"),
+                "-t", f"Topic {i} alpha", "-t", f"Topic {i} beta", "-t", f"Topic {i} gamma"]
+        procs.append(subprocess.Popen(args, env=cli_env, cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    codes = []
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        codes.append(proc.returncode)
+        assert proc.returncode in (0, 3), stderr[-3000:]
+        if proc.returncode == 3:
+            assert f"shared allowance {name}" in stderr
+    assert fake_api.total_tokens <= allowance  # the API's own count is the judge
+    assert 3 in codes, f"9 articles should need more than {allowance}; the API billed {fake_api.total_tokens}"
+    for i in range(3):
+        csv_text = next((tmp_path / f"out{i}").glob("*/articles.csv")).read_text(encoding="utf-8-sig")
+        for topic in ("alpha", "beta", "gamma"):
+            assert f"Topic {i} {topic}" in csv_text
+
+    # The allowance is spent: a run that starts now makes no call at all and exits 3.
+    requests_before = len(fake_api.state.requests)
+    late = run_cli(["run", str(spec_path), "--out", str(tmp_path / "late"), "-t", "Late topic"], cli_env)
+    assert late.returncode == 3, late.stderr[-3000:]
+    assert len(fake_api.state.requests) == requests_before
+    assert f"shared allowance {name}" in late.stderr
+    assert "Late topic" in next((tmp_path / "late").glob("*/articles.csv")).read_text(encoding="utf-8-sig")
+
+    # status shows it; reset (logged) starts the period again from 0.
+    status = run_cli(["budget", "status", name, "--json"], cli_env)
+    assert status.returncode == 0, status.stderr
+    (row,) = json.loads(status.stdout)
+    assert row["limit"] == allowance and row["reserved"] == 0
+    assert fake_api.total_tokens <= row["spent"] <= allowance
+    assert row["period_end"].endswith("+01:00")  # midnight in Berlin
+    reset = run_cli(["budget", "reset", name], cli_env)
+    assert reset.returncode == 0, reset.stderr
+    assert f"reset shared allowance {name}" in reset.stderr
+    assert name in (Path(cli_env["COPYDESK_STATE_DIR"]) / "logs" / "budget-resets.log").read_text()
+    (after,) = json.loads(run_cli(["budget", "status", name, "--json"], cli_env).stdout)
+    assert after["spent"] == 0
+
+
+def test_shared_spec_without_a_prefect_server_exits_2(basic_spec: Path, cli_env: dict[str, str],
+                                                      fake_api, tmp_path: Path) -> None:
+    spec_path = shared_spec(basic_spec, "nobody", 1000)
+    env = {k: v for k, v in cli_env.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # no profile naming a server either
+    result = run_cli(["run", str(spec_path), "--out", str(tmp_path / "o"), "-t", "x"], env)
+    assert result.returncode == 2, result.stderr
+    assert "copydesk server start" in result.stderr and "PREFECT_API_URL" in result.stderr
+    assert fake_api.state.requests == []
+
+
+def test_budget_status_of_an_unknown_allowance_exits_2(cli_env: dict[str, str]) -> None:
+    result = run_cli(["budget", "status", "never-used-here"], cli_env)
+    assert result.returncode == 2
+    assert "never-used-here" in result.stderr
