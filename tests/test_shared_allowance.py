@@ -315,3 +315,19 @@ def test_budget_status_of_an_unknown_allowance_exits_2(cli_env: dict[str, str]) 
     result = run_cli(["budget", "status", "never-used-here"], cli_env)
     assert result.returncode == 2
     assert "never-used-here" in result.stderr
+
+
+def test_plain_asyncio_run_refuses_a_shared_spec_before_any_call(basic_spec: Path, fake_api, tmp_path: Path) -> None:
+    """run_batch has no Prefect server to hold the allowance: InputError (exit 2), no call made."""
+    from copydesk.errors import InputError
+    from copydesk.orchestration import run_batch
+    from copydesk.request import RunRequest
+    from copydesk.settings import Settings
+
+    spec_path = shared_spec(basic_spec, "plain", 1000)
+    request = RunRequest(spec_path=str(spec_path), topics=["x"], out_dir=str(tmp_path / "o"))
+    settings = Settings(openai_base_url=fake_api.url, openai_api_key="sk-test")
+    with pytest.raises(InputError, match="copydesk server start") as caught:
+        asyncio.run(run_batch(request, settings))
+    assert caught.value.exit_code == 2
+    assert fake_api.state.requests == []

@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
-from copydesk.allowance import AllowanceStore, SharedBudget
+from copydesk.allowance import SERVER_NEEDED, AllowanceStore, SharedBudget
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
 from copydesk.client import ApiEndpoint, ChatClient
-from copydesk.errors import CopydeskError, ServiceError
+from copydesk.errors import CopydeskError, InputError, ServiceError
 from copydesk.export import RunExporter
 from copydesk.limiter import AdaptiveLimiter, RateLimiter
 from copydesk.metrics import CUMULATIVE_TEXTFILE, RunMetrics
@@ -83,6 +83,8 @@ async def open_resources(
     allowance_store: AllowanceStore | None = None,
 ) -> AsyncIterator[RunResources]:
     """Build the run's resources (see the module docstring); close them on the way out."""
+    if spec.budget.shared is not None and allowance_store is None:  # before anything starts
+        raise InputError(f"budget.shared ({spec.budget.shared.name}): {SERVER_NEEDED}")
     async with AsyncExitStack() as stack:
         run_dir.mkdir(parents=True, exist_ok=True)
         exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name)
@@ -139,11 +141,7 @@ async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metri
     """The run's view of its shared allowance (its counters made on the server if new)."""
     if spec.budget.shared is None:
         return None
-    if store is None:
-        from copydesk.allowance import SERVER_NEEDED
-        from copydesk.errors import InputError
-
-        raise InputError(f"budget.shared ({spec.budget.shared.name}): {SERVER_NEEDED}")
+    assert store is not None  # checked when the resources open
     shared = SharedBudget(spec.budget.shared, store)
     counters = await shared.refresh()
     metrics.set_shared_budget(shared.name, counters.limit, counters.used)
