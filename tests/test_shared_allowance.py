@@ -331,3 +331,11 @@ def test_plain_asyncio_run_refuses_a_shared_spec_before_any_call(basic_spec: Pat
         asyncio.run(run_batch(request, settings))
     assert caught.value.exit_code == 2
     assert fake_api.state.requests == []
+
+
+def test_budget_status_without_a_prefect_server_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "COPYDESK_"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), COPYDESK_STATE_DIR=str(tmp_path / "state"))
+    result = run_cli(["budget", "status"], env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "copydesk server start" in result.stderr and "PREFECT_API_URL" in result.stderr
