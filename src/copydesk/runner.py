@@ -28,6 +28,7 @@ from copydesk.errors import ApiError
 from copydesk.metrics import RUN_TEXTFILE
 from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
+from copydesk.qc.editorial import Draft
 from copydesk.qc.gate import qc_report_entry
 from copydesk.request import RunRequest, check_run_id, clean_topics, new_run_id
 from copydesk.resources import RunResources, accumulate_metrics, open_resources
@@ -158,7 +159,11 @@ class PipelineRun:
             article.outline,
             [(s.heading, s.body) for s in article.sections],
             article.finish_reasons(),
+            draft=self.draft(article),
         )
+        if verdict.section_bodies is not None:
+            for section, body in zip(article.sections, verdict.section_bodies, strict=True):
+                section.body = body
         if verdict.corrected_markdown is not None and not article.apply_corrections(verdict.corrected_markdown):
             log.warning("article %d: the grammar autocorrections could not be applied", article.index + 1)
         article.status = Status(verdict.status)
@@ -170,6 +175,21 @@ class PipelineRun:
         if verdict.moderation_flagged:
             resources.metrics.record_moderation_flag()
         return article
+
+    def draft(self, article: Article) -> Draft:
+        """What the gate's editorial checks read: the text, the topic and the prompts that produced it."""
+        values = {**self.spec.vars, **(self.request.vars or {})}
+        return Draft(
+            topic=article.topic,
+            title=article.title,
+            outline=list(article.outline),
+            sections=[(s.heading, s.body) for s in article.sections],
+            language=self.spec.language,
+            outline_prompt=article.outline_prompt or None,
+            section_prompts=[s.prompt or None for s in article.sections],
+            fills=[article.topic, article.title, *article.outline, *(str(v) for v in values.values())],
+            section_max_tokens=self.spec.stages.expansion.max_tokens,
+        )
 
     def export(self, article: Article) -> Article:
         """Give the article its slug and write its Markdown file."""

@@ -69,7 +69,7 @@ class ArticleWriter:
         base = self.prompts.context(topic, self.overrides)
 
         # title
-        completion = await self._call(article, "title", 0, base)
+        completion, _ = await self._call(article, "title", 0, base)
         article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
         article.title_finish_reason = completion.finish_reason
         if not article.title:
@@ -79,7 +79,9 @@ class ArticleWriter:
         # outline
         outline_stage = self.spec.stages.outline
         for attempt in range(OUTLINE_ATTEMPTS):
-            completion = await self._call(article, "outline", attempt, {**base, "title": article.title})
+            completion, article.outline_prompt = await self._call(
+                article, "outline", attempt, {**base, "title": article.title}
+            )
             article.outline = parse_outline(
                 completion.text, min_sections=outline_stage.min_sections, max_sections=outline_stage.max_sections
             )
@@ -125,12 +127,13 @@ class ArticleWriter:
             "section_index": index + 1,
             "section_count": len(article.sections),
         }
-        completion = await self._call(article, "expansion", index + 1, context)
+        completion, section.prompt = await self._call(article, "expansion", index + 1, context)
         section.body = clean_section(completion.text, section.heading)
         section.finish_reason = completion.finish_reason
         section.written = True
 
-    async def _call(self, article: Article, stage: str, part: int, context: dict[str, Any]):
+    async def _call(self, article: Article, stage: str, part: int, context: dict[str, Any]) -> tuple[Any, str]:
+        """The completion, and the rendered prompt that produced it (every message's text)."""
         prompt = self.prompts.prompt(stage, context)
         stage_spec = getattr(self.spec.stages, stage)
         request = ChatRequest(
@@ -146,4 +149,4 @@ class ArticleWriter:
         article.note_model(result.completion.model)
         if result.fallback_from:
             article.fallback_from = result.fallback_from
-        return result.completion
+        return result.completion, "\n\n".join(m["content"] for m in request.messages)

@@ -23,6 +23,14 @@ no editor time", *needs_review* means "an editor can fix or approve this"):
                       higher) -> hard: a degenerate loop.
     truncation        a section cut off by max_tokens -> soft (finish the sentence);
                       stopped by the provider's content filter -> hard.
+    editorial         section by section (copydesk.qc.editorial): prompt echo, meta-talk,
+                      refusals (hard), placeholders, Markdown, language, duplicated
+                      sections, links, thin sections, relevance -> soft unless noted.
+                      Their repairs (meta-talk trimmed, headings demoted, links stripped)
+                      reach the article through `Verdict.section_bodies`.
+    originality       the article is a near-duplicate (MinHash, copydesk.qc.originality)
+                      of one published earlier in this run or under the same output
+                      folder -> soft.
 
 A check that raises is recorded with `ran=False` and its error; a disabled
 check (`enabled: false`, `require_outline_coverage: false`) is skipped and
@@ -37,6 +45,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from copydesk.qc.content import (
@@ -47,6 +56,9 @@ from copydesk.qc.content import (
     check_section_repetition,
     check_truncation,
 )
+from copydesk.qc.editorial import Draft, run_editorial
+from copydesk.qc.evidence import excerpt
+from copydesk.qc.language import LanguageDetector
 from copydesk.text import count_words, plain_text, primary_language
 
 if TYPE_CHECKING:
@@ -74,6 +86,11 @@ class Verdict:
     #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something:
     #: the article takes it (`Article.apply_corrections`) before it is exported.
     corrected_markdown: str | None = None
+    #: The section bodies after the editorial repairs, when any was made (else None):
+    #: the article takes them before `corrected_markdown`, which was computed on them.
+    section_bodies: list[str] | None = None
+    #: What the editorial repairs did, one line each.
+    repairs: list[str] = field(default_factory=list)
 
 
 def _reason(check: CheckResult) -> str:
@@ -167,10 +184,27 @@ class QualityGate:
         language: str,
         grammar_checker: Any = None,
         moderator: Moderator | None = None,
+        *,
+        published_root: Path | None = None,
+        run_dir: Path | None = None,
     ) -> None:
+        """`published_root`: the output folder whose `<run>/published/*.md` articles a new one
+        must not duplicate (`run_dir`, the current run's folder, is left out of that)."""
         self.policy = policy
         self.language = language
         self.grammar_checker = grammar_checker
+        self.detector = LanguageDetector()
+        self.originality: Any = None
+        self._originality_error: str | None = None
+        if policy.originality.enabled:
+            try:
+                from copydesk.qc.originality import ArticleIndex
+
+                self.originality = ArticleIndex(policy.originality.max_similarity)
+                if published_root is not None and policy.originality.against_published:
+                    self.originality.load_published(Path(published_root), language, exclude=run_dir)
+            except Exception as exc:  # the index cannot be built: articles go to review, not out
+                self._originality_error = f"{type(exc).__name__}: {exc}"
         if moderator is None and policy.moderation.enabled:
             if policy.moderation.provider == "openai":
                 raise ValueError(
@@ -187,10 +221,25 @@ class QualityGate:
         outline: Sequence[str],
         sections: Sequence[tuple[str, str]],
         finish_reasons: Sequence[str | None],
+        draft: Draft | None = None,
     ) -> Verdict:
+        """The verdict on one article. With a `draft` (topic, title, rendered prompts, slot) the
+        editorial checks run too, and their repairs come back in `Verdict.section_bodies`; the
+        other checks then read the repaired text."""
         started = time.perf_counter()
         policy = self.policy
         skipped: list[str] = []
+        editorial = None
+        section_bodies = None
+        if draft is not None:
+            editorial = await asyncio.to_thread(run_editorial, draft, policy, self.detector)
+            skipped += editorial.skipped
+            if editorial.changed:
+                section_bodies = list(editorial.bodies)
+                for (_, old), new in zip(sections, section_bodies):
+                    if old != new:
+                        markdown_body = markdown_body.replace(old, new, 1)
+                sections = [(h, b) for (h, _), b in zip(sections, section_bodies)]
 
         async def none() -> None:
             return None
@@ -236,8 +285,21 @@ class QualityGate:
         )
         labels = [heading for heading, _ in sections]
         checks.append(_timed("truncation", lambda: check_truncation(list(finish_reasons), labels)))
+        if editorial is not None:
+            checks += editorial.checks
 
+        if draft is None:
+            pass  # no editorial pass: the caller checks the text only (as before the editorial checks)
+        elif not policy.originality.enabled:
+            skipped.append("originality")
+        elif self.originality is None:
+            checks.append(CheckResult.not_run("originality", f"no article index: {self._originality_error}"))
+        else:
+            checks.append(_timed("originality", lambda: self._originality(markdown_body)))
         status, reasons = decide(checks)
+        if status == "published" and draft is not None and self.originality is not None:
+            # Checked and added with no await in between: of two near-duplicates, the second is held.
+            self.originality.add(f"this run: {draft.title or draft.topic}", markdown_body, self.language)
         return Verdict(
             status=status,
             reasons=reasons,
@@ -249,7 +311,19 @@ class QualityGate:
             seconds=round(time.perf_counter() - started, 6),
             skipped=skipped,
             corrected_markdown=corrected,
+            section_bodies=section_bodies,
+            repairs=list(editorial.repairs) if editorial is not None else [],
         )
+
+    def _originality(self, markdown: str) -> CheckResult:
+        matches = self.originality.match(markdown, self.language)
+        if not matches:
+            return CheckResult("originality", True, "soft", "no near-duplicate among published articles", 0.0)
+        key, score = matches[0]
+        evidence = tuple({"section": None, "heading": None, "duplicate_of": k, "similarity": round(s, 3),
+                          "text": excerpt(markdown)} for k, s in matches[:5])
+        detail = f"near-duplicate ({score:.0%} similar) of {key}"
+        return CheckResult("originality", False, "soft", detail, round(score, 4), evidence=evidence)
 
     # -- grammar ------------------------------------------------------------------
 
@@ -368,6 +442,7 @@ def qc_report_entry(verdict: Verdict) -> dict[str, Any]:
                     "detail": c.detail,
                     "value": c.value,
                     "seconds": c.seconds,
+                    "evidence": list(c.evidence),
                 }
                 for c in verdict.checks
             ],
@@ -375,5 +450,6 @@ def qc_report_entry(verdict: Verdict) -> dict[str, Any]:
             "moderation": verdict.moderation,
             "grammar": verdict.grammar,
             "autocorrected": verdict.corrected_markdown is not None,
+            "repairs": list(verdict.repairs),
         }
     )
