@@ -178,7 +178,6 @@ class PipelineRun:
 
     def draft(self, article: Article) -> Draft:
         """What the gate's editorial checks read: the text, the topic and the prompts that produced it."""
-        values = {**self.spec.vars, **(self.request.vars or {})}
         return Draft(
             topic=article.topic,
             title=article.title,
@@ -187,7 +186,7 @@ class PipelineRun:
             language=self.spec.language,
             outline_prompt=article.outline_prompt or None,
             section_prompts=[s.prompt or None for s in article.sections],
-            fills=[article.topic, article.title, *article.outline, *(str(v) for v in values.values())],
+            fills=[article.topic, article.title],
             section_max_tokens=self.spec.stages.expansion.max_tokens,
         )
 

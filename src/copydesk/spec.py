@@ -198,6 +198,9 @@ class ThinSectionsPolicy(CheckPolicy):
 class RelevancePolicy(CheckPolicy):
     #: Content words (Chinese: character pairs) a title, or a section's heading and body, must share with the topic.
     min_shared_terms: int = Field(1, ge=1, le=20)
+    #: A section sharing none with the topic is off-topic when less than this share of its terms is found
+    #: anywhere else in the article.
+    min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
 
 
 class QCSpec(_Model):

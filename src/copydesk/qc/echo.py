@@ -4,7 +4,8 @@
                       heading_words=4, sentence_words=8)
 
 The *instructions* of a rendered prompt are its text with the values the pipeline
-filled in (topic, title, headings, vars: `fills`) cut out, so that repeating the
+filled in cut out (`fills`: topic and title; for section prompts also the outline's
+headings, which were filled into them), so that repeating the
 topic is not an echo but "Listing five short section headings for it, numbered 1
 to 5" is, for the prompt "List five short section headings for it, numbered 1 to 5".
 Words are compared stemmed and case-folded (`copydesk.qc.terms`); a run of
@@ -63,7 +64,7 @@ def check_prompt_echo(
     for i, ((heading, body), prompt) in enumerate(zip(sections, section_prompts), start=1):
         if not prompt:
             continue
-        grams = instruction_shingles(prompt, fills, sentence_words, language)
+        grams = instruction_shingles(prompt, [*fills, *outline], sentence_words, language)
         for sentence in split_sentences(extract_prose(body).countable_text()):
             if _echoes(sentence, grams, sentence_words, language):
                 found.append(finding(i, heading, sentence, where="body", prompt="expansion"))

@@ -63,7 +63,8 @@ class Draft:
     #: The rendered outline prompt (all messages), and each section's, as sent.
     outline_prompt: str | None = None
     section_prompts: Sequence[str | None] = ()
-    #: Values the pipeline filled into the prompts (topic, title, headings, vars).
+    #: Values the pipeline filled into the prompts that the text may repeat (topic, title; the outline's
+    #: headings are added for the section prompts); not the vars, which are instructions.
     fills: Sequence[str] = ()
     #: The expansion stage's max_tokens: the slot a section had.
     section_max_tokens: int | None = None
@@ -153,6 +154,7 @@ def run_editorial(draft: Draft, policy: QCSpec, detector: LanguageDetector | Non
                                     thin.min_words),
         needs=draft.section_max_tokens is not None)
     run("relevance", policy.relevance.enabled,
-        lambda: check_relevance(draft.topic, draft.title, sections, language, policy.relevance.min_shared_terms),
+        lambda: check_relevance(draft.topic, draft.title, sections, language, policy.relevance.min_shared_terms,
+                                policy.relevance.min_article_overlap),
         needs=bool(draft.topic))
     return EditorialOutcome(checks=checks, bodies=bodies, skipped=skipped, repairs=repairs)

@@ -195,6 +195,7 @@ class QualityGate:
         self.grammar_checker = grammar_checker
         self.detector = LanguageDetector()
         self.originality: Any = None
+        self._indexed = 0
         self._originality_error: str | None = None
         if policy.originality.enabled:
             try:
@@ -299,7 +300,10 @@ class QualityGate:
         status, reasons = decide(checks)
         if status == "published" and draft is not None and self.originality is not None:
             # Checked and added with no await in between: of two near-duplicates, the second is held.
-            self.originality.add(f"this run: {draft.title or draft.topic}", markdown_body, self.language)
+            # Keys are unique: two articles of a run may share a title.
+            self._indexed += 1
+            label = f"this run: {draft.title or draft.topic!r} (#{self._indexed})"
+            self.originality.add(label, markdown_body, self.language)
         return Verdict(
             status=status,
             reasons=reasons,

@@ -23,9 +23,9 @@ _OPENER = re.compile(
     r"""^\W*(?:
         (?:sure|certainly|of\s+course|absolutely|okay|ok|great(?:\s+question)?|alright|got\s+it)\s*[!.,:]*\s*$
       | (?:sure|certainly|of\s+course|absolutely|okay|alright)[!.,]?\s+(?:here|below|i\b|let)
-      | here(?:'s|’s|\s+is|\s+are)\s+(?:the\s+|a\s+|an\s+|your\s+|my\s+)?(?:\w+\s+){0,3}
+      | here(?:'s|’s|\s+is|\s+are)\s+(?:the\s+|a\s+|an\s+|your\s+|my\s+)?(?:[\w-]+\s+){0,3}
             (?:section|paragraphs?|article|draft|blog|text|content|version|outline|rewrite|expansion|response|answer)
-      | (?:below|the\s+following)\s+is\s+(?:the\s+|a\s+|an\s+|your\s+)?(?:\w+\s+){0,2}
+      | (?:below|the\s+following)\s+is\s+(?:the\s+|a\s+|an\s+|your\s+)?(?:[\w-]+\s+){0,2}
             (?:section|paragraphs?|article|draft|text|content|version|response)
       | as\s+(?:you\s+)?requested\b | as\s+you\s+asked\b | per\s+your\s+request\b
       | in\s+this\s+section,?\s+(?:i|we)\s+will\s+(?:write|provide|expand)
@@ -39,7 +39,10 @@ _CLOSER = re.compile(
     r"""(?:
         \bI\s+hope\s+(?:this|that|these|it|you)\b.{0,40}\b(?:helps?|useful|find|enjoy)
       | \blet\s+me\s+know\s+if\b | \bfeel\s+free\s+to\s+(?:ask|reach|let|contact)
-      | \bif\s+you\s+(?:need|have|would\s+like|want)\s+(?:any\s+)?(?:more|further|additional|other|changes|revisions)
+      | \bif\s+you\s+(?:need|have|would\s+like|want|'d\s+like)\s+(?:any\s+)?(?:more|further|additional|other)\s+
+            (?:help|changes|revisions|examples|information|details|questions|assistance|sections?)\b
+      | \bif\s+you\s+(?:need|have|would\s+like|want|'d\s+like)\s+(?:any\s+)?(?:changes|revisions|edits)\b
+      | \bif\s+you(?:'d|\s+would)?\s+(?:like|want)\s+me\s+to\b
       | \bwould\s+you\s+like\s+me\s+to\b | \bhappy\s+to\s+help\b | \bshall\s+I\s+(?:continue|write|expand)
       | \bas\s+(?:you\s+)?requested\b | \bas\s+you\s+asked\b
       | 希望(?:这|以上|本节|本文|这些|以上内容)?.{0,8}(?:对(?:你|您)有(?:所)?帮助|有所帮助|能帮到)

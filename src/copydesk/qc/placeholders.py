@@ -20,8 +20,9 @@ from copydesk.text import extract_prose
 
 _PLACEHOLDER = re.compile(
     r"""
-    [\[<(（【]\s*(?:insert|add|include|enter|replace|your|placeholder|link|url|source|citation|reference
-                  |example|company|product|name|date|author|image|figure|tbd|todo)\b[^\]>)）】\n]{0,80}[\]>)）】]
+    [\[<【]\s*(?i:insert|add|include|enter|replace|your|placeholder|link|url|source|citation|reference
+                |example|company|product|name|date|author|image|figure|tbd|todo)\b[^\]>】\n]{0,60}[\]>】](?!\()
+  | [(（]\s*(?i:insert|placeholder|tbd|todo|your\s+[\w\s]{1,30}\s+here)\b[^)）\n]{0,60}[)）]
   | \{\{[^{}\n]{0,80}\}\} | \{%[^%\n]{0,80}%\} | \$\{[A-Za-z_][A-Za-z0-9_]*\}
   | \b(?:TODO|TBD|FIXME|XXX+)\b
   | \blorem\s+ipsum\b | \bdolor\s+sit\s+amet\b
