@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,8 @@ class Outcome:
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
+    #: Seconds the gate took per article (the language model's one-off load excluded).
+    seconds: list[float] = field(default_factory=list)
 
     @property
     def flawed(self) -> list[Outcome]:
@@ -156,6 +159,8 @@ async def evaluate(path: Path = DEFAULT_SET) -> Report:
         language = article["language"]
         gate = gates.get(language) or gates.setdefault(language, QualityGate(policy(), language))
         draft, sections = draft_of(article, data["templates"])
+        gate.detector.load()
+        started = time.perf_counter()
         verdict = await gate.assess(
             _markdown(article["title"], sections),
             draft.outline,
@@ -163,6 +168,7 @@ async def evaluate(path: Path = DEFAULT_SET) -> Report:
             [s.get("finish_reason", "stop") for s in article["sections"]],
             draft=draft,
         )
+        report.seconds.append(time.perf_counter() - started)
         label = article["label"]
         fired = {c.name for c in verdict.checks if not c.passed}
         repaired_by = {
@@ -195,6 +201,9 @@ def print_report(report: Report, show_misses: bool = False) -> None:
     statuses = Counter(o.status for o in report.clean)
     print(f"\nflawed held or repaired: {report.flawed_caught:.1%} (target >= 95 %)")
     print(f"clean published:         {report.clean_published:.1%} (target >= 95 %)  {dict(statuses)}")
+    ordered = sorted(report.seconds)
+    print(f"gate time per article (grammar and moderation off): median {1000 * ordered[len(ordered) // 2]:.1f} ms, "
+          f"max {1000 * ordered[-1]:.1f} ms")
     if show_misses:
         print("\nmisses:")
         for o in report.outcomes:
