@@ -22,18 +22,14 @@ short to tell). Inline code and code blocks are not read.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.text import extract_prose, primary_language
+from copydesk.text import extract_prose, primary_language, script_counts
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")
-_LETTER = re.compile(r"[^\W\d_]")
 #: Probability at which py3langid's answer overrides the spec's language.
 CONFIDENT = 0.9
 #: py3langid labels that stand for the same language as a spec's primary subtag.
@@ -57,18 +53,16 @@ class LanguageDetector:
 
     def detect(self, text: str) -> tuple[str, float]:
         """The most likely language's code (ISO 639-1 mostly) and its probability."""
-        han, kana = len(_HAN.findall(text)), len(_KANA.findall(text))
-        letters = max(1, len(_LETTER.findall(text)))
-        if (han + kana) / letters > 0.3:
+        han, kana, letters = script_counts(text)
+        if (han + kana) / max(1, letters) > 0.3:
             return ("ja" if kana > 0.1 * (han + kana) else "zh"), 1.0
         label, prob = self.load().classify(text)
         return str(label), float(prob)
 
 
 def _script_mismatch(text: str, expected: str) -> str | None:
-    han, kana = len(_HAN.findall(text)), len(_KANA.findall(text))
-    letters = max(1, len(_LETTER.findall(text)))
-    cjk = (han + kana) / letters
+    han, kana, letters = script_counts(text)
+    cjk = (han + kana) / max(1, letters)
     if expected in ("zh", "ja", "yue"):
         if cjk < 0.2:
             return "Latin-script text"
@@ -85,7 +79,7 @@ def _script_mismatch(text: str, expected: str) -> str | None:
 def section_language(body: str, language: str, detector: LanguageDetector, min_chars: int) -> tuple[str, float] | None:
     """The language a section is in when it is not `language` (a BCP 47 tag), else None."""
     text = extract_prose(body).countable_text()
-    if len(_LETTER.findall(text)) < min_chars:
+    if script_counts(text)[2] < min_chars:
         return None
     expected = primary_language(language)
     mismatch = _script_mismatch(text, expected)

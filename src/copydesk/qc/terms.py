@@ -13,10 +13,9 @@ usual unit of Chinese lexical overlap.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
-from copydesk.text import is_cjk_language, words
+from copydesk.text import is_cjk_language, script_counts, words
 
 _SUFFIXES = ("ingly", "edly", "ings", "ing", "ies", "ied", "ers", "er", "es", "ed", "ly", "s", "y", "e")
 
@@ -29,7 +28,6 @@ STOPWORDS = frozenset(
     which while who whom why will with would you your yours one two use used using how get make new way
     also may many much well""".split()
 )
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _CJK_STOP = frozenset("的了是在和与及或也都就而把被对为以于这那个中上下不有要会可能我你他它们之其")
 
 
@@ -66,7 +64,7 @@ def content_terms(text: str, language: str = "") -> set[str]:
         run.clear()
 
     for token in tokens(text, language):
-        if _CJK.fullmatch(token):
+        if len(token) == 1 and sum(script_counts(token)[:2]):
             if token in _CJK_STOP:
                 flush()
             else:
