@@ -54,6 +54,9 @@ def main() -> None:
     started = time.perf_counter()
     ours = [detector.detect(text)[0] for _, text in items]
     ours_s = time.perf_counter() - started
+    started = time.perf_counter()
+    raw = [str(detector.load().classify(text)[0]) for _, text in items]
+    raw_s = time.perf_counter() - started
 
     os.environ.setdefault("COPYDESK_STATE_DIR", tempfile.mkdtemp(prefix="copydesk-langbench-"))
     from copydesk.services.languagetool import languagetool_url  # noqa: PLC0415
@@ -69,10 +72,12 @@ def main() -> None:
         lt_s = time.perf_counter() - started
 
     print(f"{len(items)} sections ({sum(t == 'zh' for t, _ in items)} Chinese)")
-    for name, got, seconds in (("py3langid", ours, ours_s), ("LanguageTool auto", lt, lt_s)):
+    rows = (("copydesk (script + py3langid)", ours, ours_s), ("py3langid alone", raw, raw_s),
+            ("LanguageTool auto", lt, lt_s))
+    for name, got, seconds in rows:
         right = sum(g == t for g, (t, _) in zip(got, items))
         wrong = [(t, g, text[:60]) for g, (t, text) in zip(got, items) if g != t]
-        print(f"{name:<18} accuracy {right / len(items):.1%}  {1000 * seconds / len(items):.2f} ms/section")
+        print(f"{name:<30} accuracy {right / len(items):.1%}  {1000 * seconds / len(items):.2f} ms/section")
         for t, g, text in wrong[:5]:
             print(f"    expected {t}, got {g}: {text!r}")
     print(f"py3langid model load: {load:.2f} s (once per process)")

@@ -222,6 +222,9 @@ class QCSpec(_Model):
     links: LinksPolicy = Field(default_factory=LinksPolicy)
     thin_sections: ThinSectionsPolicy = Field(default_factory=ThinSectionsPolicy)
     relevance: RelevancePolicy = Field(default_factory=RelevancePolicy)
+    #: A section cut off by max_tokens: review (keep it, hold the article) or trim (cut it back to its
+    #: last complete sentence, recorded).
+    truncation: Literal["review", "trim"] = "review"
 
 
 class ExportSpec(_Model):

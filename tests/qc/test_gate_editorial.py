@@ -162,3 +162,31 @@ def test_defaults_and_a_valid_policy(tmp_path: Path):
     assert spec.qc.links.allow == ["docs.python.org"] and spec.qc.links.policy == "review"
     assert spec.qc.meta_talk.trim and spec.qc.markdown.extra_headings == "demote"
     assert spec.qc.thin_sections.min_words == 40 and spec.qc.originality.enabled
+
+
+async def test_truncation_trim_cuts_back_to_the_last_sentence_and_records_it():
+    cut_off = BODIES[1][1] + " Then the next retry waits for"
+    sections = [BODIES[0], (BODIES[1][0], cut_off), BODIES[2]]
+    reasons = ["stop", "length", "stop"]
+    held = await QualityGate(policy(), "en-US").assess(markdown(sections), [h for h, _ in sections], sections,
+                                                      reasons, draft=draft(sections))
+    assert held.status == "needs_review" and any("cut off by max_tokens" in r for r in held.reasons)
+    gate = QualityGate(policy(truncation="trim"), "en-US")
+    verdict = await gate.assess(markdown(sections), [h for h, _ in sections], sections, reasons,
+                                draft=draft(sections))
+    assert verdict.status == "published", verdict.reasons
+    assert verdict.section_bodies[1] == BODIES[1][1]
+    check = next(c for c in verdict.checks if c.name == "truncation")
+    assert check.evidence[0]["section"] == 2 and check.evidence[0]["text"] == "Then the next retry waits for"
+    assert "trimmed" in verdict.repairs[0]
+
+
+def test_trim_incomplete_keeps_text_without_a_sentence_end():
+    from copydesk.qc.truncation import trim_incomplete
+
+    assert trim_incomplete("no sentence end at all here") == ("no sentence end at all here", "")
+    zh = "网络调用偶尔失败，不应该让整个流水线停下来。任务可以声明重试次数和两次尝试之间的等待时间。默认值比较"
+    assert trim_incomplete(zh) == (zh[: zh.rindex("。") + 1], "默认值比较")
+    # never more than half of the section
+    assert trim_incomplete("Short. " + "and then a very long unfinished clause " * 3) [1] == ""
+    assert trim_incomplete("Done. Finished.") == ("Done. Finished.", "")

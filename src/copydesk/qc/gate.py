@@ -21,8 +21,9 @@ no editor time", *needs_review* means "an editor can fix or approve this"):
                       shared between sections is not a loop): above max_repetition ->
                       soft; at 0.6 or more (or above max_repetition if that is
                       higher) -> hard: a degenerate loop.
-    truncation        a section cut off by max_tokens -> soft (finish the sentence);
-                      stopped by the provider's content filter -> hard.
+    truncation        a section cut off by max_tokens -> soft (finish the sentence), or with
+                      `qc.truncation: trim` cut back to its last complete sentence (recorded,
+                      copydesk.qc.truncation); stopped by the provider's content filter -> hard.
     editorial         section by section (copydesk.qc.editorial): prompt echo, meta-talk,
                       refusals (hard), placeholders, Markdown, language, duplicated
                       sections, links, thin sections, relevance -> soft unless noted.
@@ -59,6 +60,7 @@ from copydesk.qc.content import (
 from copydesk.qc.editorial import Draft, run_editorial
 from copydesk.qc.evidence import excerpt
 from copydesk.qc.language import LanguageDetector
+from copydesk.qc.truncation import trim_incomplete
 from copydesk.text import count_words, plain_text, primary_language
 
 if TYPE_CHECKING:
@@ -232,6 +234,15 @@ class QualityGate:
         skipped: list[str] = []
         editorial = None
         section_bodies = None
+        trimmed: list[dict[str, Any]] = []
+        if policy.truncation == "trim":
+            sections, finish_reasons, trimmed = self._trim_truncated(list(sections), list(finish_reasons))
+            if trimmed:
+                for item in trimmed:
+                    markdown_body = markdown_body.replace(item["_old"], item["_new"], 1)
+                section_bodies = [b for _, b in sections]
+                if draft is not None:
+                    draft = dataclasses.replace(draft, sections=list(sections))
         if draft is not None:
             editorial = await asyncio.to_thread(run_editorial, draft, policy, self.detector)
             skipped += editorial.skipped
@@ -285,7 +296,12 @@ class QualityGate:
             )
         )
         labels = [heading for heading, _ in sections]
-        checks.append(_timed("truncation", lambda: check_truncation(list(finish_reasons), labels)))
+        truncation = _timed("truncation", lambda: check_truncation(list(finish_reasons), labels))
+        if trimmed:
+            evidence = tuple({k: v for k, v in t.items() if not k.startswith("_")} for t in trimmed)
+            detail = f"{truncation.detail}; trimmed {len(trimmed)} cut-off section(s) to their last sentence"
+            truncation = dataclasses.replace(truncation, detail=detail, evidence=evidence)
+        checks.append(truncation)
         if editorial is not None:
             checks += editorial.checks
 
@@ -316,8 +332,28 @@ class QualityGate:
             skipped=skipped,
             corrected_markdown=corrected,
             section_bodies=section_bodies,
-            repairs=list(editorial.repairs) if editorial is not None else [],
+            repairs=([f"{len(trimmed)} cut-off section(s) trimmed to the last complete sentence"] if trimmed else [])
+            + (list(editorial.repairs) if editorial is not None else []),
         )
+
+    @staticmethod
+    def _trim_truncated(
+        sections: list[tuple[str, str]], finish_reasons: list[str | None]
+    ) -> tuple[list[tuple[str, str]], list[str | None], list[dict[str, Any]]]:
+        """`qc.truncation: trim`: sections cut off by max_tokens end at their last complete sentence."""
+        if len(finish_reasons) != len(sections):
+            return sections, finish_reasons, []
+        trimmed = []
+        for i, ((heading, body), reason) in enumerate(zip(sections, finish_reasons)):
+            if reason != "length":
+                continue
+            kept, cut = trim_incomplete(body)
+            if cut:
+                sections[i] = (heading, kept)
+                finish_reasons[i] = "stop"
+                trimmed.append({"section": i + 1, "heading": heading, "action": "trimmed to the last sentence",
+                                "text": excerpt(cut), "_old": body, "_new": kept})
+        return sections, finish_reasons, trimmed
 
     def _originality(self, markdown: str) -> CheckResult:
         matches = self.originality.match(markdown, self.language)
