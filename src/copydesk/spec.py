@@ -203,6 +203,11 @@ class RelevancePolicy(CheckPolicy):
     min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
 
 
+class RepairPolicy(_Model):
+    #: How often a section failing a section-level check is written again (0: never).
+    max_attempts: int = Field(1, ge=0, le=5)
+
+
 class QCSpec(_Model):
     grammar: GrammarPolicy = Field(default_factory=GrammarPolicy)
     moderation: ModerationPolicy = Field(default_factory=ModerationPolicy)
@@ -225,6 +230,7 @@ class QCSpec(_Model):
     #: A section cut off by max_tokens: review (keep it, hold the article) or trim (cut it back to its
     #: last complete sentence, recorded).
     truncation: Literal["review", "trim"] = "review"
+    repair: RepairPolicy = Field(default_factory=RepairPolicy)
 
 
 class ExportSpec(_Model):

@@ -31,6 +31,9 @@ OUTLINE_ATTEMPTS = 2
 #: Topics longer than this are cut (on a word boundary) before they reach a prompt.
 MAX_TOPIC_CHARS = 500
 
+#: Call-store part numbers of a repair: attempt * REPAIR_PART + section number.
+REPAIR_PART = 1000
+
 
 class ArticleWriter:
     def __init__(
@@ -117,7 +120,16 @@ class ArticleWriter:
         if all(section.written for section in article.sections):
             article.generated = True
 
-    async def _expand(self, article: Article, base: dict[str, Any], index: int) -> None:
+    async def rewrite_section(self, article: Article, index: int, note: str, attempt: int) -> None:
+        """Write section `index` (0-based) again, its own prompt followed by `note` (what the gate
+        found wrong, `copydesk.qc.repair`). Same budget guard and call store as every call; raises
+        what the gateway raises (BudgetExhausted, ApiError)."""
+        base = self.prompts.context(truncate(article.topic, MAX_TOPIC_CHARS), self.overrides)
+        await self._expand(article, base, index, note=note, part=REPAIR_PART * attempt + index + 1)
+
+    async def _expand(
+        self, article: Article, base: dict[str, Any], index: int, *, note: str | None = None, part: int | None = None
+    ) -> None:
         section = article.sections[index]
         context = {
             **base,
@@ -127,18 +139,26 @@ class ArticleWriter:
             "section_index": index + 1,
             "section_count": len(article.sections),
         }
-        completion, section.prompt = await self._call(article, "expansion", index + 1, context)
+        completion, section.prompt = await self._call(
+            article, "expansion", index + 1 if part is None else part, context, note=note
+        )
         section.body = clean_section(completion.text, section.heading)
         section.finish_reason = completion.finish_reason
         section.written = True
 
-    async def _call(self, article: Article, stage: str, part: int, context: dict[str, Any]) -> tuple[Any, str]:
-        """The completion, and the rendered prompt that produced it (every message's text)."""
+    async def _call(
+        self, article: Article, stage: str, part: int, context: dict[str, Any], *, note: str | None = None
+    ) -> tuple[Any, str]:
+        """The completion, and the rendered prompt that produced it (every message's text).
+        A `note` (a repair's re-ask) is appended to the last user message."""
         prompt = self.prompts.prompt(stage, context)
         stage_spec = getattr(self.spec.stages, stage)
+        messages = [dict(m) for m in prompt.messages()]
+        if note:
+            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{note}"
         request = ChatRequest(
             model=self.model_override or self.spec.model_for(stage),
-            messages=tuple(prompt.messages()),
+            messages=tuple(messages),
             params=stage_spec.sampling_params(),
         )
         result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request))
