@@ -112,29 +112,20 @@ async def execute(
 def run_folder_lock(run_dir: Path, run_id: str) -> Iterator[None]:
     """One process per run folder: a second run with the same run id (a double click, a retry on
     another worker while the first still runs) is refused instead of interleaving two call stores."""
-    import fcntl
     import socket
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK_NAME, "a+", encoding="utf-8")
+    from copydesk.locks import LockHeld, file_lock
+
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        lock = file_lock(run_dir / LOCK_NAME, blocking=False, holder=f"pid {os.getpid()} on {socket.gethostname()}")
+        lock.__enter__()
+    except LockHeld as held:
         raise InputError(
-            f"run {run_id} is already running ({holder}); wait for it to finish, or choose another run id"
+            f"run {run_id} is already running ({held.holder}); wait for it to finish, or choose another run id"
         ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+    with contextlib.ExitStack() as stack:
+        stack.push(lock)
         yield
-    finally:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()
 
 
 async def _execute(run: PipelineRun, *, review_timeout: float, artifacts: bool) -> dict[str, Any]:

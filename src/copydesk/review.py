@@ -38,6 +38,7 @@ import yaml
 
 from copydesk.errors import InputError
 from copydesk.export import CSV_NAME, atomic_write
+from copydesk.locks import file_lock
 
 PENDING = "needs_review"
 APPROVED = "published"
@@ -107,19 +108,8 @@ def pending_reviews(run_dir: str | Path) -> list[PendingArticle]:
 # ------------------------------------------------------------------------------ writing
 
 
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    with open(run_dir / ".review.lock", "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def _locked(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(run_dir / ".review.lock")
 
 
 def _inside(run_dir: Path, relative: str) -> Path:

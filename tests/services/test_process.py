@@ -14,7 +14,7 @@ from conftest_services import assert_stopped
 
 from copydesk.errors import ServiceError
 from copydesk.services.process import (
-    Endpoint,
+    ServerLease,
     ManagedServer,
     ServerState,
     find_running,
@@ -194,7 +194,7 @@ async def test_endpoint_async_form_starts_and_stops(tmp_path: Path) -> None:
         holder["server"] = server
         return server.url, server
 
-    endpoint = Endpoint(resolve)
+    endpoint = ServerLease(resolve)
     async with endpoint as url:
         async with httpx.AsyncClient(trust_env=False) as client:
             assert (await client.get(url + "/health")).status_code == 200

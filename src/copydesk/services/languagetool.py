@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import Endpoint, ManagedServer, find_running
+from copydesk.services.process import ServerLease, ManagedServer, find_running
 from copydesk.settings import Settings
 
 NAME = "languagetool"
@@ -164,7 +164,7 @@ class LanguageToolServer(ManagedServer):
         ]
 
 
-def languagetool_url(settings: Settings) -> Endpoint:
+def languagetool_url(settings: Settings) -> ServerLease:
     """Context manager (sync or async) yielding the base URL of a LanguageTool server.
 
     COPYDESK_LANGUAGETOOL_URL if set; else a healthy background server
@@ -181,4 +181,4 @@ def languagetool_url(settings: Settings) -> Endpoint:
         server = LanguageToolServer(settings).start()
         return server.url, server
 
-    return Endpoint(resolve)
+    return ServerLease(resolve)
