@@ -92,7 +92,7 @@ def test_the_server_does_not_inherit_the_api_key(local_server) -> None:
     pid = json.loads((state / "prefect-server.json").read_text())["pid"]
     environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
     assert SECRET_KEY not in environ and "OPENAI_" not in environ
-    assert "PREFECT_SERVER_CSRF_PROTECTION_ENABLED=true" in environ
+    assert "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED=true" in environ
 
 
 def test_copydesk_run_uses_it(local_server, basic_spec: Path, tmp_path: Path) -> None:

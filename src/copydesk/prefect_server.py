@@ -100,8 +100,10 @@ def server_environment(settings: Settings, *, port: int, ui: bool) -> dict[str, 
     env["PREFECT_SERVER_API_HOST"] = HOST
     env["PREFECT_SERVER_API_PORT"] = str(port)
     env["PREFECT_SERVER_UI_ENABLED"] = env["PREFECT_UI_ENABLED"] = "true" if ui else "false"
-    env["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"] = os.environ.get("PREFECT_SERVER_CORS_ALLOWED_ORIGINS", origin)
-    env["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] = os.environ.get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED", "true")
+    for setting, value in (("CORS_ALLOWED_ORIGINS", origin), ("CSRF_PROTECTION_ENABLED", "true")):
+        # Prefect 3 reads PREFECT_SERVER_API_<X>, then PREFECT_SERVER_<X>: the user's own, under either name, wins.
+        if f"PREFECT_SERVER_API_{setting}" not in os.environ and f"PREFECT_SERVER_{setting}" not in os.environ:
+            env[f"PREFECT_SERVER_API_{setting}"] = value
     if "PREFECT_HOME" not in os.environ and "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in os.environ:
         env["PREFECT_HOME"] = str(Path(settings.state_dir).resolve() / "prefect")
     return env
