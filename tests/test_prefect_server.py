@@ -57,6 +57,9 @@ def test_cross_origin_requests_get_no_permissive_cors_header(local_server) -> No
     # The UI's own origin is still allowed.
     own = httpx.get(f"{api_url}/health", headers={"Origin": _origin(api_url)}, trust_env=False)
     assert own.headers.get("access-control-allow-origin") == _origin(api_url)
+    tunnel = _origin(api_url).replace("127.0.0.1", "localhost")
+    own = httpx.get(f"{api_url}/health", headers={"Origin": tunnel}, trust_env=False)
+    assert own.headers.get("access-control-allow-origin") == tunnel
 
 
 def test_state_changing_requests_need_a_csrf_token(local_server) -> None:

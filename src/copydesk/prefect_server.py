@@ -95,7 +95,8 @@ def server_environment(settings: Settings, *, port: int, ui: bool) -> dict[str, 
     CSRF token on every state-changing request, so a web page the operator happens to open
     cannot drive it; Prefect's own client and UI fetch the token themselves. The user's own
     PREFECT_SERVER_* values for those win."""
-    origin = f"http://{HOST}:{port}"
+    # The UI's own origin, however the operator's browser names this machine (an SSH tunnel: localhost).
+    origin = f"http://{HOST}:{port},http://localhost:{port}"
     env = dict(QUIET_ENV)
     env["PREFECT_SERVER_API_HOST"] = HOST
     env["PREFECT_SERVER_API_PORT"] = str(port)
