@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import HOST, ManagedServer, ServerState, find_running, port_open
+from copydesk.services.process import (
+    HOST,
+    ManagedServer,
+    ServerState,
+    find_running,
+    port_open,
+)
 from copydesk.settings import Settings
 
 NAME = "prefect-server"

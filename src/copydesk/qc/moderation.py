@@ -33,7 +33,13 @@ import httpx
 from pydantic import SecretStr
 
 from copydesk.client import ApiEndpoint, ChatClient, RetryPolicy
-from copydesk.errors import ApiError, BadRequestError, InputError, MalformedResponseError, ModelNotFoundError
+from copydesk.errors import (
+    ApiError,
+    BadRequestError,
+    InputError,
+    MalformedResponseError,
+    ModelNotFoundError,
+)
 from copydesk.qc.content import plain_text, split_sentences
 
 log = logging.getLogger("copydesk.qc.moderation")

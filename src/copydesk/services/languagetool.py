@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import ServerLease, ManagedServer, find_running
+from copydesk.services.process import ManagedServer, ServerLease, find_running
 from copydesk.settings import Settings
 
 NAME = "languagetool"

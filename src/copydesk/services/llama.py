@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import ServerLease, ManagedServer, find_running
+from copydesk.services.process import ManagedServer, ServerLease, find_running
 from copydesk.settings import Settings
 
 NAME = "llama"
