@@ -554,3 +554,44 @@ def test_retry_policy_backoff_and_retry_after() -> None:
     assert policy.delay(1, retry_after=3.0) == 3.0
     assert policy.delay(1, retry_after=99.0) == 10.0
     assert 1.0 <= RetryPolicy(initial=1.0, jitter=0.5).delay(1) <= 1.5
+
+
+async def test_the_layer_serves_the_batch_api_shapes() -> None:
+    """/v1/files (multipart upload), /v1/batches (JSON) and a file's content go through the same
+    client: same key, same error mapping, same retries."""
+    seen: list[httpx.Request] = []
+    failures = {"batches": 1}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        path = req.url.path
+        if path == "/v1/files":
+            assert req.headers["content-type"].startswith("multipart/form-data")
+            assert b'name="purpose"' in req.content and b"batch" in req.content
+            assert b'{"custom_id": "a-1"}' in req.content
+            return httpx.Response(200, json={"id": "file-in", "object": "file", "purpose": "batch"})
+        if path == "/v1/batches":
+            if failures["batches"]:
+                failures["batches"] -= 1
+                return httpx.Response(503, json={"error": {"message": "busy"}}, headers={"Retry-After": "0"})
+            body = json.loads(req.content)
+            return httpx.Response(200, json={"id": "batch_1", "status": "validating", "input_file_id": body["input_file_id"]})
+        if path == "/v1/files/file-out/content":
+            return httpx.Response(200, content=b'{"custom_id": "a-1"}\n')
+        return httpx.Response(404, json={"error": {"message": "no such thing"}})
+
+    retry = RetryPolicy(max_attempts=3, initial=0.0, jitter=0.0)
+    async with make_client(handler) as client:
+        uploaded = await client.request_json(
+            "POST", "files", data={"purpose": "batch"},
+            files={"file": ("in.jsonl", b'{"custom_id": "a-1"}\n', "application/jsonl")}, retry=retry)
+        batch = await client.post_json("batches", {"input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions",
+                                                   "completion_window": "24h"}, retry=retry)
+        content = await client.get_bytes("files/file-out/content", retry=retry)
+        with pytest.raises(BadRequestError) as info:
+            await client.request_json("GET", "batches/missing", retry=retry)
+    assert batch == {"id": "batch_1", "status": "validating", "input_file_id": "file-in"}
+    assert content == b'{"custom_id": "a-1"}\n'
+    assert [r.url.path for r in seen].count("/v1/batches") == 2  # the 503 was retried
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in seen)
+    assert info.value.status_code == 404 and "https://api.example.test/v1/batches/missing" in str(info.value)

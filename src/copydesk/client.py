@@ -4,15 +4,16 @@
                     message: no userinfo, no query string) and `redact()` (the key raw,
                     percent-encoded and JSON-escaped, OpenAI's "sk-..." echoes, the base
                     URL's own credentials, and userinfo/query of any URL in the text)
-    ChatClient      `complete()` (chat completions), `list_models()` (/v1/models) and
-                    `post_json()` (moderation now, /v1/files and /v1/batches next); every
-                    HTTP error is translated here, once, into copydesk's `ApiError`s
+    ChatClient      `complete()` (chat completions), `list_models()` (/v1/models),
+                    `post_json()`/`request_json()` (moderation; /v1/batches, and /v1/files
+                    with `files=`) and `get_bytes()` (a file's content); every HTTP error
+                    is translated here, once, into copydesk's `ApiError`s
     RetryPolicy     exponential backoff from `initial` seconds with jitter, honouring the
                     server's `Retry-After`/`retry-after-ms`/`x-ratelimit-reset-*`
 
 `complete()` is one attempt: retries, the budget and the limiter live in
-`copydesk.calls`, which waits `RetryPolicy.delay()`. `post_json(retry=...)`
-retries on its own (nothing is budgeted there). The transport is injectable,
+`copydesk.calls`, which waits `RetryPolicy.delay()`. The other calls take
+`retry=RetryPolicy(...)` and retry on their own (nothing is budgeted there). The transport is injectable,
 so unit tests use `httpx.MockTransport` and never the network.
 
 The key is held as a `SecretStr` and only ever read while building the
@@ -32,9 +33,9 @@ import random
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -52,6 +53,8 @@ from copydesk.errors import (
 )
 
 log = logging.getLogger("copydesk.client")
+
+T = TypeVar("T")
 
 REDACTED = "[redacted]"
 #: OpenAI echoes keys as "sk-abc1****wxyz"; any such token is cut from messages.
@@ -159,7 +162,7 @@ class ApiEndpoint:
         return self.api_key.get_secret_value() if self.api_key is not None else ""
 
     def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": "copydesk"}
+        headers = {"User-Agent": "copydesk"}  # httpx sets Content-Type per body (JSON, multipart)
         if key := self._key():
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -299,29 +302,58 @@ class ChatClient:
             raise MalformedResponseError(f"{self.endpoint.describe('models')}: unexpected answer") from exc
 
     async def post_json(self, path: str, payload: dict[str, Any], *, retry: RetryPolicy | None = None) -> Any:
-        """POST any JSON endpoint of the same API and return the decoded answer. With `retry`,
-        retryable errors (429, 5xx, 408/409, timeouts, dropped connections, a body that is not
-        JSON) are retried per the policy; without it, one attempt."""
+        """POST JSON to any endpoint of the same API (moderation, /batches) and return the
+        decoded answer; see `request_json` for `retry`."""
+        return await self.request_json("POST", path, json=payload, retry=retry)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One request to any endpoint of the same API (`json=`, `files=`/`data=` for a
+        multipart upload to /files, `params=`), answered with JSON; returns the decoded body.
+        With `retry`, retryable errors (429, 5xx, 408/409, timeouts, dropped connections, a
+        body that is not JSON) are retried per the policy; without it, one attempt."""
+
+        async def once() -> Any:
+            response = await self._checked(method, path, **kwargs)
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise MalformedResponseError(f"{self.endpoint.describe(path)}: the answer is not JSON") from exc
+
+        return await self._retrying(retry, path, once)
+
+    async def get_bytes(self, path: str, *, retry: RetryPolicy | None = None) -> bytes:
+        """GET a raw body (a file's content: /files/{id}/content); see `request_json` for `retry`."""
+
+        async def once() -> bytes:
+            return (await self._checked("GET", path)).content
+
+        return await self._retrying(retry, path, once)
+
+    async def _checked(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self._send(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise await self._error(response, path, None)
+        return response
+
+    async def _retrying(self, retry: RetryPolicy | None, path: str, once: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._post_json_once(path, payload)
+                return await once()
             except ApiError as exc:
                 if retry is None or not exc.retryable or attempt >= retry.max_attempts:
                     raise
                 wait = retry.delay(attempt, exc.retry_after)
                 log.info("retrying %s in %.1f s after %s (attempt %d)", self.endpoint.describe(path), wait, exc, attempt)
                 await asyncio.sleep(wait)
-
-    async def _post_json_once(self, path: str, payload: dict[str, Any]) -> Any:
-        response = await self._send("POST", path, json=payload)
-        if response.status_code >= 400:
-            raise await self._error(response, path, None)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise MalformedResponseError(f"{self.endpoint.describe(path)}: the answer is not JSON") from exc
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         where = self.endpoint.describe()
