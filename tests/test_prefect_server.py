@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +111,53 @@ def test_copydesk_run_uses_it(local_server, basic_spec: Path, tmp_path: Path) ->
     count = httpx.post(f"{api_url}/flow_runs/count", json={}, trust_env=False,
                        headers={"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": "t"})
     assert count.status_code == 200 and count.json() >= 1, count.text
+
+
+HEALTH_SERVER = r"""
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"true")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_a_server_recorded_by_the_older_version_is_still_found_and_stopped(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    from copydesk.prefect_server import running_server, stop_server
+    from copydesk.services.process import pid_alive, process_start_ticks
+    from copydesk.settings import Settings
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", HEALTH_SERVER, str(port)], start_new_session=True)
+    try:
+        api_url = f"http://127.0.0.1:{port}/api"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{api_url}/health", trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / "prefect-server.json").write_text(json.dumps({  # the shape copydesk wrote before
+            "pid": proc.pid, "port": port, "api_url": api_url, "ui_url": f"http://127.0.0.1:{port}",
+            "log_path": "x.log", "home": None, "started_at": 1.0, "proc_start": process_start_ticks(proc.pid),
+            "ui": False}))
+        settings = Settings(state_dir=state)
+        found = running_server(settings)
+        assert found is not None and found.pid == proc.pid and found.api_url == api_url and found.ui is False
+        stopped = stop_server(settings)
+        assert stopped is not None and stopped.pid == proc.pid
+        proc.wait(timeout=10)
+        assert not pid_alive(proc.pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -21,6 +21,7 @@ This module does not import Prefect; it runs `python -m prefect` as a subprocess
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import MutableMapping
@@ -28,13 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import (
-    HOST,
-    ManagedServer,
-    ServerState,
-    find_running,
-    port_open,
-)
+from copydesk.services.process import HOST, ManagedServer, ServerState, find_running, port_open, state_path, write_state
 from copydesk.settings import Settings
 
 NAME = "prefect-server"
@@ -88,8 +83,28 @@ class PrefectServer:
         )
 
 
+def _upgrade_record(settings: Settings) -> None:
+    """Rewrite a record of copydesk before the one process helper (api_url, no url) in today's
+    shape, so a server started by the older version can still be found and stopped."""
+    path = state_path(NAME, Path(settings.state_dir))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "url" in data or "api_url" not in data:
+            return
+        state = ServerState(
+            name=NAME, pid=int(data["pid"]), port=int(data["port"]), url=data["api_url"],
+            health_url=f"{data['api_url']}/health", log_path=str(data.get("log_path", "")),
+            started_at=float(data.get("started_at", 0.0)), proc_start=data.get("proc_start"), group=True,
+            extra={"home": data.get("home"), "ui": bool(data.get("ui", True))},
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return
+    write_state(state, Path(settings.state_dir))
+
+
 def running_server(settings: Settings) -> PrefectServer | None:
     """The recorded server if its process lives and /api/health answers; a dead record is removed."""
+    _upgrade_record(settings)
     state = find_running(NAME, Path(settings.state_dir))
     return PrefectServer.from_state(state) if state is not None else None
 
@@ -169,6 +184,7 @@ def start_server(
 
 def stop_server(settings: Settings) -> PrefectServer | None:
     """Stop the recorded server; None when none was running."""
+    _upgrade_record(settings)
     server = _PrefectProcess(settings, port=DEFAULT_PORT, ui=False, timeout=START_TIMEOUT)
     state = server.stop_background()
     return PrefectServer.from_state(state) if state is not None else None

@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from copydesk.client import public_url
 from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
 
@@ -91,7 +92,7 @@ def serve(
             "or start one with `copydesk server start`"
         ))
     if not _api_answers(api_url):
-        raise _fail(CopydeskError(f"the Prefect API at {api_url} does not answer (PREFECT_API_URL)"))
+        raise _fail(CopydeskError(f"the Prefect API at {public_url(api_url)} does not answer (PREFECT_API_URL)"))
     if not pipelines.is_dir():
         raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
     outputs.mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,7 @@ def serve(
         raise typer.Exit(2)
 
     metrics_url = _start_metrics(settings.metrics_port, outputs)
-    table = Table(title=f"copydesk serve → {safe(api_url)}")
+    table = Table(title=f"copydesk serve → {safe(public_url(api_url))}")
     table.add_column("deployment")
     table.add_column("runs")
     for name, what in plan.described:

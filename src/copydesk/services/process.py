@@ -263,7 +263,8 @@ def _state_lock(name: str, state_dir: Path) -> contextlib.AbstractContextManager
     return file_lock(Path(state_dir) / f"{name}.lock")
 
 
-def _write_state(state: ServerState, state_dir: Path) -> None:
+def write_state(state: ServerState, state_dir: Path) -> None:
+    """Record `state` atomically (a reader never sees half a file)."""
     path = state_path(state.name, state_dir)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(state.to_json(), encoding="utf-8")
@@ -547,7 +548,7 @@ class ManagedServer:
                 group=self.stop_group,
                 extra=dict(extra or {}),
             )
-            _write_state(state, self.state_dir)
+            write_state(state, self.state_dir)
             return state, True
 
     def stop_background(self) -> ServerState | None:
