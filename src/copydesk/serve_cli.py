@@ -19,7 +19,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from copydesk.client import public_url
 from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
 
@@ -66,6 +65,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the `editor` deployment and one scheduled deployment per spec with a schedule: block."""
+    from copydesk.client import public_url
     from copydesk.prefect_server import prefect_defaults, use_local_server
     from copydesk.settings import Settings
 
