@@ -154,11 +154,8 @@ def _api_answers(api_url: str) -> bool:
 
 def _start_metrics(port: int, outputs: Path) -> str | None:
     """/metrics over the cumulative file every run adds to (runs are subprocesses)."""
-    try:
-        from copydesk.metrics import CUMULATIVE_TEXTFILE, serve_metrics, textfile_registry
-    except ImportError:
-        err.print("[yellow]/metrics is not available in this version of copydesk.metrics[/]")
-        return None
+    from copydesk.metrics import CUMULATIVE_TEXTFILE, serve_metrics, textfile_registry
+
     try:
         server = serve_metrics(port, textfile_registry(outputs / CUMULATIVE_TEXTFILE))
     except OSError as exc:

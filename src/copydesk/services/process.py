@@ -383,9 +383,6 @@ class ManagedServer:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def is_healthy(self, timeout: float = 2.0) -> bool:
-        return self.is_running() and health_ok(self.health_url, timeout=timeout)
-
     # ---- foreground -------------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> Self:
