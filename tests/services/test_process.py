@@ -259,7 +259,9 @@ def test_child_environment_allowlist() -> None:
     base = {"PATH": "/bin", "OPENAI_API_KEY": "k", "OPENAI_ORG_ID": "o", "JAVA_HOME": "/jdk",
             "LANG": "C.UTF-8", "PREFECT_API_URL": "http://x/api", "PREFECT_API_KEY": "p",
             "COPYDESK_STATE_DIR": "/s", "MY_TOKEN": "t", "GITHUB_TOKEN": "g", "TMPDIR": "/tmp"}
+    base["PREFECT_SERVER_DATABASE_PASSWORD"] = "db"  # the Prefect server's own secret: it needs it
     assert child_environment({"PORT": "1"}, base=base) == {
+        "PREFECT_SERVER_DATABASE_PASSWORD": "db",
         "PATH": "/bin", "JAVA_HOME": "/jdk", "LANG": "C.UTF-8", "PREFECT_API_URL": "http://x/api",
         "COPYDESK_STATE_DIR": "/s", "TMPDIR": "/tmp", "PORT": "1",
     }

@@ -17,8 +17,8 @@
 
 Every child gets `child_environment()`: an allowlist of the caller's
 environment (PATH, HOME, locale, TZ, TMPDIR, JAVA_HOME, the PREFECT_* and
-COPYDESK_* settings), never OPENAI_* or any other *_API_KEY, plus what the
-server itself is given (`env=`).
+COPYDESK_* settings), never OPENAI_* nor any *_API_KEY, plus what the server
+itself is given (`env=`).
 
 A foreground server shares the caller's process group, so Ctrl-C reaches it
 too, and it is stopped when the interpreter exits normally. A caller killed
@@ -81,8 +81,10 @@ def child_environment(extra: Mapping[str, str] | None = None, *, base: Mapping[s
 
 
 def _secret_name(name: str) -> bool:
+    """The API's secrets: OPENAI_* and any *_API_KEY. (A Prefect server's own secrets, such as
+    PREFECT_SERVER_DATABASE_PASSWORD or PREFECT_SERVER_API_AUTH_STRING, are settings it needs.)"""
     upper = name.upper()
-    return upper.startswith("OPENAI_") or upper.endswith(("_API_KEY", "_SECRET", "_PASSWORD", "_TOKEN"))
+    return upper.startswith("OPENAI_") or upper.endswith("_API_KEY")
 
 
 @dataclass(frozen=True)
