@@ -7,6 +7,7 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
+import httpx
 import pandas as pd
 from conftest import run_cli
 from fake_openai import FakeOpenAI
@@ -50,6 +51,16 @@ def test_secrets_in_the_base_url_and_encoded_key_stay_out_of_every_output(basic_
     assert (run_dir / "summary.json").is_file()
     _assert_clean(_everything(result, out))
     assert "plain http" not in result.stderr  # loopback: no warning
+    logs = _prefect_logs(env["PREFECT_API_URL"])
+    assert "refused" in logs  # the run's warnings reached Prefect ...
+    _assert_clean(logs)  # ... without a secret
+
+
+def _prefect_logs(api_url: str) -> str:
+    """Every log line the Prefect server holds (the UI shows these)."""
+    response = httpx.post(f"{api_url}/logs/filter", json={"limit": 200, "sort": "TIMESTAMP_DESC"}, trust_env=False)
+    response.raise_for_status()
+    return "\n".join(entry["message"] for entry in response.json())
 
 
 def test_plain_http_to_another_host_is_warned_once_and_leaks_nothing(basic_spec, cli_env, tmp_path):
