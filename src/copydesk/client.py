@@ -44,6 +44,7 @@ from copydesk.errors import (
     ApiError,
     AuthenticationError,
     BadRequestError,
+    InputError,
     MalformedResponseError,
     ModelNotFoundError,
     QuotaExceededError,
@@ -259,8 +260,11 @@ class ChatClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
-        endpoint.warn_if_insecure()
-        base, params, auth = endpoint.request_base()
+        try:
+            endpoint.warn_if_insecure()
+            base, params, auth = endpoint.request_base()
+        except httpx.InvalidURL as exc:
+            raise InputError(f"OPENAI_BASE_URL {endpoint.describe()!r} is not a valid URL ({exc})") from exc
         self._http = httpx.AsyncClient(
             base_url=base,
             params=params or None,
