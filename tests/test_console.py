@@ -64,3 +64,16 @@ def test_review_lists_a_hostile_title_inert(basic_spec: Path, cli_env: dict[str,
     assert "MarkupError" not in listing.stderr and "Traceback" not in listing.stderr
     assert "Why [/] matters" in listing.stdout
     assert "\x1b" not in listing.stdout + listing.stderr and "\x07" not in listing.stdout
+
+
+def test_error_messages_quoting_data_print_inert(tmp_path: Path) -> None:
+    """`fail()` and validate's report: a path with markup and an escape in the error message."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    missing = tmp_path / "what[/]ever\x1b[2J.yaml"
+    for args in (["plan", str(missing), "--topic", "t"], ["validate", str(missing)]):
+        result = run_cli(args, env)
+        assert result.returncode == 2, result.stderr
+        assert "what[/]ever" in result.stderr and "\x1b" not in result.stderr
+        assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
