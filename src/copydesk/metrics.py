@@ -76,8 +76,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from copydesk.pricing import PriceLike, estimate_cost
 from copydesk.locks import file_lock
+from copydesk.pricing import PriceLike, estimate_cost
 from copydesk.spec import STAGE_NAMES
 
 log = logging.getLogger(__name__)
