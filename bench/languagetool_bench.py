@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from copydesk.qc.grammar import GrammarChecker, count_words  # noqa: E402
+from copydesk.qc.grammar import GrammarChecker  # noqa: E402
 from copydesk.services.languagetool import JVM_OPTIONS, LanguageToolServer  # noqa: E402
 from copydesk.settings import Settings  # noqa: E402
+from copydesk.text import count_words  # noqa: E402
 
 _C1 = "-XX:TieredStopAtLevel=1"
 _BASE = tuple(o for o in JVM_OPTIONS if o not in ("-XX:+UseSerialGC", _C1))

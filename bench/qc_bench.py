@@ -30,13 +30,11 @@ from copydesk.qc.content import (  # noqa: E402
     check_outline_coverage,
     check_repetition,
     check_truncation,
-    estimate_words,
-    plain_text,
-    split_sentences,
 )
 from copydesk.qc.gate import QualityGate  # noqa: E402
 from copydesk.qc.moderation import LocalModerator, local_model_load_seconds  # noqa: E402
 from copydesk.spec import GrammarPolicy, QCSpec  # noqa: E402
+from copydesk.text import count_words, plain_text, split_sentences  # noqa: E402
 
 EN_SENTENCES = [
     "A flaky network call should not fail a whole pipeline.",
@@ -87,7 +85,7 @@ def make_article(words: int, language: str, seed: int = 7) -> tuple[str, list[st
         while body_words < 150 and total + body_words < words:
             sentence = rng.choice(pool)
             body_sentences.append(sentence)
-            body_words += estimate_words(sentence)
+            body_words += count_words(sentence, language)
         body = ("" if language.startswith("zh") else " ").join(body_sentences)
         sections.append((heading, body))
         total += body_words
@@ -160,19 +158,19 @@ def main() -> None:
         grammar = make_grammar_checker(url, language) if url else None
         for size in sizes:
             markdown, outline, sections = make_article(size, language)
-            words = estimate_words(markdown)
+            words = count_words(plain_text(markdown), language)
             split = split_sentences(plain_text(markdown))
             finish = ["stop"] * len(sections)
             per_k = 1000.0 / words
 
             baseline = median_seconds(lambda: predict_prob(split), args.repeat)
             moderate = median_seconds(lambda: moderator.classify([markdown]), args.repeat)
-            length = median_seconds(lambda: check_length(estimate_words(markdown), 300, None), args.repeat)
+            length = median_seconds(lambda: check_length(count_words(plain_text(markdown), language), 300, None), args.repeat)
             cover = median_seconds(lambda: check_outline_coverage(outline, sections), args.repeat)
             repeat = median_seconds(lambda: check_repetition(markdown, language, 0.25), args.repeat)
             content = median_seconds(
                 lambda: (
-                    check_length(estimate_words(markdown), 300, None),
+                    check_length(count_words(plain_text(markdown), language), 300, None),
                     check_outline_coverage(outline, sections),
                     check_repetition(markdown, language, 0.25),
                     check_truncation(finish),

@@ -4,7 +4,7 @@
     <spec name>                  copydesk-scheduled/<spec name>, for each spec with a schedule: block
 
 Every deployment enforces its parameter schema and loads its flow by module path
-(`flows.editor.editor`), so the runs that `copydesk serve` starts as
+(`copydesk_flows.editor.editor`), so the runs that `copydesk serve` starts as
 subprocesses find their flow whatever the working folder. prefect.yaml declares
 the same deployments for a work pool (`prefect deploy --all`).
 """
@@ -47,7 +47,7 @@ def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    from flows.editor import editor, scheduled
+    from copydesk_flows.editor import editor, scheduled
 
     plan = DeploymentPlan()
     plan.deployments.append(

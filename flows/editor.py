@@ -6,7 +6,7 @@
 
 Both name the pipeline as an editor would (`tech-blog`, looked up in
 COPYDESK_PIPELINES_DIR, or a path to a spec file), write to COPYDESK_OUTPUT_DIR,
-and run `flows.pipeline.execute`: the same steps as `copydesk run`.
+and run `copydesk_flows.pipeline.execute`: the same steps as `copydesk run`.
 
 Parameters are typed and bounded in the signatures and described in the
 docstrings (Prefect turns both into the deployment's parameter schema); the
@@ -26,9 +26,9 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from copydesk.errors import CopydeskError, InputError
-from copydesk.runner import RunRequest
+from copydesk.request import RunRequest
 from copydesk.settings import Settings
-from flows.pipeline import execute
+from copydesk_flows.pipeline import execute
 
 Topic = Annotated[str, Field(min_length=1, max_length=500)]
 MAX_TOPICS = 1000

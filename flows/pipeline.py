@@ -1,33 +1,27 @@
 """The `copydesk-run` flow, and `execute()`: what every copydesk flow runs.
 
-Everything here is wiring. The work (calls, budget, QC, export) happens in
-`copydesk.runner.PipelineRun`; tasks share its client, budget and limiter in
-the flow's event loop, so the budget and the concurrency cap hold across the
-whole batch. Resume does not rely on Prefect's result cache: the run's call
-store does it for one `write()` per call (see copydesk.store).
+Everything here is wiring over `copydesk.orchestration.execute_run`, the one
+orchestration `copydesk.orchestration.run_batch` uses too (prepare, lock, open,
+articles through a bounded pool, finish, close). The flow's hooks add Prefect:
 
-`execute(request)` is the one orchestration every flow shares (the CLI's
-`copydesk-run`, the `editor` and the scheduled deployments in flows/editor.py):
-
-    prepare → open → one `article` task per topic (concurrently) → finish → close
-    → artifacts (table, summary, one Markdown per article; flows/artifacts.py)
-    → review: a pause waiting for an editor's decisions, when asked for (flows/review.py)
+    each article   its own `article` task (write, check, export), then its Markdown artifact
+    after close    the run's artifacts (table, summary; copydesk_flows.artifacts), a fatal
+                   API error raised with the summary attached, and the review pause when
+                   asked for (copydesk_flows.review)
 
 The article tasks must run in the flow's own process: the budget, the limiter
 and the call store are in-process objects. `LocalRun` carries the run into the
 tasks and refuses to be pickled or used in another process, so a task runner
 that ships tasks elsewhere fails loudly instead of giving each process a budget
-of its own. One process at a time runs a run folder (`run_folder_lock`): a
-second run with the same run id is refused, never interleaved.
+of its own. Resume does not rely on Prefect's result cache: the run's call store
+does it for one `write()` per call (see copydesk.store).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +29,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from copydesk.article import Article, Status
-from copydesk.errors import InputError
-from copydesk.runner import PipelineRun, RunRequest
+from copydesk.orchestration import RunHooks, execute_run
+from copydesk.request import RunRequest
+from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
+from copydesk_flows.artifacts import publish_article_artifact, publish_review_artifacts, publish_run_artifacts
+from copydesk_flows.review import review_run
 
 log = logging.getLogger("copydesk.flows")
-
-#: Held by the process running a run folder (see `run_folder_lock`).
-LOCK_NAME = ".run.lock"
 
 CROSS_PROCESS_MESSAGE = (
     "copydesk's article tasks must run in the flow run's own process: the token budget, the concurrency "
@@ -75,20 +69,49 @@ class LocalRun:
 
 @task(name="article", cache_policy=NO_CACHE, task_run_name="article-{article.index}")
 async def article_task(run: LocalRun, article: Article, artifacts: bool = True) -> Article:
-    """Write, review and export one article (never raises: failures make it incomplete),
+    """Write, check and export one article (never raises: failures make it incomplete),
     then leave its Markdown artifact."""
     pipeline_run = run.get()
     await pipeline_run.process(article)
-    if artifacts and pipeline_run.exporter is not None and article.path:
-        from flows.artifacts import publish_article_artifact
-
+    if artifacts and article.path:
         try:
             text = (pipeline_run.run_dir / article.path).read_text(encoding="utf-8")
         except OSError:
             text = "(the article's file is missing)"
-        row = pipeline_run.exporter.row(article, pipeline_run.article_cost(article))
+        row = pipeline_run.resources.exporter.row(article, pipeline_run.article_cost(article))
         await publish_article_artifact(pipeline_run.spec.name, row, text, article.qc, article.index + 1)
     return article
+
+
+class FlowHooks(RunHooks[dict[str, Any]]):
+    """The orchestration's hooks inside a flow run: tasks, artifacts, the review pause."""
+
+    def __init__(self, *, review_timeout: float, artifacts: bool) -> None:
+        self.review_timeout = review_timeout
+        self.artifacts = artifacts
+        self._handle: LocalRun | None = None
+
+    async def article(self, run: PipelineRun, article: Article) -> None:
+        if self._handle is None:
+            self._handle = LocalRun(run)
+        await article_task(self._handle, article, self.artifacts)
+
+    async def finished(self, run: PipelineRun, summary: RunSummary) -> dict[str, Any]:
+        result = summary.to_dict()
+        if self.artifacts:
+            await publish_run_artifacts(run.run_dir, result, articles=False)
+        if run.fatal is not None:
+            run.fatal.summary = result  # type: ignore[attr-defined]  # the CLI still prints what was exported
+            raise run.fatal
+        if self.review_timeout > 0 and any(a.status == Status.NEEDS_REVIEW for a in run.articles):
+            outcome = await review_run(run.run_dir, timeout=self.review_timeout, pipeline=run.spec.name)
+            if outcome is not None:
+                result["review"] = outcome.to_dict()
+                if outcome.changed:
+                    result["by_status"] = _counts(run.run_dir)
+                    if self.artifacts:
+                        await publish_review_artifacts(run.run_dir, result, outcome)
+        return result
 
 
 async def execute(
@@ -101,72 +124,13 @@ async def execute(
     """Run one batch as the current flow run; returns the run summary as a dict.
 
     `review_timeout` > 0 pauses the flow run after export while any article
-    needs review, for at most that many seconds (see flows/review.py).
+    needs review, for at most that many seconds (see copydesk_flows.review).
     """
-    run = PipelineRun.prepare(request, settings)
-    with run_folder_lock(run.run_dir, run.run_id):
-        return await _execute(run, review_timeout=review_timeout, artifacts=artifacts)
+    hooks = FlowHooks(review_timeout=review_timeout, artifacts=artifacts)
+    return await execute_run(request, hooks, settings=settings)
 
 
-@contextlib.contextmanager
-def run_folder_lock(run_dir: Path, run_id: str) -> Iterator[None]:
-    """One process per run folder: a second run with the same run id (a double click, a retry on
-    another worker while the first still runs) is refused instead of interleaving two call stores."""
-    import socket
-
-    from copydesk.locks import LockHeld, file_lock
-
-    try:
-        lock = file_lock(run_dir / LOCK_NAME, blocking=False, holder=f"pid {os.getpid()} on {socket.gethostname()}")
-        lock.__enter__()
-    except LockHeld as held:
-        raise InputError(
-            f"run {run_id} is already running ({held.holder}); wait for it to finish, or choose another run id"
-        ) from None
-    with contextlib.ExitStack() as stack:
-        stack.push(lock)
-        yield
-
-
-async def _execute(run: PipelineRun, *, review_timeout: float, artifacts: bool) -> dict[str, Any]:
-    try:
-        await run.open()
-    except BaseException:
-        await run.close()  # whatever open() had started (a local model, a grammar server)
-        raise
-    handle = LocalRun(run)
-    try:
-        await asyncio.gather(*(article_task(handle, article, artifacts) for article in run.articles))
-        summary = run.finish()
-    finally:
-        await run.close()
-    result = summary.to_dict()
-    if artifacts:
-        from flows.artifacts import publish_run_artifacts
-
-        await publish_run_artifacts(run.run_dir, result, articles=False)
-    if run.gateway is not None and run.gateway.fatal is not None:
-        fatal = run.gateway.fatal
-        fatal.summary = result  # the CLI still prints what was exported
-        raise fatal
-    if review_timeout > 0 and any(a.status == Status.NEEDS_REVIEW for a in run.articles):
-        from flows.review import review_run
-
-        outcome = await review_run(run.run_dir, timeout=review_timeout, pipeline=run.spec.name)
-        if outcome is not None:
-            result["review"] = outcome.to_dict()
-            if outcome.changed:
-                result["by_status"] = _counts(run.run_dir)
-                if artifacts:
-                    from flows.artifacts import publish_review_artifacts
-
-                    await publish_review_artifacts(run.run_dir, result, outcome)
-    return result
-
-
-def _counts(run_dir: Any) -> dict[str, int]:
-    import json
-
+def _counts(run_dir: Path) -> dict[str, int]:
     try:
         return dict(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["by_status"])
     except (OSError, ValueError, KeyError):

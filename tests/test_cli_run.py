@@ -115,6 +115,22 @@ def test_empty_topic_is_refused(basic_spec, cli_env, fake_api, tmp_path):
     assert fake_api.state.requests == []
 
 
+def test_more_topics_than_a_run_takes_exit_2_before_anything_starts(basic_spec, cli_env, fake_api, tmp_path):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("".join(f"topic {n}\n" for n in range(10_001)), encoding="utf-8")
+    for args in (["run", "--out", str(tmp_path / "out")], ["plan"]):
+        result = run_cli([*args, str(basic_spec), "--topics-file", str(topics)], cli_env)
+        assert result.returncode == 2, result.stderr
+        assert f"{topics}, line 10001: more than 10,000 topics" in result.stderr.replace("\n", "")
+    assert fake_api.state.requests == []
+    assert not (tmp_path / "out").exists()
+    # the limit itself is accepted (plan: no API call, no Prefect)
+    topics.write_text("".join(f"topic {n}\n" for n in range(10_000)), encoding="utf-8")
+    result = run_cli(["plan", str(basic_spec), "--topics-file", str(topics), "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["topics"] == 10_000
+
+
 def test_wrong_key_exits_4_fast_without_retry_storm(basic_spec, cli_env, fake_api, tmp_path):
     fake_api.inject(*["401"] * 50)
     started = time.monotonic()

@@ -206,3 +206,144 @@ async def test_rpm_is_never_exceeded_in_any_minute(clock: _VirtualClock) -> None
     stamps = await run_for(RateLimiter(rpm=rpm), clock, 180)
     worst = max(sum(1 for s in stamps if start <= s < start + 60) for start in stamps)
     assert worst <= rpm
+
+
+# ----------------------------------------------------------------------------- fair, O(1) waiting
+
+
+async def _queue_up(lim: AdaptiveLimiter, count: int, order: list[int], release: asyncio.Event) -> list[asyncio.Task]:
+    async def waiter(number: int) -> None:
+        async with lim.slot():
+            order.append(number)
+            await release.wait()
+
+    tasks = []
+    for number in range(count):
+        tasks.append(asyncio.create_task(waiter(number)))
+        await asyncio.sleep(0)  # arrive one after the other
+    return tasks
+
+
+async def test_waiters_acquire_in_arrival_order() -> None:
+    lim = AdaptiveLimiter(1)
+    order: list[int] = []
+    gate = asyncio.Event()
+    gate.set()  # each holder leaves at once, handing over to the next
+    async with lim.slot():  # everybody must queue
+        tasks = await _queue_up(lim, 50, order, gate)
+        assert order == [] and lim.waiting == 50
+    await asyncio.gather(*tasks)
+    assert order == list(range(50))
+    assert lim.in_flight == 0
+
+
+async def test_a_late_arrival_does_not_overtake_the_queue() -> None:
+    lim = AdaptiveLimiter(1)
+    order: list[str] = []
+
+    async def call(name: str) -> None:
+        await lim.acquire()
+        order.append(name)
+
+    await lim.acquire()
+    queued = asyncio.create_task(call("queued"))
+    await asyncio.sleep(0)
+    lim.release()  # the slot goes to the queued caller ...
+    late = asyncio.create_task(call("late"))  # ... even though a newcomer arrives before it runs
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert order == ["queued"] and not late.done()
+    lim.release()
+    async with asyncio.timeout(1):
+        await asyncio.gather(queued, late)
+    assert order == ["queued", "late"]
+
+
+async def test_each_release_wakes_exactly_one_waiter() -> None:
+    """O(1) per release: with 2,000 callers queued, each release resolves one future
+    (a Condition.notify_all wakes every waiter, 2,000 x 2,000 wake-ups in all)."""
+    lim = AdaptiveLimiter(1)
+    resumed = 0
+
+    async def waiter() -> None:
+        nonlocal resumed
+        await lim.acquire()
+        resumed += 1  # runs only when this waiter was woken
+
+    await lim.acquire()
+    tasks = [asyncio.create_task(waiter()) for _ in range(2000)]
+    await asyncio.sleep(0)
+    assert lim.waiting == 2000
+    for released in range(1, 2001):
+        before = lim.handoffs
+        lim.release()
+        assert lim.handoffs - before == 1
+        await asyncio.sleep(0)
+        assert resumed == released
+    await asyncio.gather(*tasks)
+    assert lim.handoffs == 2000 and lim.in_flight == 1
+
+
+async def test_a_cancelled_waiter_takes_no_slot() -> None:
+    lim = AdaptiveLimiter(1)
+    await lim.acquire()
+    cancelled = asyncio.create_task(lim.acquire())
+    second = asyncio.create_task(lim.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    assert cancelled.cancelled()
+    lim.release()
+    async with asyncio.timeout(1):
+        await second  # the slot went past the cancelled waiter
+    assert lim.in_flight == 1 and lim.waiting == 0
+    lim.release()
+    assert lim.in_flight == 0
+
+
+async def test_a_waiter_cancelled_after_the_handover_passes_the_slot_on() -> None:
+    lim = AdaptiveLimiter(1)
+    await lim.acquire()
+    unlucky = asyncio.create_task(lim.acquire())
+    next_in_line = asyncio.create_task(lim.acquire())
+    await asyncio.sleep(0)
+    lim.release()  # hands the slot to `unlucky` ...
+    unlucky.cancel()  # ... which is cancelled before it runs again
+    await asyncio.sleep(0)
+    assert unlucky.cancelled()
+    async with asyncio.timeout(1):
+        await next_in_line  # the slot was passed on, not swallowed
+    assert lim.in_flight == 1
+    lim.release()
+    assert lim.in_flight == 0
+
+
+async def test_a_grown_window_admits_waiters_without_a_release() -> None:
+    lim = AdaptiveLimiter(2, cooldown=0.0)
+    lim.on_rate_limited()  # window 1
+    await lim.acquire()
+    waiter = asyncio.create_task(lim.acquire())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    while lim.limit < 2:
+        lim.on_success()
+    async with asyncio.timeout(1):
+        await waiter
+    assert lim.in_flight == 2
+
+
+async def test_cancelled_waiters_do_not_pile_up() -> None:
+    lim = AdaptiveLimiter(1)
+    await lim.acquire()
+    live = [asyncio.create_task(lim.acquire()) for _ in range(10)]
+    doomed = [asyncio.create_task(lim.acquire()) for _ in range(1000)]
+    await asyncio.sleep(0)
+    for task in doomed:
+        task.cancel()
+    await asyncio.gather(*doomed, return_exceptions=True)
+    assert lim.waiting == 10
+    assert len(lim._waiters) <= 2 * 10 + 1  # dropped without any release
+    for _ in range(10):
+        lim.release()
+        await asyncio.sleep(0)
+    assert all(task.done() for task in live) and lim.in_flight == 1

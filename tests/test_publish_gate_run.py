@@ -69,3 +69,37 @@ def test_clean_published_abusive_rejected_sloppy_held(basic_spec, cli_env, langu
     assert SECRET_KEY not in held
     if moderation_endpoint:
         assert fake.moderation_requests  # the API's own moderation endpoint was used
+
+
+MISSPELT = (
+    "I definately believe the goverment report matters for every test suite. "
+    "Good tests describe what the code should do, and they run quickly."
+)
+
+
+def test_autocorrect_reaches_the_exported_markdown(basic_spec, cli_env, languagetool_service, tmp_path):
+    """qc.grammar.autocorrect: the unambiguous spelling fixes LanguageTool finds are what
+    the exported article says, in its title and in its sections."""
+    spec = yaml.safe_load(basic_spec.read_text())
+    spec["qc"] = {"grammar": {"enabled": True, "autocorrect": True, "max_issues_per_100_words": 50.0},
+                  "moderation": {"enabled": False}, "min_words": 20}
+    basic_spec.write_text(yaml.safe_dump(spec))
+
+    def misspelt(body):
+        user = body["messages"][-1]["content"]
+        if "Write the section" in user:
+            return MISSPELT
+        if "outline" not in user.lower() and "title" in user.lower():
+            return '"Goverment Data in Practice"'
+        return default_reply(body)
+
+    with FakeOpenAI(reply=misspelt) as fake:
+        env = {**cli_env, "OPENAI_BASE_URL": fake.url, "COPYDESK_LANGUAGETOOL_URL": languagetool_service.url}
+        result = run_cli(["run", str(basic_spec), "-t", "spelling", "--out", str(tmp_path / "out")], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    row = pd.read_csv(run_dir / "articles.csv", encoding="utf-8-sig", keep_default_na=False).iloc[0]
+    text = (run_dir / row["path"]).read_text(encoding="utf-8")
+    assert "definately" not in text and "goverment" not in text.lower(), text
+    assert text.count("I definitely believe the government report matters") == int(row["sections"]) >= 3
+    assert "# Government Data in Practice" in text and row["title"] == "Government Data in Practice"

@@ -202,7 +202,7 @@ def test_review_command_lists_approves_and_fails_with_exit_2(tmp_path):
 def test_review_form_has_one_choice_per_article_keyed_by_slug(tmp_path):
     from prefect.input.run_input import create_v2_schema
 
-    from flows.review import decision_form, decisions_of
+    from copydesk_flows.review import decision_form, decisions_of
 
     run_dir, _ = make_run(tmp_path)
     pending = pending_reviews(run_dir)
@@ -225,7 +225,7 @@ def test_review_form_has_one_choice_per_article_keyed_by_slug(tmp_path):
 
 
 def test_artifact_keys_are_lowercase_dashes():
-    from flows.artifacts import artifact_key
+    from copydesk_flows.artifacts import artifact_key
 
     assert artifact_key("tech-blog", "articles") == "tech-blog-articles"
     assert artifact_key("Zh_Blog", "Python 装饰器!") == "zh-blog-python"
@@ -234,7 +234,7 @@ def test_artifact_keys_are_lowercase_dashes():
 
 
 def test_artifacts_are_built_from_the_run_folder(tmp_path):
-    from flows.artifacts import build_artifacts, summary_markdown
+    from copydesk_flows.artifacts import build_artifacts, summary_markdown
 
     run_dir, _ = make_run(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -265,7 +265,7 @@ def test_artifacts_are_built_from_the_run_folder(tmp_path):
 
 
 def test_a_run_handle_refuses_to_leave_its_process():
-    from flows.pipeline import CROSS_PROCESS_MESSAGE, LocalRun
+    from copydesk_flows.pipeline import CROSS_PROCESS_MESSAGE, LocalRun
 
     class FakeRun:
         run_id = "r"
@@ -287,7 +287,7 @@ def test_a_run_handle_refuses_to_leave_its_process():
 
 def test_one_process_per_run_folder(tmp_path):
     from copydesk.errors import InputError
-    from flows.pipeline import run_folder_lock
+    from copydesk.orchestration import run_folder_lock
 
     with run_folder_lock(tmp_path / "run-1", "run-1"):
         with pytest.raises(InputError, match=rf"run run-1 is already running \(pid {os.getpid()} on "):

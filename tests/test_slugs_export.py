@@ -15,7 +15,7 @@ import yaml
 from copydesk.article import Article, Section, Status
 from copydesk.client import Usage
 from copydesk.export import CSV_COLUMNS, RunExporter, neutralise
-from copydesk.slugs import MAX_SLUG_LENGTH, SlugRegistry, make_slug
+from copydesk.slugs import MAX_SLUG_LENGTH, SlugRegistry, is_windows_reserved, make_slug
 
 CONTRACT_COLUMNS = [
     "run_id",
@@ -100,6 +100,31 @@ def test_position_makes_suffix_independent_of_finishing_order() -> None:
 def test_fallback_collisions() -> None:
     registry = SlugRegistry()
     assert [registry.claim("???"), registry.claim("!!!")] == ["article", "article-2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("con", "con-1"), ("CON", "con-1"), ("Nul", "nul-1"), ("aux", "aux-1"), ("prn!", "prn-1"),
+     ("COM1", "com1-1"), ("com9", "com9-1"), ("LPT1", "lpt1-1"), ("lpt9", "lpt9-1"), ("com0", "com0-1")],
+)
+def test_windows_device_names_are_never_slugs(text: str, expected: str) -> None:
+    slug = make_slug(text)
+    assert slug == expected and not is_windows_reserved(slug)
+
+
+def test_windows_device_names_before_a_dot_and_as_fallback() -> None:
+    assert is_windows_reserved("nul.md") and is_windows_reserved("CON.tar.gz") and is_windows_reserved("com1")
+    assert not is_windows_reserved("console.md") and not is_windows_reserved("com10")
+    assert make_slug("???", fallback="nul") == "nul-1"
+    # Words that merely start like a device name are left alone.
+    assert [make_slug(t) for t in ("console", "con artist", "com10", "auxiliary")] == [
+        "console", "con-artist", "com10", "auxiliary"]
+
+
+def test_windows_device_name_collisions_stay_safe() -> None:
+    registry = SlugRegistry()
+    slugs = [registry.claim("con"), registry.claim("CON"), registry.claim("con 1")]
+    assert len(set(slugs)) == 3 and not any(is_windows_reserved(s) for s in slugs)
 
 
 # ----------------------------------------------------------------------------- articles

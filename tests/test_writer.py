@@ -7,7 +7,8 @@ import itertools
 import pandas as pd
 from fake_openai import FakeOpenAI, default_reply
 
-from copydesk.runner import RunRequest, run_batch
+from copydesk.orchestration import run_batch
+from copydesk.request import RunRequest
 from copydesk.settings import Settings
 
 

@@ -77,12 +77,54 @@ class Article:
 
     def body_markdown(self) -> str:
         """`# Title` and one `## Heading` per outline section (unwritten ones left empty)."""
+        return "\n\n".join(self._body_parts()) + "\n"
+
+    def _body_parts(self) -> list[str]:
         parts = [f"# {self.display_title}"]
         for section in self.sections:
             parts.append(f"## {section.heading}")
             if section.body:
                 parts.append(section.body)
-        return "\n\n".join(parts) + "\n"
+        return parts
+
+    def apply_corrections(self, corrected: str) -> bool:
+        """Take the title, headings and section bodies from `corrected`: a copy of
+        `body_markdown()` in which words were replaced (the grammar check's autocorrect)
+        but no line break was added or removed. Returns False and changes nothing when
+        `corrected` does not have that shape; a title that was only the topic stays so."""
+        parts = self._body_parts()
+        if not corrected.endswith("\n"):
+            return False
+        lines = corrected[:-1].split("\n")
+        new_parts: list[str] = []
+        pos = 0
+        for k, part in enumerate(parts):
+            if k:  # the blank line between two parts
+                if pos >= len(lines) or lines[pos]:
+                    return False
+                pos += 1
+            n = part.count("\n") + 1
+            if pos + n > len(lines):
+                return False
+            new_parts.append("\n".join(lines[pos : pos + n]))
+            pos += n
+        if pos != len(lines) or not new_parts[0].startswith("# "):
+            return False
+        rest = new_parts[1:]  # per section: its "## Heading", then its body if it has one
+        steps = [2 if section.body else 1 for section in self.sections]
+        starts = [sum(steps[:i]) for i in range(len(steps))]
+        if any(not rest[k].startswith("## ") for k in starts):
+            return False
+        if self.title:
+            self.title = new_parts[0][2:]
+        for section, k in zip(self.sections, starts, strict=True):
+            heading = rest[k][3:]
+            if heading != section.heading:
+                self.outline = [heading if h == section.heading else h for h in self.outline]
+                section.heading = heading
+            if section.body:
+                section.body = rest[k + 1]
+        return True
 
     def finish_reasons(self) -> list[str | None]:
         return [section.finish_reason for section in self.sections if section.written]

@@ -2,7 +2,7 @@
 
 Exit codes: 0 finished (whatever QC decided), 2 invalid input, 3 stopped by the
 budget (everything so far exported), 4 the API refused the credentials, 1 any
-other failure. Only `run` and `serve` import Prefect (through `flows/`).
+other failure. Only `run` and `serve` import Prefect, through copydesk.launch.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from copydesk import launch
 from copydesk.console import err, fail, out, safe
 from copydesk.errors import CopydeskError, InputError
 
@@ -42,7 +43,7 @@ _fail = fail  # the commands' name for copydesk.console.fail
 
 
 def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
-    from copydesk.runner import clean_topics, read_topics_file
+    from copydesk.request import clean_topics, read_topics_file
 
     collected = list(topics or [])
     if topics_file is not None:
@@ -141,7 +142,8 @@ def run(
 ) -> None:
     """Run the pipeline as a Prefect flow and export Markdown and CSV."""
     from copydesk.progress import LiveProgress, summary_table
-    from copydesk.runner import PipelineRun, RunRequest
+    from copydesk.request import RunRequest
+    from copydesk.runner import PipelineRun
 
     _prefect_environment()
     if verbose:
@@ -160,13 +162,11 @@ def run(
     except CopydeskError as exc:
         raise _fail(exc) from None
 
-    from flows.pipeline import run_pipeline
-
     logging.getLogger("copydesk").setLevel(logging.INFO if verbose else logging.WARNING)
     summary: dict[str, Any] | None = None
     try:
         with LiveProgress(err):
-            summary = asyncio.run(run_pipeline(request))
+            summary = asyncio.run(launch.run_flow(request))
     except CopydeskError as exc:
         summary = getattr(exc, "summary", None)
         if summary:

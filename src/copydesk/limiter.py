@@ -3,7 +3,8 @@
 `AdaptiveLimiter` keeps calls in flight under an AIMD window: the window starts
 at the configured cap, halves on a 429 (at most once per `cooldown` seconds, so
 a burst of 429s from one overload counts once), and grows back by one call per
-window's worth of successes. It never exceeds the cap.
+window's worth of successes. It never exceeds the cap. Waiting calls queue in
+arrival order, and each release hands its slot to exactly the next one.
 
 `RateLimiter` enforces the spec's proactive `rate_limits` (requests and tokens
 per minute) by virtual scheduling (GCRA without burst allowance): each admitted
@@ -16,11 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 
 class AdaptiveLimiter:
+    """At most `limit` calls in flight; waiters are served first come, first served.
+
+    A release hands its slot straight to the oldest waiter (one future resolved, O(1)),
+    so a late arrival never overtakes a caller already waiting, and a release wakes
+    nobody else. A waiter cancelled before its turn leaves the queue without taking a
+    slot; one cancelled just after a slot was handed to it passes that slot on, so no
+    slot is ever lost. The queue holds at most twice as many entries as there are
+    waiting calls (the run's article pool bounds how many calls wait).
+    """
+
     def __init__(self, cap: int, *, floor: int = 1, cooldown: float = 1.0) -> None:
         if cap < 1:
             raise ValueError("concurrency must be at least 1")
@@ -31,35 +43,77 @@ class AdaptiveLimiter:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.shrinks = 0
+        #: Waiters handed a slot so far (each release resolves at most one future).
+        self.handoffs = 0
         self._last_shrink = float("-inf")
-        self._cond: asyncio.Condition | None = None
-
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._cancelled = 0  # cancelled waiters still in `_waiters`
 
     @property
     def limit(self) -> int:
         return max(self.floor, min(self.cap, int(self.window)))
 
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a slot (cancelled ones already left)."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    async def acquire(self) -> None:
+        """Wait for a slot, in arrival order; pair every acquire with one `release()`."""
+        if not self._waiters and self.in_flight < self.limit:
+            self._take()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over as we were cancelled: pass it on
+            else:
+                self._forget_cancelled()
+            raise
+
+    def _forget_cancelled(self) -> None:
+        """Cancelled waiters stay queued until a hand-over skips them; once they are the
+        majority, drop them all at once (amortised O(1), and the queue stays bounded by
+        twice the live waiters)."""
+        self._cancelled += 1
+        if self._cancelled * 2 > len(self._waiters):
+            self._waiters = deque(waiter for waiter in self._waiters if not waiter.done())
+            self._cancelled = 0
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._hand_over()
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        cond = self._condition()
-        async with cond:
-            await cond.wait_for(lambda: self.in_flight < self.limit)
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        await self.acquire()
         try:
             yield
         finally:
-            async with cond:
-                self.in_flight -= 1
-                cond.notify_all()
+            self.release()
+
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def _hand_over(self) -> None:
+        """Give free slots to the oldest live waiters; cancelled waiters are dropped on the way."""
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if waiter.done():  # cancelled while queued
+                self._cancelled = max(0, self._cancelled - 1)
+                continue
+            self._take()
+            self.handoffs += 1
+            waiter.set_result(None)
 
     def on_success(self) -> None:
         if self.window < self.cap:
             self.window = min(float(self.cap), self.window + 1.0 / max(self.window, 1.0))
+            self._hand_over()  # a grown window admits the next waiter at once
 
     def on_rate_limited(self) -> None:
         now = time.monotonic()

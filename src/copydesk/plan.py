@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from copydesk.budget import call_token_bound
+from copydesk.postprocess import MAX_HEADING_CHARS, MAX_TITLE_CHARS
 from copydesk.prompts import PromptLibrary
-from copydesk.runner import clean_topics
+from copydesk.request import clean_topics
 from copydesk.spec import PipelineSpec
-from copydesk.stages import MAX_HEADING_CHARS, MAX_TITLE_CHARS, truncate
+from copydesk.text import truncate
 from copydesk.writer import MAX_TOPIC_CHARS, OUTLINE_ATTEMPTS
 # Four bytes per character is the UTF-8 maximum, so an ASCII string four times
 # as long has as many bytes as the worst real one.

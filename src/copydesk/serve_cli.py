@@ -1,7 +1,7 @@
 """`copydesk serve`, `copydesk review` and `copydesk server start|stop|status|env`.
 
 Registered on the main Typer app by copydesk.cli. Prefect is imported only
-inside `serve` (through flows/), never at module level.
+by `serve`, through copydesk.launch, never at module level.
 
     copydesk server start     a local Prefect server (API + UI) on 127.0.0.1, telemetry off
     copydesk serve            the editor and scheduled deployments, served to PREFECT_API_URL,
@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from copydesk import launch
 from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
 
@@ -97,10 +98,8 @@ def serve(
         raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
     outputs.mkdir(parents=True, exist_ok=True)
 
-    from flows.deployments import build_deployments
-
     try:
-        plan = build_deployments(settings, review_timeout=review_timeout, editor_review_timeout=editor_review_timeout)
+        plan = launch.build_deployments(settings, review_timeout=review_timeout, editor_review_timeout=editor_review_timeout)
     except CopydeskError as exc:
         raise _fail(exc) from None
     for problem in plan.problems:
@@ -125,16 +124,12 @@ def serve(
     )
     sys.stdout.flush()
 
-    from prefect import serve as prefect_serve
-
-    prefect_serve(*plan.deployments, limit=limit, print_starting_message=False)
+    launch.serve_deployments(plan.deployments, limit=limit)
 
 
 def _profile_api_url() -> str | None:
     """PREFECT_API_URL from the active Prefect profile (`prefect config set PREFECT_API_URL=...`)."""
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value() or None
+    return launch.profile_api_url()
 
 
 def _api_answers(api_url: str) -> bool:

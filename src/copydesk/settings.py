@@ -76,6 +76,3 @@ class Settings(BaseSettings):
             return self.openai_base_url.rstrip("/")
         return OPENAI_DEFAULT_BASE_URL
 
-
-def get_settings() -> Settings:
-    return Settings()

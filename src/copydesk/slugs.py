@@ -6,12 +6,24 @@ from slugify import slugify
 
 MAX_SLUG_LENGTH = 80
 
+#: Device names Windows reserves, alone or before a dot ("nul.md" is the null device too).
+WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
+
+
+def is_windows_reserved(name: str) -> bool:
+    """True when `name` (a file name, with or without extension) is a Windows device name."""
+    return name.split(".", 1)[0].strip().casefold() in WINDOWS_RESERVED
+
 
 def make_slug(text: str, *, fallback: str = "article") -> str:
     """ASCII only (Chinese is transliterated), lower case, dashes, no dots or
-    slashes, so it can never name a folder outside the run or a hidden file."""
+    slashes, so it can never name a folder outside the run or a hidden file;
+    never a Windows device name (`con`, `nul`, `com1`, ...: those get `-1`)."""
     slug = slugify(text or "", max_length=MAX_SLUG_LENGTH, word_boundary=True, save_order=True, allow_unicode=False)
-    return slug or fallback
+    slug = slug or fallback
+    return f"{slug}-1" if is_windows_reserved(slug) else slug
 
 
 class SlugRegistry:

@@ -16,10 +16,11 @@ from copydesk.article import Article, Section
 from copydesk.calls import CallGateway
 from copydesk.client import ChatRequest
 from copydesk.errors import ApiError, BudgetExhausted, CopydeskError
+from copydesk.postprocess import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
 from copydesk.prompts import PromptLibrary
 from copydesk.spec import PipelineSpec
-from copydesk.stages import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline, truncate
 from copydesk.store import call_key
+from copydesk.text import truncate
 
 log = logging.getLogger("copydesk.writer")
 

@@ -11,12 +11,10 @@ from copydesk.qc.content import (
     check_outline_coverage,
     check_repetition,
     check_truncation,
-    estimate_words,
     normalize_heading,
-    plain_text,
     repetition_score,
-    split_sentences,
 )
+from copydesk.text import count_words, plain_text, split_sentences
 
 EN_PROSE = """\
 ## Why retries matter
@@ -80,11 +78,11 @@ def test_split_sentences_english_and_chinese() -> None:
     assert split_sentences("你好。我很好！真的吗？“是的。”好") == ["你好。", "我很好！", "真的吗？", "“是的。”", "好"]
 
 
-def test_estimate_words() -> None:
-    assert estimate_words("# Hello world\n\nIt's a well-known fact.") == 6
-    assert estimate_words("你好，世界") == 4
-    assert estimate_words("使用 ChatGPT API") == 4
-    assert estimate_words("") == 0
+def test_words_of_markdown() -> None:
+    assert count_words(plain_text("# Hello world\n\nIt's a **well-known** fact."), "en") == 6
+    assert count_words(plain_text("你好，世界"), "zh") == 4
+    assert count_words(plain_text("使用 ChatGPT API"), "zh") == 4
+    assert count_words(plain_text(""), "en") == 0
 
 
 # --------------------------------------------------------------------------- length

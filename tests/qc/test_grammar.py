@@ -1,11 +1,13 @@
-"""Grammar checking of Markdown articles: prose extraction (no server) and the real LanguageTool."""
+"""Grammar checking of Markdown articles: the prose it reads (copydesk.text.extract_prose, no
+server) and the real LanguageTool."""
 
 from __future__ import annotations
 
 import pytest
 
 from copydesk.errors import ServiceError
-from copydesk.qc.grammar import GrammarChecker, GrammarReport, count_words, extract_prose
+from copydesk.qc.grammar import GrammarChecker, GrammarReport
+from copydesk.text import count_words, extract_prose
 
 ERRORS = "He go to school yesterday and buyed a apple . Their is many error in this sentense."
 
@@ -63,33 +65,6 @@ def test_prose_drops_front_matter_code_tables_and_syntax() -> None:
     # Inline code keeps its words in the sentence but is masked and not counted.
     assert [text[a:b] for a, b in prose.masked] == ["pip install llama-cpp-python", "init_modle"]
     assert "init_modle" not in prose.countable_text()
-
-
-def test_prose_maps_back_to_the_markdown() -> None:
-    source = "# Title\n\nSome **bold** text and a [link](http://x).\n"
-    prose = extract_prose(source)
-    start = prose.text.index("bold")
-    assert prose.source_span(start, start + 4) == (source.index("bold"), source.index("bold") + 4)
-    assert prose.source_line(start) == 3
-    # "text and" spans only copied characters, "Title\n\nSome" spans an inserted break.
-    t = prose.text.index("text and")
-    assert prose.source_span(t, t + 8) is not None
-    assert prose.source_span(0, prose.text.index("Some") + 4) is None
-
-
-def test_setext_headings_indented_code_and_html() -> None:
-    source = "Heading one\n===========\n\nText here.\n\n    code block line\n\n<div>\n\n<!-- a\ncomment -->\nMore <b>bold</b> text.<br>Next.\n"
-    prose = extract_prose(source)
-    assert [b.kind for b in prose.blocks] == ["heading", "paragraph", "paragraph"]
-    assert "code block" not in prose.text and "comment" not in prose.text
-    assert "More bold text. Next." in prose.text
-
-
-def test_count_words() -> None:
-    assert count_words("Local models are cheap, and fast.", "en-US") == 6
-    assert count_words("本地模型很便宜。", "zh-CN") == 7
-    assert count_words("使用 ChatGPT API 写文章", "zh-CN") == 2 + 2 + 3
-    assert count_words("", "en-US") == 0
 
 
 # --------------------------------------------------------------------------- the real server

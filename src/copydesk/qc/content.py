@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from copydesk.text import is_cjk_language, plain_text, split_sentences, words
+
 Severity = Literal["hard", "soft"]
 
 #: Repetition at or above this share is a degenerate generation loop, not style.
@@ -69,100 +71,11 @@ class CheckResult:
 
 # --------------------------------------------------------------------------- text helpers
 
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*")
-_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-_QUOTE = re.compile(r"^\s*>+\s?")
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_EMPHASIS = re.compile(r"(\*{1,3}|_{2,3}|`+|~~)")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
-_HR = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
-
-
-def plain_text(markdown: str, *, keep_code: bool = True) -> str:
-    """Markdown with its syntax removed, one source line per line.
-
-    By default code inside fences is kept (words in code are words, and
-    moderation must see them); only the fence lines, heading and list markers,
-    emphasis, link targets and table rules go. `keep_code=False` drops fenced
-    code as well (repetition: code repeats itself legitimately).
-    """
-    lines = []
-    in_code = False
-    for line in markdown.splitlines():
-        if _FENCE.match(line):
-            in_code = not in_code
-            continue
-        if in_code and not keep_code:
-            continue
-        if _TABLE_RULE.match(line) or _HR.match(line):
-            continue
-        line = _HEADING.sub("", line)
-        line = _QUOTE.sub("", line)
-        line = _LIST_MARK.sub("", line)
-        line = _LINK.sub(r"\1", line)
-        line = _EMPHASIS.sub("", line)
-        line = line.replace("|", " ")
-        lines.append(line.strip())
-    return "\n".join(lines)
-
-
-# English sentence ends need a following space (so 3.14 stays whole); Chinese
-# ones do not. Closing quotes and brackets stay with their sentence. Line breaks
-# always end a sentence (headings, list items).
-_SENTENCE_END = re.compile(r"""[.!?]["'”’)\]]*(?=\s)|[。！？；!?]["'”’」』）)\]]*""")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split text into sentences at . ! ? (followed by a space), 。！？； and line breaks."""
-    sentences: list[str] = []
-    for line in text.splitlines():
-        start = 0
-        for match in _SENTENCE_END.finditer(line):
-            sentences.append(line[start : match.end()])
-            start = match.end()
-        sentences.append(line[start:])
-    return [s.strip() for s in sentences if s.strip()]
-
-
-def is_cjk_language(language: str) -> bool:
-    return language.split("-")[0].lower() in {"zh", "ja"}
-
-
-_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
-_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
-
-
-def _is_cjk_char(ch: str) -> bool:
-    """Han, kana: characters that count as one word each."""
-    return _CJK_CHAR.match(ch) is not None and unicodedata.category(ch) == "Lo"
-
-
-_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
-
-
-def estimate_words(markdown: str) -> int:
-    """Words in a Markdown text: CJK characters count one each, other words by spaces.
-
-    The gate prefers `copydesk.qc.grammar.count_words` (the count the CSV shows);
-    this is its stand-in when that module is not available.
-    """
-    text = plain_text(markdown)
-    cjk = len(_CJK_CHAR.findall(text))
-    return cjk + len(_WORD.findall(_CJK_CHAR.sub(" ", text) if cjk else text))
-
 
 def _tokens(text: str, language: str) -> list[str]:
-    if is_cjk_language(language):
-        # Characters, punctuation and spaces dropped; Latin words stay one token each.
-        tokens: list[str] = []
-        for word in _WORD.findall(text):
-            if any(_is_cjk_char(ch) for ch in word):
-                tokens.extend(ch for ch in word)
-            else:
-                tokens.append(word.casefold())
-        return tokens
-    return [w.casefold() for w in _WORD.findall(text)]
+    """The words of `text` (`copydesk.text.words`), compared without case or punctuation."""
+    tokens = ["".join(ch for ch in word if ch.isalnum()).casefold() for word in words(text, language)]
+    return [token for token in tokens if token]
 
 
 # --------------------------------------------------------------------------- checks

@@ -46,9 +46,8 @@ from copydesk.qc.content import (
     check_repetition,
     check_section_repetition,
     check_truncation,
-    estimate_words,
-    plain_text,
 )
+from copydesk.text import count_words, plain_text, primary_language
 
 if TYPE_CHECKING:
     from copydesk.qc.moderation import Moderator, ModerationResult
@@ -72,13 +71,9 @@ class Verdict:
     seconds: float
     #: Checks switched off by the policy.
     skipped: list[str] = field(default_factory=list)
-    #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something.
+    #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something:
+    #: the article takes it (`Article.apply_corrections`) before it is exported.
     corrected_markdown: str | None = None
-
-    @property
-    def reasons_text(self) -> str:
-        """The reasons as one CSV cell."""
-        return "; ".join(self.reasons)
 
 
 def _reason(check: CheckResult) -> str:
@@ -143,15 +138,6 @@ def _format_rules(top_rules: Any, limit: int = 3) -> str:
     return ", ".join(parts)
 
 
-def _count_words(markdown: str, language: str) -> int:
-    """The grammar module's word count (what the CSV shows), or the content module's stand-in."""
-    try:
-        from copydesk.qc.grammar import count_words
-    except ImportError:
-        return estimate_words(markdown)
-    return int(count_words(plain_text(markdown), language))
-
-
 def _timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
     started = time.perf_counter()
     try:
@@ -159,10 +145,6 @@ def _timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
     except Exception as exc:  # a bug in a check must not publish the article, nor sink the run
         result = CheckResult.not_run(name, f"{type(exc).__name__}: {exc}")
     return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 6))
-
-
-def _primary(language: str) -> str:
-    return language.split("-")[0].split("_")[0].lower()
 
 
 # --------------------------------------------------------------------------- the gate
@@ -235,12 +217,11 @@ class QualityGate:
             check, grammar_dict, grammar_issues, corrected = grammar_out
             checks.append(check)
 
-        checks.append(
-            _timed(
-                "length",
-                lambda: check_length(_count_words(markdown_body, self.language), policy.min_words, policy.max_words),
-            )
-        )
+        def length() -> CheckResult:
+            words = count_words(plain_text(markdown_body), self.language)
+            return check_length(words, policy.min_words, policy.max_words)
+
+        checks.append(_timed("length", length))
         if policy.require_outline_coverage:
             checks.append(_timed("outline_coverage", lambda: check_outline_coverage(list(outline), list(sections))))
         else:
@@ -349,7 +330,7 @@ class QualityGate:
             return done(check), as_dict, True
 
         languages = getattr(moderator, "languages", None)
-        if languages is not None and _primary(self.language) not in languages:
+        if languages is not None and primary_language(self.language) not in languages:
             # The classifier ran but cannot read this language: a pass would be a guess.
             why = (
                 f"the {result.provider} classifier reads {', '.join(sorted(languages))} only, "

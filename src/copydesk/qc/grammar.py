@@ -3,18 +3,14 @@
     with languagetool_url(settings) as url, GrammarChecker(url, "en-US") as checker:
         report = checker.check(markdown)        # a GrammarReport
 
-Only prose is checked. `extract_prose` turns the Markdown into plain text and
-keeps, for every character, where it came from, so that issues point back at
-the Markdown and autocorrections are applied to the Markdown itself:
+Only prose is checked: `copydesk.text.extract_prose` turns the Markdown into
+plain text (no code, tables, images or markup) and keeps, for every character,
+where it came from, so that issues point back at the Markdown and
+autocorrections are applied to the Markdown itself. On top of that:
 
-- YAML front matter, fenced and indented code blocks, HTML comments, images,
-  horizontal rules, link reference definitions and footnote markers are removed;
-- tables are removed whole: cells are data and fragments, not sentences;
-- heading, list, blockquote and emphasis markers go; links keep their text;
-- inline code keeps its text so the sentence around it stays grammatical
-  ("an `init` call"), but issues inside it are dropped and it does not count as words;
-- every heading, list item and paragraph becomes its own paragraph.
-  Headings get no added full stop: LanguageTool does not ask for final
+- inline code is shown to LanguageTool so the sentence around it stays
+  grammatical ("an `init` call"), but issues inside it are dropped;
+- headings get no added full stop: LanguageTool does not ask for final
   punctuation at the end of a paragraph in en, de or zh (measured), and
   "missing punctuation at paragraph end" (PUNCTUATION_PARAGRAPH_END, active
   in some languages) is dropped on headings and list items, as is
@@ -29,8 +25,8 @@ match with exactly one suggestion, not on all-caps or digit-bearing words) to
 the Markdown, returns it as `corrected_text`, and counts issues on the
 corrected text.
 
-Words are counted with `count_words` (re-exported from `copydesk.text`, the
-count the CSV shows): CJK characters one each, other words as letter runs.
+Words are counted with `copydesk.text.count_words` on the prose (inline code
+left out): the same definition as the CSV's word_count.
 
 Everything the server or language_tool_python raises becomes a
 `copydesk.errors.ServiceError`, including a language the server does not
@@ -41,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -52,14 +47,11 @@ from typing import Any, Self
 import httpx
 
 from copydesk.errors import ServiceError
-from copydesk.text import count_words
+from copydesk.text import Prose, count_words, extract_prose
 
 __all__ = [
     "GrammarChecker",
     "GrammarReport",
-    "Prose",
-    "count_words",
-    "extract_prose",
     "is_spelling_rule",
 ]
 
@@ -73,345 +65,6 @@ TOP_RULES = 5
 
 def is_spelling_rule(rule_id: str) -> bool:
     return bool(_SPELLING_RULE.search(rule_id))
-
-
-# =========================================================================== prose
-
-
-@dataclass(frozen=True)
-class Block:
-    """One paragraph of prose: its kind and its [start, end) range in `Prose.text`."""
-
-    kind: str  # "paragraph" | "heading" | "list" | "quote"
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class Prose:
-    """Plain text extracted from Markdown, mapped back to the Markdown."""
-
-    text: str
-    source: str
-    #: For each character of `text`, its index in `source`, or -1 when inserted.
-    index: array
-    blocks: tuple[Block, ...]
-    #: [start, end) ranges of `text` that are shown to LanguageTool but not judged (inline code).
-    masked: tuple[tuple[int, int], ...]
-    #: Offsets of `text` where source content was removed from inside a line.
-    seams: tuple[int, ...]
-
-    def source_span(self, start: int, end: int) -> tuple[int, int] | None:
-        """The source range of text[start:end] when it was copied verbatim in one piece."""
-        if start >= end or end > len(self.index):
-            return None
-        first = self.index[start]
-        if first < 0:
-            return None
-        for k in range(start, end):
-            if self.index[k] != first + (k - start):
-                return None
-        return first, first + (end - start)
-
-    def source_line(self, offset: int) -> int | None:
-        """1-based line of the source at text offset `offset`, if it maps to the source."""
-        if not 0 <= offset < len(self.index) or self.index[offset] < 0:
-            return None
-        return self.source.count("\n", 0, self.index[offset]) + 1
-
-    def countable_text(self) -> str:
-        """`text` with masked ranges (inline code) blanked: what words are counted on."""
-        if not self.masked:
-            return self.text
-        chars = list(self.text)
-        for start, end in self.masked:
-            for k in range(start, end):
-                chars[k] = " "
-        return "".join(chars)
-
-    def block_at(self, offset: int) -> Block | None:
-        starts = [b.start for b in self.blocks]
-        i = bisect_right(starts, offset) - 1
-        if i >= 0 and self.blocks[i].start <= offset <= self.blocks[i].end:
-            return self.blocks[i]
-        return None
-
-
-class _Builder:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.parts: list[str] = []
-        self.length = 0
-        self.index = array("l")
-        self.masked: list[tuple[int, int]] = []
-        self.seams: list[int] = []
-
-    def copy(self, start: int, end: int) -> None:
-        if end <= start:
-            return
-        self.parts.append(self.source[start:end])
-        self.index.extend(range(start, end))
-        self.length += end - start
-
-    def insert(self, text: str) -> None:
-        self.parts.append(text)
-        self.index.extend([-1] * len(text))
-        self.length += len(text)
-
-    def seam(self) -> None:
-        self.seams.append(self.length)
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-_FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)[ \t]*")
-_ATX_CLOSE = re.compile(r"[ \t]+#+[ \t]*$|^#+[ \t]*$")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_HR = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
-_LIST = re.compile(r"^([ \t]*)([-*+]|\d{1,9}[.)])([ \t]+|$)(\[[ xX]\][ \t]+)?")
-_QUOTE = re.compile(r"^ {0,3}>[ \t]?")
-_TABLE_DELIM = re.compile(r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
-_LINK_DEF = re.compile(r"^ {0,3}\[[^\]^][^\]]*\]:[ \t]*\S")
-_FOOTNOTE_DEF = re.compile(r"^ {0,3}\[\^[^\]]+\]:[ \t]*")
-_HTML_COMMENT_START = re.compile(r"^[ \t]*<!--")
-_HTML_BLOCK = re.compile(r"^ {0,3}</?(?:div|p|table|tr|td|th|thead|tbody|ul|ol|li|pre|details|summary|section|figure|img|br|hr)\b[^>]*>[ \t]*$", re.I)
-
-_INLINE = re.compile(
-    r"""
-      (?P<code>(?P<ticks>`+)(?P<codebody>.+?)(?<!`)(?P=ticks)(?!`))
-    | (?P<image>!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\]))
-    | (?P<footref>\[\^[^\]]+\])
-    | (?P<link>\[(?P<linktext>[^\]]+)\](?:\((?P<target>[^)]*)\)|\[[^\]]*\]))
-    | (?P<autolink><(?:https?|ftp|mailto):[^>\s]+>)
-    | (?P<br><br\s*/?>)
-    | (?P<html></?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|<!--.*?-->)
-    | (?P<escape>\\[\\`*_{}\[\]()#+\-.!|>~])
-    | (?P<emph>(?<!\s)\*{1,3}|\*{1,3}(?!\s)|~~|(?<![^\W_])_{1,3}|_{1,3}(?![^\W_]))
-    """,
-    re.VERBOSE,
-)
-
-
-def _inline(b: _Builder, start: int, end: int) -> None:
-    """Copy source[start:end] (one line's content) without inline Markdown syntax."""
-    src = b.source
-    pos = start
-    for m in _INLINE.finditer(src, start, end):
-        b.copy(pos, m.start())
-        pos = m.end()
-        kind = m.lastgroup
-        if kind == "code":
-            body_start, body_end = m.span("codebody")
-            # Trim the one space CommonMark strips from `` ` x ` ``.
-            if body_end - body_start > 2 and src[body_start] == " " and src[body_end - 1] == " ":
-                body_start, body_end = body_start + 1, body_end - 1
-            mask_start = b.length
-            b.copy(body_start, body_end)
-            b.masked.append((mask_start, b.length))
-        elif kind == "link":
-            _inline(b, *m.span("linktext"))
-        elif kind == "autolink":
-            b.copy(m.start() + 1, m.end() - 1)
-        elif kind == "br":
-            b.insert(" ")
-        elif kind == "escape":
-            b.copy(m.start() + 1, m.end())
-        elif kind in ("image", "footref", "html"):
-            b.seam()
-        # emph: the markers are simply dropped
-    b.copy(pos, end)
-
-
-def _lines(source: str, start: int) -> list[tuple[int, int]]:
-    """(start, end) of each line of source[start:], end excluding the line break."""
-    out = []
-    pos = start
-    n = len(source)
-    while pos < n:
-        nl = source.find("\n", pos)
-        if nl == -1:
-            nl = n
-        end = nl - 1 if nl > pos and source[nl - 1] == "\r" else nl
-        out.append((pos, end))
-        pos = nl + 1
-    return out
-
-
-def _skip_front_matter(source: str) -> int:
-    start = 1 if source.startswith("\ufeff") else 0
-    first_end = source.find("\n", start)
-    if first_end == -1 or source[start:first_end].rstrip("\r \t") != "---":
-        return start
-    for line_start, line_end in _lines(source, first_end + 1):
-        if _FRONT_MATTER_END.match(source[line_start:line_end]):
-            return min(len(source), line_end + 1 + (source[line_end : line_end + 1] == "\r"))
-    return start  # no closing line: not front matter
-
-
-def _is_table_start(source: str, lines: list[tuple[int, int]], i: int) -> bool:
-    """A header row with '|' followed by a delimiter row (|---|:---:|)."""
-    if i + 1 >= len(lines):
-        return False
-    header = source[lines[i][0] : lines[i][1]]
-    delim = source[lines[i + 1][0] : lines[i + 1][1]]
-    return "|" in header and "-" in delim and bool(_TABLE_DELIM.match(delim))
-
-
-def extract_prose(markdown: str) -> Prose:
-    """The prose of a Markdown document, one paragraph per block (see the module docstring)."""
-    b = _Builder(markdown)
-    lines = _lines(markdown, _skip_front_matter(markdown))
-    blocks: list[Block] = []
-    current: dict[str, Any] | None = None  # {"kind": str, "start": int}
-    in_list = False  # the last block was a list item: indented lines continue it
-
-    def open_block(kind: str) -> None:
-        nonlocal current
-        close_block()
-        if blocks or b.length:
-            b.insert("\n\n")
-        current = {"kind": kind, "start": b.length}
-
-    def close_block() -> None:
-        nonlocal current
-        if current is not None:
-            if b.length > current["start"]:
-                blocks.append(Block(current["kind"], current["start"], b.length))
-            current = None
-
-    def add_line(content_start: int, content_end: int, kind: str) -> None:
-        # A text line continues the open block (paragraph, list item, quote) or opens one.
-        if current is None:
-            open_block(kind)
-        elif b.length > current["start"]:
-            b.insert("\n")
-        _inline(b, content_start, content_end)
-
-    i = 0
-    n = len(lines)
-    while i < n:
-        start, end = lines[i]
-        line = markdown[start:end]
-        stripped = line.strip()
-
-        fence = _FENCE.match(line)
-        if fence:
-            close_block()
-            marker = fence.group(1)
-            i += 1
-            while i < n:
-                inner = markdown[lines[i][0] : lines[i][1]].strip()
-                if inner.startswith(marker[0] * len(marker)) and inner.strip(marker[0]) == "":
-                    break
-                i += 1
-            i += 1
-            in_list = False
-            continue
-
-        if not stripped:
-            close_block()
-            i += 1
-            continue
-
-        if _HTML_COMMENT_START.match(line):
-            close_block()
-            while i < n and "-->" not in markdown[lines[i][0] : lines[i][1]]:
-                i += 1
-            i += 1
-            continue
-
-        if _HTML_BLOCK.match(line) or _LINK_DEF.match(line):
-            close_block()
-            i += 1
-            continue
-
-        indent = len(line) - len(line.lstrip(" \t"))
-        expanded_indent = len(line[:indent].expandtabs(4))
-        if expanded_indent >= 4 and current is None and not in_list:
-            # Indented code block: up to the next blank line.
-            while i < n and markdown[lines[i][0] : lines[i][1]].strip():
-                i += 1
-            continue
-
-        if _is_table_start(markdown, lines, i):
-            close_block()
-            while i < n and "|" in markdown[lines[i][0] : lines[i][1]]:
-                i += 1
-            in_list = False
-            continue
-
-        setext = _SETEXT.match(line)
-        if setext and current is not None and current["kind"] == "paragraph":
-            current["kind"] = "heading"
-            close_block()
-            i += 1
-            in_list = False
-            continue
-
-        if _HR.match(line):
-            close_block()
-            i += 1
-            in_list = False
-            continue
-
-        # Blockquote markers (nested ones too) are dropped; the rest is read as a line.
-        content_start = start
-        quoted = False
-        while q := _QUOTE.match(markdown[content_start:end]):
-            content_start += q.end()
-            quoted = True
-        rest = markdown[content_start:end]
-
-        atx = _ATX.match(rest)
-        if atx:
-            text_start = content_start + atx.end()
-            text_end = end
-            closing = _ATX_CLOSE.search(markdown[text_start:end])
-            if closing:
-                text_end = text_start + closing.start()
-            open_block("heading")
-            _inline(b, text_start, text_end)
-            close_block()
-            in_list = False
-            i += 1
-            continue
-
-        item = _LIST.match(rest)
-        if item:
-            open_block("list")
-            _inline(b, content_start + item.end(), end)
-            in_list = True
-            i += 1
-            continue
-
-        footnote = _FOOTNOTE_DEF.match(rest)
-        if footnote:
-            open_block("paragraph")
-            _inline(b, content_start + footnote.end(), end)
-            i += 1
-            continue
-
-        text_start = content_start + (len(rest) - len(rest.lstrip(" \t")))
-        if current is None:
-            continues_list = in_list and indent > 0
-            add_line(text_start, end, "quote" if quoted else ("list" if continues_list else "paragraph"))
-            in_list = continues_list
-        else:
-            add_line(text_start, end, current["kind"])
-        i += 1
-
-    close_block()
-    return Prose(
-        text=b.text(),
-        source=markdown,
-        index=b.index,
-        blocks=tuple(blocks),
-        masked=tuple(b.masked),
-        seams=tuple(b.seams),
-    )
 
 
 # =========================================================================== report

@@ -40,7 +40,7 @@ from copydesk.errors import (
     MalformedResponseError,
     ModelNotFoundError,
 )
-from copydesk.qc.content import plain_text, split_sentences
+from copydesk.text import plain_text, split_sentences
 
 log = logging.getLogger("copydesk.qc.moderation")
 

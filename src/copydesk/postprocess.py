@@ -1,4 +1,6 @@
-"""What each stage makes of the model's text: pure functions, no I/O.
+"""Post-processing of model output: what each stage makes of the model's text.
+
+Pure functions, no I/O; Markdown and truncation come from `copydesk.text`.
 
 - `clean_title`: one line, no quotes, no markdown, no "Title:" label.
 - `parse_outline`: section headings from JSON or from numbered/bulleted lines,
@@ -12,13 +14,13 @@ import json
 import re
 import unicodedata
 
+from copydesk.text import strip_inline, truncate
+
 MAX_TITLE_CHARS = 200
 MAX_HEADING_CHARS = 120
 
 _QUOTES = "\"'“”‘’«»「」『』《》`"
 _LABEL = re.compile(r"^(?:title|headline|标题|題目|题目)\s*[:：]\s*", re.IGNORECASE)
-_MD_INLINE = re.compile(r"(\*\*|__|\*|_|~~|`)")
-_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _LIST_MARKER = re.compile(
     r"^\s*(?:[-*+•·]|\d{1,3}[.)、:]|[a-zA-Z][.)]|[ivxIVX]{1,4}[.)]|[一二三四五六七八九十]+[、.．]|#{1,6}|第[一二三四五六七八九十\d]+[部章节]分?[:：、]?)\s*"
 )
@@ -31,12 +33,6 @@ _INTERJECTION = re.compile(
     r"(?:sure|certainly|of course|okay|ok|absolutely|好的|当然)\s*[.!,。！，、…~]*", re.IGNORECASE
 )
 _MD_HEADING_MARKER = re.compile(r"^(\s*)#{1,6}\s*")
-
-
-def strip_markdown(text: str) -> str:
-    text = _MD_LINK.sub(r"\1", text)
-    text = _MD_INLINE.sub("", text)
-    return re.sub(r"^#{1,6}\s*", "", text.strip())
 
 
 def _strip_quotes(text: str) -> str:
@@ -53,7 +49,7 @@ def _strip_quotes(text: str) -> str:
 def clean_title(raw: str) -> str:
     """The first meaningful line of the model's answer, as a bare title."""
     for raw_line in raw.replace("\r", "\n").split("\n"):
-        line = _LABEL.sub("", strip_markdown(raw_line))
+        line = _LABEL.sub("", strip_inline(raw_line))
         line = _strip_quotes(_LIST_MARKER.sub("", line) if _LIST_MARKER.match(line) and len(line) > 3 else line)
         line = _LABEL.sub("", line)
         line = re.sub(r"\s+", " ", line).strip().rstrip(".。")
@@ -64,16 +60,6 @@ def clean_title(raw: str) -> str:
         # truncate() may add an ellipsis after `limit` characters.
         return line if len(line) <= MAX_TITLE_CHARS else truncate(line, MAX_TITLE_CHARS - 1)
     return ""
-
-
-def truncate(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, at a word boundary when there is one in its
-    second half, plus "…" when anything was cut: at most `limit + 1` characters."""
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:-–—") + "…"
 
 
 def parse_outline(raw: str, *, min_sections: int, max_sections: int) -> list[str]:
@@ -152,7 +138,7 @@ def _strip_list_marker(line: str) -> str:
 
 
 def _clean_heading(heading: str) -> str:
-    heading = strip_markdown(heading)
+    heading = strip_inline(heading)
     heading = _HEADING_LABEL.sub("", heading)
     heading = _strip_quotes(heading)
     # "Heading: a sentence describing it" -> keep the heading when the rest is long.
@@ -168,7 +154,7 @@ def clean_section(raw: str, heading: str) -> str:
     text = raw.replace("\r\n", "\n").strip()
     lines = text.split("\n")
     while lines:
-        first = strip_markdown(lines[0]).strip().rstrip(":：")
+        first = strip_inline(lines[0]).strip().rstrip(":：")
         if not first:
             lines.pop(0)
             continue

@@ -1,10 +1,10 @@
-"""copydesk.stages: what each stage makes of the model's text (pure functions)."""
+"""copydesk.postprocess: what each stage makes of the model's text (pure functions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from copydesk.stages import MAX_HEADING_CHARS, MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
+from copydesk.postprocess import MAX_HEADING_CHARS, MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
 
 # ----------------------------------------------------------------------------- clean_title
 

@@ -1,0 +1,132 @@
+"""The one orchestration of a run, shared by the plain-asyncio path and the Prefect flows.
+
+    prepare  check the input (spec, templates, vars, topics, run id); nothing starts
+    lock     one process per run folder (a second run with the same id is refused)
+    open     the run's resources (copydesk.resources), closed again whatever happens
+    process  every article through a bounded pool of workers, each through `hooks.article`
+    finish   CSV, QC report, summary, metrics
+    close    the resources
+    after    `hooks.finished`, still holding the lock (the flow's artifacts and review pause)
+
+`run_batch()` is this sequence with the default hooks; `copydesk_flows.pipeline`
+passes hooks that wrap each article in its Prefect task. At most
+`ARTICLES_PER_CALL_SLOT` x concurrency articles are in progress at once: the rest
+wait in order, so 10,000 topics do not mean 10,000 coroutines (and their calls)
+queued at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import httpx
+
+from copydesk.article import Article
+from copydesk.errors import InputError
+from copydesk.locks import LockHeld, file_lock
+from copydesk.request import RunRequest
+from copydesk.runner import PipelineRun, RunSummary
+from copydesk.settings import Settings
+
+#: Held by the process running a run folder (see `run_folder_lock`).
+LOCK_NAME = ".run.lock"
+
+#: Articles in progress at once per call slot: enough that every slot has a call to
+#: make while other articles wait on theirs, few enough that waiting stays bounded.
+ARTICLES_PER_CALL_SLOT = 2
+
+R = TypeVar("R")
+
+
+class RunHooks(Generic[R]):
+    """How a caller joins in the orchestration; the defaults are the plain-asyncio run."""
+
+    async def article(self, run: PipelineRun, article: Article) -> None:
+        """Process one article (write, check, export); must not raise for the article's own failures."""
+        await run.process(article)
+
+    async def finished(self, run: PipelineRun, summary: RunSummary) -> R:
+        """After the resources are closed, still holding the run folder's lock; its value is the run's."""
+        return summary  # type: ignore[return-value]
+
+
+async def execute_run(
+    request: RunRequest,
+    hooks: RunHooks[R],
+    *,
+    settings: Settings | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    articles_in_flight: int | None = None,
+) -> R:
+    """Run one batch, start to end (see the module docstring). Bad input raises an
+    `InputError` before anything starts; whatever `open` started is closed on every path."""
+    run = PipelineRun.prepare(request, settings)
+    with run_folder_lock(run.run_dir, run.run_id):
+        async with run.open_resources(transport=transport) as resources:
+            run.start(resources)
+            limit = articles_in_flight or ARTICLES_PER_CALL_SLOT * resources.concurrency
+            await process_articles(run, hooks, limit)
+            summary = run.finish()
+        return await hooks.finished(run, summary)
+
+
+async def process_articles(run: PipelineRun, hooks: RunHooks[R], limit: int) -> None:
+    """Every article through `hooks.article`, in topic order, at most `limit` at once.
+
+    A worker takes the next article when its last one is done. If one raises (an
+    internal error, not an article's failure), the others are cancelled and the error
+    propagates: the run does not finish, and its resources are closed on the way out.
+    An article that never started (the budget closed, a fatal API error) is still
+    taken in turn and fails at once, without a call, so it gets its row."""
+    if limit < 1:
+        raise ValueError("articles in flight must be at least 1")
+    pending = iter(run.articles)
+
+    async def worker() -> None:
+        for article in pending:
+            await hooks.article(run, article)
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(limit, len(run.articles)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+
+
+async def run_batch(
+    request: RunRequest,
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    articles_in_flight: int | None = None,
+) -> RunSummary:
+    """The whole run with plain asyncio: `execute_run` with the default hooks."""
+    return await execute_run(
+        request, RunHooks[RunSummary](), settings=settings, transport=transport,
+        articles_in_flight=articles_in_flight,
+    )
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """One process per run folder: a second run with the same run id (a double click, a retry on
+    another worker while the first still runs) is refused instead of interleaving two call stores."""
+    lock = file_lock(run_dir / LOCK_NAME, blocking=False, holder=f"pid {os.getpid()} on {socket.gethostname()}")
+    try:
+        lock.__enter__()
+    except LockHeld as held:
+        raise InputError(
+            f"run {run_id} is already running ({held.holder}); wait for it to finish, or choose another run id"
+        ) from None
+    with contextlib.ExitStack() as stack:
+        stack.push(lock)  # released when the block ends, however it ends
+        yield

@@ -1,0 +1,213 @@
+"""The resources one run shares, built in one place and closed in one place.
+
+`open_resources()` is an async context manager. It builds, in this order: the run
+folder's exporter, the API endpoint (starting the embedded local model when no
+API is configured), the metrics, the chat client, the call store, the call
+gateway (budget, adaptive limiter, rate limiter, retries), the article writer,
+the quality gate (starting LanguageTool when grammar checks are on) and a
+warm-up thread for heavy CPU-bound loading. Leaving the context, normally or
+because building one of them failed, waits for the warm-up and closes whatever
+was started, last first. Nothing here decides what a run does with them; that
+is `copydesk.runner` (the steps) and `copydesk.orchestration` (their order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from copydesk.budget import TokenBudget
+from copydesk.calls import CallGateway, RetryPolicy
+from copydesk.client import ApiEndpoint, ChatClient
+from copydesk.errors import CopydeskError, ServiceError
+from copydesk.export import RunExporter
+from copydesk.limiter import AdaptiveLimiter, RateLimiter
+from copydesk.metrics import CUMULATIVE_TEXTFILE, RunMetrics
+from copydesk.pricing import Price
+from copydesk.prompts import PromptLibrary
+from copydesk.qc.gate import QualityGate
+from copydesk.qc.grammar import GrammarChecker
+from copydesk.qc.moderation import choose_moderator
+from copydesk.services.languagetool import languagetool_url
+from copydesk.services.llama import local_model_endpoint
+from copydesk.settings import Settings
+from copydesk.spec import PipelineSpec
+from copydesk.store import CallStore
+from copydesk.writer import ArticleWriter
+
+log = logging.getLogger("copydesk.resources")
+
+#: Calls in flight at most against the embedded llama.cpp server (it queues the rest).
+LOCAL_MODEL_CONCURRENCY = 2
+
+
+@dataclass
+class RunResources:
+    """What a run's steps use; valid inside `open_resources()` only."""
+
+    exporter: RunExporter
+    endpoint: ApiEndpoint
+    #: The embedded model's name when no API is configured (every stage then uses it).
+    local_model: str | None
+    #: Calls in flight at most (the embedded model lowers the requested figure).
+    concurrency: int
+    metrics: RunMetrics
+    gateway: CallGateway
+    writer: ArticleWriter
+    gate: QualityGate
+
+
+@asynccontextmanager
+async def open_resources(
+    *,
+    spec: PipelineSpec,
+    settings: Settings,
+    prompts: PromptLibrary,
+    overrides: dict[str, Any],
+    run_id: str,
+    run_dir: Path,
+    budget: TokenBudget,
+    concurrency: int,
+    prices: dict[str, Price],
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[RunResources]:
+    """Build the run's resources (see the module docstring); close them on the way out."""
+    async with AsyncExitStack() as stack:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name)
+        endpoint, local_model = await _endpoint(settings, stack)
+        if local_model and concurrency > LOCAL_MODEL_CONCURRENCY:
+            # llama.cpp's server answers one request at a time; a deep queue only turns
+            # waiting into timeouts.
+            log.info("the embedded model serves one call at a time: concurrency %d -> %d",
+                     concurrency, LOCAL_MODEL_CONCURRENCY)
+            concurrency = LOCAL_MODEL_CONCURRENCY
+        metrics = RunMetrics(spec.name, prices=prices)
+        for stage, _ in spec.stages.items():
+            metrics.prepare(stage, local_model or spec.model_for(stage))
+        metrics.set_budget(budget.limit, budget.remaining)
+        accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
+        client = ChatClient(
+            endpoint,
+            timeout=settings.request_timeout,
+            connect_timeout=settings.connect_timeout,
+            max_connections=max(concurrency, 1),
+            transport=transport,
+        )
+        stack.push_async_callback(client.aclose)
+        store = CallStore(run_dir / CallStore.FILENAME)
+        stack.callback(store.close)
+        gateway = CallGateway(
+            client,
+            budget,
+            AdaptiveLimiter(concurrency),
+            rate_limiter=RateLimiter(spec.rate_limits.rpm, spec.rate_limits.tpm),
+            store=store,
+            retry=RetryPolicy(
+                max_attempts=settings.max_attempts,
+                initial=settings.backoff_initial,
+                max_delay=settings.backoff_max,
+            ),
+            fallback_model=spec.fallback_model,
+            metrics=metrics,
+        )
+        writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model)
+        gate = await _quality_gate(spec, settings, stack)
+        # Heavy, CPU-bound loading (the local classifier, pandas) runs while the first
+        # calls wait on the API, instead of after them on the critical path. Registered
+        # last, so it is awaited before anything it might use is closed.
+        warm_up = asyncio.get_running_loop().run_in_executor(None, _warm, gate)
+        stack.push_async_callback(_await, warm_up)
+        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate)
+
+
+def accumulate_metrics(metrics: RunMetrics, run_dir: Path) -> None:
+    """Fold a run's metrics into the cumulative file next to the run folders (what a
+    textfile collector or `copydesk serve`'s /metrics reads). Never fails the run."""
+    path = run_dir.parent / CUMULATIVE_TEXTFILE
+    try:
+        metrics.accumulate_textfile(path)
+    except (OSError, ValueError) as exc:
+        log.warning("could not update %s: %s", path, exc)
+
+
+async def _endpoint(settings: Settings, stack: AsyncExitStack) -> tuple[ApiEndpoint, str | None]:
+    if settings.api_configured:
+        return ApiEndpoint(settings.base_url, settings.openai_api_key), None
+    url = await stack.enter_async_context(_as_async(local_model_endpoint(settings)))
+    log.info("no OPENAI_API_KEY or OPENAI_BASE_URL set: using the embedded local model at %s", url)
+    return ApiEndpoint(url, None), settings.llama_model_alias
+
+
+async def _quality_gate(spec: PipelineSpec, settings: Settings, stack: AsyncExitStack) -> QualityGate:
+    qc = spec.qc
+    grammar: Any = None
+    if qc.grammar.enabled:
+        try:
+            url = await stack.enter_async_context(_as_async(languagetool_url(settings)))
+            grammar = GrammarChecker(url, spec.language, ignore_rules=qc.grammar.ignore_rules,
+                                     autocorrect=qc.grammar.autocorrect)
+            stack.callback(grammar.close)
+        except CopydeskError as exc:
+            log.warning("the grammar check cannot run: %s; articles will need review", exc)
+            grammar = _Unavailable(str(exc))
+    moderator = None
+    if qc.moderation.enabled:
+        moderator = choose_moderator(
+            qc.moderation,
+            api_key=settings.openai_api_key,
+            base_url=settings.base_url if settings.openai_api_key else None,
+        )
+    return QualityGate(qc, spec.language, grammar_checker=grammar, moderator=moderator)
+
+
+def _warm(gate: QualityGate) -> None:
+    import pandas  # noqa: F401, PLC0415 - the CSV export's; ~0.5 s, loaded off the event loop
+
+    load = getattr(gate.moderator, "load", None)
+    if load is not None:
+        try:
+            load()
+        except Exception:  # the QC step reports it properly when it runs
+            log.debug("warm-up of the moderator failed", exc_info=True)
+
+
+async def _await(future: asyncio.Future[None]) -> None:
+    await future
+
+
+class _Unavailable:
+    """Stands in for a grammar checker whose server could not be reached: every check 'could not run'."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def check(self, text: str) -> Any:
+        raise ServiceError(self.reason)
+
+    def close(self) -> None:
+        pass
+
+
+class _as_async(AbstractAsyncContextManager[Any]):
+    """Use a synchronous context manager from an AsyncExitStack, off the event loop."""
+
+    def __init__(self, cm: AbstractContextManager[Any] | AbstractAsyncContextManager[Any]) -> None:
+        self._cm = cm
+
+    async def __aenter__(self) -> Any:
+        if isinstance(self._cm, AbstractAsyncContextManager):
+            return await self._cm.__aenter__()
+        return await asyncio.to_thread(self._cm.__enter__)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        if isinstance(self._cm, AbstractAsyncContextManager):
+            return await self._cm.__aexit__(*exc)
+        return await asyncio.to_thread(self._cm.__exit__, *exc)
