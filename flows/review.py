@@ -10,7 +10,8 @@ the flow run pauses with a form (Prefect's `wait_for_input`): one field per
 
 The editor opens the paused flow run in the UI, presses Resume, picks and
 submits. The decisions go to `copydesk.review.apply_review` (files, CSV, front
-matter), and the artifacts get new versions.
+matter; all or nothing), and the artifacts get new versions. Titles, topics and
+reasons come from the model: the form shows them with HTML escaped.
 
 Nobody answers within the timeout: the flow run resumes itself with every
 article on hold and finishes Completed, so a scheduled run never hangs and never
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from pydantic import Field, create_model
 
 from copydesk.review import PendingArticle, ReviewOutcome, apply_review, pending_reviews
+from copydesk.sanitize import inert_markdown, inert_text
 
 Decision = Literal["hold", "approve", "reject"]
 PAUSE_KEY = "copydesk-review"
@@ -47,9 +49,9 @@ def decision_form(pending: list[PendingArticle], *, run_dir: Path, pipeline: str
             Field(
                 "hold",
                 alias=item.slug,
-                title=f"{(item.title or item.topic)[:150]} ({item.slug})",
-                description=f"Topic: {item.topic}. Why it needs review: {item.reasons or 'not recorded'}. "
-                f"File: {item.path}",
+                title=inert_text(f"{(item.title or item.topic)[:150]} ({item.slug})"),
+                description=inert_text(f"Topic: {item.topic}. Why it needs review: {item.reasons or 'not recorded'}. "
+                                       f"File: {item.path}"),
             ),
         )
     model = create_model("ReviewDecision", __base__=RunInput, **fields)
@@ -61,7 +63,7 @@ def decision_form(pending: list[PendingArticle], *, run_dir: Path, pipeline: str
         "",
         f"Run folder: `{run_dir}`",
     ]
-    return model.with_initial_data(description="\n".join(lines))
+    return model.with_initial_data(description=inert_markdown("\n".join(lines)))
 
 
 def decisions_of(form: Any, pending: list[PendingArticle]) -> tuple[list[str], list[str]]:

@@ -52,16 +52,20 @@ def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
 
 
 def _vars(pairs: list[str] | None) -> dict[str, Any]:
+    """`--var NAME=VALUE` pairs (VALUE parsed as JSON when it is JSON), checked by
+    `copydesk.spec.validate_vars` like the spec's own vars."""
+    from copydesk.spec import short, validate_vars
+
     result: dict[str, Any] = {}
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise InputError(f"--var {pair!r}: expected NAME=VALUE")
+            raise InputError(f"--var {short(pair)}: expected NAME=VALUE")
         try:
             result[name.strip()] = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             result[name.strip()] = value
-    return result
+    return validate_vars(result, origin="--var")
 
 
 def _prefect_environment() -> None:

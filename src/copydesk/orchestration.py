@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 
 import httpx
 
+from copydesk import rundir
 from copydesk.article import Article
 from copydesk.errors import InputError
 from copydesk.locks import LockHeld, file_lock
@@ -35,7 +36,7 @@ from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
 
 #: Held by the process running a run folder (see `run_folder_lock`).
-LOCK_NAME = ".run.lock"
+LOCK_NAME = rundir.RUN_LOCK_NAME
 
 #: Articles in progress at once per call slot: enough that every slot has a call to
 #: make while other articles wait on theirs, few enough that waiting stays bounded.

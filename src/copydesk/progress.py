@@ -12,6 +12,7 @@ from rich.table import Table
 
 from copydesk import events
 from copydesk.console import safe
+from copydesk.rundir import STATUSES
 
 
 class LiveProgress:
@@ -66,7 +67,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("")
     table.add_column("", justify="right")
     by_status = summary.get("by_status", {})
-    for status in ("published", "needs_review", "rejected", "incomplete"):
+    for status in STATUSES:
         table.add_row(status, str(by_status.get(status, 0)))
     table.add_row("prompt tokens", f"{summary['prompt_tokens']:,}")
     table.add_row("completion tokens", f"{summary['completion_tokens']:,}")
