@@ -34,7 +34,8 @@ from pydantic import Field
 from copydesk.catalog import MAX_NAME_LENGTH, resolve_served
 from copydesk.errors import CopydeskError, InputError
 from copydesk.form import MAX_FORM_BUDGET, form_budget
-from copydesk.request import RUN_ID_PATTERN, RunRequest
+from copydesk.request import RunRequest
+from copydesk.rundir import RUN_ID_PATTERN
 from copydesk.settings import Settings
 from copydesk.spec import NAME_PATTERN
 from copydesk_flows.pipeline import execute
