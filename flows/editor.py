@@ -28,6 +28,7 @@ import logging
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from pydantic import Field
 
@@ -50,8 +51,6 @@ MAX_REVIEW_TIMEOUT = 7 * 24 * 3600
 
 
 def _run_id(pipeline_name: str) -> str | None:
-    from prefect.context import FlowRunContext
-
     context = FlowRunContext.get()
     flow_run = context.flow_run if context else None
     if flow_run is None:
