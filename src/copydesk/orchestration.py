@@ -1,7 +1,8 @@
 """The one orchestration of a run, shared by the plain-asyncio path and the Prefect flows.
 
     prepare  check the input (spec, templates, vars, topics, run id); nothing starts
-    lock     one process per run folder (a second run with the same id is refused)
+    lock     one process per run folder (a second run with the same id is refused);
+             then the run's manifest is written (copydesk.rundir)
     open     the run's resources (copydesk.resources), closed again whatever happens
     process  every article through a bounded pool of workers, each through `hooks.article`
     finish   CSV, QC report, summary, metrics
@@ -69,6 +70,7 @@ async def execute_run(
     `InputError` before anything starts; whatever `open` started is closed on every path."""
     run = PipelineRun.prepare(request, settings)
     with run_folder_lock(run.run_dir, run.run_id):
+        run.claim_folder()
         async with run.open_resources(transport=transport) as resources:
             run.start(resources)
             limit = articles_in_flight or ARTICLES_PER_CALL_SLOT * resources.concurrency

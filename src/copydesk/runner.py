@@ -117,7 +117,6 @@ class PipelineRun:
         self, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> AbstractAsyncContextManager[RunResources]:
         """The run's resources (copydesk.resources), built for this run; `start()` the run inside."""
-        rundir.write_manifest(self.run_dir, self.manifest)  # the first thing the run writes in its folder
         return open_resources(
             spec=self.spec,
             settings=self.settings,
@@ -130,6 +129,11 @@ class PipelineRun:
             prices=self.prices,
             transport=transport,
         )
+
+    def claim_folder(self) -> None:
+        """Record the run's manifest: the first thing the run writes in its folder (call it
+        holding the folder's lock, before the resources open)."""
+        rundir.write_manifest(self.run_dir, self.manifest)
 
     def start(self, resources: RunResources) -> None:
         """Take the open resources and announce the run (progress display, log)."""
