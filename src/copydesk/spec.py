@@ -555,7 +555,13 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     """Parse and validate spec text read from `path` (which anchors `prompts_dir`)."""
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 1024} KiB; a pipeline spec is a short YAML file")
-    loader = _SpecLoader(text)
+    try:
+        loader = _SpecLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character, checked before any parsing
+        line = text.count("\n", 0, exc.position) + 1
+        raise SpecError(
+            f"{path}:{line}: invalid YAML: character {exc.character:#x} is not allowed in YAML text"
+        ) from None
     try:
         root = loader.get_single_node()
         if root is not None:
