@@ -7,8 +7,10 @@
 Keys are lower-case letters, digits and dashes (Prefect's rule), so the
 Artifacts page groups each key's versions: the latest table of a pipeline, the
 latest text of an article. Everything is read back from the run folder (CSV,
-Markdown, qc_report.json), so what the UI shows is what was exported, also
-after a review decision.
+Markdown, qc_report.json; names and formats from copydesk.rundir), so what the
+UI shows is what was exported, also after a review decision. Model output is
+untrusted: every Markdown artifact and description passes through
+`copydesk.sanitize.inert_markdown`, every table cell through `inert_text`.
 
 The artifacts are created after the run has finished and closed its API
 client, concurrently over one Prefect client (ARTIFACT_CONCURRENCY requests in
@@ -19,13 +21,17 @@ round trips. A failure to create them is logged and never fails the run.
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from prefect.artifacts import MarkdownArtifact, TableArtifact
+from prefect.client.orchestration import get_client
+
+from copydesk import rundir
+from copydesk.sanitize import inert_markdown, inert_text
 
 log = logging.getLogger("copydesk.flows")
 
@@ -48,36 +54,35 @@ def artifact_key(*parts: str) -> str:
 
 def read_rows(run_dir: Path) -> list[dict[str, str]]:
     try:
-        with (run_dir / "articles.csv").open(encoding="utf-8-sig", newline="") as handle:
-            return list(csv.DictReader(handle))
-    except (OSError, csv.Error, UnicodeDecodeError):
+        return rundir.read_csv(run_dir).rows
+    except rundir.RunFolderError:
         return []
 
 
 def read_qc(run_dir: Path) -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads((run_dir / "qc_report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    data = rundir.read_json(run_dir / rundir.QC_REPORT_NAME)
+    if not isinstance(data, dict):
         return {}
     return {a.get("slug"): a for a in data.get("articles", []) if isinstance(a, dict)}
 
 
 def _body(text: str) -> tuple[dict[str, Any], str]:
     """(the review record of the front matter, if any; the text after the front matter)."""
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 4)
-        if end >= 0:
-            header, body = text[4 : end + 1], text[end + 5 :].lstrip("\n")
-            if "\nreview:" not in "\n" + header:
-                return {}, body  # parsing YAML costs ~8 ms an article; only a reviewed one needs it
-            import yaml
+    header, body = rundir.split_front_matter(text)
+    if header is None:
+        return {}, text
+    body = body.lstrip("\n")
+    if "\nreview:" not in "\n" + header:
+        return {}, body  # parsing YAML costs ~8 ms an article; only a reviewed one needs it
+    try:
+        return rundir.load_front_matter(header), body
+    except ValueError:
+        return {}, body
 
-            try:
-                front = yaml.load(header, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-            except yaml.YAMLError:
-                front = {}
-            return (front if isinstance(front, dict) else {}), body
-    return {}, text
+
+def _description(text: str) -> str:
+    """An artifact's description (the UI renders it as Markdown): short and inert."""
+    return inert_markdown(text[:500])
 
 
 def _cell(value: Any) -> str:
@@ -102,7 +107,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"| estimated cost | {'unknown (no price for a model)' if cost is None else f'${cost:.4f}'} |",
         f"| articles | {summary.get('articles', 0)} |",
     ]
-    for status in ("published", "needs_review", "rejected", "incomplete"):
+    for status in rundir.STATUSES:
         lines.append(f"| {status} | {summary.get('by_status', {}).get(status, 0)} |")
     lines += [
         f"| API calls (cached, retries, rate limited) | {summary.get('calls', 0)} "
@@ -122,7 +127,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             f"rejected {', '.join(review.get('rejected', [])) or 'none'}; "
             f"still waiting {', '.join(review.get('pending', [])) or 'none'}",
         ]
-    return "\n".join(lines) + "\n"
+    return inert_markdown("\n".join(lines) + "\n")
 
 
 def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None = None) -> str:
@@ -152,13 +157,11 @@ def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None =
     if len(body) > MAX_ARTICLE_CHARS:
         body = body[:MAX_ARTICLE_CHARS] + f"\n\n… (cut; the whole article is in `{row.get('path', '')}`)\n"
     lines += ["---", "", body]
-    return "\n".join(lines)
+    return inert_markdown("\n".join(lines))
 
 
 def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str] | None = None) -> list[Any]:
     """The Prefect artifact objects for a run folder (all articles, or only `slugs`)."""
-    from prefect.artifacts import MarkdownArtifact, TableArtifact
-
     pipeline = summary.get("pipeline") or "copydesk"
     rows = read_rows(run_dir)
     qc = read_qc(run_dir)
@@ -166,13 +169,14 @@ def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str]
     artifacts: list[Any] = [
         TableArtifact(
             key=artifact_key(pipeline, "articles"),
-            table=rows or [{"run_id": summary.get("run_id"), "note": "no articles.csv"}],
-            description=f"articles.csv of run {summary.get('run_id')} ({len(rows)} rows)",
+            table=[{k: inert_text(v) for k, v in row.items()} for row in rows]
+            or [{"run_id": inert_text(str(summary.get("run_id"))), "note": f"no {rundir.CSV_NAME}"}],
+            description=_description(f"{rundir.CSV_NAME} of run {summary.get('run_id')} ({len(rows)} rows)"),
         ),
         MarkdownArtifact(
             key=artifact_key(pipeline, "run-summary"),
             markdown=summary_markdown(summary),
-            description=f"run {summary.get('run_id')}: tokens, cost, counts by status",
+            description=_description(f"run {summary.get('run_id')}: tokens, cost, counts by status"),
         ),
     ]
     taken: set[str] = set()
@@ -184,24 +188,23 @@ def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str]
         if key in taken or key in (artifacts[0].key, artifacts[1].key):
             key = artifact_key(pipeline, slug, str(index))
         taken.add(key)
-        path = run_dir / row.get("path", "")
         try:
-            text = path.read_text(encoding="utf-8") if row.get("path") else ""
+            text = rundir.article_file(run_dir, row["path"]).read_text(encoding="utf-8") if row.get("path") else ""
         except OSError:
             text = "(the article's file is missing)"
+        except rundir.RunFolderError as exc:  # a hand-edited CSV: never read outside the run folder
+            text = f"(not shown: {exc})"
         artifacts.append(
             MarkdownArtifact(
                 key=key,
                 markdown=article_markdown(row, text, qc.get(slug)),
-                description=f"{row.get('status', '')}: {row.get('title') or row.get('topic', '')}"[:500],
+                description=_description(f"{row.get('status', '')}: {row.get('title') or row.get('topic', '')}"),
             )
         )
     return artifacts
 
 
 async def _create_all(artifacts: list[Any]) -> int:
-    from prefect.client.orchestration import get_client
-
     limit = asyncio.Semaphore(ARTIFACT_CONCURRENCY)
     failures = 0
 
@@ -224,8 +227,6 @@ async def publish_article_artifact(pipeline: str, row: dict[str, Any], text: str
                                    index: int) -> None:
     """One article's Markdown artifact, made as soon as the article is exported, while the
     rest of the batch still waits on the API (so it costs the run no wall time)."""
-    from prefect.artifacts import MarkdownArtifact
-
     slug = row.get("slug") or f"article-{index}"
     key = artifact_key(pipeline, slug)
     if key in (artifact_key(pipeline, "articles"), artifact_key(pipeline, "run-summary")):
@@ -235,7 +236,7 @@ async def publish_article_artifact(pipeline: str, row: dict[str, Any], text: str
         await MarkdownArtifact(
             key=key,
             markdown=article_markdown(row, text, {"qc": qc} if qc else None),
-            description=f"{row.get('status', '')}: {row.get('title') or row.get('topic', '')}"[:500],
+            description=_description(f"{row.get('status', '')}: {row.get('title') or row.get('topic', '')}"),
         ).acreate()
     except Exception as exc:  # artifacts are a view; the run's files are the record
         log.warning("could not create the artifact of %s: %s", slug, exc)

@@ -5,8 +5,15 @@
 
 Every deployment enforces its parameter schema and loads its flow by module path
 (`copydesk_flows.editor.editor`), so the runs that `copydesk serve` starts as
-subprocesses find their flow whatever the working folder. prefect.yaml declares
-the same deployments for a work pool (`prefect deploy --all`).
+subprocesses find their flow whatever the working folder. Each schema's
+`pipeline` is an enum of names: every served pipeline for the editor (the UI draws
+a dropdown), the deployment's own pipeline for a scheduled one; the server then
+refuses any other value before a run starts. The enum is taken when `copydesk
+serve` starts (restart it to offer a new spec); the flow body checks the name
+against the folder again at run time. prefect.yaml declares the same deployments
+for a work pool (`prefect deploy --all`), without the enum: `prefect deploy`
+writes the schema from the flow signature, so there the signature's name pattern
+and the flow body's check protect the form.
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from copydesk.catalog import scheduled_specs
+from prefect.deployments.runner import EntrypointType
+from prefect.schedules import Cron
+
+from copydesk.catalog import load_catalog
 from copydesk.settings import Settings
+from copydesk_flows.editor import editor, scheduled
 
 EDITOR_DEPLOYMENT = "editor"
 TAGS = ["copydesk"]
@@ -29,26 +40,21 @@ class DeploymentPlan:
     problems: list[str] = field(default_factory=list)
 
 
-def _list_pipelines(deployment: Any, names: list[str]) -> None:
-    """Name the folder's pipelines in the form's description of `pipeline` (the UI shows it)."""
+def offer_pipelines(deployment: Any, names: list[str]) -> None:
+    """Make the deployment's `pipeline` parameter a choice among `names` (a JSON-schema enum).
+
+    With no names (no valid spec yet) the schema keeps only its name pattern: an empty enum
+    would refuse every run without saying why, and the flow body names what is served.
+    """
     if not names:
         return
-    try:
-        prop = deployment._parameter_openapi_schema.properties["pipeline"]
-    except (AttributeError, KeyError):
-        return
-    prop["description"] = f"{prop.get('description', '')} In the pipelines folder: {', '.join(names)}.".strip()
-    prop["examples"] = names
+    prop = deployment._parameter_openapi_schema.properties["pipeline"]
+    prop["enum"] = list(names)
 
 
 def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_review_timeout: int = 0) -> DeploymentPlan:
     """`review_timeout`: how long scheduled runs wait, paused, for review decisions;
     `editor_review_timeout`: the editor form's default (0: an editor run waits only when asked to)."""
-    from prefect.deployments.runner import EntrypointType
-    from prefect.schedules import Cron
-
-    from copydesk_flows.editor import editor, scheduled
-
     plan = DeploymentPlan()
     plan.deployments.append(
         editor.to_deployment(
@@ -63,11 +69,11 @@ def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
     )
-    found = scheduled_specs(settings.pipelines_dir)
+    found = load_catalog(settings.pipelines_dir)
     plan.problems.extend(found.problems)
-    _list_pipelines(plan.deployments[0], found.names)
+    offer_pipelines(plan.deployments[0], found.names)
     plan.described.append((f"copydesk-editor/{EDITOR_DEPLOYMENT}", f"on demand: {', '.join(found.names) or 'no valid spec yet'}"))
-    for spec in found.specs:
+    for spec in found.scheduled:
         schedule = spec.schedule
         assert schedule is not None
         plan.deployments.append(
@@ -81,6 +87,7 @@ def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
+        offer_pipelines(plan.deployments[-1], [spec.name])
         plan.described.append(
             (
                 f"copydesk-scheduled/{spec.name}",

@@ -4,14 +4,18 @@
                                     overrides vars and the budget, and presses Run
     copydesk-scheduled/<spec name>  the spec's schedule: block (cron, timezone, topics, vars)
 
-Both name the pipeline as an editor would (`tech-blog`, looked up in
-COPYDESK_PIPELINES_DIR, or a path to a spec file), write to COPYDESK_OUTPUT_DIR,
-and run `copydesk_flows.pipeline.execute`: the same steps as `copydesk run`.
+Both name the pipeline by its spec's `name:` (`tech-blog`), one of the pipelines
+served from COPYDESK_PIPELINES_DIR (`copydesk.catalog`), never by a path; they
+write to COPYDESK_OUTPUT_DIR and run `copydesk_flows.pipeline.execute`: the same steps as
+`copydesk run`. A form's `budget` may only lower the spec's cap (`copydesk.form`).
 
 Parameters are typed and bounded in the signatures and described in the
-docstrings (Prefect turns both into the deployment's parameter schema); the
-deployments enforce that schema, so the server refuses a bad value before a run
-starts and the UI draws a proper form.
+docstrings (Prefect turns both into the deployment's parameter schema; `copydesk
+serve` adds the enum of served pipeline names, which the UI draws as a
+dropdown); the deployments enforce that schema, so the server refuses a bad value
+before a run starts. The flow bodies check the name and the budget again: a run
+started some other way (prefect.yaml's deployments, whose schema has the name
+pattern but no enum; `editor.fn`) gets the same answer.
 
 The run id of a served run is derived from the flow run (`<pipeline>-<date>-<8
 hex of the flow run id>`), so a retry of the same flow run resumes its own run
@@ -20,25 +24,33 @@ folder instead of paying again for finished calls.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 from pydantic import Field
 
+from copydesk.catalog import MAX_NAME_LENGTH, resolve_served
 from copydesk.errors import CopydeskError, InputError
+from copydesk.form import MAX_FORM_BUDGET, form_budget
 from copydesk.request import RunRequest
+from copydesk.rundir import RUN_ID_PATTERN
 from copydesk.settings import Settings
+from copydesk.spec import NAME_PATTERN
 from copydesk_flows.pipeline import execute
 
 Topic = Annotated[str, Field(min_length=1, max_length=500)]
+#: A served pipeline, by name (the schema's pattern refuses paths; serve adds the enum of names).
+PipelineName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
+FormBudget = Annotated[int | None, Field(ge=1, le=MAX_FORM_BUDGET)]
 MAX_TOPICS = 1000
 #: A week: longer than any editor's weekend, shorter than forever.
 MAX_REVIEW_TIMEOUT = 7 * 24 * 3600
 
 
 def _run_id(pipeline_name: str) -> str | None:
-    from prefect.context import FlowRunContext
-
     context = FlowRunContext.get()
     flow_run = context.flow_run if context else None
     if flow_run is None:
@@ -46,6 +58,14 @@ def _run_id(pipeline_name: str) -> str | None:
     created = flow_run.created or flow_run.expected_start_time
     stamp = f"{created:%Y%m%d-%H%M%S}-" if created else ""
     return f"{pipeline_name}-{stamp}{flow_run.id.hex[:8]}"
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The flow run's logger; a plain one when called outside a flow run (`editor.fn(...)`)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("copydesk.editor")
 
 
 async def run_named_pipeline(
@@ -57,21 +77,23 @@ async def run_named_pipeline(
     review_timeout: int = 0,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Resolve `pipeline` in the pipelines folder and run it as the current flow run."""
-    from copydesk.catalog import resolve_pipeline
-    from copydesk.spec import load_spec
+    """Run the served pipeline named `pipeline` as the current flow run.
 
-    logger = get_run_logger()
+    The name must be one of the pipelines served now (`copydesk.catalog.resolve_served`)
+    and `budget` may only lower the spec's cap (`copydesk.form.form_budget`): both are
+    checked before anything is called or written; a refusal is logged and raised as an
+    InputError (exit-2 class) whose message quotes no path the caller supplied.
+    """
+    logger = _logger()
     settings = Settings()
     try:
-        path = resolve_pipeline(pipeline, settings.pipelines_dir)
-        spec = load_spec(path)
+        path, spec = resolve_served(pipeline, settings.pipelines_dir)
         request = RunRequest(
             spec_path=str(path),
             topics=topics,
             out_dir=str(settings.output_dir.resolve()),
             run_id=run_id or _run_id(spec.name),
-            budget=budget,
+            budget=form_budget(budget, spec),
             vars=vars or {},
         )
     except CopydeskError as exc:
@@ -84,27 +106,29 @@ async def run_named_pipeline(
                 result["budget_limit"], result["run_dir"])
     if result.get("stopped_by_budget"):
         logger.warning("stopped by the budget: %s; everything so far is exported. Start the run again with "
-                       "run_id=%s and a larger budget to finish it", result.get("budget_message"), result["run_id"])
+                       "run_id=%s and a larger budget to finish it (a form goes up to the spec's "
+                       "budget.max_total_tokens; beyond it, the operator's `copydesk run --budget`)",
+                       result.get("budget_message"), result["run_id"])
     return result
 
 
 @flow(name="copydesk-editor", log_prints=False, validate_parameters=True)
 async def editor(
-    pipeline: Annotated[str, Field(min_length=1, max_length=500)],
+    pipeline: PipelineName,
     topics: Annotated[list[Topic], Field(min_length=1, max_length=MAX_TOPICS)],
     vars: dict[str, Any] = {},  # noqa: B006 - never mutated; a JSON object in the form
-    budget: Annotated[int | None, Field(ge=1)] = None,
+    budget: FormBudget = None,
     review_timeout: Annotated[int, Field(ge=0, le=MAX_REVIEW_TIMEOUT)] = 0,
-    run_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")] = None,
+    run_id: Annotated[str | None, Field(pattern=f"^{RUN_ID_PATTERN.pattern}$")] = None,
 ) -> dict:
     """Write one article per topic with a pipeline, check it and export it (Markdown and CSV).
 
     Args:
-        pipeline: Name of a pipeline spec in the pipelines folder (its `name:` or file name,
-            e.g. tech-blog), or a path to a spec file.
+        pipeline: One of the served pipelines, by name (e.g. tech-blog).
         topics: One article per topic (at least one).
         vars: Overrides of the spec's template variables, e.g. {"audience": "students"}.
-        budget: Hard cap on the run's total tokens; empty uses the spec's budget.max_total_tokens.
+        budget: Hard cap on the run's total tokens, at most the spec's budget.max_total_tokens
+            (a form may lower it, never raise it); empty uses the spec's cap.
         review_timeout: Seconds to wait for an editor to approve or reject articles that need
             review (0: do not wait; they stay held for `copydesk review`).
         run_id: Resume an earlier run by its id (finished calls are not paid again); empty
@@ -117,30 +141,27 @@ async def editor(
 
 @flow(name="copydesk-scheduled", log_prints=False, validate_parameters=True)
 async def scheduled(
-    pipeline: Annotated[str, Field(min_length=1, max_length=500)],
+    pipeline: PipelineName,
     topics: Annotated[list[Topic] | None, Field(max_length=MAX_TOPICS)] = None,
     vars: dict[str, Any] | None = None,
-    budget: Annotated[int | None, Field(ge=1)] = None,
+    budget: FormBudget = None,
     review_timeout: Annotated[int, Field(ge=0, le=MAX_REVIEW_TIMEOUT)] = 0,
 ) -> dict:
     """Run a pipeline on its schedule: the topics and vars of the spec's schedule: block.
 
     Args:
-        pipeline: Name of a pipeline spec in the pipelines folder, or a path to a spec file.
+        pipeline: The scheduled pipeline, by name (one of the served pipelines).
         topics: Topics for this run; empty uses the spec's schedule.topics.
         vars: Overrides of the spec's vars, on top of the spec's schedule.vars.
-        budget: Hard cap on the run's total tokens; empty uses the spec's budget.
+        budget: Hard cap on the run's total tokens, at most the spec's cap; empty uses the spec's.
         review_timeout: Seconds to wait for an editor's decisions on articles that need review
             (0: do not wait).
     """
-    from copydesk.catalog import resolve_pipeline
-    from copydesk.spec import load_spec
-
     settings = Settings()
     try:
-        spec = load_spec(resolve_pipeline(pipeline, settings.pipelines_dir))
+        _, spec = resolve_served(pipeline, settings.pipelines_dir)
     except CopydeskError as exc:
-        get_run_logger().error("%s", exc)
+        _logger().error("%s", exc)
         raise
     schedule = spec.schedule
     if not topics and (schedule is None or not schedule.topics):

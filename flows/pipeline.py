@@ -19,7 +19,6 @@ does it for one `write()` per call (see copydesk.store).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from copydesk import rundir
 from copydesk.article import Article, Status
 from copydesk.orchestration import RunHooks, execute_run
 from copydesk.request import RunRequest
@@ -131,10 +131,9 @@ async def execute(
 
 
 def _counts(run_dir: Path) -> dict[str, int]:
-    try:
-        return dict(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["by_status"])
-    except (OSError, ValueError, KeyError):
-        return {}
+    summary = rundir.read_json(run_dir / rundir.SUMMARY_NAME)
+    by_status = summary.get("by_status") if isinstance(summary, dict) else None
+    return dict(by_status) if isinstance(by_status, dict) else {}
 
 
 @flow(name="copydesk-run", log_prints=False, validate_parameters=True)

@@ -10,7 +10,8 @@ the flow run pauses with a form (Prefect's `wait_for_input`): one field per
 
 The editor opens the paused flow run in the UI, presses Resume, picks and
 submits. The decisions go to `copydesk.review.apply_review` (files, CSV, front
-matter), and the artifacts get new versions.
+matter; all or nothing), and the artifacts get new versions. Titles, topics and
+reasons come from the model: the form shows them with HTML escaped.
 
 Nobody answers within the timeout: the flow run resumes itself with every
 article on hold and finishes Completed, so a scheduled run never hangs and never
@@ -24,9 +25,16 @@ import asyncio
 from pathlib import Path
 from typing import Any, Literal
 
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import apause_flow_run, aresume_flow_run
+from prefect.input import RunInput
+from prefect.input.run_input import keyset_from_base_key
 from pydantic import Field, create_model
 
 from copydesk.review import PendingArticle, ReviewOutcome, apply_review, pending_reviews
+from copydesk.sanitize import inert_markdown, inert_text
 
 Decision = Literal["hold", "approve", "reject"]
 PAUSE_KEY = "copydesk-review"
@@ -38,8 +46,6 @@ POLL_SECONDS = 2
 
 def decision_form(pending: list[PendingArticle], *, run_dir: Path, pipeline: str) -> type[Any]:
     """A RunInput model with one hold/approve/reject field per article, keyed by slug."""
-    from prefect.input import RunInput
-
     fields: dict[str, Any] = {}
     for index, item in enumerate(pending):
         fields[f"article_{index}"] = (
@@ -47,9 +53,9 @@ def decision_form(pending: list[PendingArticle], *, run_dir: Path, pipeline: str
             Field(
                 "hold",
                 alias=item.slug,
-                title=f"{(item.title or item.topic)[:150]} ({item.slug})",
-                description=f"Topic: {item.topic}. Why it needs review: {item.reasons or 'not recorded'}. "
-                f"File: {item.path}",
+                title=inert_text(f"{(item.title or item.topic)[:150]} ({item.slug})"),
+                description=inert_text(f"Topic: {item.topic}. Why it needs review: {item.reasons or 'not recorded'}. "
+                                       f"File: {item.path}"),
             ),
         )
     model = create_model("ReviewDecision", __base__=RunInput, **fields)
@@ -61,7 +67,7 @@ def decision_form(pending: list[PendingArticle], *, run_dir: Path, pipeline: str
         "",
         f"Run folder: `{run_dir}`",
     ]
-    return model.with_initial_data(description="\n".join(lines))
+    return model.with_initial_data(description=inert_markdown("\n".join(lines)))
 
 
 def decisions_of(form: Any, pending: list[PendingArticle]) -> tuple[list[str], list[str]]:
@@ -77,13 +83,6 @@ def decisions_of(form: Any, pending: list[PendingArticle]) -> tuple[list[str], l
 
 async def _wait_for_decision(form: type[Any], timeout: float) -> Any:
     """The editor's answer, or the all-hold default once `timeout` seconds pass."""
-    from prefect.context import FlowRunContext
-    from prefect.exceptions import FlowPauseTimeout
-    from prefect.flow_runs import apause_flow_run, aresume_flow_run
-    from prefect.input.run_input import keyset_from_base_key
-
-    from prefect import get_run_logger
-
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise RuntimeError("a review pause needs a flow run")
@@ -115,8 +114,6 @@ async def _wait_for_decision(form: type[Any], timeout: float) -> Any:
 
 async def review_run(run_dir: Path, *, timeout: float, pipeline: str) -> ReviewOutcome | None:
     """Pause for the editor's decisions on the run's needs_review articles and apply them."""
-    from prefect import get_run_logger
-
     logger = get_run_logger()
     pending = pending_reviews(run_dir)
     if not pending:

@@ -58,7 +58,8 @@ def prefect_command(*args: str) -> list[str]:
 
 
 def make_pipelines(root: Path) -> Path:
-    """A pipelines folder: basic (scheduled), strict (every article needs review), a broken spec."""
+    """A pipelines folder: basic (scheduled), strict (every article needs review), a broken spec,
+    and outside.yaml: a symlink to a valid spec named `outside` kept elsewhere (never served)."""
     shutil.copytree(FIXTURES / "prompts", root / "prompts")
     folder = root / "pipelines"
     folder.mkdir()
@@ -68,6 +69,11 @@ def make_pipelines(root: Path) -> Path:
     strict = {**spec, "name": "strict", "qc": {**spec["qc"], "min_words": 5000}}
     (folder / "strict-review.yml").write_text(yaml.safe_dump(strict, allow_unicode=True), encoding="utf-8")
     (folder / "broken.yaml").write_text("name: broken\nstages: [\n", encoding="utf-8")
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "outside.yaml").write_text(yaml.safe_dump({**spec, "name": "outside"}, allow_unicode=True),
+                                            encoding="utf-8")
+    (folder / "outside.yaml").symlink_to(elsewhere / "outside.yaml")
     return folder
 
 
@@ -210,36 +216,6 @@ def read_csv(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(run_dir / "articles.csv", encoding="utf-8-sig", keep_default_na=False)
 
 
-# ------------------------------------------------------------------------------ the pipelines folder (no server)
-
-
-def test_pipeline_names_resolve_in_the_pipelines_folder(tmp_path, monkeypatch):
-    from copydesk.catalog import resolve_pipeline, scheduled_specs
-    from copydesk.errors import SpecError
-
-    folder = make_pipelines(tmp_path)
-    assert resolve_pipeline("strict", folder) == (folder / "strict-review.yml").resolve()  # by its name:
-    assert resolve_pipeline("strict-review", folder) == (folder / "strict-review.yml").resolve()  # by file stem
-    assert resolve_pipeline(str(folder / "basic.yaml"), folder) == (folder / "basic.yaml").resolve()
-    assert resolve_pipeline("basic.yaml", folder) == (folder / "basic.yaml").resolve()  # relative to the folder
-    monkeypatch.chdir(tmp_path)
-    assert resolve_pipeline("pipelines/basic.yaml", folder) == (folder / "basic.yaml").resolve()
-    with pytest.raises(SpecError, match=r"no pipeline named 'nope' .*available: basic, strict"):
-        resolve_pipeline("nope", folder)
-    with pytest.raises(SpecError, match="no such pipeline spec"):
-        resolve_pipeline("../elsewhere.yaml", folder)
-    with pytest.raises(SpecError, match="empty"):
-        resolve_pipeline("  ", folder)
-    with pytest.raises(SpecError, match="COPYDESK_PIPELINES_DIR"):
-        resolve_pipeline("basic", tmp_path / "missing")
-
-    (folder / "copy.yaml").write_text((folder / "basic.yaml").read_text())
-    found = scheduled_specs(folder)
-    assert [s.name for s in found.specs] == ["basic"] and found.names == ["basic", "strict"]
-    assert any("broken.yaml" in p for p in found.problems)
-    assert any("copy.yaml" in p and "already used" in p for p in found.problems)
-
-
 # ------------------------------------------------------------------------------ copydesk serve
 
 
@@ -276,11 +252,14 @@ class TestServe:
         props = schema["properties"]
         assert {"pipeline", "topics", "vars", "budget"} <= set(props)
         assert set(schema["required"]) == {"pipeline", "topics"}
-        assert props["pipeline"]["type"] == "string" and "basic, strict" in props["pipeline"]["description"]
+        # a choice among the served pipelines, by name (outside.yaml is a symlink out of the folder)
+        assert props["pipeline"]["type"] == "string" and props["pipeline"]["enum"] == ["basic", "strict"]
+        assert props["pipeline"]["pattern"] == "^[a-z0-9]+(?:-[a-z0-9]+)*$"
+        assert props["budget"]["anyOf"][0]["maximum"] == 10**9
         assert props["topics"]["type"] == "array" and props["topics"]["minItems"] == 1
         assert props["topics"]["items"]["type"] == "string"
         assert props["vars"]["type"] == "object"
-        assert {"type": "integer", "minimum": 1} in props["budget"]["anyOf"]
+        assert {"type": "integer", "minimum": 1, "maximum": 10**9} in props["budget"]["anyOf"]
         assert all(props[name].get("description") for name in ("pipeline", "topics", "vars", "budget"))
         assert editor.parameters == {"review_timeout": 0}  # an editor run pauses for review only when asked
 
@@ -291,9 +270,11 @@ class TestServe:
         (deployment,) = scheduled
         assert deployment.enforce_parameter_schema is True
         assert deployment.parameters == {"pipeline": "basic", "review_timeout": 3600}
+        assert deployment.parameter_openapi_schema["properties"]["pipeline"]["enum"] == ["basic"]
         (schedule,) = client.read_deployment_schedules(deployment.id)
         assert schedule.schedule.cron == "0 6 * * 1-5" and schedule.schedule.timezone == "Asia/Shanghai"
         assert "broken.yaml" in served.log_text() and "skipped" in served.log_text()
+        assert "outside the pipelines folder" in served.log_text()
 
     def test_a_scheduled_deployment_runs_the_specs_schedule_topics(self, served, client):
         deployment = client.read_deployment_by_name("copydesk-scheduled/basic")
@@ -308,11 +289,53 @@ class TestServe:
         from prefect.exceptions import PrefectHTTPStatusError
 
         editor = client.read_deployment_by_name(EDITOR)
+        scheduled = client.read_deployment_by_name("copydesk-scheduled/basic")
+        requests_before = len(served.fake.state.requests)
         for bad in ({"pipeline": "basic", "topics": []}, {"pipeline": "basic", "topics": ["a"], "budget": 0},
-                    {"pipeline": "basic", "topics": "not a list"}, {"topics": ["a"]}):
+                    {"pipeline": "basic", "topics": "not a list"}, {"topics": ["a"]},
+                    # the pipeline is a choice among the served names: no path, no symlink, nothing else
+                    {"pipeline": "../x", "topics": ["a"]}, {"pipeline": "/etc/passwd", "topics": ["a"]},
+                    {"pipeline": "outside", "topics": ["a"]}, {"pipeline": "broken", "topics": ["a"]},
+                    {"pipeline": "strict-review", "topics": ["a"]}, {"pipeline": "basic\n", "topics": ["a"]},
+                    {"pipeline": "basic", "topics": ["a"], "budget": 10**30},
+                    {"pipeline": "basic", "topics": ["a"], "budget": 10**9 + 1}):
             with pytest.raises(PrefectHTTPStatusError) as info:
                 client.create_flow_run_from_deployment(editor.id, parameters=bad)
             assert info.value.response.status_code in (409, 422), bad
+        for bad in ({"pipeline": "strict"}, {"pipeline": "../x"}, {"pipeline": "basic", "budget": 10**30}):
+            with pytest.raises(PrefectHTTPStatusError) as info:
+                client.create_flow_run_from_deployment(scheduled.id, parameters=bad)
+            assert info.value.response.status_code in (409, 422), bad
+        assert len(served.fake.state.requests) == requests_before
+
+    def test_a_form_budget_above_the_specs_cap_fails_the_run_before_any_call(self, served, client):
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        editor = client.read_deployment_by_name(EDITOR)
+        requests_before = len(served.fake.state.requests)
+        run = client.create_flow_run_from_deployment(  # within the schema's bound, above basic's 60,000
+            editor.id, parameters={"pipeline": "basic", "topics": ["Too rich"], "budget": 60_001})
+        final = wait_final(client, run.id)
+        assert final.state.is_failed()
+        assert "above pipeline basic's budget.max_total_tokens (60,000)" in (final.state.message or "")
+        assert len(served.fake.state.requests) == requests_before  # no call was made
+        assert not served.out_dir.exists() or not [p for p in served.out_dir.iterdir()
+                                                    if p.name.endswith(run.id.hex[:8])]
+
+        def logged() -> str:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            return "\n".join(log.message for log in logs if "may only lower it" in log.message)
+
+        assert wait_for(logged, 20, "the refusal in the run's logs")
+
+    def test_a_form_budget_below_the_specs_cap_is_the_runs_cap(self, served, client):
+        editor = client.read_deployment_by_name(EDITOR)
+        run = client.create_flow_run_from_deployment(
+            editor.id, parameters={"pipeline": "basic", "topics": ["Frugal"], "budget": 50_000})
+        final = wait_final(client, run.id)
+        assert final.state.is_completed(), final.state
+        summary = json.loads((run_folder(served.out_dir, run.id) / "summary.json").read_text(encoding="utf-8"))
+        assert summary["budget_limit"] == 50_000
 
     def test_editor_run_from_the_prefect_cli_exports_articles_and_leaves_artifacts(self, served, client,
                                                                                 prefect_server):
@@ -417,14 +440,21 @@ class TestServe:
         assert list(frame["status"]) == ["needs_review"]
         assert (run_dir / frame.loc[0, "path"]).is_file() and frame.loc[0, "path"].startswith("held/")
 
-    def test_an_unknown_pipeline_fails_the_run_with_the_names_that_exist(self, served, client):
+    def test_a_pipeline_gone_since_serve_started_fails_the_run_with_the_names_that_exist(self, served, client):
+        """The enum is taken when serve starts; the flow body checks the folder as it is now."""
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
         editor = client.read_deployment_by_name(EDITOR)
-        run = client.create_flow_run_from_deployment(editor.id, parameters={"pipeline": "nope", "topics": ["x"]})
-        final = wait_final(client, run.id)
+        spec_file = served.pipelines / "strict-review.yml"
+        parked = served.pipelines.parent / "strict-review.yml.parked"
+        spec_file.rename(parked)
+        try:
+            run = client.create_flow_run_from_deployment(editor.id, parameters={"pipeline": "strict", "topics": ["x"]})
+            final = wait_final(client, run.id)
+        finally:
+            parked.rename(spec_file)
         assert final.state.is_failed()
-        assert "no pipeline named 'nope'" in (final.state.message or "")
+        assert "no pipeline named 'strict' is served" in (final.state.message or "")
 
         def logged() -> str:
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
@@ -432,7 +462,8 @@ class TestServe:
             return text if "no pipeline named" in text else ""
 
         text = wait_for(logged, 20, "the run's error in its logs")
-        assert "no pipeline named 'nope'" in text and "available: basic, strict" in text
+        assert "no pipeline named 'strict' is served" in text and "available: basic" in text
+        assert str(served.pipelines) not in text
 
 
 def test_serve_without_a_prefect_server_says_how_to_get_one(tmp_path):
@@ -456,7 +487,7 @@ def test_prefect_yaml_loads_with_prefects_own_model_and_matches_the_specs():
     from prefect.cli.deploy._models import PrefectYamlModel
     from prefect.utilities.importtools import import_object
 
-    from copydesk.catalog import scheduled_specs
+    from copydesk.catalog import load_catalog
 
     model = PrefectYamlModel.model_validate(_prefect_yaml())
     deployments = {d.name: d for d in model.deployments}
@@ -467,7 +498,7 @@ def test_prefect_yaml_loads_with_prefects_own_model_and_matches_the_specs():
         path, name = deployment.entrypoint.split(":")
         assert import_object(f"{path[:-3].replace('/', '.')}.{name}").name in ("copydesk-editor", "copydesk-scheduled")
 
-    specs = {spec.name: spec for spec in scheduled_specs(ROOT / "pipelines").specs}
+    specs = {spec.name: spec for spec in load_catalog(ROOT / "pipelines").scheduled}
     assert specs, "pipelines/ has no scheduled example"
     scheduled = {n: d for n, d in deployments.items() if d.entrypoint == "flows/editor.py:scheduled"}
     assert set(scheduled) == set(specs)
@@ -509,6 +540,22 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_the_editor(pre
                 editor.id, parameters={"pipeline": "basic", "topics": ["From a worker"], "review_timeout": 0})
             final = wait_final(client, run.id, timeout=120)
             assert final.state.is_completed(), (final.state, log.read_text()[-3000:])
+
+            # prefect deploy writes the schema from the flow signature: its name pattern refuses
+            # paths at the server; the flow body refuses a name the worker does not serve
+            from prefect.exceptions import PrefectHTTPStatusError
+
+            for path in ("../x", "/etc/passwd"):
+                with pytest.raises(PrefectHTTPStatusError) as info:
+                    client.create_flow_run_from_deployment(editor.id, parameters={"pipeline": path, "topics": ["x"]})
+                assert info.value.response.status_code in (409, 422)
+            requests_before = len(fake.state.requests)
+            refused = client.create_flow_run_from_deployment(
+                editor.id, parameters={"pipeline": "outside", "topics": ["x"], "review_timeout": 0})
+            refused_final = wait_final(client, refused.id, timeout=120)
+            assert refused_final.state.is_failed()
+            assert "no pipeline named 'outside' is served" in (refused_final.state.message or "")
+            assert len(fake.state.requests) == requests_before
         finally:
             stop_group(worker, grace=5)
         print(f"deploy + worker + one editor run: {time.monotonic() - started:.1f} s")

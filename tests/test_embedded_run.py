@@ -4,6 +4,7 @@ local model (llama.cpp + SmolLM2) and the real LanguageTool itself, and stops th
 from __future__ import annotations
 
 import os
+import shutil
 
 import pandas as pd
 import pytest
@@ -15,14 +16,17 @@ pytestmark = pytest.mark.integration
 
 def test_a_real_article_through_the_local_model_and_languagetool(prefect_server, tmp_path):
     spec = yaml.safe_load((ROOT / "pipelines" / "tech-blog.yaml").read_text())
-    spec["prompts_dir"] = str(ROOT / "prompts" / "en")
+    # prompts_dir must stay inside the spec's project: a copy laid out as P/pipelines, P/prompts
+    shutil.copytree(ROOT / "prompts" / "en", tmp_path / "prompts" / "en")
+    spec["prompts_dir"] = "../prompts/en"
     spec.pop("schedule", None)
     # small max_tokens keep the test short; fixed seeds keep the small model's answers stable
     spec["stages"]["title"].update(max_tokens=16, seed=1)
     spec["stages"]["outline"].update(max_tokens=80, seed=1, max_sections=3)
     spec["stages"]["expansion"].update(max_tokens=60, seed=1)
     spec["qc"]["min_words"] = 20
-    path = tmp_path / "tech-blog.yaml"
+    path = tmp_path / "pipelines" / "tech-blog.yaml"
+    path.parent.mkdir()
     path.write_text(yaml.safe_dump(spec))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COPYDESK_"))}
     env.update(PREFECT_API_URL=prefect_server, COPYDESK_STATE_DIR=str(tmp_path / "state"))

@@ -151,7 +151,7 @@ def test_prompt_name_cannot_escape_prompts_dir(basic_spec: Path, name: str) -> N
     # ../pipelines/basic.yaml really exists next to prompts_dir: it must still not be loadable.
     assert (prompts_dir(basic_spec) / "../pipelines/basic.yaml").exists()
     spec = with_title_prompt(load_spec(basic_spec), name)
-    with pytest.raises(TemplateError, match="not found in prompts_dir"):
+    with pytest.raises(TemplateError, match="is outside prompts_dir"):
         PromptLibrary(spec)
 
 
@@ -263,3 +263,206 @@ def test_chinese_template_and_context(basic_spec: Path) -> None:
     (prompts_dir(basic_spec) / "title.j2").write_text("为{{ audience }}写一个关于《{{ topic }}》的标题。", encoding="utf-8")
     lib = library(basic_spec)
     assert lib.prompt("title", lib.context("异步编程")).user == "为testers写一个关于《异步编程》的标题。"
+
+
+# ----------------------------------------------------------------------------- confinement
+
+
+def outside_error(basic_spec: Path, tmp_path: Path, target: Path) -> str:
+    link = prompts_dir(basic_spec) / "title.j2"
+    link.unlink()
+    link.symlink_to(target)
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec)
+    return str(info.value)
+
+
+def test_template_symlinked_outside_is_refused_whether_or_not_the_target_exists(basic_spec: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-CONTENT {{ topic }}", encoding="utf-8")
+    exists = outside_error(basic_spec, tmp_path, secret)
+    missing = outside_error(basic_spec, tmp_path, tmp_path / "no-such-file.txt")
+    assert "'title.j2' is outside prompts_dir" in exists
+    assert exists == missing
+    assert "SECRET" not in exists and "secret.txt" not in exists
+
+
+def test_template_symlinked_inside_is_fine(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "real-title.j2").write_text("Title for {{ topic }}", encoding="utf-8")
+    (prompts_dir(basic_spec) / "title.j2").unlink()
+    (prompts_dir(basic_spec) / "title.j2").symlink_to("real-title.j2")
+    assert library(basic_spec).render("title.j2", {"topic": "X"}) == "Title for X"
+
+
+@pytest.mark.parametrize(
+    "tag", ["{% include NAME %}", "{% import NAME as m %}", "{% extends NAME %}", "{% from NAME import x %}"]
+)
+@pytest.mark.parametrize("name", ["'../pipelines/basic.yaml'", "'/etc/passwd'", "'link.j2'"])
+def test_include_import_extends_are_confined(basic_spec: Path, tmp_path: Path, tag: str, name: str) -> None:
+    (tmp_path / "outside.j2").write_text("OUTSIDE {% macro x() %}{% endmacro %}", encoding="utf-8")
+    (prompts_dir(basic_spec) / "link.j2").symlink_to(tmp_path / "outside.j2")
+    (prompts_dir(basic_spec) / "title.j2").write_text(tag.replace("NAME", name) + " {{ topic }}", encoding="utf-8")
+    lib = library(basic_spec)
+    with pytest.raises(TemplateError) as info:
+        lib.render("title.j2", {"topic": "x"})
+    message = str(info.value)
+    assert "is outside prompts_dir" in message and "title.j2:1" in message
+    assert "OUTSIDE" not in message
+
+
+def test_include_inside_prompts_dir_works(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "parts").mkdir()
+    (prompts_dir(basic_spec) / "parts" / "tone.j2").write_text("Be {{ audience }}-friendly.", encoding="utf-8")
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% include 'parts/tone.j2' %} {{ topic }}", encoding="utf-8")
+    assert library(basic_spec).render("title.j2", {"topic": "T", "audience": "dev"}) == "Be dev-friendly. T"
+
+
+def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spec: Path) -> None:
+    from copydesk.errors import SpecError
+
+    spec = load_spec(basic_spec).model_copy(update={"prompts_dir": Path("/proc/self")})
+    with pytest.raises(SpecError, match="prompts_dir: must resolve inside"):
+        PromptLibrary(spec)
+
+
+# ----------------------------------------------------------------------------- bounded rendering
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("{{ 'x' * 300000000 }}", "a repeated value would be 300,000,000 long"),
+        ("{{ [1, 2] * 300000000 }}", "a repeated value would be 1,200,000,000 long"),
+        ("{{ 9 ** (9 ** 8) }}", "a power would exceed 4096 bits"),
+        ("{{ (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) }}", "a product would exceed"),
+        ("{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", "longer than 2 s"),
+        ("{% for a in 'x' * 200000 %}{% for b in 'x' * 200000 %}{% endfor %}{% endfor %}", "longer than 2 s"),
+        ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}", "longer than 2 s"),
+        ("{{ range(10 ** 9) }}", "range() is limited to 10,000 items"),
+        ("{{ range(10 ** 100)|list }}", "range() is limited to 10,000 items"),
+        ("{% set s = 'x' * 200000 %}{{ s ~ s }}", "a value would be 400,000 long"),
+        ("{% set s = 'x' * 200000 %}{{ s + s }}", "a sum would be 400,000 long"),
+        ("{% set s = 'x' * 200000 %}{% for i in range(3) %}{{ s }}{% endfor %}", "rendered prompt is longer than 262,144"),
+        ("{{ 'x'|center(1000000000) }}", "a width for center"),
+        ("{{ 'x'.center(10 ** 9) }}", "a width for center"),
+        ("{{ 'x'.ljust(1000000000) }}", "a width for ljust"),
+        ("{{ 'x'.zfill(1000000000) }}", "a width for zfill"),
+        ("{{ 'x'|indent(1000000000) }}", "the indented text would be"),
+        ("{{ '%1000000000d'|format(1) }}", "a format width of 1000000000"),
+        ("{{ '%*d'|format(1000000000, 1) }}", "a format width"),
+        ("{{ '%1000000000d' % 1 }}", "a format width of 1000000000"),
+        ("{{ '{:>1000000000}'.format(1) }}", "a format width of 1000000000"),
+        ("{{ '{:>{}}'.format(1, 1000000000) }}", "a format width"),
+        ("{{ ('x' * 200000).replace('', 'y' * 200000) }}", "the replaced string would be"),
+        ("{{ ('x' * 200000)|replace('x', 'yy') }}", "the replaced string would be"),
+        ("{{ range(10000)|join('x' * 200000) }}", "the joined string would be"),
+        ("{{ ('x' * 1000).join(range(10000)|map('string')) }}", "the joined string would be"),
+        ("{{ [1]|batch(1000000000, 'x')|list }}", "the batch size"),
+        ("{{ range(3)|slice(1000000000)|list }}", "the slice size"),
+        ("{{ 'abc'|wordwrap(1, wrapstring='y' * 200000) }}", "the wrapped text would be"),
+        ("{{ lipsum(1000000) }}", "lipsum() asked for too much text"),
+        ("{% set ns = namespace(s=[1]) %}{% for i in range(40) %}{% set _ = ns.s.extend(ns.s) %}{% endfor %}",
+         "a list or mapping would be"),
+        ("{{ ['x' * 200000] * 200000 }}", "a repeated value would be"),
+        ("{{ 'x'.encode() * 1000000000 }}", "a repeated value would be 1,000,000,000 long"),
+        ("{% set b = 'x' * 200000 %}{% set x %}{% for i in range(10000) %}{{ b }}{% endfor %}{% endset %}{{ x|length }}",
+         "a block's output would be"),
+        ("{% set b = 'x' * 200000 %}{% macro m() %}{% for i in range(10000) %}{{ b }}{% endfor %}{% endmacro %}{{ m()|length }}",
+         "a block's output would be"),
+        ("{% set b = 'x' * 200000 %}{% set d = {} %}{% for i in range(10000) %}{% set _ = d.update({i: b}) %}{% endfor %}",
+         "a list or mapping would be"),
+        ("{{ {'a': [1, 2]}|tojson(indent=1000000000) }}", "a tojson indent"),
+        ("{{ [2 ** 4000] * 200000 }}", "a repeated value would be"),
+        ("{{ range(10000)|map('center', 200000)|list|length }}", "a filter's items would be"),
+        ("{{ range(10000)|map('center', 200000)|join|length }}", "a filter's items would be"),
+        ("{{ ('x' * 200000).translate({120: 'y' * 200000}) }}", "the translated string would be"),
+        ("{{ 'x'.encode().center(1000000000) }}", "a width for center"),
+        ("{{ '%1000000000d'.encode() % 1 }}", "a format width of 1000000000"),
+        ("{{ '{:.1000000000f}'.format(1.0) }}", "a format width of 1000000000"),
+    ],
+)
+def test_rendering_is_bounded(basic_spec: Path, source: str, needle: str) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text(source, encoding="utf-8")
+    lib = library(basic_spec)
+    with pytest.raises(TemplateError) as info:
+        lib.render("title.j2", {"topic": "x"})
+    message = str(info.value)
+    assert needle in message
+    assert str(prompts_dir(basic_spec).resolve() / "title.j2") in message
+    assert info.value.exit_code == 2
+    assert len(message) < 400
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("{{ 1 / 0 }}", "title.j2:2: rendering failed: ZeroDivisionError"),
+        ("{% macro f() %}{{ f() }}{% endmacro %}\n{{ f() }}", "title.j2:2: templates call or include each other too deeply"),
+        ("{{ 'a' - 1 }}", "title.j2:2: rendering failed: TypeError"),
+        ("{{ {}['k' * 100] }}", "title.j2:2:"),
+        ("{% include 'title.j2' %}", "too deeply"),
+    ],
+)
+def test_every_rendering_exception_is_a_template_error_with_its_line(basic_spec: Path, source: str, needle: str) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text("first line\n" + source, encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    assert needle in str(info.value)
+    assert "k" * 100 not in str(info.value)
+
+
+def test_deeply_nested_template_is_a_template_error(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", encoding="utf-8")
+    with pytest.raises(TemplateError, match="title.j2: the template nests too deeply to compile"):
+        library(basic_spec)
+
+
+def test_ordinary_templates_still_render(basic_spec: Path) -> None:
+    source = (
+        "{{ 'ab' * 3 }} {{ 'a%sb' % 'c' }} {{ range(3)|join(',') }} {{ topic|center(9) }}|"
+        "{% for x in outline %}{{ loop.index }}/{{ loop.length }} {{ x }};{% endfor %} {{ 2 ** 10 }} "
+        "{{ '{}-{}'.format(1, 2) }} {{ outline|batch(2)|list|length }} {{ 'a b c'|wordwrap(2) }} {{ topic ~ '!' }}"
+    )
+    (prompts_dir(basic_spec) / "title.j2").write_text(source, encoding="utf-8")
+    rendered = library(basic_spec).render("title.j2", {"topic": "x", "outline": ["p", "q"]})
+    assert rendered == "ababab acb 0,1,2     x    |1/2 p;2/2 q; 1024 1-2 1 a\nb\nc x!"
+
+
+# ----------------------------------------------------------------------------- run overrides
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"topic": "x"}, "var 'topic': the name is reserved"),
+        ({"section_count": 9}, "var 'section_count': the name is reserved"),
+        ({"bad name": 1}, "var 'bad name': names must be identifiers"),
+        ({"audience": object()}, "var 'audience': a object is not a JSON-like value"),
+        ({"audience": "x" * 100_000}, "at most 65,536 are allowed"),
+        ({f"v{i}": 1 for i in range(101)}, "101 vars; at most 100"),
+    ],
+)
+def test_check_validates_run_overrides(basic_spec: Path, overrides: dict, needle: str) -> None:
+    from copydesk.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        library(basic_spec).check(overrides)
+    assert str(info.value).startswith("vars override: ")
+    assert needle in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_every_run_path_checks_overrides(basic_spec: Path) -> None:
+    """The CLI, the editor form and scheduled runs all build a RunRequest and prepare it."""
+    from copydesk.errors import SpecError
+    from copydesk.runner import PipelineRun, RunRequest
+
+    request = RunRequest(spec_path=str(basic_spec), topics=["t"], vars={"section": "injected"})
+    with pytest.raises(SpecError, match="vars override: var 'section': the name is reserved"):
+        PipelineRun.prepare(request)
+
+
+def test_template_file_size_is_capped(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text("{{ topic }}" + "x" * (300 * 1024), encoding="utf-8")
+    with pytest.raises(TemplateError, match="title.j2: template 'title.j2' is larger than 256 KiB"):
+        library(basic_spec)

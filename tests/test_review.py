@@ -297,3 +297,191 @@ def test_one_process_per_run_folder(tmp_path):
             pass
     with run_folder_lock(tmp_path / "run-1", "run-1"):  # released at the end
         pass
+
+
+# ------------------------------------------------------------------------------ all or nothing, confined
+
+
+def _state(run_dir) -> dict:
+    """What the CSV says and where the files are: the two must agree."""
+    rows = {r["slug"]: (r["status"], r["path"]) for r in _csv(run_dir)}
+    files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.md"))
+    return {"rows": rows, "files": files}
+
+
+def _agree(run_dir) -> None:
+    state = _state(run_dir)
+    assert sorted(path for _, path in state["rows"].values()) == state["files"]
+    for slug, (status, path) in state["rows"].items():
+        assert _front(run_dir / path)["status"] == status, slug
+
+
+def test_a_move_failing_midway_is_finished_by_the_next_review(tmp_path, monkeypatch):
+    import copydesk.review as review
+
+    run_dir, _ = make_run(tmp_path)
+    before = _state(run_dir)
+    real_move, calls = review._move, []
+
+    def failing_move(run_dir_, move):
+        calls.append(move["slug"])
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_move(run_dir_, move)
+
+    monkeypatch.setattr(review, "_move", failing_move)
+    with pytest.raises(review.ReviewInterrupted, match="No space left on device.*next `copydesk review"):
+        apply_review(run_dir, approve=["formula-topic", "chinese-topic"], reviewer="mei")
+    # cut short: the first file moved, the CSV not yet rewritten, the intent recorded
+    assert (run_dir / "published/formula-topic.md").exists() and not (run_dir / "held/formula-topic.md").exists()
+    assert _state(run_dir)["rows"] == before["rows"]
+    assert (run_dir / ".review-intent.json").exists()
+
+    monkeypatch.setattr(review, "_move", real_move)
+    outcome = apply_review(run_dir, approve=["formula-topic", "chinese-topic"], reviewer="mei")  # the retry
+    assert outcome.unchanged == ["formula-topic", "chinese-topic"] and outcome.pending == []
+    assert not (run_dir / ".review-intent.json").exists()
+    _agree(run_dir)
+    assert _state(run_dir)["rows"]["formula-topic"] == ("published", "published/formula-topic.md")
+    assert _state(run_dir)["rows"]["chinese-topic"] == ("published", "published/chinese-topic.md")
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["by_status"] == {"published": 3, "rejected": 1, "incomplete": 1}
+    log = [json.loads(line) for line in (run_dir / "reviews.jsonl").read_text().splitlines()]
+    assert [e["slug"] for e in log] == ["formula-topic", "chinese-topic"]  # once each
+
+
+def test_a_csv_write_failing_is_finished_by_listing_the_pending_articles(tmp_path, monkeypatch):
+    import copydesk.review as review
+    from copydesk import rundir
+
+    run_dir, _ = make_run(tmp_path)
+    real_write = rundir.atomic_write
+
+    def failing_write(path, data, *args, **kwargs):
+        if path.name == CSV_NAME:
+            raise OSError(5, "Input/output error")
+        real_write(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(review.rundir, "atomic_write", failing_write)
+    with pytest.raises(review.ReviewInterrupted) as info:
+        apply_review(run_dir, approve=["formula-topic"], reject=["chinese-topic"])
+    assert info.value.exit_code == 1
+    with pytest.raises(review.ReviewInterrupted):  # still failing: listing tries to finish it, and says so
+        pending_reviews(run_dir)
+    assert [r["status"] for r in _csv(run_dir)][1:3] == ["needs_review", "needs_review"]  # CSV as it was
+    assert (run_dir / "published/formula-topic.md").exists()  # while the file already moved
+
+    monkeypatch.setattr(review.rundir, "atomic_write", real_write)
+    assert pending_reviews(run_dir) == []  # listing finishes the interrupted decision first
+    _agree(run_dir)
+    assert [r["status"] for r in _csv(run_dir)][1:3] == ["published", "rejected"]
+    assert not (run_dir / ".review-intent.json").exists()
+
+
+def test_the_flow_review_finishes_an_interrupted_decision(tmp_path, monkeypatch):
+    """flows/review.py starts from pending_reviews: the same recovery."""
+    import copydesk.review as review
+
+    run_dir, _ = make_run(tmp_path)
+    monkeypatch.setattr(review, "_carry_out_or_say_so", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # killed right after the intent was recorded
+        apply_review(run_dir, approve=["chinese-topic"])
+    monkeypatch.undo()
+    assert [p.slug for p in pending_reviews(run_dir)] == ["formula-topic"]
+    _agree(run_dir)
+
+
+def test_an_intent_left_before_a_resume_is_dropped(tmp_path, monkeypatch):
+    import copydesk.review as review
+
+    run_dir, articles = make_run(tmp_path)
+    monkeypatch.setattr(review, "_carry_out_or_say_so", lambda *a: None)
+    apply_review(run_dir, approve=["chinese-topic"])
+    monkeypatch.undo()
+    assert (run_dir / ".review-intent.json").exists()
+    # a resume exports everything afresh (a new CSV): the old decision no longer applies
+    exporter = RunExporter(run_dir, run_id=RUN_ID, language="en-US", pipeline="basic")
+    exporter.write_csv([exporter.row(a, 0.002) for a in articles])
+    assert [p.slug for p in pending_reviews(run_dir)] == ["formula-topic", "chinese-topic"]
+    assert not (run_dir / ".review-intent.json").exists()
+    assert not (run_dir / "published/chinese-topic.md").exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../outside.md", "/tmp/outside.md", "held/../../outside.md", "held/sub/formula-topic.md",
+     "published/other-slug.md", "held/formula-topic.txt"],
+)
+def test_csv_paths_and_slugs_are_confined(tmp_path, path):
+    run_dir, _ = make_run(tmp_path)
+    text = (run_dir / CSV_NAME).read_text(encoding="utf-8-sig").replace("held/formula-topic.md", path)
+    (run_dir / CSV_NAME).write_text(text, encoding="utf-8-sig")
+    snapshot = _snapshot(run_dir)
+    with pytest.raises(ReviewError, match="outside the run folder|not the file of slug"):
+        apply_review(run_dir, approve=["formula-topic"])
+    assert _snapshot(run_dir) == snapshot
+
+
+def test_a_slug_with_a_path_in_it_is_refused(tmp_path):
+    run_dir, _ = make_run(tmp_path)
+    (tmp_path / "escape.md").write_text("---\nstatus: needs_review\n---\n\n# x\n")
+    text = (run_dir / CSV_NAME).read_text(encoding="utf-8-sig").replace(
+        "formula-topic,", "../../escape,").replace("held/formula-topic.md", "held/../../escape.md")
+    (run_dir / CSV_NAME).write_text(text, encoding="utf-8-sig")
+    with pytest.raises(ReviewError, match="outside the run folder"):
+        apply_review(run_dir, approve=["../../escape"])
+    assert (tmp_path / "escape.md").read_text().startswith("---\nstatus: needs_review")
+    assert not (tmp_path / "published").exists()
+
+
+def test_a_linked_article_file_is_not_read(tmp_path):
+    run_dir, _ = make_run(tmp_path)
+    secret = tmp_path / "secret.md"
+    secret.write_text("---\nstatus: needs_review\n---\n\nsecret text\n")
+    (run_dir / "held/formula-topic.md").unlink()
+    (run_dir / "held/formula-topic.md").symlink_to(secret)
+    with pytest.raises(ReviewError, match="symbolic link"):
+        apply_review(run_dir, approve=["formula-topic"])
+    assert not (run_dir / "published/formula-topic.md").exists()
+
+
+def test_a_failure_to_record_the_decision_changes_nothing(tmp_path, monkeypatch):
+    import copydesk.review as review
+
+    run_dir, _ = make_run(tmp_path)
+    snapshot = _snapshot(run_dir)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(review.rundir, "write_json", full_disk)
+    with pytest.raises(review.ReviewInterrupted, match="nothing was changed"):
+        apply_review(run_dir, approve=["formula-topic"])
+    assert _snapshot(run_dir) == snapshot and not (run_dir / ".review-intent.json").exists()
+
+
+def test_the_review_command_reports_a_cut_short_decision_and_finishes_it(tmp_path, monkeypatch):
+    import copydesk.review as review
+    from copydesk.serve_cli import standalone_app
+
+    run_dir, _ = make_run(tmp_path)
+    monkeypatch.setattr(review, "_move", lambda *a: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+    app = standalone_app()
+    failed = CliRunner().invoke(app, ["review", str(run_dir), "--approve", "formula-topic"])
+    assert failed.exit_code == 1 and "cut short" in failed.output and "Traceback" not in failed.output
+    monkeypatch.undo()
+    listed = CliRunner().invoke(app, ["review", str(run_dir)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "chinese-topic" in listed.output and "formula-topic" not in listed.output
+    _agree(run_dir)
+
+
+def test_review_keeps_a_csv_without_bom_byte_for_byte_elsewhere(tmp_path):
+    run_dir, articles = make_run(tmp_path)
+    exporter = RunExporter(run_dir, run_id=RUN_ID, language="en-US", pipeline="basic")
+    exporter.write_csv([exporter.row(a, 0.001) for a in articles], bom=False)
+    before = (run_dir / CSV_NAME).read_bytes().split(b"\r\n")
+    apply_review(run_dir, approve=["chinese-topic"], reviewer="li")
+    after = (run_dir / CSV_NAME).read_bytes().split(b"\r\n")
+    assert not after[0].startswith(b"\xef\xbb\xbf")
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    assert changed == [3]  # only the decided article's line

@@ -222,6 +222,15 @@ def test_broken_yaml_points_at_the_bad_line(tmp_path: Path) -> None:
     assert int(match.group(1)) == 5
 
 
+def test_control_character_is_a_spec_error_naming_the_line(tmp_path: Path) -> None:
+    # YAML's reader refuses control characters before parsing starts; that must not escape
+    # as a traceback (a terminal escape pasted into a spec).
+    text = "name: x\nmodel: m\x1b[2J\n"
+    message = spec_error(tmp_path, text)
+    assert str(tmp_path / "pipe.yaml") + ":2: invalid YAML" in message, message
+    assert "0x1b" in message and "\x1b" not in message
+
+
 @pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "list"), ("just a string\n", "str"), ("", "NoneType")])
 def test_non_mapping_yaml(tmp_path: Path, text: str, kind: str) -> None:
     message = spec_error(tmp_path, text)
@@ -363,3 +372,205 @@ def test_booleans_and_strings_are_not_numbers(tmp_path):
         path.write_text(_yaml.safe_dump(data))
         with pytest.raises(SpecError, match=f"stages.title.{field}: .*must be a number"):
             load_spec(path)
+
+
+# ----------------------------------------------------------------------------- duplicate keys
+
+
+@pytest.mark.parametrize(
+    "old, new, first, second",
+    [
+        ("model: gpt-4o-mini\n", "model: gpt-4o-mini\nmodel: other\n", "model: gpt-4o-mini", "model: other"),
+        ("    temperature: 0.3\n", "    temperature: 0.3\n    temperature: 0.5\n", "temperature: 0.3", "temperature: 0.5"),
+        ("    enabled: false\n", "    enabled: false\n    enabled: true\n", "enabled: false", "enabled: true"),
+    ],
+)
+def test_duplicate_keys_name_both_lines_at_any_depth(tmp_path: Path, old: str, new: str, first: str, second: str) -> None:
+    text = replaced(old, new)
+    message = spec_error(tmp_path, text)
+    key = first.split(":")[0]
+    assert f"duplicate key '{key}' on lines {line_of(text, first)} and {line_of(text, second)}" in message
+    assert str(tmp_path / "pipe.yaml") in message
+
+
+def test_duplicate_keys_on_one_line(tmp_path: Path) -> None:
+    text = replaced("  audience: testers\n", "  audience: {a: 1, a: 2}\n")
+    message = spec_error(tmp_path, text)
+    assert f"duplicate key 'a' twice on line {line_of(text, 'a: 1')} (columns 14 and 20)" in message
+
+
+def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    # A key merged in with `<<` and then written explicitly is YAML's override, not a duplicate.
+    text = replaced("    prompt: outline.j2\n", "    prompt: outline.j2\n    <<: {temperature: 0.4}\n")
+    assert load_spec(write(tmp_path, text)).stages.outline.temperature == 0.3
+
+
+# ----------------------------------------------------------------------------- YAML bounds
+
+ALIAS_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_alias_bomb_is_refused(tmp_path: Path) -> None:
+    message = spec_error(tmp_path, ALIAS_BOMB)
+    assert "aliases expand to more than 100,000 values" in message
+    assert "lol" not in message
+
+
+def test_too_many_aliases_are_refused(tmp_path: Path) -> None:
+    text = BASE + "x-many: &v 1\nx-refs: [" + ", ".join(["*v"] * 150) + "]\n"
+    assert "more than 100 aliases" in spec_error(tmp_path, text)
+
+
+def test_a_few_aliases_still_work(tmp_path: Path) -> None:
+    text = replaced("  audience: testers\n", "  audience: &who testers\n  reader: *who\n")
+    assert load_spec(write(tmp_path, text)).vars == {"audience": "testers", "reader": "testers"}
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    assert "refers to its own anchor" in spec_error(tmp_path, BASE + "x: &loop [*loop]\n")
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    assert "nested deeper than 64 levels" in spec_error(tmp_path, BASE + "x: " + "[" * 5000 + "]" * 5000 + "\n")
+
+
+def test_spec_size_is_capped(tmp_path: Path) -> None:
+    text = BASE + "description: " + "x" * (300 * 1024) + "\n"
+    message = spec_error(tmp_path, text)
+    assert "larger than 256 KiB" in message
+    assert "xxxx" not in message
+
+
+# ----------------------------------------------------------------------------- short messages
+
+
+def test_quoted_values_are_shortened(tmp_path: Path) -> None:
+    message = spec_error(tmp_path, replaced("name: basic", "name: " + "X" * 20000))
+    assert "name:" in message and "XXXX" in message
+    assert len(message) < 400
+
+
+def test_long_var_names_in_messages_are_shortened(tmp_path: Path) -> None:
+    message = spec_error(tmp_path, replaced("  audience: testers\n", f"  {'é' * 1000}: 1\n"))
+    assert "names must be identifiers" in message
+    assert len(message) < 400
+
+
+# ----------------------------------------------------------------------------- prompts_dir confinement
+
+
+def project(tmp_path: Path, prompts_dir: str) -> Path:
+    """A project P/ with P/pipelines/pipe.yaml naming `prompts_dir`."""
+    (tmp_path / "proj" / "pipelines").mkdir(parents=True)
+    (tmp_path / "proj" / "prompts").mkdir()
+    return write(tmp_path / "proj" / "pipelines", replaced("prompts_dir: ../prompts", f"prompts_dir: {prompts_dir}"))
+
+
+@pytest.mark.parametrize("prompts_dir", ["/proc/self", "../..", "../../outside", "/etc", "../prompts/../../outside"])
+def test_prompts_dir_outside_the_project_is_refused(tmp_path: Path, prompts_dir: str) -> None:
+    (tmp_path / "outside").mkdir()
+    path = project(tmp_path, prompts_dir)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert f"{path}:{line_of(BASE, 'prompts_dir')}: prompts_dir: must resolve inside the pipeline's project" in message
+    assert str((tmp_path / "proj").resolve()) in message
+    assert info.value.exit_code == 2
+
+
+def test_prompts_dir_symlinked_out_of_the_project_is_refused(tmp_path: Path) -> None:
+    path = project(tmp_path, "../linked")
+    (tmp_path / "proj" / "linked").symlink_to("/proc/self")
+    with pytest.raises(SpecError, match="prompts_dir: must resolve inside"):
+        load_spec(path)
+
+
+def test_the_message_does_not_tell_whether_the_outside_exists(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "outside").mkdir()
+    exists = spec_error_at(project(tmp_path / "a", "../../outside"))
+    (tmp_path / "b").mkdir()
+    missing = spec_error_at(project(tmp_path / "b", "../../outside"))
+    assert exists.replace(str(tmp_path / "a"), "X") == missing.replace(str(tmp_path / "b"), "X")
+
+
+def spec_error_at(path: Path) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("prompts_dir", ["../prompts", "../prompts/../prompts", "..", "prompts-here"])
+def test_prompts_dir_inside_the_project_is_fine(tmp_path: Path, prompts_dir: str) -> None:
+    path = project(tmp_path, prompts_dir)
+    assert load_spec(path).resolved_prompts_dir.is_relative_to((tmp_path / "proj").resolve())
+
+
+def test_absolute_prompts_dir_inside_the_project_is_fine(tmp_path: Path) -> None:
+    path = project(tmp_path, str(tmp_path / "proj" / "prompts"))
+    assert load_spec(path).resolved_prompts_dir == (tmp_path / "proj" / "prompts").resolve()
+
+
+# ----------------------------------------------------------------------------- vars
+
+
+@pytest.mark.parametrize(
+    "vars_yaml, needle",
+    [
+        ("  topic: x\n", "var 'topic': the name is reserved"),
+        ("  section_index: 3\n", "var 'section_index': the name is reserved"),
+        ("  range: 3\n", "var 'range': the name is reserved"),
+        ("  loop: 3\n", "var 'loop': the name is reserved"),
+        ("  bad-name: 3\n", "var 'bad-name': names must be identifiers"),
+        ("  when: 2024-01-01\n", "var 'when': a date is not a JSON-like value"),
+        ("  big: 100000000000000000000\n", "var 'big': integer out of range"),
+        ("  inf: .inf\n", "var 'inf': numbers must be finite"),
+        ("  deep: " + "[" * 12 + "]" * 12 + "\n", "var 'deep': nested deeper than 8 levels"),
+        ("  huge: " + "x" * 70000 + "\n", "at most 65,536 are allowed"),
+        ("  " + "n" * 65 + ": 1\n", "names are at most 64 characters"),
+    ],
+)
+def test_spec_vars_are_validated(tmp_path: Path, vars_yaml: str, needle: str) -> None:
+    message = spec_error(tmp_path, replaced("  audience: testers\n", vars_yaml))
+    assert needle in message
+    assert f"pipe.yaml:{line_of(BASE, 'vars:')}: vars:" in message
+    assert len(message) < 600
+
+
+def test_too_many_vars(tmp_path: Path) -> None:
+    many = "".join(f"  v{i}: {i}\n" for i in range(101))
+    assert "101 vars; at most 100" in spec_error(tmp_path, replaced("  audience: testers\n", many))
+
+
+def test_json_like_vars_are_accepted(tmp_path: Path) -> None:
+    text = replaced("  audience: testers\n", "  audience: testers\n  n: 3\n  ratio: 0.5\n  flag: true\n  nothing: ~\n  tags: [a, b]\n  more: {k: [1, {x: y}]}\n")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.vars["more"] == {"k": [1, {"x": "y"}]}
+
+
+def test_schedule_vars_are_validated_like_the_specs(tmp_path: Path) -> None:
+    text = BASE + 'schedule:\n  cron: "0 6 * * *"\n  topics: [a]\n  vars:\n    title: x\n'
+    message = spec_error(tmp_path, text)
+    assert "schedule.vars" in message and "var 'title': the name is reserved" in message
+
+
+def test_validate_vars_names_the_origin_and_the_var() -> None:
+    from copydesk.spec import validate_vars
+
+    assert validate_vars({"audience": "x", "n": [1, 2]}, origin="--var") == {"audience": "x", "n": [1, 2]}
+    with pytest.raises(SpecError, match=r"^--var: var 'outline': the name is reserved"):
+        validate_vars({"outline": "x"}, origin="--var")
+    with pytest.raises(SpecError, match="var 'f': a builtin_function_or_method is not a JSON-like value"):
+        validate_vars({"f": print}, origin="vars override")
+    with pytest.raises(SpecError, match="at most 65,536"):
+        validate_vars({"a": ["x" * 1000] * 100}, origin="vars override")

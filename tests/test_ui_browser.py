@@ -1,5 +1,6 @@
 """End to end in a real browser: the Prefect UI (headless Debian chromium, driven by
-Playwright) starts an `editor` run from its form and sees it complete.
+Playwright) starts an `editor` run from its form (the pipeline picked from a dropdown of
+the served pipelines) and sees it complete.
 
 The Prefect server here is the one `copydesk server start` starts (UI on, 127.0.0.1, a
 database of its own under the test's state folder), and `copydesk serve` finds it
@@ -121,7 +122,15 @@ def test_an_editor_starts_a_run_from_the_ui_form_and_sees_it_complete(local_ui, 
             page.get_by_text("Custom run").click()
             expect(field("topics")).to_be_visible()
             page.locator("input").first.fill(run_name)  # the Run Name field
-            field("pipeline").locator("textarea").fill("basic")
+            # `pipeline` is a dropdown of the served pipelines (outside.yaml, a symlink out of the
+            # folder, and broken.yaml are not among them); nothing can be typed into it
+            select = field("pipeline").locator("button.p-select-button__control")
+            expect(field("pipeline").locator("textarea, input[type=text]")).to_have_count(0)
+            select.press("ArrowDown")  # opens the choices (a mouse click only focuses it headless)
+            expect(page.get_by_role("option")).to_have_text(["basic", "strict"])
+            _screenshot(page, tmp_path / "editor-pipeline-dropdown.png")
+            page.get_by_role("option", name="basic", exact=True).click()
+            expect(select).to_have_text("basic")
             for index, topic in enumerate(topics):
                 field("topics").get_by_role("button", name="Add item").click()
                 field("topics").locator("textarea").nth(index).fill(topic)

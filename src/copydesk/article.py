@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from copydesk.client import Usage
+from copydesk.rundir import Status  # the one definition of the statuses; re-exported here
 
-
-class Status(StrEnum):
-    PUBLISHED = "published"  # passed QC
-    NEEDS_REVIEW = "needs_review"  # a soft QC failure, or QC could not run
-    REJECTED = "rejected"  # moderation flagged it, or a hard QC failure
-    INCOMPLETE = "incomplete"  # generation stopped (budget, error); partial text kept
+__all__ = ["Article", "Section", "Status"]
 
 
 @dataclass

@@ -1,80 +1,26 @@
-"""Export: Markdown articles with front matter, `articles.csv`, the QC report.
+"""Export: an article's Markdown and CSV row, written into its run folder.
 
-Layout of one run folder::
-
-    <out>/<run_id>/
-        articles.csv          one row per requested topic, whatever happened to it
-        published/<slug>.md   passed QC: a static-site generator can take this folder as is
-        held/<slug>.md        needs_review, rejected and incomplete articles, with their reasons
-        qc_report.json        every check's result per article
-        summary.json          counts, tokens, budget
-        calls.jsonl           the call store that lets `--run-id` resume
-        metrics.prom          Prometheus text format (textfile-collector convention)
-
-The CSV is UTF-8 with a byte-order mark (Excel then reads Chinese correctly) and
-neutralises any text cell that a spreadsheet would run as a formula.
+The folder's layout, its file names, the CSV format and the front matter are
+`copydesk.rundir`'s; this module turns an `Article` into them. Everything the
+model wrote passes through `copydesk.sanitize` on its way into a Markdown file:
+raw HTML is escaped and script URLs are blocked, so a static-site generator that
+renders raw HTML publishes nothing active.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from copydesk.article import Article, Status
+from copydesk import rundir
+from copydesk.article import Article
+from copydesk.rundir import CSV_COLUMNS, CSV_NAME, Status, atomic_write, neutralise
+from copydesk.sanitize import inert_markdown, inert_text
 from copydesk.text import count_words
 
-CSV_NAME = "articles.csv"
-CSV_COLUMNS = [
-    "run_id",
-    "topic",
-    "title",
-    "slug",
-    "status",
-    "reasons",
-    "word_count",
-    "sections",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "grammar_issues",
-    "moderation_flagged",
-    "model",
-    "path",
-    "est_cost_usd",
-    "fallback_from",
-    "cached_calls",
-]
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
-
-
-def neutralise(cell: Any) -> Any:
-    """Prefix a text cell that a spreadsheet would evaluate (OWASP's CSV injection advice)."""
-    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
-        return "'" + cell
-    return cell
-
-
-def atomic_write(path: Path, data: str | bytes, encoding: str = "utf-8") -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode(encoding) if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; exports are meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["CSV_COLUMNS", "CSV_NAME", "RunExporter", "atomic_write", "neutralise"]
 
 
 class RunExporter:
@@ -88,27 +34,29 @@ class RunExporter:
     # -- articles -----------------------------------------------------------------
 
     def folder_for(self, status: Status) -> str:
-        return "published" if status == Status.PUBLISHED else "held"
+        return rundir.folder_for(status)
 
     def write_article(self, article: Article, *, created: datetime | None = None) -> Path:
         """Write (or rewrite) one article's Markdown; removes its copy in the other folder."""
-        folder = self.folder_for(article.status)
-        path = self.run_dir / folder / f"{article.slug}.md"
-        other = self.run_dir / ("held" if folder == "published" else "published") / f"{article.slug}.md"
-        other.unlink(missing_ok=True)
+        relpath = rundir.article_relpath(article.status, article.slug)
+        path = self.run_dir / relpath
+        for folder in rundir.ARTICLE_DIRS:
+            other = self.run_dir / folder / path.name
+            if other != path:
+                other.unlink(missing_ok=True)
         atomic_write(path, self.markdown(article, created=created))
-        article.path = path.relative_to(self.run_dir).as_posix()
+        article.path = relpath
         return path
 
     def markdown(self, article: Article, *, created: datetime | None = None) -> str:
         usage = article.usage
         front: dict[str, Any] = {
-            "title": article.display_title,
-            "topic": article.topic,
+            "title": inert_text(article.display_title),
+            "topic": inert_text(article.topic),
             "slug": article.slug,
             "status": article.status.value,
             "language": self.language,
-            "model": ", ".join(article.models) or None,
+            "model": inert_text(", ".join(article.models)) or None,
             "tokens": {
                 "prompt": usage.prompt_tokens,
                 "completion": usage.completion_tokens,
@@ -119,15 +67,14 @@ class RunExporter:
             "run_id": self.run_id,
         }
         if article.reasons:
-            front["reasons"] = list(article.reasons)
+            front["reasons"] = [inert_text(reason) for reason in article.reasons]
         if article.grammar_issues is not None:
             front["grammar_issues"] = article.grammar_issues
         if article.moderation_flagged is not None:
             front["moderation_flagged"] = article.moderation_flagged
         if article.fallback_from:
-            front["fallback_from"] = article.fallback_from
-        header = yaml.safe_dump(front, allow_unicode=True, sort_keys=False, width=1000)
-        return f"---\n{header}---\n\n{article.body_markdown()}"
+            front["fallback_from"] = inert_text(article.fallback_from)
+        return rundir.render_front_matter(front, "\n" + inert_markdown(article.body_markdown()))
 
     # -- the index and the reports ----------------------------------------------------
 
@@ -156,24 +103,14 @@ class RunExporter:
         }
 
     def write_csv(self, rows: Iterable[dict[str, Any]], *, bom: bool = True) -> Path:
-        import pandas as pd  # imported here: it costs ~0.3 s and only the CSV needs it
-
-        frame = pd.DataFrame(list(rows), columns=CSV_COLUMNS)
-        for column in frame.columns:
-            frame[column] = frame[column].map(neutralise)
-        frame["grammar_issues"] = frame["grammar_issues"].astype("Int64")
-        path = self.run_dir / CSV_NAME
-        atomic_write(path, frame.to_csv(index=False, lineterminator="\r\n"), encoding="utf-8-sig" if bom else "utf-8")
-        return path
+        return rundir.write_csv(self.run_dir, rows, bom=bom)
 
     def write_json(self, name: str, data: Any) -> Path:
-        path = self.run_dir / name
-        atomic_write(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-        return path
+        return rundir.write_json(self.run_dir / name, data)
 
     def remove_stale(self, keep: set[str]) -> None:
         """Drop Markdown files of an earlier attempt of this run that no article owns now."""
-        for folder in ("published", "held"):
+        for folder in rundir.ARTICLE_DIRS:
             for path in (self.run_dir / folder).glob("*.md"):
                 if path.relative_to(self.run_dir).as_posix() not in keep:
                     path.unlink(missing_ok=True)

@@ -76,6 +76,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from copydesk import rundir
+from copydesk.locks import file_lock
 from copydesk.pricing import PriceLike, estimate_cost
 from copydesk.spec import STAGE_NAMES
 
@@ -83,12 +85,12 @@ log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = STAGE_NAMES
 OUTCOMES: tuple[str, ...] = ("ok", "retried", "rate_limited", "failed")
-ARTICLE_STATUSES: tuple[str, ...] = ("published", "needs_review", "rejected", "incomplete")
+ARTICLE_STATUSES: tuple[str, ...] = rundir.STATUSES
 
 #: Name of a run's own metrics file, in its run folder (see `write_textfile`).
-RUN_TEXTFILE = "metrics.prom"
+RUN_TEXTFILE = rundir.RUN_METRICS_NAME
 #: Name of the cumulative file every run adds to, in the output folder (see `accumulate_textfile`).
-CUMULATIVE_TEXTFILE = "copydesk.prom"
+CUMULATIVE_TEXTFILE = rundir.CUMULATIVE_METRICS_NAME
 
 #: One chat completion takes from a fraction of a second to the 120 s timeout.
 REQUEST_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -483,16 +485,5 @@ class _StaticCollector(Collector):
             yield metric
 
 
-@contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock, only the in-process one
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def _exclusive_lock(lock_path: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(lock_path)

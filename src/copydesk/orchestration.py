@@ -1,7 +1,8 @@
 """The one orchestration of a run, shared by the plain-asyncio path and the Prefect flows.
 
     prepare  check the input (spec, templates, vars, topics, run id); nothing starts
-    lock     one process per run folder (a second run with the same id is refused)
+    lock     one process per run folder (a second run with the same id is refused);
+             then the run's manifest is written (copydesk.rundir)
     open     the run's resources (copydesk.resources), closed again whatever happens
     process  every article through a bounded pool of workers, each through `hooks.article`
     finish   CSV, QC report, summary, metrics
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import socket
 from collections.abc import Iterator
@@ -28,14 +28,16 @@ from typing import Generic, TypeVar
 
 import httpx
 
+from copydesk import rundir
 from copydesk.article import Article
 from copydesk.errors import InputError
+from copydesk.locks import LockHeld, file_lock
 from copydesk.request import RunRequest
 from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
 
 #: Held by the process running a run folder (see `run_folder_lock`).
-LOCK_NAME = ".run.lock"
+LOCK_NAME = rundir.RUN_LOCK_NAME
 
 #: Articles in progress at once per call slot: enough that every slot has a call to
 #: make while other articles wait on theirs, few enough that waiting stays bounded.
@@ -68,6 +70,7 @@ async def execute_run(
     `InputError` before anything starts; whatever `open` started is closed on every path."""
     run = PipelineRun.prepare(request, settings)
     with run_folder_lock(run.run_dir, run.run_id):
+        run.claim_folder()
         async with run.open_resources(transport=transport) as resources:
             run.start(resources)
             limit = articles_in_flight or ARTICLES_PER_CALL_SLOT * resources.concurrency
@@ -120,23 +123,13 @@ async def run_batch(
 def run_folder_lock(run_dir: Path, run_id: str) -> Iterator[None]:
     """One process per run folder: a second run with the same run id (a double click, a retry on
     another worker while the first still runs) is refused instead of interleaving two call stores."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK_NAME, "a+", encoding="utf-8")
+    lock = file_lock(run_dir / LOCK_NAME, blocking=False, holder=f"pid {os.getpid()} on {socket.gethostname()}")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        lock.__enter__()
+    except LockHeld as held:
         raise InputError(
-            f"run {run_id} is already running ({holder}); wait for it to finish, or choose another run id"
+            f"run {run_id} is already running ({held.holder}); wait for it to finish, or choose another run id"
         ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+    with contextlib.ExitStack() as stack:
+        stack.push(lock)  # released when the block ends, however it ends
         yield
-    finally:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 from copydesk.budget import call_token_bound
 from copydesk.postprocess import MAX_HEADING_CHARS, MAX_TITLE_CHARS
+from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
 from copydesk.qc.repair import MAX_NOTE_CHARS
 from copydesk.request import clean_topics
@@ -64,8 +65,6 @@ def make_plan(
     overrides: dict[str, Any] | None = None,
     model_override: str | None = None,
 ) -> Plan:
-    from copydesk.pricing import estimate_cost
-
     topics = clean_topics(topics)
     prompts = PromptLibrary(spec)
     prompts.check(overrides)
@@ -73,8 +72,6 @@ def make_plan(
     n_sections = outline_spec.max_sections
     title = "x" * (MAX_TITLE_CHARS * _WIDE)
     headings = [f"{i}" + "x" * (MAX_HEADING_CHARS * _WIDE - 1) for i in range(n_sections)]
-    from copydesk.pricing import resolve_prices
-
     price_overrides = resolve_prices({m: (p.input, p.output) for m, p in spec.pricing.items()})
 
     totals = {name: [0, 0, 0] for name in ("title", "outline", "expansion")}  # calls, prompt, completion

@@ -1,4 +1,6 @@
-"""What a person at a terminal sees: live progress and the closing summary table."""
+"""What a person at a terminal sees: live progress and the closing summary table.
+
+Data in them (the run id) goes through `copydesk.console.safe`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from copydesk import events
+from copydesk.console import safe
+from copydesk.rundir import STATUSES
 
 
 class LiveProgress:
@@ -59,11 +63,11 @@ class LiveProgress:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"copydesk run {summary['run_id']}", show_header=True, header_style="bold")
+    table = Table(title=f"copydesk run {safe(summary['run_id'])}", show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("", justify="right")
     by_status = summary.get("by_status", {})
-    for status in ("published", "needs_review", "rejected", "incomplete"):
+    for status in STATUSES:
         table.add_row(status, str(by_status.get(status, 0)))
     table.add_row("prompt tokens", f"{summary['prompt_tokens']:,}")
     table.add_row("completion tokens", f"{summary['completion_tokens']:,}")

@@ -1,22 +1,28 @@
-"""Prompt templates: Jinja in its sandbox, required variables checked before any call.
+"""Prompt templates: Jinja in a bounded sandbox, required variables checked before any call.
 
 As in haystack's PromptBuilder, the variables a template needs are inferred from
 the template itself; a missing one is reported with both what is missing and
 what was provided, before a single API call is made.
+
+Templates load only from inside `prompts_dir` and render within the limits of
+`copydesk.sandbox`. Every failure, whether loading, a limit, or any exception while
+rendering, becomes a `TemplateError` naming the template file (and the line where
+Jinja can tell), with quoted values shortened.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateNotFound, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
 from copydesk.errors import TemplateError
-from copydesk.spec import PipelineSpec
+from copydesk.sandbox import BoundedSandbox, RenderLimitError, TemplateOutsideError
+from copydesk.spec import PipelineSpec, short, validate_vars
 
 #: Variables each stage's template context holds on top of topic, language and vars.
 STAGE_CONTEXT = {
@@ -56,9 +62,9 @@ class PromptLibrary:
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
-        self.directory = spec.resolved_prompts_dir
-        self._env = SandboxedEnvironment(
-            loader=FileSystemLoader(str(self.directory), encoding="utf-8"),
+        self.directory = spec.checked_prompts_dir()
+        self._env = BoundedSandbox(
+            self.directory,
             undefined=StrictUndefined,
             keep_trailing_newline=False,
             autoescape=False,
@@ -79,17 +85,22 @@ class PromptLibrary:
         where = self.directory / name
         try:
             source, _, _ = self._env.loader.get_source(self._env, name)  # type: ignore[union-attr]
+            ast = self._env.parse(source, name=name, filename=str(where))
+            self._templates[name] = self._env.get_template(name)
+        except TemplateOutsideError:
+            raise TemplateError(f"{self._spec_name()}: template {short(name)} {_OUTSIDE}") from None
         except TemplateNotFound:
             raise TemplateError(
-                f"{self._spec_name()}: template {name!r} not found in prompts_dir {self.directory}"
+                f"{self._spec_name()}: template {short(name)} not found in prompts_dir {self.directory}"
             ) from None
         except UnicodeDecodeError as exc:
             raise TemplateError(f"{where}: not UTF-8 text ({exc.reason})") from None
-        try:
-            ast = self._env.parse(source, name=name, filename=str(where))
-            self._templates[name] = self._env.get_template(name)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+            raise TemplateError(f"{where}:{exc.lineno}: template syntax error: {_shortened(exc.message)}") from None
+        except RenderLimitError as exc:
+            raise TemplateError(f"{where}: {exc}") from None
+        except RecursionError:
+            raise TemplateError(f"{where}: the template nests too deeply to compile") from None
         self._required[name] = frozenset(meta.find_undeclared_variables(ast))
 
     def _spec_name(self) -> str:
@@ -104,7 +115,14 @@ class PromptLibrary:
         return {**self.spec.vars, **(overrides or {}), "topic": topic, "language": self.spec.language, **extra}
 
     def check(self, overrides: dict[str, Any] | None = None) -> None:
-        """Fail before any call when a template needs a variable no stage provides."""
+        """Fail before any call when run overrides are invalid (`spec.validate_vars`: the one
+        rule for `--var`, the editor form and scheduled runs), a template needs a variable
+        no stage provides, or a template does not render against SAMPLE_CONTEXT within the
+        sandbox's limits (what `copydesk validate` checks; `run` and `plan` check it too)."""
+        self.render_samples(overrides)
+
+    def _check_variables(self, overrides: dict[str, Any] | None) -> None:
+        validate_vars(overrides or {}, origin="vars override")
         base = set(self.spec.vars) | set(overrides or {}) | {"topic", "language"}
         for stage_name, stage in self.spec.stages.items():
             provided = base | set(STAGE_CONTEXT[stage_name])
@@ -128,11 +146,34 @@ class PromptLibrary:
                 f"provided: {', '.join(sorted(context))}"
             )
         try:
-            return self._templates[name].render(context).strip()
-        except UndefinedError as exc:
-            raise TemplateError(f"{self.directory / name}: {exc.message}") from None
-        except SecurityError as exc:
-            raise TemplateError(f"{self.directory / name}: unsafe template operation: {exc}") from None
+            return self._env.render_template(self._templates[name], context).strip()
+        except Exception as exc:  # every rendering failure is the template's, reported as one
+            raise self._render_error(name, exc) from None
+
+    def _render_error(self, name: str, exc: BaseException) -> TemplateError:
+        """A TemplateError naming the template file and line (or the included file's)."""
+        where = _template_frame(exc.__traceback__, str(self.directory)) or str(self.directory / name)
+        if isinstance(exc, UndefinedError):
+            problem = _shortened(exc.message or "undefined variable")
+        elif isinstance(exc, TemplateOutsideError):
+            problem = f"included template {short(exc.name)} {_OUTSIDE}"
+        elif isinstance(exc, TemplateNotFound):
+            problem = f"included template {short(exc.name)} not found in prompts_dir {self.directory}"
+        elif isinstance(exc, TemplateSyntaxError):
+            problem = f"template syntax error in {short(exc.name)}: {_shortened(exc.message)}"
+        elif isinstance(exc, RenderLimitError):
+            problem = f"template limit: {exc}"
+        elif isinstance(exc, SecurityError):
+            problem = f"unsafe template operation: {_shortened(str(exc))}"
+        elif isinstance(exc, RecursionError):
+            problem = "templates call or include each other too deeply"
+        elif isinstance(exc, MemoryError):
+            problem = "the template needs too much memory"
+        elif isinstance(exc, UnicodeDecodeError):
+            problem = f"an included template is not UTF-8 text ({exc.reason})"
+        else:
+            problem = f"rendering failed: {type(exc).__name__}: {_shortened(str(exc))}"
+        return TemplateError(f"{where}: {problem}")
 
     def prompt(self, stage: str, context: dict[str, Any]) -> PromptSet:
         spec_stage = getattr(self.spec.stages, stage)
@@ -140,8 +181,9 @@ class PromptLibrary:
         return PromptSet(system=system, user=self.render(spec_stage.prompt, context))
 
     def render_samples(self, overrides: dict[str, Any] | None = None) -> dict[str, PromptSet]:
-        """Render every stage against SAMPLE_CONTEXT (what `copydesk validate` does)."""
-        self.check(overrides)
+        """Render every stage against SAMPLE_CONTEXT (what `copydesk validate` does), after
+        the static checks of `check`."""
+        self._check_variables(overrides)
         base = self.context(SAMPLE_CONTEXT["topic"], overrides)
         rendered = {}
         for stage_name, _ in self.spec.stages.items():
@@ -152,11 +194,32 @@ class PromptLibrary:
         return rendered
 
 
-def prompts_dir_exists(spec: PipelineSpec) -> Path:
-    directory = spec.resolved_prompts_dir
-    if not directory.is_dir():
-        raise TemplateError(f"{spec.source}: prompts_dir {directory} is not a folder")
-    return directory
+_OUTSIDE = (
+    "is outside prompts_dir: template names are paths relative to that folder, "
+    "without '..', and a symlink may not lead out of it"
+)
 
 
-__all__ = ["PromptLibrary", "PromptSet", "SAMPLE_CONTEXT", "STAGE_CONTEXT", "prompts_dir_exists"]
+_QUOTED = re.compile(r"'([^']{61,})'|\"([^\"]{61,})\"")
+
+
+def _shortened(message: str, limit: int = 200) -> str:
+    """`message` with every quoted value cut to 60 characters, and at most `limit` long."""
+    message = _QUOTED.sub(lambda m: repr((m.group(1) or m.group(2))[:57] + "..."), message)
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _template_frame(tb: TracebackType | None, directory: str) -> str | None:
+    """`file:line` of the innermost traceback frame in a template under `directory`.
+
+    Jinja rewrites tracebacks so that template code shows its own file and line."""
+    found = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(directory):
+            found = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+__all__ = ["PromptLibrary", "PromptSet", "SAMPLE_CONTEXT", "STAGE_CONTEXT"]

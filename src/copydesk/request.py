@@ -16,13 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from copydesk.errors import InputError, TopicError
+from copydesk import rundir
+from copydesk.errors import TopicError
 
 #: Topics one run accepts at most (the CLI's --topic/--topics-file, a RunRequest); the
 #: figure the scale benchmark runs. The editor form has a smaller cap of its own.
 MAX_TOPICS_PER_RUN = 10_000
-
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class RunRequest(BaseModel):
@@ -92,8 +91,5 @@ def new_run_id(pipeline: str) -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
-        raise InputError(
-            f"--run-id {run_id[:120]!r}: use letters, digits, dots, dashes and underscores (at most 100), no '..'"
-        )
-    return run_id
+    """The run folder's rule (copydesk.rundir): a whole match, no name copydesk writes itself."""
+    return rundir.check_run_id(run_id)

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from copydesk import events
+from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.budget import TokenBudget
 from copydesk.errors import ApiError, BudgetExhausted, CopydeskError
@@ -89,6 +89,9 @@ class PipelineRun:
         self.prompts.check(request.vars)
         self.run_id = check_run_id(request.run_id) if request.run_id else new_run_id(spec.name)
         self.run_dir = Path(request.out_dir or settings.output_dir) / self.run_id
+        # may this run use its folder? (checked before anything in it is touched)
+        self.manifest = rundir.prepare_folder(self.run_dir, rundir.RunManifest.for_spec(spec, self.prompts.directory,
+                                                                                         self.topics))
         limit = request.budget or spec.budget.max_total_tokens
         self.budget = TokenBudget(limit, warn_at=spec.budget.warn_at)
         self.concurrency = request.concurrency or spec.concurrency
@@ -129,6 +132,11 @@ class PipelineRun:
             prices=self.prices,
             transport=transport,
         )
+
+    def claim_folder(self) -> None:
+        """Record the run's manifest: the first thing the run writes in its folder (call it
+        holding the folder's lock, before the resources open)."""
+        rundir.write_manifest(self.run_dir, self.manifest)
 
     def start(self, resources: RunResources) -> None:
         """Take the open resources and announce the run (progress display, log)."""
@@ -269,7 +277,7 @@ class PipelineRun:
         if self.spec.export.csv:
             exporter.write_csv(rows, bom=self.spec.export.csv_bom)
         exporter.write_json(
-            "qc_report.json",
+            rundir.QC_REPORT_NAME,
             {"run_id": self.run_id, "articles": [
                 {"topic": a.topic, "slug": a.slug, "status": a.status.value, "reasons": a.reasons, "qc": a.qc}
                 for a in self.articles
@@ -283,7 +291,7 @@ class PipelineRun:
             run_dir=str(self.run_dir),
             pipeline=self.spec.name,
             articles=len(self.articles),
-            by_status=dict(Counter(a.status.value for a in self.articles)),
+            by_status=rundir.status_counts(a.status for a in self.articles),
             prompt_tokens=sum(u.prompt_tokens for u in usage_total),
             completion_tokens=sum(u.completion_tokens for u in usage_total),
             total_tokens=sum(u.total_tokens for u in usage_total),
@@ -301,7 +309,7 @@ class PipelineRun:
             fatal_exit_code=fatal.exit_code if isinstance(fatal, ApiError) else None,
             fallbacks=dict(stats.fallbacks),
         )
-        exporter.write_json("summary.json", summary.to_dict())
+        exporter.write_json(rundir.SUMMARY_NAME, summary.to_dict())
         metrics.set_budget(self.budget.limit, self.budget.remaining)
         metrics.write_textfile(self.run_dir / RUN_TEXTFILE)
         accumulate_metrics(metrics, self.run_dir)

@@ -1,13 +1,29 @@
-"""Pipeline specs: YAML → `yaml.safe_load` → pydantic models with `extra="forbid"`.
+"""Pipeline specs: YAML → a bounded safe loader → pydantic models with `extra="forbid"`.
 
 `load_spec(path)` is the only entry point. Every problem becomes one `SpecError`
 whose message names the file, the field (as a dotted path) and, where the YAML
-can tell, the line.
+can tell, the line. Values quoted in messages are shortened (`short`), never the
+whole input.
+
+A spec is trusted to describe a pipeline, not to read or exhaust the machine:
+
+- the file is at most `MAX_SPEC_BYTES`; YAML aliases are bounded (`MAX_YAML_ALIASES`
+  uses, `MAX_YAML_NODES` nodes once expanded, `MAX_YAML_DEPTH` levels), so an alias
+  bomb is refused at once; a key written twice in one mapping is an error naming both lines;
+- `prompts_dir` must resolve, after symlinks, inside the spec's project: the folder
+  that holds the spec's folder (`P/pipelines/x.yaml` → `P`);
+- template variables (`vars`, `schedule.vars`, and every run's overrides through
+  `validate_vars`) are identifiers that the template context does not reserve, with
+  JSON-like values, bounded in number and size.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import reprlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,10 +34,137 @@ from copydesk.errors import SpecError
 
 NAME_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 STAGE_NAMES = ("title", "outline", "expansion")
-#: Names the pipeline itself puts into every template context; `vars` may not shadow them.
+#: Names the template context reserves: what the pipeline itself puts into every context,
+#: and Jinja's own globals and loop names. No var (spec, schedule or run override) may use them.
 RESERVED_VARS = frozenset(
     {"topic", "language", "title", "outline", "section", "section_index", "section_count", "vars"}
+    | {"range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "self", "caller",
+       "varargs", "kwargs", "true", "false", "none", "True", "False", "None"}
 )
+
+#: Largest spec file read, in bytes.
+MAX_SPEC_BYTES = 256 * 1024
+#: YAML aliases (`*name`) one spec may use.
+MAX_YAML_ALIASES = 100
+#: Nodes of the YAML document once every alias is expanded (what pydantic would walk).
+MAX_YAML_NODES = 100_000
+#: Nesting depth of the YAML document.
+MAX_YAML_DEPTH = 64
+
+#: Template variables: at most this many names, each at most `MAX_VAR_NAME_CHARS` long,
+#: values JSON-like (str, int, float, bool, null, lists, objects with string keys) nested at
+#: most `MAX_VAR_DEPTH` deep, all values together at most `MAX_VARS_CHARS` as JSON.
+MAX_VARS = 100
+MAX_VAR_NAME_CHARS = 64
+MAX_VAR_DEPTH = 8
+MAX_VARS_CHARS = 64 * 1024
+#: Integers in vars stay within what JSON consumers agree on (signed 64-bit).
+MAX_VAR_INT = 2**63 - 1
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlong = 40
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+_repr.maxlevel = 3
+
+
+def short(value: Any) -> str:
+    """A repr of `value` shortened for messages (at most about 60 characters per string)."""
+    try:
+        return _repr.repr(value)
+    except Exception:  # a repr that fails must not hide the real problem
+        return f"<{type(value).__name__}>"
+
+
+def _var_value_problem(value: Any, depth: int) -> str | None:
+    if depth > MAX_VAR_DEPTH:
+        return f"nested deeper than {MAX_VAR_DEPTH} levels"
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, int):
+        return None if -MAX_VAR_INT <= value <= MAX_VAR_INT else "integer out of range (at most 2**63-1)"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers must be finite"
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            problem = _var_value_problem(item, depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return "object keys must be strings"
+            problem = _var_value_problem(item, depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"a {type(value).__name__} is not a JSON-like value (str, number, bool, null, list, object)"
+
+
+def _json_size(value: Any) -> int:
+    """Characters `value` takes as compact JSON (strings counted by length; no string is built)."""
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, (int, float)):
+        return 24
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(_json_size(item) + 1 for item in value)
+    if isinstance(value, Mapping):
+        return 2 + sum(len(str(k)) + 4 + _json_size(v) for k, v in value.items())
+    return 0
+
+
+def vars_problems(values: Any) -> list[str]:
+    """Every problem of a vars mapping, each naming the var; empty when it is valid.
+
+    The one rule for the spec's `vars`, `schedule.vars` and every run's overrides
+    (`--var`, the editor form, scheduled runs): see the module docstring and the
+    `MAX_VAR*` constants."""
+    if not isinstance(values, Mapping):
+        return [f"must be a mapping of names to values, not {type(values).__name__}"]
+    problems: list[str] = []
+    if len(values) > MAX_VARS:
+        return [f"{len(values)} vars; at most {MAX_VARS} are allowed"]
+    for name, value in values.items():
+        label = short(name)
+        if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+            problems.append(f"var {label}: names must be identifiers (letters, digits, _)")
+            continue
+        if len(name) > MAX_VAR_NAME_CHARS:
+            problems.append(f"var {label}: names are at most {MAX_VAR_NAME_CHARS} characters")
+            continue
+        if name in RESERVED_VARS:
+            problems.append(f"var {label}: the name is reserved by the template context")
+            continue
+        problem = _var_value_problem(value, 1)
+        if problem:
+            problems.append(f"var {label}: {problem}")
+    if not problems:
+        size = sum(_json_size(v) for v in values.values())
+        if size > MAX_VARS_CHARS:
+            problems.append(f"the vars take {size:,} characters as JSON; at most {MAX_VARS_CHARS:,} are allowed")
+    return problems
+
+
+def validate_vars(values: Any, *, origin: str) -> dict[str, Any]:
+    """Check template variables from `origin` (e.g. `--var`, `vars override`); a SpecError otherwise."""
+    problems = vars_problems(values)
+    if problems:
+        raise SpecError(f"{origin}: " + "; ".join(problems))
+    return dict(values)
+
+
+def _vars_validator(value: dict[str, Any]) -> dict[str, Any]:
+    problems = vars_problems(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
 
 
 class _Model(BaseModel):
@@ -54,7 +197,7 @@ class StageSpec(_Model):
     def _numbers_not_text_or_booleans(cls, value: Any) -> Any:
         # pydantic's lax mode would send `true` as 1.0 and "20" as 20; in a spec they are typos.
         if isinstance(value, (bool, str)):
-            raise ValueError(f"must be a number, not {type(value).__name__} {value!r}")
+            raise ValueError(f"must be a number, not {type(value).__name__} {short(value)}")
         return value
 
     @field_validator("stop")
@@ -295,7 +438,7 @@ class ScheduleSpec(_Model):
             raise ValueError("cron needs five fields: minute hour day month weekday")
         for field, (label, lo, hi, names) in zip(fields, _CRON_FIELDS):
             if not _cron_field_ok(field, lo, hi, names):
-                raise ValueError(f"cron {label} field {field!r} is not valid (allowed {lo}-{hi})")
+                raise ValueError(f"cron {label} field {short(field)} is not valid (allowed {lo}-{hi})")
         return value
 
     @field_validator("timezone")
@@ -306,8 +449,13 @@ class ScheduleSpec(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
+            raise ValueError(f"unknown timezone {short(value)}") from exc
         return value
+
+    @field_validator("vars")
+    @classmethod
+    def _valid_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _vars_validator(value)
 
 
 class ModelPrice(_Model):
@@ -340,54 +488,199 @@ class PipelineSpec(_Model):
 
     @field_validator("vars")
     @classmethod
-    def _no_reserved_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(RESERVED_VARS & set(value))
-        if clash:
-            raise ValueError(f"{', '.join(clash)} is set by the pipeline itself and cannot be a var")
-        bad = [k for k in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))]
-        if bad:
-            raise ValueError(f"var names must be identifiers: {', '.join(map(str, bad))}")
-        return value
+    def _valid_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _vars_validator(value)
 
     def model_for(self, stage: str) -> str:
         return getattr(self.stages, stage).model or self.model
 
     @property
+    def project_dir(self) -> Path:
+        """The folder that holds the spec's folder (`P/pipelines/x.yaml` → `P`); without a
+        source file, the parent of the working directory."""
+        base = self.source.parent if self.source else Path.cwd().resolve()
+        return base.parent
+
+    @property
     def resolved_prompts_dir(self) -> Path:
         base = self.source.parent if self.source else Path.cwd()
-        return (base / self.prompts_dir).resolve()
+        return Path(os.path.realpath(base / self.prompts_dir))
+
+    def prompts_dir_problem(self) -> str | None:
+        """Why `prompts_dir` may not be used, or None when it resolves inside the project.
+
+        The answer depends only on where the path leads, never on whether anything
+        exists there, and quotes no value."""
+        project = self.project_dir
+        if project == Path(project.anchor):
+            return (
+                "the spec must sit in a folder of its project (P/pipelines/x.yaml), "
+                "so that prompts_dir has a project to stay inside"
+            )
+        try:
+            resolved = self.resolved_prompts_dir
+        except (OSError, RuntimeError, ValueError):
+            resolved = None
+        if resolved is None or not resolved.is_relative_to(project):
+            return (
+                f"must resolve inside the pipeline's project {project} (the folder that holds the "
+                "spec's folder); no absolute path, '..' or symlink may lead out of it"
+            )
+        return None
+
+    def checked_prompts_dir(self) -> Path:
+        """`resolved_prompts_dir`, or a SpecError when it lies outside the project."""
+        problem = self.prompts_dir_problem()
+        if problem:
+            raise SpecError(f"{self.source or self.name}: prompts_dir: {problem}")
+        return self.resolved_prompts_dir
 
 
 # --------------------------------------------------------------------------- loading
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` with bounds: alias uses, nesting depth, and duplicate keys are
+    refused while composing, before anything is expanded or constructed."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases (*name) in one spec", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        seen: dict[tuple[str, str], yaml.Mark] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+                continue
+            ident = (key.tag, key.value)
+            if ident in seen:
+                first, again = seen[ident], key.start_mark
+                where = (
+                    f"on lines {first.line + 1} and {again.line + 1}"
+                    if first.line != again.line
+                    else f"twice on line {again.line + 1} (columns {first.column + 1} and {again.column + 1})"
+                )
+                raise yaml.composer.ComposerError(None, None, f"duplicate key {short(key.value)} {where}", again)
+            seen[ident] = key.start_mark
+        return node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases would expand past MAX_YAML_NODES nodes, or refer to
+    themselves. Each shared node is counted once per use, without expanding anything."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_YAML_NODES:
+                raise yaml.composer.ComposerError(
+                    None, None,
+                    f"the aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?)",
+                    node.start_mark,
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise yaml.composer.ComposerError(None, None, "an alias refers to its own anchor", node.start_mark)
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
 
 def load_spec(path: str | Path) -> PipelineSpec:
-    """Read, parse and validate one pipeline spec."""
+    """Read, parse and validate one pipeline spec (at most MAX_SPEC_BYTES)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such pipeline spec") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the spec: {exc}") from exc
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc.strerror or type(exc).__name__}") from exc
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 1024} KiB; a pipeline spec is a short YAML file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return parse_spec(text, path)
 
 
 def parse_spec(text: str, path: Path) -> PipelineSpec:
+    """Parse and validate spec text read from `path` (which anchors `prompts_dir`)."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 1024} KiB; a pipeline spec is a short YAML file")
     try:
-        data = yaml.safe_load(text)
+        loader = _SpecLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character, checked before any parsing
+        line = text.count("\n", 0, exc.position) + 1
+        raise SpecError(
+            f"{path}:{line}: invalid YAML: character {exc.character:#x} is not allowed in YAML text"
+        ) from None
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            _check_expansion(root)
+        lines = _line_index(root)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or type(exc).__name__
         raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a pipeline spec must be a YAML mapping, got {type(data).__name__}")
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_describe(exc, path, _line_index(text))) from None
-    return spec.model_copy(update={"source": path.resolve()})
+        raise SpecError(_describe(exc, path, lines)) from None
+    spec = spec.model_copy(update={"source": path.resolve()})
+    problem = spec.prompts_dir_problem()
+    if problem:
+        line = lines.get(("prompts_dir",))
+        where = f"{path}:{line}" if line else str(path)
+        raise SpecError(f"{where}: prompts_dir: {problem}")
+    return spec
 
 
 def _describe(exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int]) -> str:
@@ -396,14 +689,14 @@ def _describe(exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int
         loc = tuple(str(part) for part in error["loc"])
         # Errors inside a union or a model validator carry technical suffixes; drop them.
         loc = tuple(p for p in loc if not p.startswith(("function-", "list[", "str", "int")))
-        field = ".".join(loc) or "(top level)"
+        field = ".".join(p if len(p) <= 60 else short(p) for p in loc) or "(top level)"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key (not part of the pipeline spec)"
         elif error["type"] == "missing":
             message = "required but missing"
         elif "input" in error and error["type"] not in ("model_type", "dict_type"):
-            message = f"{message} (got {error['input']!r})"
+            message = f"{message} (got {short(error['input'])})"
         line = _nearest_line(lines, loc)
         where = f"{path}:{line}" if line else str(path)
         problems.append(f"{where}: {field}: {message}")
@@ -418,26 +711,25 @@ def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> in
     return None
 
 
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each mapping key's dotted path to its 1-based line in the YAML."""
+def _line_index(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """Map each mapping key's dotted path to its 1-based line in the YAML (a node shared
+    through aliases is indexed where it is first reached, and walked once)."""
     index: dict[tuple[str, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return index
-
-    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())] if root is not None else []
+    while stack:
+        node, prefix = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                path = (*prefix, str(key.value))
-                index[path] = key.start_mark.line + 1
-                walk(value, path)
+                path = (*prefix, str(key.value) if isinstance(key, yaml.ScalarNode) else "?")
+                index.setdefault(path, key.start_mark.line + 1)
+                stack.append((value, path))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 path = (*prefix, str(i))
-                index[path] = item.start_mark.line + 1
-                walk(item, path)
-
-    if root is not None:
-        walk(root, ())
+                index.setdefault(path, item.start_mark.line + 1)
+                stack.append((item, path))
     return index

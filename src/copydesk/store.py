@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from copydesk.client import ChatRequest, Completion, Usage
+from copydesk.rundir import CALLS_NAME
 
 log = logging.getLogger("copydesk.store")
 
@@ -38,7 +39,7 @@ def call_key(article_key: str, stage: str, part: int, request: ChatRequest) -> s
 
 
 class CallStore:
-    FILENAME = "calls.jsonl"
+    FILENAME = CALLS_NAME
 
     def __init__(self, path: Path | None) -> None:
         self.path = path

@@ -1,0 +1,172 @@
+"""The editor form's trust rules, checked in the flow bodies (no Prefect server needed).
+
+`pipeline` is a served pipeline's name, never a path, never a symlink that leads out of
+the pipelines folder; `budget` may lower the spec's cap and never raise it. These run
+the flows' own code (`editor.fn`, `scheduled.fn`, `run_named_pipeline`) the way a run
+started outside `copydesk serve`'s enforced schema would (prefect.yaml, a direct call).
+The deployments' schema (the enum, the server's refusals) is tested on a real server in
+tests/test_deployments.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_deployments import make_pipelines
+
+from copydesk.catalog import check_name, load_catalog, resolve_served
+from copydesk.errors import InputError, SpecError
+from copydesk.form import MAX_FORM_BUDGET, form_budget
+from copydesk.spec import load_spec
+
+HOSTILE_NAMES = ["../x", "/etc/passwd", "..", "pipelines/basic.yaml", "basic.yaml", "~root", "..\\x",
+                 "basic\n", "BASIC", "a" * 65, "../" * 300 + "etc/passwd"]
+
+
+@pytest.fixture
+def pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = make_pipelines(tmp_path)
+    monkeypatch.setenv("COPYDESK_PIPELINES_DIR", str(folder))
+    monkeypatch.setenv("COPYDESK_OUTPUT_DIR", str(tmp_path / "outputs"))
+    return folder
+
+
+@pytest.fixture
+def no_run(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Replace the run itself (flows.pipeline.execute) with a recorder: nothing may reach it."""
+    import copydesk_flows.editor
+
+    requests: list[Any] = []
+
+    async def record(request: Any, **kwargs: Any) -> dict[str, Any]:
+        requests.append(request)
+        return {"run_id": request.run_id, "by_status": {}, "budget_spent": 0,
+                "budget_limit": request.budget or 0, "run_dir": "x"}
+
+    monkeypatch.setattr(copydesk_flows.editor, "execute", record)
+    return requests
+
+
+# ------------------------------------------------------------------------------ the catalog
+
+
+def test_only_names_of_served_specs_resolve(pipelines):
+    path, spec = resolve_served("strict", pipelines)  # by its name:, whatever the file is called
+    assert path == (pipelines / "strict-review.yml").resolve() and spec.name == "strict"
+    with pytest.raises(SpecError, match=r"no pipeline named 'strict-review' is served.*available: basic, strict"):
+        resolve_served("strict-review", pipelines)  # a file stem is not a name
+    with pytest.raises(SpecError, match="no pipeline named 'broken'"):
+        resolve_served("broken", pipelines)  # an invalid spec is not served, and says nothing more
+    for hostile in HOSTILE_NAMES:
+        with pytest.raises(SpecError) as info:
+            resolve_served(hostile, pipelines)
+        message = str(info.value)
+        assert "passwd" not in message and "/" not in message and "../" not in message and "a" * 61 not in message, message
+        assert len(message) < 200, message
+    with pytest.raises(SpecError, match="COPYDESK_PIPELINES_DIR"):
+        resolve_served("basic", pipelines.parent / "missing")
+
+
+def test_a_symlinked_spec_outside_the_folder_is_not_served(pipelines):
+    catalog = load_catalog(pipelines)
+    assert catalog.names == ["basic", "strict"]
+    assert (pipelines / "outside.yaml").is_symlink()  # make_pipelines: a valid spec named `outside`, elsewhere
+    assert load_spec(pipelines / "outside.yaml").name == "outside"
+    assert any("outside.yaml" in p and "outside the pipelines folder" in p for p in catalog.problems)
+    with pytest.raises(SpecError, match="no pipeline named 'outside' is served"):
+        resolve_served("outside", pipelines)
+
+    (pipelines / "alias.yaml").symlink_to(pipelines / "strict-review.yml")  # inside: still one pipeline
+    catalog = load_catalog(pipelines)
+    assert catalog.names == ["basic", "strict"]
+    assert any("already used" in p for p in catalog.problems)
+
+
+def test_duplicate_names_and_schedules(pipelines):
+    (pipelines / "copy.yaml").write_text((pipelines / "basic.yaml").read_text())
+    found = load_catalog(pipelines)
+    assert [s.name for s in found.scheduled] == ["basic"] and found.names == ["basic", "strict"]
+    assert any("broken.yaml" in p for p in found.problems)
+    assert any("copy.yaml" in p and "already used" in p for p in found.problems)
+
+
+def test_names_are_checked_before_any_file_is_read(tmp_path):
+    assert check_name("tech-blog") == "tech-blog"
+    for hostile in HOSTILE_NAMES:
+        with pytest.raises(SpecError):
+            check_name(hostile)
+    with pytest.raises(SpecError, match="not int"):
+        check_name(3)
+
+
+# ------------------------------------------------------------------------------ the flow bodies
+
+
+@pytest.mark.parametrize("hostile", ["../x", "/etc/passwd", "outside", "../pipelines/basic.yaml"])
+async def test_the_editor_flow_body_refuses_paths_and_symlinks(pipelines, no_run, hostile, caplog):
+    from copydesk_flows.editor import editor, scheduled
+
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(SpecError) as info:
+        await editor.fn(pipeline=hostile, topics=["a topic"])
+    assert info.value.exit_code == 2
+    with pytest.raises(SpecError):
+        await scheduled.fn(pipeline=hostile, topics=["a topic"])
+    assert no_run == []
+    logged = caplog.text
+    assert "paths are not accepted" in logged or "no pipeline named 'outside' is served" in logged
+    assert "passwd" not in logged and "../" not in logged and str(pipelines.parent / "outside") not in logged
+
+
+async def test_a_served_name_runs(pipelines, no_run):
+    from copydesk_flows.editor import editor
+
+    await editor.fn(pipeline="strict", topics=["a topic"])
+    (request,) = no_run
+    assert Path(request.spec_path) == (pipelines / "strict-review.yml").resolve() and request.budget is None
+
+
+async def test_the_form_budget_may_lower_the_cap_but_never_raise_it(pipelines, no_run):
+    from copydesk_flows.editor import editor, run_named_pipeline, scheduled
+
+    cap = load_spec(pipelines / "basic.yaml").budget.max_total_tokens
+    for too_much in (cap + 1, MAX_FORM_BUDGET, 10**30):
+        with pytest.raises(InputError, match=r"above pipeline basic's budget\.max_total_tokens") as info:
+            await editor.fn(pipeline="basic", topics=["a topic"], budget=too_much)
+        assert info.value.exit_code == 2
+        assert str(10**30) not in str(info.value)
+        with pytest.raises(InputError):
+            await scheduled.fn(pipeline="basic", budget=too_much)
+    for nonsense in (0, -5, True, 1.5, "100"):
+        with pytest.raises(InputError):
+            await run_named_pipeline("basic", ["a topic"], budget=nonsense)  # type: ignore[arg-type]
+    assert no_run == []  # refused before anything ran
+
+    await editor.fn(pipeline="basic", topics=["a topic"], budget=cap)
+    await editor.fn(pipeline="basic", topics=["a topic"], budget=500)
+    await scheduled.fn(pipeline="basic", budget=700)
+    assert [r.budget for r in no_run] == [cap, 500, 700]
+
+
+def test_form_budget_rule(pipelines):
+    spec = load_spec(pipelines / "basic.yaml")
+    assert form_budget(None, spec) is None
+    assert form_budget(1, spec) == 1
+    with pytest.raises(InputError, match="more than 1,000,000,000"):
+        form_budget(10**30, spec)
+
+
+def test_the_flow_signature_refuses_paths_before_the_body(pipelines):
+    """Prefect validates parameters against the signature: the name pattern and the budget bound."""
+    from prefect.exceptions import ParameterTypeError
+
+    from copydesk_flows.editor import editor
+
+    for bad in ({"pipeline": "../x", "topics": ["a"]}, {"pipeline": "/etc/passwd", "topics": ["a"]},
+                {"pipeline": "basic", "topics": ["a"], "budget": 10**30}):
+        with pytest.raises(ParameterTypeError) as info:
+            editor.validate_parameters(bad)
+        assert "passwd" not in str(info.value) and str(10**30) not in str(info.value)

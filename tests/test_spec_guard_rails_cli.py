@@ -1,0 +1,168 @@
+"""Issue 11 guard rails through the real `copydesk` command: hostile specs, templates and
+--var values are refused with exit 2 and a clear message, within seconds, leaking nothing.
+
+The subprocess timeouts are the guard against hangs; no test measures durations otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import SECRET_KEY, run_cli
+
+CANARY = "canary-value-from-the-environment-5f3a"
+
+ALIAS_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The user's environment holds a key and a canary; nothing may print either."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COPYDESK_", "PREFECT_API"))}
+    env.update(
+        OPENAI_API_KEY=SECRET_KEY,
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",  # nothing listens: no test may call an API
+        COPYDESK_SPEC_TEST_CANARY=CANARY,
+        COPYDESK_STATE_DIR=str(tmp_path / "state"),
+        COPYDESK_OUTPUT_DIR=str(tmp_path / "outputs"),  # never the project's outputs/
+        COLUMNS="200",
+    )
+    return env
+
+
+def output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def assert_clean(text: str) -> None:
+    assert SECRET_KEY not in text and CANARY not in text
+    assert "Traceback" not in text
+
+
+def test_proc_self_environ_is_refused_and_never_shown(basic_spec: Path, env: dict[str, str]) -> None:
+    text = basic_spec.read_text(encoding="utf-8")
+    text = text.replace("prompts_dir: ../prompts", "prompts_dir: /proc/self").replace("prompt: title.j2", "prompt: environ")
+    assert "prompts_dir: /proc/self" in text and "prompt: environ" in text
+    basic_spec.write_text(text, encoding="utf-8")
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith("prompts_dir:"))
+
+    result = run_cli(["validate", str(basic_spec)], env, timeout=60)
+
+    assert result.returncode == 2, output(result)
+    assert f"{basic_spec}:{line}: prompts_dir: must resolve inside the pipeline's project" in output(result)
+    assert_clean(output(result))
+
+
+def test_prompts_dir_symlinked_to_proc_is_refused(basic_spec: Path, env: dict[str, str]) -> None:
+    (basic_spec.parent.parent / "sneaky").symlink_to("/proc/self")
+    text = basic_spec.read_text(encoding="utf-8").replace("prompts_dir: ../prompts", "prompts_dir: ../sneaky")
+    basic_spec.write_text(text.replace("prompt: title.j2", "prompt: environ"), encoding="utf-8")
+    result = run_cli(["validate", str(basic_spec)], env, timeout=60)
+    assert result.returncode == 2, output(result)
+    assert "prompts_dir: must resolve inside" in output(result)
+    assert_clean(output(result))
+
+
+def test_template_symlinked_outside_is_refused(basic_spec: Path, env: dict[str, str], tmp_path: Path) -> None:
+    secret = tmp_path / "secret.j2"
+    secret.write_text("SECRET-FILE-CONTENT {{ topic }}", encoding="utf-8")
+    title = basic_spec.parent.parent / "prompts" / "title.j2"
+    title.unlink()
+    title.symlink_to(secret)
+
+    result = run_cli(["validate", str(basic_spec)], env, timeout=60)
+
+    assert result.returncode == 2, output(result)
+    assert "template 'title.j2' is outside prompts_dir" in output(result)
+    assert "SECRET-FILE-CONTENT" not in output(result) and "secret.j2" not in output(result)
+    assert_clean(output(result))
+
+
+def test_alias_bomb_is_refused_within_seconds(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "pipelines").mkdir()
+    bomb = tmp_path / "pipelines" / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB, encoding="utf-8")
+    result = run_cli(["validate", str(bomb)], env, timeout=15)
+    assert result.returncode == 2, output(result)
+    assert "aliases expand to more than 100,000 values" in output(result)
+    assert "lol" not in output(result)
+
+
+def test_duplicate_keys_name_both_lines(basic_spec: Path, env: dict[str, str]) -> None:
+    text = basic_spec.read_text(encoding="utf-8")
+    assert "\nmodel: " in text
+    text = text.replace("\nmodel: ", "\nmodel: other-model\nmodel: ", 1)
+    basic_spec.write_text(text, encoding="utf-8")
+    lines = [i for i, row in enumerate(text.splitlines(), 1) if row.startswith("model:")]
+    result = run_cli(["validate", str(basic_spec)], env, timeout=60)
+    assert result.returncode == 2, output(result)
+    assert f"duplicate key 'model' on lines {lines[0]} and {lines[1]}" in output(result)
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("{{ 'x' * 300000000 }}", "a repeated value would be 300,000,000 long"),
+        ("{{ 9 ** (9 ** 8) }}", "a power would exceed 4096 bits"),
+        ("{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", "rendering took longer than 2 s"),
+        ("{{ range(10**9) }}", "range() is limited to 10,000 items"),
+    ],
+)
+def test_runaway_templates_exit_2_with_a_clear_message(
+    basic_spec: Path, env: dict[str, str], source: str, needle: str
+) -> None:
+    title = basic_spec.parent.parent / "prompts" / "title.j2"
+    title.write_text("A title about {{ topic }}\n" + source + "\n", encoding="utf-8")
+    result = run_cli(["validate", str(basic_spec)], env, timeout=60)
+    assert result.returncode == 2, output(result)
+    assert f"{title.resolve()}:2: template limit: {needle}" in output(result)
+    assert_clean(output(result))
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize(
+    "var, needle",
+    [
+        ("topic=injected", "--var: var 'topic': the name is reserved by the template context"),
+        ("bad name=1", "--var: var 'bad name': names must be identifiers"),
+        ("audience=" + "x" * 70_000, "--var: the vars take 70,002 characters as JSON; at most 65,536"),
+        ("audience", "--var 'audience': expected NAME=VALUE"),
+    ],
+)
+def test_bad_var_exits_2_naming_the_var(
+    basic_spec: Path, env: dict[str, str], tmp_path: Path, command: str, var: str, needle: str
+) -> None:
+    extra = ["--out", str(tmp_path / "out")] if command == "run" else []
+    result = run_cli([command, str(basic_spec), "--topic", "T", "--var", var, *extra], env, timeout=120)
+    assert result.returncode == 2, output(result)
+    assert needle in output(result)
+    assert "x" * 100 not in output(result)
+    assert_clean(output(result))
+
+
+def test_good_var_still_works(basic_spec: Path, env: dict[str, str]) -> None:
+    result = run_cli(["plan", str(basic_spec), "--topic", "T", "--var", 'audience={"who": ["devs"]}', "--json"], env, timeout=120)
+    assert result.returncode == 0, output(result)
+
+
+def test_run_refuses_a_runaway_template_before_any_call(
+    basic_spec: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    title = basic_spec.parent.parent / "prompts" / "title.j2"
+    title.write_text("{{ topic }} {{ 'x' * 300000000 }}\n", encoding="utf-8")
+    result = run_cli(["run", str(basic_spec), "--topic", "T", "--out", str(tmp_path / "out")], env, timeout=120)
+    assert result.returncode == 2, output(result)
+    assert f"{title.resolve()}:1: template limit: a repeated value would be 300,000,000 long" in output(result)
+    assert not (tmp_path / "out").exists()  # refused before a run folder was made
+    assert_clean(output(result))
