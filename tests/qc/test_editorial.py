@@ -133,9 +133,10 @@ def test_extra_headings_are_demoted_or_held():
 
 
 def test_hidden_markup_is_held():
-    for bad in ("<!-- TODO: verify -->", "Use List<String> here.", '<div class="x">note</div>'):
+    for bad in ("<!-- TODO: verify -->", '<div class="x">note</div>', "<p>Text</p>", '<Note kind="x">'):
         assert not check_markdown([("A", CLEAN_A + "\n\n" + bad)]).passed, bad
-    assert check_markdown([("A", CLEAN_A + " Use `List<String>` and <https://python.org>.")]).passed
+    fine = CLEAN_A + " Use `List<String>`, List<String>, <b>bold</b> and <https://python.org>."
+    assert check_markdown([("A", fine)]).passed
 
 
 # -- language -------------------------------------------------------------------------------

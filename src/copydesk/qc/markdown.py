@@ -4,7 +4,8 @@
     extra heading         a `#`/`##` heading (or a setext `===`/`---` one) inside a section
                           adds a section the outline does not have: demoted to `###`
                           (`extra_headings: demote`, recorded) or held (`review`)
-    hidden or raw markup  HTML comments (invisible when rendered), raw HTML tags, link
+    hidden or raw markup  HTML comments (invisible when rendered), raw HTML elements (the
+                          exporter escapes them, so readers see the markup), link
                           reference definitions (vanish), lines indented 4+ spaces after
                           a blank line outside a list (become code)             -> soft
 
@@ -24,7 +25,15 @@ _TOP_HEADING = re.compile(r"^ {0,3}(#{1,2})(?=[ \t]|$)[ \t]*(.*)$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
-_HTML_TAG = re.compile(r"</?(?:[a-zA-Z][a-zA-Z0-9-]*)(?:\s[^<>]*)?/?>")
+_HTML_TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9-]*)(\s[^<>]*)?/?>")
+#: HTML elements a model writes as markup (the exporter shows them as text: `copydesk.sanitize`).
+#: Inline formatting it lets through (`<b>`, `<em>`, `<br>`) is fine; `List<String>` is prose.
+_HTML_ELEMENTS = frozenset(
+    "a abbr article aside audio blockquote body button caption center div dl dt dd embed fieldset figcaption "
+    "figure font footer form h1 h2 h3 h4 h5 h6 head header html iframe img input label li link main meta nav "
+    "object ol option p picture pre script section select source span style svg table tbody td textarea tfoot "
+    "th thead title tr ul video".split()
+)
 _INLINE_CODE = re.compile(r"(`+).+?\1")
 _AUTOLINK = re.compile(r"<(?:https?|ftp|mailto):[^>\s]+>")
 _LINK_DEF = re.compile(r"^ {0,3}\[[^\]^][^\]]*\]:[ \t]*\S")
@@ -102,8 +111,9 @@ def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: 
             prose = _INLINE_CODE.sub("", line)
             if _HTML_COMMENT.search(prose):
                 found.append(finding(i, heading, line, problem="HTML comment (hidden when rendered)", line=n))
-            elif _HTML_TAG.search(_AUTOLINK.sub("", prose)):
-                found.append(finding(i, heading, line, problem="raw HTML", line=n))
+            elif any(m.group(2) or m.group(1).lower() in _HTML_ELEMENTS
+                     for m in _HTML_TAG.finditer(_AUTOLINK.sub("", prose))):
+                found.append(finding(i, heading, line, problem="raw HTML (shown as text once exported)", line=n))
             elif _LINK_DEF.match(line):
                 found.append(finding(i, heading, line, problem="link reference definition (not shown)", line=n))
             elif blank_before and line.startswith("    ") and line.strip() and not _LIST_ITEM.match(line):
