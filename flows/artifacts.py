@@ -27,6 +27,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from prefect.artifacts import MarkdownArtifact, TableArtifact
+from prefect.client.orchestration import get_client
+
 from copydesk import rundir
 from copydesk.sanitize import inert_markdown, inert_text
 
@@ -159,8 +162,6 @@ def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None =
 
 def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str] | None = None) -> list[Any]:
     """The Prefect artifact objects for a run folder (all articles, or only `slugs`)."""
-    from prefect.artifacts import MarkdownArtifact, TableArtifact
-
     pipeline = summary.get("pipeline") or "copydesk"
     rows = read_rows(run_dir)
     qc = read_qc(run_dir)
@@ -204,8 +205,6 @@ def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str]
 
 
 async def _create_all(artifacts: list[Any]) -> int:
-    from prefect.client.orchestration import get_client
-
     limit = asyncio.Semaphore(ARTIFACT_CONCURRENCY)
     failures = 0
 
@@ -228,8 +227,6 @@ async def publish_article_artifact(pipeline: str, row: dict[str, Any], text: str
                                    index: int) -> None:
     """One article's Markdown artifact, made as soon as the article is exported, while the
     rest of the batch still waits on the API (so it costs the run no wall time)."""
-    from prefect.artifacts import MarkdownArtifact
-
     slug = row.get("slug") or f"article-{index}"
     key = artifact_key(pipeline, slug)
     if key in (artifact_key(pipeline, "articles"), artifact_key(pipeline, "run-summary")):

@@ -21,8 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect.deployments.runner import EntrypointType
+from prefect.schedules import Cron
+
 from copydesk.catalog import load_catalog
 from copydesk.settings import Settings
+from copydesk_flows.editor import editor, scheduled
 
 EDITOR_DEPLOYMENT = "editor"
 TAGS = ["copydesk"]
@@ -51,11 +55,6 @@ def offer_pipelines(deployment: Any, names: list[str]) -> None:
 def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_review_timeout: int = 0) -> DeploymentPlan:
     """`review_timeout`: how long scheduled runs wait, paused, for review decisions;
     `editor_review_timeout`: the editor form's default (0: an editor run waits only when asked to)."""
-    from prefect.deployments.runner import EntrypointType
-    from prefect.schedules import Cron
-
-    from copydesk_flows.editor import editor, scheduled
-
     plan = DeploymentPlan()
     plan.deployments.append(
         editor.to_deployment(

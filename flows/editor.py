@@ -28,13 +28,15 @@ import logging
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from pydantic import Field
 
 from copydesk.catalog import MAX_NAME_LENGTH, resolve_served
 from copydesk.errors import CopydeskError, InputError
 from copydesk.form import MAX_FORM_BUDGET, form_budget
-from copydesk.request import RUN_ID_PATTERN, RunRequest
+from copydesk.request import RunRequest
+from copydesk.rundir import RUN_ID_PATTERN
 from copydesk.settings import Settings
 from copydesk.spec import NAME_PATTERN
 from copydesk_flows.pipeline import execute
@@ -49,8 +51,6 @@ MAX_REVIEW_TIMEOUT = 7 * 24 * 3600
 
 
 def _run_id(pipeline_name: str) -> str | None:
-    from prefect.context import FlowRunContext
-
     context = FlowRunContext.get()
     flow_run = context.flow_run if context else None
     if flow_run is None:

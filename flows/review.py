@@ -25,6 +25,12 @@ import asyncio
 from pathlib import Path
 from typing import Any, Literal
 
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import apause_flow_run, aresume_flow_run
+from prefect.input import RunInput
+from prefect.input.run_input import keyset_from_base_key
 from pydantic import Field, create_model
 
 from copydesk.review import PendingArticle, ReviewOutcome, apply_review, pending_reviews
@@ -40,8 +46,6 @@ POLL_SECONDS = 2
 
 def decision_form(pending: list[PendingArticle], *, run_dir: Path, pipeline: str) -> type[Any]:
     """A RunInput model with one hold/approve/reject field per article, keyed by slug."""
-    from prefect.input import RunInput
-
     fields: dict[str, Any] = {}
     for index, item in enumerate(pending):
         fields[f"article_{index}"] = (
@@ -79,13 +83,6 @@ def decisions_of(form: Any, pending: list[PendingArticle]) -> tuple[list[str], l
 
 async def _wait_for_decision(form: type[Any], timeout: float) -> Any:
     """The editor's answer, or the all-hold default once `timeout` seconds pass."""
-    from prefect.context import FlowRunContext
-    from prefect.exceptions import FlowPauseTimeout
-    from prefect.flow_runs import apause_flow_run, aresume_flow_run
-    from prefect.input.run_input import keyset_from_base_key
-
-    from prefect import get_run_logger
-
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise RuntimeError("a review pause needs a flow run")
@@ -117,8 +114,6 @@ async def _wait_for_decision(form: type[Any], timeout: float) -> Any:
 
 async def review_run(run_dir: Path, *, timeout: float, pipeline: str) -> ReviewOutcome | None:
     """Pause for the editor's decisions on the run's needs_review articles and apply them."""
-    from prefect import get_run_logger
-
     logger = get_run_logger()
     pending = pending_reviews(run_dir)
     if not pending:

@@ -13,6 +13,7 @@ import random
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,7 +75,7 @@ def default_reply(body: dict[str, Any]) -> str:
 
 @dataclass
 class Fault:
-    kind: str  # "429", "500", "401", "403", "404", "400", "timeout", "drop", "malformed", "nousage"
+    kind: str  # "429", "500", "401", "403", "404", "400", "echo", "timeout", "drop", "malformed", "nousage"
     retry_after: str | None = None
     delay: float = 0.0
 
@@ -266,6 +267,10 @@ class FakeOpenAI:
                 return
             if kind == "400":
                 self._send(handler, 400, {"error": {"message": "This model's maximum context length is exceeded"}})
+                return
+            if kind == "echo":  # a careless proxy: quotes the request line and the URL-encoded key back
+                auth = urllib.parse.quote(handler.headers.get("Authorization", ""), safe="")
+                self._send(handler, 400, {"error": {"message": f"refused {handler.path} (authorization {auth})"}})
                 return
             if kind == "drop":
                 handler.close_connection = True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from copydesk.client import (
     ChatClient,
     ChatRequest,
     Completion,
+    RetryPolicy,
     Usage,
     parse_duration,
     retry_after_seconds,
@@ -445,3 +448,150 @@ def test_retry_after_http_date_relative_to_now() -> None:
 def test_retry_after_garbage_is_none() -> None:
     assert retry_after_seconds({"Retry-After": "whenever"}) is None
     assert retry_after_seconds({}) is None
+
+
+# ------------------------------------------------------------------------------ URLs, secrets, one layer
+
+
+def test_describe_and_redact_strip_url_credentials_and_encoded_keys() -> None:
+    key = "key/with+special=chars-77"
+    endpoint = ApiEndpoint("https://alice:pw-secret-123@gw.example.test/v1?api-key=qsecret-456&mode=x",
+                           SecretStr(key))
+    assert endpoint.describe() == "https://gw.example.test/v1"
+    assert endpoint.describe("moderations") == "https://gw.example.test/v1/moderations"
+    for text in [
+        f"echo {key}",
+        f"echo {urllib.parse.quote(key, safe='')} and {urllib.parse.quote(key, safe='').lower()}",
+        f"form {urllib.parse.quote_plus(key)}",
+        'json "' + json.dumps(key)[1:-1] + '"',
+        "see http://bob:other-pass@proxy.test:8080/x?token=abcdef#frag now",
+        "query api-key=qsecret-456 and user alice:pw-secret-123",
+        "OpenAI says sk-abcd****wxyz",
+    ]:
+        cleaned = endpoint.redact(text)
+        for secret in (key, urllib.parse.quote(key, safe=""), "pw-secret-123", "qsecret-456", "other-pass",
+                       "abcdef", "sk-abcd"):
+            assert secret.lower() not in cleaned.lower(), (text, cleaned)
+    assert endpoint.redact("see http://bob:other-pass@proxy.test:8080/x?token=abcdef#frag now") == \
+        "see http://proxy.test:8080/x now"
+    assert key not in repr(endpoint) and "pw-secret" not in repr(endpoint)
+
+
+async def test_base_url_query_and_userinfo_are_sent_properly() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(200, json=completion_body(usage=USAGE))
+
+    endpoint = ApiEndpoint("https://gw.example.test/v1?api-version=2024-10", SecretStr(KEY))
+    async with ChatClient(endpoint, transport=httpx.MockTransport(handler)) as client:
+        await client.complete(request())
+    assert str(seen[0].url) == "https://gw.example.test/v1/chat/completions?api-version=2024-10"
+    assert seen[0].headers["authorization"] == f"Bearer {KEY}"
+    # No key: the userinfo becomes basic auth (a gateway behind a password), never part of a message.
+    endpoint = ApiEndpoint("https://alice:pw-secret-123@gw.example.test/v1", None)
+    async with ChatClient(endpoint, transport=httpx.MockTransport(handler)) as client:
+        await client.complete(request())
+    assert seen[1].headers["authorization"].startswith("Basic ")
+    assert seen[1].url.userinfo == b""
+
+
+async def test_error_messages_never_show_the_base_url_credentials() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=req)
+
+    endpoint = ApiEndpoint("http://alice:pw-secret-123@127.0.0.1:9/v1?api-key=qsecret-456", SecretStr(KEY))
+    async with ChatClient(endpoint, transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(TransportError) as info:
+            await client.complete(request())
+    message = str(info.value)
+    assert "http://127.0.0.1:9/v1" in message
+    assert "pw-secret" not in message and "qsecret" not in message and "alice" not in message
+
+
+def test_plain_http_with_a_key_to_another_host_is_warned_once(caplog: pytest.LogCaptureFixture) -> None:
+    assert ApiEndpoint("http://127.0.0.1:8000/v1", SecretStr(KEY)).insecure_warning() is None
+    assert ApiEndpoint("http://localhost:8000/v1", SecretStr(KEY)).insecure_warning() is None
+    assert ApiEndpoint("http://[::1]:8000/v1", SecretStr(KEY)).insecure_warning() is None
+    assert ApiEndpoint("http://10.1.2.3:8000/v1", None).insecure_warning() is None  # no key, nothing to leak
+    assert ApiEndpoint("https://api.example.test/v1", SecretStr(KEY)).insecure_warning() is None
+    endpoint = ApiEndpoint("http://u:pw-secret-123@gpu-box.internal.test:8000/v1", SecretStr(KEY))
+    assert "plain http" in (endpoint.insecure_warning() or "")
+    with caplog.at_level(logging.WARNING, logger="copydesk.client"):
+        ChatClient(endpoint)
+        ChatClient(endpoint)
+    warnings = [r.getMessage() for r in caplog.records if "plain http" in r.getMessage()]
+    assert len(warnings) == 1 and "http://gpu-box.internal.test:8000/v1" in warnings[0]
+    assert "pw-secret" not in warnings[0] and KEY not in warnings[0]
+
+
+@pytest.mark.parametrize("status", [408, 409, 500, 503])
+async def test_chat_and_moderation_agree_on_retryable_statuses(status: int) -> None:
+    """One layer maps statuses: 408/409 are server errors (retried) for chat and moderation alike."""
+    from copydesk.qc.moderation import OpenAIModerator
+
+    chat_error = await error_for(httpx.Response(status, json={"error": {"message": "try again"}}))
+    assert isinstance(chat_error, ServerError) and chat_error.retryable
+
+    calls = 0
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(status, json={"error": {"message": "try again"}}, headers={"Retry-After": "0"})
+        return httpx.Response(200, json={"results": [{"flagged": False, "categories": {}, "category_scores": {}}]})
+
+    moderator = OpenAIModerator(BASE_URL, SecretStr(KEY), transport=httpx.MockTransport(handler), backoff_initial=0.0)
+    result = await moderator.moderate(["text"])
+    assert calls == 2 and result.flagged is False
+
+
+def test_retry_policy_backoff_and_retry_after() -> None:
+    policy = RetryPolicy(initial=1.0, max_delay=10.0, jitter=0.0)
+    assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 10.0]
+    assert policy.delay(1, retry_after=3.0) == 3.0
+    assert policy.delay(1, retry_after=99.0) == 10.0
+    assert 1.0 <= RetryPolicy(initial=1.0, jitter=0.5).delay(1) <= 1.5
+
+
+async def test_the_layer_serves_the_batch_api_shapes() -> None:
+    """/v1/files (multipart upload), /v1/batches (JSON) and a file's content go through the same
+    client: same key, same error mapping, same retries."""
+    seen: list[httpx.Request] = []
+    failures = {"batches": 1}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        path = req.url.path
+        if path == "/v1/files":
+            assert req.headers["content-type"].startswith("multipart/form-data")
+            assert b'name="purpose"' in req.content and b"batch" in req.content
+            assert b'{"custom_id": "a-1"}' in req.content
+            return httpx.Response(200, json={"id": "file-in", "object": "file", "purpose": "batch"})
+        if path == "/v1/batches":
+            if failures["batches"]:
+                failures["batches"] -= 1
+                return httpx.Response(503, json={"error": {"message": "busy"}}, headers={"Retry-After": "0"})
+            body = json.loads(req.content)
+            return httpx.Response(200, json={"id": "batch_1", "status": "validating", "input_file_id": body["input_file_id"]})
+        if path == "/v1/files/file-out/content":
+            return httpx.Response(200, content=b'{"custom_id": "a-1"}\n')
+        return httpx.Response(404, json={"error": {"message": "no such thing"}})
+
+    retry = RetryPolicy(max_attempts=3, initial=0.0, jitter=0.0)
+    async with make_client(handler) as client:
+        uploaded = await client.request_json(
+            "POST", "files", data={"purpose": "batch"},
+            files={"file": ("in.jsonl", b'{"custom_id": "a-1"}\n', "application/jsonl")}, retry=retry)
+        batch = await client.post_json("batches", {"input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions",
+                                                   "completion_window": "24h"}, retry=retry)
+        content = await client.get_bytes("files/file-out/content", retry=retry)
+        with pytest.raises(BadRequestError) as info:
+            await client.request_json("GET", "batches/missing", retry=retry)
+    assert batch == {"id": "batch_1", "status": "validating", "input_file_id": "file-in"}
+    assert content == b'{"custom_id": "a-1"}\n'
+    assert [r.url.path for r in seen].count("/v1/batches") == 2  # the 503 was retried
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in seen)
+    assert info.value.status_code == 404 and "https://api.example.test/v1/batches/missing" in str(info.value)

@@ -222,6 +222,15 @@ def test_broken_yaml_points_at_the_bad_line(tmp_path: Path) -> None:
     assert int(match.group(1)) == 5
 
 
+def test_control_character_is_a_spec_error_naming_the_line(tmp_path: Path) -> None:
+    # YAML's reader refuses control characters before parsing starts; that must not escape
+    # as a traceback (a terminal escape pasted into a spec).
+    text = "name: x\nmodel: m\x1b[2J\n"
+    message = spec_error(tmp_path, text)
+    assert str(tmp_path / "pipe.yaml") + ":2: invalid YAML" in message, message
+    assert "0x1b" in message and "\x1b" not in message
+
+
 @pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "list"), ("just a string\n", "str"), ("", "NoneType")])
 def test_non_mapping_yaml(tmp_path: Path, text: str, kind: str) -> None:
     message = spec_error(tmp_path, text)

@@ -17,6 +17,8 @@ class Section:
     body: str = ""
     finish_reason: str | None = None
     written: bool = False
+    #: The rendered prompt (every message) that produced the body: the gate's prompt-echo check reads it.
+    prompt: str = ""
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Article:
     #: True once every stage has produced its text.
     generated: bool = False
     title_finish_reason: str | None = None
+    #: The rendered outline prompt (every message) that produced the outline.
+    outline_prompt: str = ""
     qc: dict[str, Any] | None = None
     grammar_issues: int | None = None
     moderation_flagged: bool | None = None

@@ -16,12 +16,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from copydesk import events
 from copydesk.allowance import SharedBudget, SharedReservation
 from copydesk.budget import Reservation, TokenBudget, call_token_bound
-from copydesk.client import ChatClient, ChatRequest, Completion
+from copydesk.client import ChatClient, ChatRequest, Completion, RetryPolicy
 from copydesk.errors import (
     ApiError,
     AuthenticationError,
@@ -35,14 +35,6 @@ from copydesk.limiter import AdaptiveLimiter, RateLimiter
 from copydesk.store import CallStore
 
 log = logging.getLogger("copydesk.calls")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 8
-    initial: float = 1.0
-    max_delay: float = 60.0
-    jitter: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -157,14 +149,8 @@ class CallGateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(
-            initial=self.retry.initial, max=self.retry.max_delay, jitter=self.retry.jitter
-        )(state)
         exc = state.outcome.exception() if state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        if asked is not None:
-            return min(max(asked, 0.0) + self.retry.jitter * (backoff % 1), max(self.retry.max_delay, 1.0))
-        return backoff
+        return self.retry.delay(state.attempt_number, getattr(exc, "retry_after", None))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from copydesk import launch
+from copydesk.console import err, fail, out, safe
 from copydesk.errors import CopydeskError, InputError
 
 app = typer.Typer(
@@ -32,9 +32,6 @@ app = typer.Typer(
 services_app = typer.Typer(help="Keep the embedded servers (local model, LanguageTool) running between runs.")
 app.add_typer(services_app, name="services")
 
-out = Console()
-err = Console(stderr=True)
-
 SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (YAML).", show_default=False)]
 TopicOpt = Annotated[list[str] | None, typer.Option("--topic", "-t", help="A topic; repeat for more.")]
 TopicsFileOpt = Annotated[Path | None, typer.Option("--topics-file", "-f", help="One topic per line (# comments).")]
@@ -42,9 +39,7 @@ BudgetOpt = Annotated[int | None, typer.Option("--budget", min=1, help="Override
 VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Override a spec var: NAME=VALUE (VALUE may be JSON).")]
 
 
-def _fail(exc: CopydeskError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
+_fail = fail  # the commands' name for copydesk.console.fail
 
 
 def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
@@ -74,17 +69,12 @@ def _vars(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def _prefect_environment() -> None:
-    """Offline-friendly Prefect defaults; the user's own settings win."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # Prefect's temporary server migrates a fresh database first (16-20 s on 2 cores, more
-    # when the machine is busy); its default 20 s start-up limit fails a first run.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    from copydesk.prefect_server import use_local_server
+    """Prefect's defaults for `run` (see copydesk.prefect_server.prefect_defaults), pointed at the
+    server of `copydesk server start` when PREFECT_API_URL is unset."""
+    from copydesk.prefect_server import prefect_defaults, use_local_server
 
-    use_local_server()  # the server of `copydesk server start`, when PREFECT_API_URL is unset
+    prefect_defaults(logging_level="WARNING")
+    use_local_server()
 
 
 def _require_shared_server(shared: Any) -> None:
@@ -108,9 +98,9 @@ def validate(specs: Annotated[list[Path], typer.Argument(help="Pipeline specs to
             PromptLibrary(spec).render_samples()
         except CopydeskError as exc:
             failed += 1
-            err.print(f"[red]invalid[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]invalid[/] {safe(exc)}", highlight=False, soft_wrap=True)
             continue
-        out.print(f"[green]valid[/] {path} ({spec.name}, model {spec.model})", highlight=False)
+        out.print(f"[green]valid[/] {safe(path)} ({safe(spec.name)}, model {safe(spec.model)})", highlight=False)
     if failed:
         raise typer.Exit(2)
 
@@ -136,11 +126,11 @@ def plan(
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    table = Table(title=f"plan: {spec.name}, {result.topics} topic(s)")
+    table = Table(title=f"plan: {safe(spec.name)}, {result.topics} topic(s)")
     for column in ("stage", "model", "calls", "max prompt", "max completion", "worst case", "est. USD"):
         table.add_column(column, justify="left" if column in ("stage", "model") else "right")
     for stage in result.stages.values():
-        table.add_row(stage.stage, stage.model, str(stage.calls), f"{stage.max_prompt_tokens:,}",
+        table.add_row(safe(stage.stage), safe(stage.model), str(stage.calls), f"{stage.max_prompt_tokens:,}",
                       f"{stage.max_completion_tokens:,}", f"{stage.worst_case_tokens:,}",
                       "?" if stage.est_cost_usd is None else f"{stage.est_cost_usd:.4f}")
     table.add_row("total", "", "", "", "", f"{result.worst_case_total_tokens:,}",
@@ -194,15 +184,15 @@ def run(
         summary = getattr(exc, "summary", None)
         if summary:
             out.print(summary_table(summary))
-            out.print(f"articles so far: {summary['run_dir']}", highlight=False)
+            out.print(f"articles so far: {safe(summary['run_dir'])}", highlight=False)
         raise _fail(exc) from None
     except KeyboardInterrupt:
         err.print("interrupted: finished calls are kept; re-run with the same --run-id to resume")
         raise typer.Exit(130) from None
     out.print(summary_table(summary))
-    out.print(f"articles: {summary['run_dir']}", highlight=False)
+    out.print(f"articles: {safe(summary['run_dir'])}", highlight=False)
     if summary["stopped_by_budget"]:
-        err.print(f"[yellow]stopped by the budget:[/] {summary['budget_message']}", highlight=False)
+        err.print(f"[yellow]stopped by the budget:[/] {safe(summary['budget_message'])}", highlight=False)
         err.print("everything so far is exported; raise --budget and re-run with the same --run-id to finish")
     raise typer.Exit(summary["exit_code"])
 
@@ -215,7 +205,7 @@ def services_start() -> None:
 
     try:
         for status in start_services(Settings()):
-            out.print(f"{status.name}: running at {status.url} (pid {status.pid})", highlight=False)
+            out.print(f"{safe(status.name)}: running at {safe(status.url)} (pid {status.pid})", highlight=False)
     except CopydeskError as exc:
         raise _fail(exc) from None
 
@@ -227,7 +217,7 @@ def services_stop() -> None:
     from copydesk.settings import Settings
 
     for status in stop_services(Settings()):
-        out.print(f"{status.name}: stopped", highlight=False)
+        out.print(f"{safe(status.name)}: stopped", highlight=False)
 
 
 @services_app.command("status")
@@ -237,8 +227,8 @@ def services_status_cmd() -> None:
     from copydesk.settings import Settings
 
     for status in services_status(Settings()):
-        state = f"running at {status.url} (pid {status.pid})" if status.running else "stopped"
-        out.print(f"{status.name}: {state}", highlight=False)
+        state = f"running at {safe(status.url)} (pid {status.pid})" if status.running else "stopped"
+        out.print(f"{safe(status.name)}: {state}", highlight=False)
 
 
 from copydesk.serve_cli import review as review_command  # noqa: E402
@@ -256,7 +246,7 @@ def main() -> None:
     try:
         app()
     except CopydeskError as exc:  # pragma: no cover - commands translate their own
-        err.print(f"error: {exc}")
+        err.print(f"error: {safe(exc)}", highlight=False)
         sys.exit(exc.exit_code)
 
 

@@ -1,24 +1,41 @@
-"""A small OpenAI chat-completions client over `httpx.AsyncClient`.
+"""copydesk's one OpenAI HTTP layer, over `httpx.AsyncClient`.
 
-One `ChatClient.complete()` call is one HTTP attempt: it returns a `Completion`
-or raises one of copydesk's `ApiError`s, translated from httpx at this boundary.
-Retries, the budget and the limiter live in `copydesk.calls`. The transport is
-injectable, so unit tests use `httpx.MockTransport` and never the network.
+    ApiEndpoint     where the API is and its key: headers, `describe()` (the URL fit for a
+                    message: no userinfo, no query string) and `redact()` (the key raw,
+                    percent-encoded and JSON-escaped, OpenAI's "sk-..." echoes, the base
+                    URL's own credentials, and userinfo/query of any URL in the text)
+    ChatClient      `complete()` (chat completions), `list_models()` (/v1/models),
+                    `post_json()`/`request_json()` (moderation; /v1/batches, and /v1/files
+                    with `files=`) and `get_bytes()` (a file's content); every HTTP error
+                    is translated here, once, into copydesk's `ApiError`s
+    RetryPolicy     exponential backoff from `initial` seconds with jitter, honouring the
+                    server's `Retry-After`/`retry-after-ms`/`x-ratelimit-reset-*`
+
+`complete()` is one attempt: retries, the budget and the limiter live in
+`copydesk.calls`, which waits `RetryPolicy.delay()`. The other calls take
+`retry=RetryPolicy(...)` and retry on their own (nothing is budgeted there). The transport is injectable,
+so unit tests use `httpx.MockTransport` and never the network.
 
 The key is held as a `SecretStr` and only ever read while building the
 `Authorization` header and to redact it: no message raised here contains it,
-even when a server (or a proxy) echoes it back in its answer.
+even when a server (or a proxy) echoes it back. A key sent over plain http to
+a host other than loopback is logged as a warning once per process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import ipaddress
 import json
+import logging
+import random
 import re
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -27,6 +44,7 @@ from copydesk.errors import (
     ApiError,
     AuthenticationError,
     BadRequestError,
+    InputError,
     MalformedResponseError,
     ModelNotFoundError,
     QuotaExceededError,
@@ -34,6 +52,56 @@ from copydesk.errors import (
     ServerError,
     TransportError,
 )
+
+log = logging.getLogger("copydesk.client")
+
+T = TypeVar("T")
+
+REDACTED = "[redacted]"
+#: OpenAI echoes keys as "sk-abc1****wxyz"; any such token is cut from messages.
+_SK_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}")
+#: A URL in free text, with its userinfo and query string as groups.
+_URL_IN_TEXT = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^\s/@?#]*@)?(?P<rest>[^\s?#]*)(?P<query>\?[^\s#]*)?(?P<fragment>#\S*)?")
+#: Values from a base URL shorter than this are not treated as secrets (too likely to appear anyway).
+_MIN_SECRET = 6
+
+
+def public_url(url: str) -> str:
+    """`url` without userinfo, query string and fragment: what a message may show."""
+    return _URL_IN_TEXT.sub(_strip_url, url)
+
+
+def strip_url_secrets(text: str) -> str:
+    """`text` with the userinfo and query string of every URL in it removed."""
+    return _URL_IN_TEXT.sub(_strip_url, text)
+
+
+def _strip_url(match: re.Match[str]) -> str:
+    return match.group("scheme") + match.group("rest")
+
+
+def _encoded_forms(secret: str) -> set[str]:
+    """The forms a secret takes in URLs, form bodies and JSON."""
+    return {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),
+        urllib.parse.quote_plus(secret),
+        json.dumps(secret)[1:-1],
+    }
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_warned_insecure: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -80,26 +148,108 @@ class Completion:
 
 @dataclass(frozen=True)
 class ApiEndpoint:
+    """An OpenAI-compatible API: its base URL (which may carry `user:password@` and a query
+    string, both kept out of every message) and its key."""
+
     base_url: str
     api_key: SecretStr | None = None
 
+    def __repr__(self) -> str:
+        return f"ApiEndpoint(base_url={self.describe()!r}, api_key={'set' if self._key() else None})"
+
+    __str__ = __repr__
+
+    def _key(self) -> str:
+        return self.api_key.get_secret_value() if self.api_key is not None else ""
+
     def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": "copydesk"}
-        if self.api_key is not None and self.api_key.get_secret_value():
-            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        headers = {"User-Agent": "copydesk"}  # httpx sets Content-Type per body (JSON, multipart)
+        if key := self._key():
+            headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def describe(self) -> str:
-        return self.base_url
+    def request_base(self) -> tuple[str, dict[str, str], httpx.BasicAuth | None]:
+        """(base URL without userinfo and query, the query's parameters, basic auth from the
+        userinfo when there is no key): how the client sends what the base URL carries."""
+        url = httpx.URL(self.base_url)
+        params = dict(url.params)
+        auth = None
+        if (url.username or url.password) and not self._key():
+            auth = httpx.BasicAuth(url.username, url.password)
+        bare = url.copy_with(userinfo=b"", query=None, fragment=None)
+        return str(bare).rstrip("/") + "/", params, auth
+
+    def describe(self, path: str = "") -> str:
+        """The base URL (and `path` under it) as a message may show it."""
+        base = public_url(self.base_url).rstrip("/")
+        return f"{base}/{path.lstrip('/')}" if path else base
+
+    def secrets(self) -> set[str]:
+        """Everything `redact` removes: the key and the base URL's password, user and query values."""
+        found: set[str] = set()
+        if key := self._key():
+            found |= _encoded_forms(key)
+        try:
+            url = httpx.URL(self.base_url)
+        except httpx.InvalidURL:
+            return found
+        candidates = [url.password or "", url.username or "", *url.params.values()]
+        for value in candidates:
+            if len(value) >= _MIN_SECRET:
+                found |= _encoded_forms(value)
+        return {s for s in found if s}
 
     def redact(self, text: str) -> str:
-        """`text` with every occurrence of the key replaced by "[redacted]"; applied to
-        whatever the server says before it goes into an exception message."""
-        key = self.api_key.get_secret_value() if self.api_key is not None else ""
-        return text.replace(key, "[redacted]") if key else text
+        """`text` fit for a message or a log: URLs lose userinfo and query, and every form of
+        every secret (see `secrets`) and any OpenAI-style "sk-..." token become "[redacted]".
+        Applied to whatever the server says before it is shortened or quoted."""
+        text = strip_url_secrets(text)
+        for secret in sorted(self.secrets(), key=len, reverse=True):
+            text = re.sub(re.escape(secret), REDACTED, text, flags=re.IGNORECASE)
+        return _SK_PATTERN.sub(REDACTED, text)
+
+    def insecure_warning(self) -> str | None:
+        """Why sending the key here is unsafe (plain http to a host other than loopback), or None."""
+        url = httpx.URL(self.base_url)
+        if not self._key() or url.scheme != "http" or is_loopback(url.host):
+            return None
+        return (
+            f"OPENAI_BASE_URL {self.describe()} is plain http to a host other than this machine: "
+            "the API key travels unencrypted; use https"
+        )
+
+    def warn_if_insecure(self) -> str | None:
+        """Log `insecure_warning()` once per process and base URL; returns it the first time."""
+        message = self.insecure_warning()
+        if message is None or self.describe() in _warned_insecure:
+            return None
+        _warned_insecure.add(self.describe())
+        log.warning("%s", message)
+        return message
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per call (the first included) and the backoff between them."""
+
+    max_attempts: int = 8
+    initial: float = 1.0
+    max_delay: float = 60.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based): the server's own
+        `retry_after` when it gave one, else `initial` doubling per attempt; plus up to
+        `jitter`; at most `max_delay` (but at least 1 s when the server asked)."""
+        spread = random.uniform(0, self.jitter) if self.jitter > 0 else 0.0
+        if retry_after is not None:
+            return min(max(retry_after, 0.0) + spread, max(self.max_delay, 1.0))
+        return max(0.0, min(self.initial * 2 ** (attempt - 1) + spread, self.max_delay))
 
 
 class ChatClient:
+    """The HTTP client of one `ApiEndpoint`: one connection pool, one error translation."""
+
     def __init__(
         self,
         endpoint: ApiEndpoint,
@@ -110,13 +260,23 @@ class ChatClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
+        try:
+            endpoint.warn_if_insecure()
+            base, params, auth = endpoint.request_base()
+        except httpx.InvalidURL as exc:
+            raise InputError(f"OPENAI_BASE_URL {endpoint.describe()!r} is not a valid URL ({exc})") from exc
         self._http = httpx.AsyncClient(
-            base_url=endpoint.base_url.rstrip("/") + "/",
+            base_url=base,
+            params=params or None,
+            auth=auth,
             headers=endpoint.headers(),
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
         )
+
+    def __repr__(self) -> str:
+        return f"ChatClient({self.endpoint!r})"
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -132,57 +292,97 @@ class ChatClient:
     async def complete(self, request: ChatRequest) -> Completion:
         response = await self._send("POST", "chat/completions", json=request.payload())
         if response.status_code >= 400:
-            raise await self._error(response, request.model)
+            raise await self._error(response, "chat/completions", request.model)
         return parse_completion(response, request.model, redact=self.endpoint.redact)
 
     async def list_models(self) -> list[str]:
         response = await self._send("GET", "models")
         if response.status_code >= 400:
-            raise await self._error(response, None)
+            raise await self._error(response, "models", None)
         try:
             data = response.json()
             return sorted(str(item["id"]) for item in data.get("data", []))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise MalformedResponseError(f"{self.endpoint.describe()}/models: unexpected answer") from exc
+            raise MalformedResponseError(f"{self.endpoint.describe('models')}: unexpected answer") from exc
 
-    async def post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST any JSON endpoint of the same API (the moderation endpoint uses it)."""
-        response = await self._send("POST", path, json=payload)
+    async def post_json(self, path: str, payload: dict[str, Any], *, retry: RetryPolicy | None = None) -> Any:
+        """POST JSON to any endpoint of the same API (moderation, /batches) and return the
+        decoded answer; see `request_json` for `retry`."""
+        return await self.request_json("POST", path, json=payload, retry=retry)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """One request to any endpoint of the same API (`json=`, `files=`/`data=` for a
+        multipart upload to /files, `params=`), answered with JSON; returns the decoded body.
+        With `retry`, retryable errors (429, 5xx, 408/409, timeouts, dropped connections, a
+        body that is not JSON) are retried per the policy; without it, one attempt."""
+
+        async def once() -> Any:
+            response = await self._checked(method, path, **kwargs)
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise MalformedResponseError(f"{self.endpoint.describe(path)}: the answer is not JSON") from exc
+
+        return await self._retrying(retry, path, once)
+
+    async def get_bytes(self, path: str, *, retry: RetryPolicy | None = None) -> bytes:
+        """GET a raw body (a file's content: /files/{id}/content); see `request_json` for `retry`."""
+
+        async def once() -> bytes:
+            return (await self._checked("GET", path)).content
+
+        return await self._retrying(retry, path, once)
+
+    async def _checked(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self._send(method, path, **kwargs)
         if response.status_code >= 400:
-            raise await self._error(response, None)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise MalformedResponseError(f"{self.endpoint.describe()}/{path}: the answer is not JSON") from exc
+            raise await self._error(response, path, None)
+        return response
+
+    async def _retrying(self, retry: RetryPolicy | None, path: str, once: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await once()
+            except ApiError as exc:
+                if retry is None or not exc.retryable or attempt >= retry.max_attempts:
+                    raise
+                wait = retry.delay(attempt, exc.retry_after)
+                log.info("retrying %s in %.1f s after %s (attempt %d)", self.endpoint.describe(path), wait, exc, attempt)
+                await asyncio.sleep(wait)
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        where = self.endpoint.describe()
         try:
             return await self._http.request(method, path, **kwargs)
         # Nothing was sent (so nothing charged) when no connection could be made or taken from the pool.
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransportError(
-                f"cannot connect to {self.endpoint.describe()} ({type(exc).__name__}); "
+                f"cannot connect to {where} ({type(exc).__name__}); "
                 "check OPENAI_BASE_URL and that the server is running",
                 sent=False,
             ) from exc
         except httpx.PoolTimeout as exc:
-            raise TransportError(
-                f"no free connection to {self.endpoint.describe()} in time ({type(exc).__name__})", sent=False
-            ) from exc
+            raise TransportError(f"no free connection to {where} in time ({type(exc).__name__})", sent=False) from exc
         except httpx.TimeoutException as exc:
-            raise TransportError(
-                f"{self.endpoint.describe()} did not answer in time ({type(exc).__name__})", sent=True
-            ) from exc
+            raise TransportError(f"{where} did not answer in time ({type(exc).__name__})", sent=True) from exc
         except httpx.TransportError as exc:
-            raise TransportError(
-                f"the connection to {self.endpoint.describe()} failed ({type(exc).__name__})", sent=True
-            ) from exc
+            raise TransportError(f"the connection to {where} failed ({type(exc).__name__})", sent=True) from exc
 
-    async def _error(self, response: httpx.Response, model: str | None) -> ApiError:
+    async def _error(self, response: httpx.Response, path: str, model: str | None) -> ApiError:
+        """The `ApiError` for an HTTP error answer; the one place statuses are mapped."""
         status = response.status_code
         detail = _error_detail(response, self.endpoint.redact)
         retry_after = retry_after_seconds(response.headers)
-        where = self.endpoint.describe()
+        where = self.endpoint.describe() if path == "chat/completions" else self.endpoint.describe(path)
         if status in (401, 403):
             return AuthenticationError(
                 f"{where} refused the credentials (HTTP {status}: {detail}). "

@@ -5,7 +5,7 @@
     │   ├── SpecError                  a pipeline spec (file, field, YAML line)
     │   ├── TemplateError              a prompt template (file, line, missing variable)
     │   └── TopicError                 a topic or topics file
-    ├── ApiError                       the chat-completions API
+    ├── ApiError                       the OpenAI API (chat, models, moderation), from copydesk.client
     │   ├── AuthenticationError        exit 4: 401/403, the key is wrong; never retried
     │   ├── ModelNotFoundError         exit 2: 404 for the model; lists the models offered
     │   ├── BadRequestError            400: that article is incomplete, the batch goes on
@@ -18,7 +18,8 @@
     └── ServiceError                   an embedded server (llama.cpp, LanguageTool) failed
 
 Every message names what the user should look at (the file, the field, the
-environment variable) and never contains an API key.
+environment variable) and never contains an API key, nor a URL's userinfo or
+query string (`ApiEndpoint.redact`).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ class TopicError(InputError):
 
 
 class ApiError(CopydeskError):
-    """The chat-completions API answered with an error, or did not answer."""
+    """The OpenAI API answered with an error, or did not answer (mapped once, in copydesk.client)."""
 
-    #: Retried by `copydesk.calls` (429, 5xx, timeouts, dropped connections).
+    #: Retried by `copydesk.calls` and `ChatClient.post_json` (429, 5xx, 408/409, timeouts, dropped connections).
     retryable: bool = False
 
     def __init__(

@@ -79,6 +79,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from copydesk import rundir
+from copydesk.locks import file_lock
 from copydesk.pricing import PriceLike, estimate_cost
 from copydesk.spec import STAGE_NAMES
 
@@ -502,16 +503,5 @@ class _StaticCollector(Collector):
             yield metric
 
 
-@contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock, only the in-process one
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def _exclusive_lock(lock_path: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(lock_path)

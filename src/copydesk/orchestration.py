@@ -1,7 +1,8 @@
 """The one orchestration of a run, shared by the plain-asyncio path and the Prefect flows.
 
     prepare  check the input (spec, templates, vars, topics, run id); nothing starts
-    lock     one process per run folder (a second run with the same id is refused)
+    lock     one process per run folder (a second run with the same id is refused);
+             then the run's manifest is written (copydesk.rundir)
     open     the run's resources (copydesk.resources), closed again whatever happens
     process  every article through a bounded pool of workers, each through `hooks.article`
     finish   CSV, QC report, summary, metrics
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import socket
 from collections.abc import Iterator
@@ -33,6 +33,7 @@ from copydesk import rundir
 from copydesk.allowance import AllowanceStore
 from copydesk.article import Article
 from copydesk.errors import InputError
+from copydesk.locks import LockHeld, file_lock
 from copydesk.request import RunRequest
 from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
@@ -76,6 +77,7 @@ async def execute_run(
     `InputError` before anything starts; whatever `open` started is closed on every path."""
     run = PipelineRun.prepare(request, settings)
     with run_folder_lock(run.run_dir, run.run_id):
+        run.claim_folder()
         async with hooks.allowance_store(run) as store, \
                 run.open_resources(transport=transport, allowance_store=store) as resources:
             run.start(resources)
@@ -131,23 +133,14 @@ async def run_batch(
 def run_folder_lock(run_dir: Path, run_id: str) -> Iterator[None]:
     """One process per run folder: a second run with the same run id (a double click, a retry on
     another worker while the first still runs) is refused instead of interleaving two call stores."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK_NAME, "a+", encoding="utf-8")
+    held_lock = contextlib.ExitStack()
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        held_lock.enter_context(
+            file_lock(run_dir / LOCK_NAME, blocking=False, holder=f"pid {os.getpid()} on {socket.gethostname()}")
+        )
+    except LockHeld as held:
         raise InputError(
-            f"run {run_id} is already running ({holder}); wait for it to finish, or choose another run id"
+            f"run {run_id} is already running ({held.holder}); wait for it to finish, or choose another run id"
         ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+    with held_lock:  # released when the block ends, however it ends
         yield
-    finally:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()

@@ -7,7 +7,8 @@ produced by earlier stages are not known yet, so they are rendered at their
 largest: a title of MAX_TITLE_CHARS four-byte characters, `max_sections`
 headings of MAX_HEADING_CHARS four-byte characters. Every article is assumed to
 get `max_sections` sections and to need its outline asked for twice
-(`OUTLINE_ATTEMPTS`). The result is therefore an upper bound of what a
+(`OUTLINE_ATTEMPTS`), and every section to be written again `qc.repair.max_attempts`
+times with the longest re-ask note (`copydesk.qc.repair.MAX_NOTE_CHARS`). The result is therefore an upper bound of what a
 run without retries can spend; retried attempts that the API may have billed
 (timeouts) are still capped by the budget.
 """
@@ -21,6 +22,7 @@ from copydesk.budget import call_token_bound
 from copydesk.postprocess import MAX_HEADING_CHARS, MAX_TITLE_CHARS
 from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
+from copydesk.qc.repair import MAX_NOTE_CHARS
 from copydesk.request import clean_topics
 from copydesk.spec import PipelineSpec
 from copydesk.text import truncate
@@ -84,14 +86,21 @@ def make_plan(
                 for i in range(n_sections)
             ],
         }
+        repairs = spec.qc.repair.max_attempts
         for stage, stage_contexts in contexts.items():
             max_tokens = getattr(spec.stages, stage).max_tokens
             for context in stage_contexts:
                 messages = prompts.prompt(stage, context).messages()
-                bound = call_token_bound(messages, max_tokens)
-                totals[stage][0] += 1
-                totals[stage][1] += bound - max_tokens
-                totals[stage][2] += max_tokens
+                asks = [messages]
+                if stage == "expansion" and repairs:  # the re-ask: the same prompt plus a note
+                    note = "x" * (MAX_NOTE_CHARS * _WIDE)
+                    asks += [[*messages[:-1], {**messages[-1], "content": f"{messages[-1]['content']}\n\n{note}"}]
+                             ] * repairs
+                for ask in asks:
+                    bound = call_token_bound(ask, max_tokens)
+                    totals[stage][0] += 1
+                    totals[stage][1] += bound - max_tokens
+                    totals[stage][2] += max_tokens
 
     limit = budget or spec.budget.max_total_tokens
     stages: dict[str, StagePlan] = {}

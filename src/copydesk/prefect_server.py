@@ -1,11 +1,14 @@
 """A local Prefect server (API and UI) for one machine: `copydesk server start|stop|status|env`.
 
-    start_server(settings, port=4200)   `prefect server start` on 127.0.0.1, detached, with
-                                        telemetry off; waits for /api/health; records
-                                        <state_dir>/prefect-server.json (pid, port, URL, log)
+    start_server(settings, port=4200)   `prefect server start` on 127.0.0.1 through
+                                        services.process.ManagedServer (detached, minimal
+                                        environment, /api/health awaited, state file
+                                        <state_dir>/prefect-server.json), telemetry off,
+                                        CORS limited to the UI's origin, CSRF protection on
     stop_server(settings)               SIGTERM its process group, SIGKILL after a grace period
     running_server(settings)            the recorded server if it is alive and answers
     use_local_server(settings, env)     sets PREFECT_API_URL to that server when it is unset
+    prefect_defaults(logging_level=)    telemetry off and quiet logs for `copydesk run`/`serve`
 
 The server binds 127.0.0.1 only: the Prefect UI has no login by default. Its
 database lives in <state_dir>/prefect/ (PREFECT_HOME of the server process),
@@ -18,23 +21,18 @@ This module does not import Prefect; it runs `python -m prefect` as a subprocess
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, MutableMapping
-from dataclasses import asdict, dataclass
+from collections.abc import MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import health_ok, log_tail, pid_alive, port_open, process_start_ticks, stop_pid
+from copydesk.services.process import HOST, ManagedServer, ServerState, find_running, port_open, state_path, write_state
 from copydesk.settings import Settings
 
 NAME = "prefect-server"
-HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 START_TIMEOUT = 120.0
 STOP_GRACE = 15.0
@@ -43,8 +41,23 @@ STOP_GRACE = 15.0
 QUIET_ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
+def prefect_defaults(environ: MutableMapping[str, str] | None = None, *, logging_level: str) -> None:
+    """Offline-friendly Prefect settings for this process and the runs it starts (`copydesk run`
+    and `serve`); the user's own values win. Prefect reads them when it is first imported."""
+    environ = os.environ if environ is None else environ
+    for name, value in QUIET_ENV.items():
+        environ.setdefault(name, value)
+    environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
+    environ.setdefault("PREFECT_LOGGING_LEVEL", logging_level)
+    # Prefect's temporary server migrates a fresh database first (16-20 s on 2 cores, more
+    # when the machine is busy); its default 20 s start-up limit fails a first run.
+    environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 @dataclass(frozen=True)
 class PrefectServer:
+    """The recorded local server, as `copydesk server` reports it."""
+
     pid: int
     port: int
     api_url: str
@@ -55,64 +68,92 @@ class PrefectServer:
     proc_start: int | None = None
     ui: bool = True
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
     @classmethod
-    def from_json(cls, text: str) -> PrefectServer:
-        data = json.loads(text)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+    def from_state(cls, state: ServerState) -> PrefectServer:
+        return cls(
+            pid=state.pid,
+            port=state.port,
+            api_url=state.url,
+            ui_url=f"http://{HOST}:{state.port}",
+            log_path=state.log_path,
+            home=state.extra.get("home"),
+            started_at=state.started_at,
+            proc_start=state.proc_start,
+            ui=bool(state.extra.get("ui", True)),
+        )
 
 
-def state_file(settings: Settings) -> Path:
-    return Path(settings.state_dir) / f"{NAME}.json"
-
-
-def log_file(settings: Settings) -> Path:
-    return Path(settings.state_dir) / "logs" / f"{NAME}.log"
-
-
-@contextlib.contextmanager
-def _lock(settings: Settings) -> Iterator[None]:
-    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(settings.state_dir) / f"{NAME}.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _read(settings: Settings) -> PrefectServer | None:
+def _upgrade_record(settings: Settings) -> None:
+    """Rewrite a record of copydesk before the one process helper (api_url, no url) in today's
+    shape, so a server started by the older version can still be found and stopped."""
+    path = state_path(NAME, Path(settings.state_dir))
     try:
-        return PrefectServer.from_json(state_file(settings).read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "url" in data or "api_url" not in data:
+            return
+        state = ServerState(
+            name=NAME, pid=int(data["pid"]), port=int(data["port"]), url=data["api_url"],
+            health_url=f"{data['api_url']}/health", log_path=str(data.get("log_path", "")),
+            started_at=float(data.get("started_at", 0.0)), proc_start=data.get("proc_start"), group=True,
+            extra={"home": data.get("home"), "ui": bool(data.get("ui", True))},
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return
+    write_state(state, Path(settings.state_dir))
 
 
 def running_server(settings: Settings) -> PrefectServer | None:
     """The recorded server if its process lives and /api/health answers; a dead record is removed."""
-    state = _read(settings)
-    if state is None:
-        return None
-    if not pid_alive(state.pid, state.proc_start):
-        with contextlib.suppress(OSError):
-            state_file(settings).unlink()
-        return None
-    return state if health_ok(f"{state.api_url}/health") else None
+    _upgrade_record(settings)
+    state = find_running(NAME, Path(settings.state_dir))
+    return PrefectServer.from_state(state) if state is not None else None
 
 
-def server_environment(settings: Settings, *, port: int, ui: bool, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env.update(QUIET_ENV)
+def server_environment(settings: Settings, *, port: int, ui: bool) -> dict[str, str]:
+    """What the server process gets on top of `child_environment()` (which never passes the API key).
+
+    The browser-facing API accepts only the UI's own origin (CORS) and requires Prefect's
+    CSRF token on every state-changing request, so a web page the operator happens to open
+    cannot drive it; Prefect's own client and UI fetch the token themselves. The user's own
+    PREFECT_SERVER_* values for those win."""
+    # The UI's own origin, however the operator's browser names this machine (an SSH tunnel: localhost).
+    origin = f"http://{HOST}:{port},http://localhost:{port}"
+    env = dict(QUIET_ENV)
     env["PREFECT_SERVER_API_HOST"] = HOST
     env["PREFECT_SERVER_API_PORT"] = str(port)
     env["PREFECT_SERVER_UI_ENABLED"] = env["PREFECT_UI_ENABLED"] = "true" if ui else "false"
-    # The server must not talk to another server: it *is* the API.
-    env.pop("PREFECT_API_URL", None)
-    if "PREFECT_HOME" not in env and "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in env:
+    for setting, value in (("CORS_ALLOWED_ORIGINS", origin), ("CSRF_PROTECTION_ENABLED", "true")):
+        # Prefect 3 reads PREFECT_SERVER_API_<X>, then PREFECT_SERVER_<X>: the user's own, under either name, wins.
+        if f"PREFECT_SERVER_API_{setting}" not in os.environ and f"PREFECT_SERVER_{setting}" not in os.environ:
+            env[f"PREFECT_SERVER_API_{setting}"] = value
+    if "PREFECT_HOME" not in os.environ and "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in os.environ:
         env["PREFECT_HOME"] = str(Path(settings.state_dir).resolve() / "prefect")
     return env
+
+
+class _PrefectProcess(ManagedServer):
+    """`prefect server start` under the one process helper (the server must not talk to another
+    server: it *is* the API, so PREFECT_API_URL is left out of its environment)."""
+
+    name = NAME
+    health_path = "/api/health"
+    url_path = "/api"
+    drop_env = ("PREFECT_API_URL", "PREFECT_API_KEY")
+
+    def __init__(self, settings: Settings, *, port: int, ui: bool, timeout: float) -> None:
+        self.ui = ui
+        super().__init__(
+            state_dir=Path(settings.state_dir),
+            port=port,
+            env=server_environment(settings, port=port, ui=ui),
+            start_timeout=timeout,
+            stop_grace=STOP_GRACE,
+            stop_group=True,  # uvicorn runs as a child of `prefect server start`
+        )
+
+    def build_command(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port),
+                "--analytics-off", "--ui" if self.ui else "--no-ui"]
 
 
 def start_server(
@@ -123,84 +164,30 @@ def start_server(
     timeout: float = START_TIMEOUT,
 ) -> tuple[PrefectServer, bool]:
     """Start the server detached (or reuse a healthy one); returns (server, started_now)."""
-    with _lock(settings):
-        existing = running_server(settings)
-        if existing is not None:
-            return existing, False
-        stale = _read(settings)
-        if stale is not None and pid_alive(stale.pid, stale.proc_start):
-            stop_pid(stale.pid, grace=STOP_GRACE, proc_start=stale.proc_start, group=True)  # alive but not answering: replace it
-        if port == 0:
-            from copydesk.services.process import free_port
+    existing = running_server(settings)
+    if existing is not None:
+        return existing, False
+    if port == 0:
+        from copydesk.services.process import free_port
 
-            port = free_port()
-        if port_open(port):
-            raise ServiceError(
-                f"port {port} on {HOST} is already in use (another Prefect server?); "
-                "choose another with --port, or point PREFECT_API_URL at the running one"
-            )
-        env = server_environment(settings, port=port, ui=ui)
-        log_path = log_file(settings)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port),
-                "--analytics-off", "--ui" if ui else "--no-ui"]
-        with open(log_path, "ab") as log:
-            log.write(f"\n$ {' '.join(argv)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # outlives this command; stopped as a group
-                close_fds=True,
-            )
-        api_url = f"http://{HOST}:{port}/api"
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise ServiceError(
-                    f"the Prefect server exited with code {proc.returncode} while starting; "
-                    f"last lines of {log_path}:\n{log_tail(log_path)}"
-                )
-            if health_ok(f"{api_url}/health", timeout=1.0):
-                break
-            if time.monotonic() > deadline:
-                stop_pid(proc.pid, grace=STOP_GRACE, group=True)
-                raise ServiceError(
-                    f"the Prefect server did not answer {api_url}/health within {timeout:.0f} s and was "
-                    f"stopped; last lines of {log_path}:\n{log_tail(log_path)}"
-                )
-            time.sleep(0.25)
-        state = PrefectServer(
-            pid=proc.pid,
-            port=port,
-            api_url=api_url,
-            ui_url=f"http://{HOST}:{port}",
-            log_path=str(log_path),
-            home=env.get("PREFECT_HOME"),
-            started_at=time.time(),
-            proc_start=process_start_ticks(proc.pid),
-            ui=ui,
+        port = free_port()
+    elif port_open(port):
+        raise ServiceError(
+            f"port {port} on {HOST} is already in use (another Prefect server?); "
+            "choose another with --port, or point PREFECT_API_URL at the running one"
         )
-        path = state_file(settings)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(state.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
-        return state, True
+    server = _PrefectProcess(settings, port=port, ui=ui, timeout=timeout)
+    home = server.env.get("PREFECT_HOME") or os.environ.get("PREFECT_HOME")
+    state, started = server.start_background(extra={"home": home, "ui": ui})
+    return PrefectServer.from_state(state), started
 
 
 def stop_server(settings: Settings) -> PrefectServer | None:
     """Stop the recorded server; None when none was running."""
-    with _lock(settings):
-        state = _read(settings)
-        if state is None:
-            return None
-        stopped = stop_pid(state.pid, grace=STOP_GRACE, proc_start=state.proc_start, group=True)
-        with contextlib.suppress(OSError):
-            state_file(settings).unlink()
-        return state if stopped else None
+    _upgrade_record(settings)
+    server = _PrefectProcess(settings, port=DEFAULT_PORT, ui=False, timeout=START_TIMEOUT)
+    state = server.stop_background()
+    return PrefectServer.from_state(state) if state is not None else None
 
 
 def use_local_server(settings: Settings | None = None, environ: MutableMapping[str, str] | None = None) -> str | None:

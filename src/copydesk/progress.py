@@ -1,4 +1,6 @@
-"""What a person at a terminal sees: live progress and the closing summary table."""
+"""What a person at a terminal sees: live progress and the closing summary table.
+
+Data in them (the run id) goes through `copydesk.console.safe`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from copydesk import events
+from copydesk.console import safe
 from copydesk.rundir import STATUSES
 
 
@@ -60,7 +63,7 @@ class LiveProgress:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"copydesk run {summary['run_id']}", show_header=True, header_style="bold")
+    table = Table(title=f"copydesk run {safe(summary['run_id'])}", show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("", justify="right")
     by_status = summary.get("by_status", {})

@@ -23,8 +23,6 @@ from copydesk.errors import TopicError
 #: figure the scale benchmark runs. The editor form has a smaller cap of its own.
 MAX_TOPICS_PER_RUN = 10_000
 
-RUN_ID_PATTERN = rundir.RUN_ID_PATTERN
-
 
 class RunRequest(BaseModel):
     """Everything that defines a run; JSON-serialisable, so it can be a flow parameter."""

@@ -127,7 +127,7 @@ async def open_resources(
             shared=shared,
         )
         writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model)
-        gate = await _quality_gate(spec, settings, stack)
+        gate = await _quality_gate(spec, settings, stack, run_dir)
         # Heavy, CPU-bound loading (the local classifier, pandas) runs while the first
         # calls wait on the API, instead of after them on the critical path. Registered
         # last, so it is awaited before anything it might use is closed.
@@ -168,7 +168,9 @@ async def _endpoint(settings: Settings, stack: AsyncExitStack) -> tuple[ApiEndpo
     return ApiEndpoint(url, None), settings.llama_model_alias
 
 
-async def _quality_gate(spec: PipelineSpec, settings: Settings, stack: AsyncExitStack) -> QualityGate:
+async def _quality_gate(
+    spec: PipelineSpec, settings: Settings, stack: AsyncExitStack, run_dir: Path
+) -> QualityGate:
     qc = spec.qc
     grammar: Any = None
     if qc.grammar.enabled:
@@ -187,12 +189,18 @@ async def _quality_gate(spec: PipelineSpec, settings: Settings, stack: AsyncExit
             api_key=settings.openai_api_key,
             base_url=settings.base_url if settings.openai_api_key else None,
         )
-    return QualityGate(qc, spec.language, grammar_checker=grammar, moderator=moderator)
+    return QualityGate(qc, spec.language, grammar_checker=grammar, moderator=moderator,
+                       published_root=run_dir.parent, run_dir=run_dir)
 
 
 def _warm(gate: QualityGate) -> None:
     import pandas  # noqa: F401, PLC0415 - the CSV export's; ~0.5 s, loaded off the event loop
 
+    if gate.policy.language.enabled:
+        try:
+            gate.detector.load()
+        except Exception:  # the language check reports it when it runs
+            log.debug("warm-up of the language detector failed", exc_info=True)
     load = getattr(gate.moderator, "load", None)
     if load is not None:
         try:

@@ -47,6 +47,7 @@ from typing import Any
 
 from copydesk import rundir
 from copydesk.errors import CopydeskError
+from copydesk.locks import file_lock
 from copydesk.rundir import CsvTable, RunFolderError, Status
 
 log = logging.getLogger("copydesk.review")
@@ -134,19 +135,8 @@ def pending_reviews(run_dir: str | Path) -> list[PendingArticle]:
 # ------------------------------------------------------------------------------ writing
 
 
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    with open(run_dir / rundir.REVIEW_LOCK_NAME, "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def _locked(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(run_dir / rundir.REVIEW_LOCK_NAME)
 
 
 def _sha256(data: bytes) -> str:

@@ -11,6 +11,7 @@ spec + topics -> prompts -> calls -> article -> verdict -> export.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -25,11 +26,13 @@ from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.allowance import AllowanceStore
 from copydesk.budget import TokenBudget
-from copydesk.errors import ApiError
+from copydesk.errors import ApiError, BudgetExhausted, CopydeskError
 from copydesk.metrics import RUN_TEXTFILE
 from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
-from copydesk.qc.gate import qc_report_entry
+from copydesk.qc.editorial import Draft
+from copydesk.qc.gate import Verdict, qc_report_entry
+from copydesk.qc.repair import repair_note, sections_to_repair
 from copydesk.request import RunRequest, check_run_id, clean_topics, new_run_id
 from copydesk.resources import RunResources, accumulate_metrics, open_resources
 from copydesk.settings import Settings
@@ -120,7 +123,6 @@ class PipelineRun:
         self, *, transport: httpx.AsyncBaseTransport | None = None, allowance_store: AllowanceStore | None = None
     ) -> AbstractAsyncContextManager[RunResources]:
         """The run's resources (copydesk.resources), built for this run; `start()` the run inside."""
-        rundir.write_manifest(self.run_dir, self.manifest)  # the first thing the run writes in its folder
         return open_resources(
             spec=self.spec,
             settings=self.settings,
@@ -134,6 +136,11 @@ class PipelineRun:
             transport=transport,
             allowance_store=allowance_store,
         )
+
+    def claim_folder(self) -> None:
+        """Record the run's manifest: the first thing the run writes in its folder (call it
+        holding the folder's lock, before the resources open)."""
+        rundir.write_manifest(self.run_dir, self.manifest)
 
     def start(self, resources: RunResources) -> None:
         """Take the open resources and announce the run (progress display, log)."""
@@ -161,23 +168,82 @@ class PipelineRun:
             article.status = Status.INCOMPLETE
             return article
         resources = self.resources
-        verdict = await resources.gate.assess(
-            article.body_markdown(),
-            article.outline,
-            [(s.heading, s.body) for s in article.sections],
-            article.finish_reasons(),
-        )
-        if verdict.corrected_markdown is not None and not article.apply_corrections(verdict.corrected_markdown):
-            log.warning("article %d: the grammar autocorrections could not be applied", article.index + 1)
+        verdict = await self._assess(article)
+        verdict, attempts = await self._repair(article, verdict)
         article.status = Status(verdict.status)
         article.reasons.extend(r for r in verdict.reasons if r not in article.reasons)
         article.grammar_issues = verdict.grammar_issues
         article.moderation_flagged = verdict.moderation_flagged
         article.qc = qc_report_entry(verdict)
+        article.qc["repair_attempts"] = attempts
         resources.metrics.observe_qc(verdict.seconds)
         if verdict.moderation_flagged:
             resources.metrics.record_moderation_flag()
         return article
+
+    async def _assess(self, article: Article) -> Verdict:
+        """The gate's verdict on the article's current text; its repairs and autocorrections applied."""
+        verdict = await self.resources.gate.assess(
+            article.body_markdown(),
+            article.outline,
+            [(s.heading, s.body) for s in article.sections],
+            article.finish_reasons(),
+            draft=self.draft(article),
+        )
+        if verdict.section_bodies is not None:
+            for section, body in zip(article.sections, verdict.section_bodies, strict=True):
+                section.body = body
+        if verdict.corrected_markdown is not None and not article.apply_corrections(verdict.corrected_markdown):
+            log.warning("article %d: the grammar autocorrections could not be applied", article.index + 1)
+        return verdict
+
+    async def _repair(self, article: Article, verdict: Verdict) -> tuple[Verdict, list[dict[str, Any]]]:
+        """Sections failing a section-level check are written again (`qc.repair.max_attempts`), the
+        re-ask naming the failure, then the article is judged again: the final verdict, and a record
+        of every attempt (for the QC report)."""
+        attempts: list[dict[str, Any]] = []
+        for attempt in range(1, self.spec.qc.repair.max_attempts + 1):
+            targets = {n: f for n, f in sections_to_repair(verdict.checks).items() if n <= len(article.sections)}
+            if verdict.status == "published" or not targets:
+                break
+            record: dict[str, Any] = {
+                "attempt": attempt,
+                "status_before": verdict.status,
+                "reasons_before": list(verdict.reasons),
+                "sections": {str(n): sorted({f["check"] for f in found}) for n, found in targets.items()},
+            }
+            attempts.append(record)
+            results = await asyncio.gather(
+                *(self.resources.writer.rewrite_section(article, n - 1, repair_note(found, self.spec.language), attempt)
+                  for n, found in targets.items()),
+                return_exceptions=True,
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if any(isinstance(e, asyncio.CancelledError) for e in errors):
+                raise next(e for e in errors if isinstance(e, asyncio.CancelledError))
+            if errors:
+                record["error"] = "; ".join(sorted({f"{type(e).__name__}: {e}" for e in errors}))
+                if not isinstance(errors[0], (BudgetExhausted, ApiError, CopydeskError)):
+                    log.error("repair of article %d failed", article.index + 1, exc_info=errors[0])
+            verdict = await self._assess(article)
+            record["status_after"] = verdict.status
+            if errors:
+                break
+        return verdict, attempts
+
+    def draft(self, article: Article) -> Draft:
+        """What the gate's editorial checks read: the text, the topic and the prompts that produced it."""
+        return Draft(
+            topic=article.topic,
+            title=article.title,
+            outline=list(article.outline),
+            sections=[(s.heading, s.body) for s in article.sections],
+            language=self.spec.language,
+            outline_prompt=article.outline_prompt or None,
+            section_prompts=[s.prompt or None for s in article.sections],
+            fills=[article.topic, article.title],
+            section_max_tokens=self.spec.stages.expansion.max_tokens,
+        )
 
     def export(self, article: Article) -> Article:
         """Give the article its slug and write its Markdown file."""

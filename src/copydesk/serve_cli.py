@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from copydesk import launch
+from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
-
-out = Console()
-err = Console(stderr=True)
 
 server_app = typer.Typer(
     help="A local Prefect server (API and UI) on 127.0.0.1 for copydesk run and serve.",
@@ -32,16 +29,7 @@ server_app = typer.Typer(
 )
 
 
-def _fail(exc: CopydeskError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
-
-
-def _quiet_prefect() -> None:
-    """Offline-friendly Prefect defaults for this process and the runs it starts; the user's own win."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
+_fail = fail  # the commands' name for copydesk.console.fail
 
 
 # ------------------------------------------------------------------------------ copydesk serve
@@ -78,11 +66,11 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the `editor` deployment and one scheduled deployment per spec with a schedule: block."""
-    from copydesk.prefect_server import use_local_server
+    from copydesk.client import public_url
+    from copydesk.prefect_server import prefect_defaults, use_local_server
     from copydesk.settings import Settings
 
-    _quiet_prefect()
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    prefect_defaults(logging_level="INFO")
     # Prefect's runner looks for new runs every 10 s by default; an editor pressing Run waits less at 5 s.
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5")
     # The served runs are subprocesses: they read these from the environment.
@@ -105,7 +93,7 @@ def serve(
             "or start one with `copydesk server start`"
         ))
     if not _api_answers(api_url):
-        raise _fail(CopydeskError(f"the Prefect API at {api_url} does not answer (PREFECT_API_URL)"))
+        raise _fail(CopydeskError(f"the Prefect API at {public_url(api_url)} does not answer (PREFECT_API_URL)"))
     if not pipelines.is_dir():
         raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
     outputs.mkdir(parents=True, exist_ok=True)
@@ -115,20 +103,20 @@ def serve(
     except CopydeskError as exc:
         raise _fail(exc) from None
     for problem in plan.problems:
-        err.print(f"[yellow]skipped:[/] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]skipped:[/] {safe(problem)}", highlight=False, soft_wrap=True)
     if plan.problems and strict:
         raise typer.Exit(2)
 
     metrics_url = _start_metrics(settings.metrics_port, outputs)
-    table = Table(title=f"copydesk serve → {api_url}")
+    table = Table(title=f"copydesk serve → {safe(public_url(api_url))}")
     table.add_column("deployment")
     table.add_column("runs")
     for name, what in plan.described:
-        table.add_row(name, what)
+        table.add_row(safe(name), safe(what))
     out.print(table)
-    out.print(f"pipelines: {pipelines}\noutputs:   {outputs}", highlight=False)
+    out.print(f"pipelines: {safe(pipelines)}\noutputs:   {safe(outputs)}", highlight=False)
     if metrics_url:
-        out.print(f"metrics:   {metrics_url}", highlight=False)
+        out.print(f"metrics:   {safe(metrics_url)}", highlight=False)
     out.print(
         "start a run: prefect deployment run 'copydesk-editor/editor' --param pipeline=NAME "
         "--param topics='[\"...\"]'  (or the Run button in the UI); Ctrl-C stops serving",
@@ -166,10 +154,9 @@ def _start_metrics(port: int, outputs: Path) -> str | None:
     try:
         server = serve_metrics(port, textfile_registry(outputs / CUMULATIVE_TEXTFILE))
     except OSError as exc:
-        err.print(
-            f"[yellow]warning:[/] /metrics could not listen on 127.0.0.1:{port} ({exc.strerror}); "
-            "serving without it (choose a port with --metrics-port or COPYDESK_METRICS_PORT)",
-            highlight=False,
+        warn(
+            f"/metrics could not listen on 127.0.0.1:{port} ({safe(exc.strerror)}); "
+            "serving without it (choose a port with --metrics-port or COPYDESK_METRICS_PORT)"
         )
         return None
     return f"http://127.0.0.1:{server.server_port}/metrics"
@@ -192,13 +179,13 @@ def review(
         if not approve and not reject:
             pending = pending_reviews(run_dir)
             if not pending:
-                out.print(f"nothing waits for review in {run_dir}", highlight=False)
+                out.print(f"nothing waits for review in {safe(run_dir)}", highlight=False)
                 return
-            table = Table(title=f"needs review: {run_dir}")
+            table = Table(title=f"needs review: {safe(run_dir)}")
             for column in ("slug", "title", "reasons", "path"):
                 table.add_column(column)
             for item in pending:
-                table.add_row(item.slug, item.title, item.reasons, item.path)
+                table.add_row(safe(item.slug), safe(item.title), safe(item.reasons), safe(item.path))
             out.print(table)
             return
         outcome = apply_review(run_dir, approve=approve or [], reject=reject or [],
@@ -206,13 +193,13 @@ def review(
     except CopydeskError as exc:
         raise _fail(exc) from None
     for slug in outcome.approved:
-        out.print(f"[green]published[/] {slug}", highlight=False)
+        out.print(f"[green]published[/] {safe(slug)}", highlight=False)
     for slug in outcome.rejected:
-        out.print(f"[red]rejected[/] {slug}", highlight=False)
+        out.print(f"[red]rejected[/] {safe(slug)}", highlight=False)
     for slug in outcome.unchanged:
-        out.print(f"unchanged {slug}", highlight=False)
+        out.print(f"unchanged {safe(slug)}", highlight=False)
     if outcome.pending:
-        out.print(f"still waiting: {', '.join(outcome.pending)}", highlight=False)
+        out.print(f"still waiting: {safe(', '.join(outcome.pending))}", highlight=False)
 
 
 # ------------------------------------------------------------------------------ copydesk server
@@ -233,9 +220,9 @@ def server_start(
     except CopydeskError as exc:
         raise _fail(exc) from None
     verb = "started" if started else "already running"
-    err.print(f"Prefect server {verb} (pid {state.pid}); log: {state.log_path}", highlight=False)
+    err.print(f"Prefect server {verb} (pid {state.pid}); log: {safe(state.log_path)}", highlight=False)
     if state.ui:
-        err.print(f"UI: {state.ui_url}  (no login: it listens on 127.0.0.1 only)", highlight=False)
+        err.print(f"UI: {safe(state.ui_url)}  (no login: it listens on 127.0.0.1 only)", highlight=False)
     err.print("copydesk run/serve use it automatically; other Prefect tools need:", highlight=False)
     print(f"export PREFECT_API_URL={state.api_url}")
 
@@ -264,8 +251,8 @@ def server_status() -> None:
     if state is None:
         out.print("Prefect server: not running (start it with `copydesk server start`)")
         raise typer.Exit(1)
-    out.print(f"Prefect server: running (pid {state.pid}) API {state.api_url}"
-              + (f" UI {state.ui_url}" if state.ui else ""), highlight=False)
+    out.print(f"Prefect server: running (pid {state.pid}) API {safe(state.api_url)}"
+              + (f" UI {safe(state.ui_url)}" if state.ui else ""), highlight=False)
 
 
 @server_app.command("env")

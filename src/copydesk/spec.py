@@ -299,6 +299,81 @@ class ModerationPolicy(_Model):
     threshold: float = Field(0.8, ge=0.0, le=1.0)
 
 
+class CheckPolicy(_Model):
+    """An editorial check with nothing to tune but whether it runs."""
+
+    enabled: bool = True
+
+
+class PromptEchoPolicy(CheckPolicy):
+    #: A heading sharing a run of this many words with the prompt's own instructions echoes it.
+    heading_words: int = Field(4, ge=2, le=20)
+    #: A sentence sharing a run of this many words with the instructions echoes it.
+    sentence_words: int = Field(8, ge=3, le=50)
+
+
+class MetaTalkPolicy(CheckPolicy):
+    #: Cut a preamble or sign-off addressed to the requester when what is left is clean text.
+    trim: bool = True
+
+
+class MarkdownPolicy(CheckPolicy):
+    #: A heading inside a section at the level of the article's own (# or ##): demote it to ###, or hold the article.
+    extra_headings: Literal["demote", "review"] = "demote"
+
+
+class LanguagePolicy(CheckPolicy):
+    #: Sections with fewer letters than this are too short to identify and are not judged.
+    min_chars: int = Field(60, ge=1, le=10_000)
+
+
+class DuplicationPolicy(CheckPolicy):
+    #: Share of a section's word 5-grams found in another section of the same article.
+    max_section_overlap: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class OriginalityPolicy(CheckPolicy):
+    #: Estimated Jaccard similarity (MinHash) of two articles' word 5-grams at which the later is held.
+    max_similarity: float = Field(0.5, gt=0.0, le=1.0)
+    #: Compare with the articles already published under the same output folder, not only this run's.
+    against_published: bool = True
+
+
+class LinksPolicy(CheckPolicy):
+    #: Domains whose links may be published (a domain allows its subdomains too).
+    allow: list[str] = Field(default_factory=list)
+    #: review: an article with any other link needs review; strip: such links are removed (text kept).
+    policy: Literal["review", "strip"] = "review"
+
+    @field_validator("allow")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        bad = [d for d in value if not re.fullmatch(r"(?:[a-z0-9-]+\.)+[a-z]{2,}|localhost", d.strip().lower())]
+        if bad:
+            raise ValueError(f"not a domain name: {', '.join(map(repr, bad))} (write docs.python.org, not a URL)")
+        return [d.strip().lower() for d in value]
+
+
+class ThinSectionsPolicy(CheckPolicy):
+    #: A section is thin when it is shorter than this share of what its max_tokens allows...
+    min_share: float = Field(0.2, ge=0.0, le=1.0)
+    #: ...and shorter than this many words (characters in Chinese and Japanese).
+    min_words: int = Field(40, ge=0, le=100_000)
+
+
+class RelevancePolicy(CheckPolicy):
+    #: Content words (Chinese: character pairs) a title, or a section's heading and body, must share with the topic.
+    min_shared_terms: int = Field(1, ge=1, le=20)
+    #: A section sharing none with the topic is off-topic when less than this share of its terms is found
+    #: anywhere else in the article.
+    min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class RepairPolicy(_Model):
+    #: How often a section failing a section-level check is written again (0: never).
+    max_attempts: int = Field(1, ge=0, le=5)
+
+
 class QCSpec(_Model):
     grammar: GrammarPolicy = Field(default_factory=GrammarPolicy)
     moderation: ModerationPolicy = Field(default_factory=ModerationPolicy)
@@ -306,6 +381,22 @@ class QCSpec(_Model):
     max_words: int | None = Field(None, ge=1)
     max_repetition: float = Field(0.25, ge=0.0, le=1.0)
     require_outline_coverage: bool = True
+    # Editorial checks, section by section (copydesk.qc.editorial).
+    prompt_echo: PromptEchoPolicy = Field(default_factory=PromptEchoPolicy)
+    meta_talk: MetaTalkPolicy = Field(default_factory=MetaTalkPolicy)
+    refusal: CheckPolicy = Field(default_factory=CheckPolicy)
+    placeholders: CheckPolicy = Field(default_factory=CheckPolicy)
+    markdown: MarkdownPolicy = Field(default_factory=MarkdownPolicy)
+    language: LanguagePolicy = Field(default_factory=LanguagePolicy)
+    duplication: DuplicationPolicy = Field(default_factory=DuplicationPolicy)
+    originality: OriginalityPolicy = Field(default_factory=OriginalityPolicy)
+    links: LinksPolicy = Field(default_factory=LinksPolicy)
+    thin_sections: ThinSectionsPolicy = Field(default_factory=ThinSectionsPolicy)
+    relevance: RelevancePolicy = Field(default_factory=RelevancePolicy)
+    #: A section cut off by max_tokens: review (keep it, hold the article) or trim (cut it back to its
+    #: last complete sentence, recorded).
+    truncation: Literal["review", "trim"] = "review"
+    repair: RepairPolicy = Field(default_factory=RepairPolicy)
 
 
 class ExportSpec(_Model):
@@ -578,7 +669,13 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     """Parse and validate spec text read from `path` (which anchors `prompts_dir`)."""
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 1024} KiB; a pipeline spec is a short YAML file")
-    loader = _SpecLoader(text)
+    try:
+        loader = _SpecLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character, checked before any parsing
+        line = text.count("\n", 0, exc.position) + 1
+        raise SpecError(
+            f"{path}:{line}: invalid YAML: character {exc.character:#x} is not allowed in YAML text"
+        ) from None
     try:
         root = loader.get_single_node()
         if root is not None:

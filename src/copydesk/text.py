@@ -48,6 +48,7 @@ __all__ = [
     "is_cjk_language",
     "plain_text",
     "primary_language",
+    "script_counts",
     "split_sentences",
     "strip_inline",
     "truncate",
@@ -508,6 +509,17 @@ def primary_language(language: str) -> str:
 def is_cjk_language(language: str) -> bool:
     """Chinese, Cantonese or Japanese: written without spaces between words."""
     return primary_language(language) in {"zh", "yue", "ja"}
+
+
+_IDEOGRAPH_RE = re.compile(f"[{_IDEOGRAPHS}]")
+_KANA_RE = re.compile(f"[{_KANA}]")
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def script_counts(text: str) -> tuple[int, int, int]:
+    """(Han ideographs, kana, letters of any script) in `text`: what a language check
+    needs to tell Chinese or Japanese from text written in other scripts."""
+    return len(_IDEOGRAPH_RE.findall(text)), len(_KANA_RE.findall(text)), len(_LETTER_RE.findall(text))
 
 
 def words(text: str, language: str = "") -> list[str]:

@@ -31,6 +31,9 @@ OUTLINE_ATTEMPTS = 2
 #: Topics longer than this are cut (on a word boundary) before they reach a prompt.
 MAX_TOPIC_CHARS = 500
 
+#: Call-store part numbers of a repair: attempt * REPAIR_PART + section number.
+REPAIR_PART = 1000
+
 
 class ArticleWriter:
     def __init__(
@@ -69,7 +72,7 @@ class ArticleWriter:
         base = self.prompts.context(topic, self.overrides)
 
         # title
-        completion = await self._call(article, "title", 0, base)
+        completion, _ = await self._call(article, "title", 0, base)
         article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
         article.title_finish_reason = completion.finish_reason
         if not article.title:
@@ -79,7 +82,9 @@ class ArticleWriter:
         # outline
         outline_stage = self.spec.stages.outline
         for attempt in range(OUTLINE_ATTEMPTS):
-            completion = await self._call(article, "outline", attempt, {**base, "title": article.title})
+            completion, article.outline_prompt = await self._call(
+                article, "outline", attempt, {**base, "title": article.title}
+            )
             article.outline = parse_outline(
                 completion.text, min_sections=outline_stage.min_sections, max_sections=outline_stage.max_sections
             )
@@ -115,7 +120,16 @@ class ArticleWriter:
         if all(section.written for section in article.sections):
             article.generated = True
 
-    async def _expand(self, article: Article, base: dict[str, Any], index: int) -> None:
+    async def rewrite_section(self, article: Article, index: int, note: str, attempt: int) -> None:
+        """Write section `index` (0-based) again, its own prompt followed by `note` (what the gate
+        found wrong, `copydesk.qc.repair`). Same budget guard and call store as every call; raises
+        what the gateway raises (BudgetExhausted, ApiError)."""
+        base = self.prompts.context(truncate(article.topic, MAX_TOPIC_CHARS), self.overrides)
+        await self._expand(article, base, index, note=note, part=REPAIR_PART * attempt + index + 1)
+
+    async def _expand(
+        self, article: Article, base: dict[str, Any], index: int, *, note: str | None = None, part: int | None = None
+    ) -> None:
         section = article.sections[index]
         context = {
             **base,
@@ -125,17 +139,26 @@ class ArticleWriter:
             "section_index": index + 1,
             "section_count": len(article.sections),
         }
-        completion = await self._call(article, "expansion", index + 1, context)
+        completion, section.prompt = await self._call(
+            article, "expansion", index + 1 if part is None else part, context, note=note
+        )
         section.body = clean_section(completion.text, section.heading)
         section.finish_reason = completion.finish_reason
         section.written = True
 
-    async def _call(self, article: Article, stage: str, part: int, context: dict[str, Any]):
+    async def _call(
+        self, article: Article, stage: str, part: int, context: dict[str, Any], *, note: str | None = None
+    ) -> tuple[Any, str]:
+        """The completion, and the rendered prompt that produced it (every message's text).
+        A `note` (a repair's re-ask) is appended to the last user message."""
         prompt = self.prompts.prompt(stage, context)
         stage_spec = getattr(self.spec.stages, stage)
+        messages = [dict(m) for m in prompt.messages()]
+        if note:
+            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{note}"
         request = ChatRequest(
             model=self.model_override or self.spec.model_for(stage),
-            messages=tuple(prompt.messages()),
+            messages=tuple(messages),
             params=stage_spec.sampling_params(),
         )
         result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request))
@@ -146,4 +169,4 @@ class ArticleWriter:
         article.note_model(result.completion.model)
         if result.fallback_from:
             article.fallback_from = result.fallback_from
-        return result.completion
+        return result.completion, "\n\n".join(m["content"] for m in request.messages)

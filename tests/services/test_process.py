@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,9 +15,10 @@ from conftest_services import assert_stopped
 
 from copydesk.errors import ServiceError
 from copydesk.services.process import (
-    Endpoint,
     ManagedServer,
+    ServerLease,
     ServerState,
+    child_environment,
     find_running,
     pid_alive,
     process_start_ticks,
@@ -194,7 +196,7 @@ async def test_endpoint_async_form_starts_and_stops(tmp_path: Path) -> None:
         holder["server"] = server
         return server.url, server
 
-    endpoint = Endpoint(resolve)
+    endpoint = ServerLease(resolve)
     async with endpoint as url:
         async with httpx.AsyncClient(trust_env=False) as client:
             assert (await client.get(url + "/health")).status_code == 200
@@ -208,3 +210,58 @@ def test_missing_executable(tmp_path: Path) -> None:
     )
     with pytest.raises(ServiceError, match="cannot start missing"):
         server.start()
+
+
+# ------------------------------------------------------------------------------ child environment
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_children_get_a_minimal_environment_without_the_api_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: bool
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-SECRET-123456")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://u:pw@api.example.test/v1")
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_prefect_cloud_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    monkeypatch.setenv("SOME_OTHER_TOOL_SETTING", "x")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    monkeypatch.setenv("COPYDESK_LANGUAGETOOL_HEAP", "256m")
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "INFO")
+    server = tiny(tmp_path, env={"EXTRA_FOR_THIS_SERVER": "1"})
+    if background:
+        state, _ = server.start_background()
+        pid = state.pid
+    else:
+        server.start()
+        pid = server.pid
+    try:
+        env = _environ_of(pid)
+    finally:
+        server.stop_background() if background else server.stop()
+    assert os.environ["OPENAI_API_KEY"] == "sk-parent-SECRET-123456"  # the parent has it ...
+    assert not any(name.startswith("OPENAI_") for name in env), env  # ... the child does not
+    assert "PREFECT_API_KEY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert "SOME_OTHER_TOOL_SETTING" not in env
+    assert all("SECRET" not in value for value in env.values())
+    assert env["PATH"] == os.environ["PATH"] and env["HOME"] == os.environ["HOME"]
+    assert env["LC_ALL"] == "C.UTF-8" and env["TZ"] == "Asia/Shanghai"
+    assert env["COPYDESK_LANGUAGETOOL_HEAP"] == "256m" and env["PREFECT_LOGGING_LEVEL"] == "INFO"
+    assert env["EXTRA_FOR_THIS_SERVER"] == "1"
+
+
+def test_child_environment_allowlist() -> None:
+    base = {"PATH": "/bin", "OPENAI_API_KEY": "k", "OPENAI_ORG_ID": "o", "JAVA_HOME": "/jdk",
+            "LANG": "C.UTF-8", "PREFECT_API_URL": "http://x/api", "PREFECT_API_KEY": "p",
+            "COPYDESK_STATE_DIR": "/s", "MY_TOKEN": "t", "GITHUB_TOKEN": "g", "TMPDIR": "/tmp"}
+    base["PREFECT_SERVER_DATABASE_PASSWORD"] = "db"  # the Prefect server's own secret: it needs it
+    assert child_environment({"PORT": "1"}, base=base) == {
+        "PREFECT_SERVER_DATABASE_PASSWORD": "db",
+        "PATH": "/bin", "JAVA_HOME": "/jdk", "LANG": "C.UTF-8", "PREFECT_API_URL": "http://x/api",
+        "COPYDESK_STATE_DIR": "/s", "TMPDIR": "/tmp", "PORT": "1",
+    }

@@ -27,7 +27,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from copydesk.text import is_cjk_language, plain_text, split_sentences, words
 
@@ -55,6 +55,8 @@ class CheckResult:
     ran: bool = True
     #: Wall-clock seconds the check took, where the gate measured it.
     seconds: float | None = None
+    #: What was found and where (section, offending text, ...): the QC report's evidence.
+    evidence: tuple[dict[str, Any], ...] = ()
 
     @property
     def failed_hard(self) -> bool:

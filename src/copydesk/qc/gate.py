@@ -21,8 +21,17 @@ no editor time", *needs_review* means "an editor can fix or approve this"):
                       shared between sections is not a loop): above max_repetition ->
                       soft; at 0.6 or more (or above max_repetition if that is
                       higher) -> hard: a degenerate loop.
-    truncation        a section cut off by max_tokens -> soft (finish the sentence);
-                      stopped by the provider's content filter -> hard.
+    truncation        a section cut off by max_tokens -> soft (finish the sentence), or with
+                      `qc.truncation: trim` cut back to its last complete sentence (recorded,
+                      copydesk.qc.truncation); stopped by the provider's content filter -> hard.
+    editorial         section by section (copydesk.qc.editorial): prompt echo, meta-talk,
+                      refusals (hard), placeholders, Markdown, language, duplicated
+                      sections, links, thin sections, relevance -> soft unless noted.
+                      Their repairs (meta-talk trimmed, headings demoted, links stripped)
+                      reach the article through `Verdict.section_bodies`.
+    originality       the article is a near-duplicate (MinHash, copydesk.qc.originality)
+                      of one published earlier in this run or under the same output
+                      folder -> soft.
 
 A check that raises is recorded with `ran=False` and its error; a disabled
 check (`enabled: false`, `require_outline_coverage: false`) is skipped and
@@ -37,6 +46,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from copydesk.qc.content import (
@@ -47,6 +57,10 @@ from copydesk.qc.content import (
     check_section_repetition,
     check_truncation,
 )
+from copydesk.qc.editorial import Draft, run_editorial
+from copydesk.qc.evidence import excerpt
+from copydesk.qc.language import LanguageDetector
+from copydesk.qc.truncation import trim_incomplete
 from copydesk.text import count_words, plain_text, primary_language
 
 if TYPE_CHECKING:
@@ -74,6 +88,11 @@ class Verdict:
     #: The grammar checker's corrected text, when `grammar.autocorrect` is on and it changed something:
     #: the article takes it (`Article.apply_corrections`) before it is exported.
     corrected_markdown: str | None = None
+    #: The section bodies after the editorial repairs, when any was made (else None):
+    #: the article takes them before `corrected_markdown`, which was computed on them.
+    section_bodies: list[str] | None = None
+    #: What the editorial repairs did, one line each.
+    repairs: list[str] = field(default_factory=list)
 
 
 def _reason(check: CheckResult) -> str:
@@ -167,10 +186,28 @@ class QualityGate:
         language: str,
         grammar_checker: Any = None,
         moderator: Moderator | None = None,
+        *,
+        published_root: Path | None = None,
+        run_dir: Path | None = None,
     ) -> None:
+        """`published_root`: the output folder whose `<run>/published/*.md` articles a new one
+        must not duplicate (`run_dir`, the current run's folder, is left out of that)."""
         self.policy = policy
         self.language = language
         self.grammar_checker = grammar_checker
+        self.detector = LanguageDetector()
+        self.originality: Any = None
+        self._indexed = 0
+        self._originality_error: str | None = None
+        if policy.originality.enabled:
+            try:
+                from copydesk.qc.originality import ArticleIndex
+
+                self.originality = ArticleIndex(policy.originality.max_similarity)
+                if published_root is not None and policy.originality.against_published:
+                    self.originality.load_published(Path(published_root), language, exclude=run_dir)
+            except Exception as exc:  # the index cannot be built: articles go to review, not out
+                self._originality_error = f"{type(exc).__name__}: {exc}"
         if moderator is None and policy.moderation.enabled:
             if policy.moderation.provider == "openai":
                 raise ValueError(
@@ -187,10 +224,34 @@ class QualityGate:
         outline: Sequence[str],
         sections: Sequence[tuple[str, str]],
         finish_reasons: Sequence[str | None],
+        draft: Draft | None = None,
     ) -> Verdict:
+        """The verdict on one article. With a `draft` (topic, title, rendered prompts, slot) the
+        editorial checks run too, and their repairs come back in `Verdict.section_bodies`; the
+        other checks then read the repaired text."""
         started = time.perf_counter()
         policy = self.policy
         skipped: list[str] = []
+        editorial = None
+        section_bodies = None
+        trimmed: list[dict[str, Any]] = []
+        if policy.truncation == "trim":
+            sections, finish_reasons, trimmed = self._trim_truncated(list(sections), list(finish_reasons))
+            if trimmed:
+                for item in trimmed:
+                    markdown_body = markdown_body.replace(item["_old"], item["_new"], 1)
+                section_bodies = [b for _, b in sections]
+                if draft is not None:
+                    draft = dataclasses.replace(draft, sections=list(sections))
+        if draft is not None:
+            editorial = await asyncio.to_thread(run_editorial, draft, policy, self.detector)
+            skipped += editorial.skipped
+            if editorial.changed:
+                section_bodies = list(editorial.bodies)
+                for (_, old), new in zip(sections, section_bodies):
+                    if old != new:
+                        markdown_body = markdown_body.replace(old, new, 1)
+                sections = [(h, b) for (h, _), b in zip(sections, section_bodies)]
 
         async def none() -> None:
             return None
@@ -235,9 +296,30 @@ class QualityGate:
             )
         )
         labels = [heading for heading, _ in sections]
-        checks.append(_timed("truncation", lambda: check_truncation(list(finish_reasons), labels)))
+        truncation = _timed("truncation", lambda: check_truncation(list(finish_reasons), labels))
+        if trimmed:
+            evidence = tuple({k: v for k, v in t.items() if not k.startswith("_")} for t in trimmed)
+            detail = f"{truncation.detail}; trimmed {len(trimmed)} cut-off section(s) to their last sentence"
+            truncation = dataclasses.replace(truncation, detail=detail, evidence=evidence)
+        checks.append(truncation)
+        if editorial is not None:
+            checks += editorial.checks
 
+        if draft is None:
+            pass  # no editorial pass: the caller checks the text only (as before the editorial checks)
+        elif not policy.originality.enabled:
+            skipped.append("originality")
+        elif self.originality is None:
+            checks.append(CheckResult.not_run("originality", f"no article index: {self._originality_error}"))
+        else:
+            checks.append(_timed("originality", lambda: self._originality(markdown_body)))
         status, reasons = decide(checks)
+        if status == "published" and draft is not None and self.originality is not None:
+            # Checked and added with no await in between: of two near-duplicates, the second is held.
+            # Keys are unique: two articles of a run may share a title.
+            self._indexed += 1
+            label = f"this run: {draft.title or draft.topic!r} (#{self._indexed})"
+            self.originality.add(label, markdown_body, self.language)
         return Verdict(
             status=status,
             reasons=reasons,
@@ -249,7 +331,39 @@ class QualityGate:
             seconds=round(time.perf_counter() - started, 6),
             skipped=skipped,
             corrected_markdown=corrected,
+            section_bodies=section_bodies,
+            repairs=([f"{len(trimmed)} cut-off section(s) trimmed to the last complete sentence"] if trimmed else [])
+            + (list(editorial.repairs) if editorial is not None else []),
         )
+
+    @staticmethod
+    def _trim_truncated(
+        sections: list[tuple[str, str]], finish_reasons: list[str | None]
+    ) -> tuple[list[tuple[str, str]], list[str | None], list[dict[str, Any]]]:
+        """`qc.truncation: trim`: sections cut off by max_tokens end at their last complete sentence."""
+        if len(finish_reasons) != len(sections):
+            return sections, finish_reasons, []
+        trimmed = []
+        for i, ((heading, body), reason) in enumerate(zip(sections, finish_reasons)):
+            if reason != "length":
+                continue
+            kept, cut = trim_incomplete(body)
+            if cut:
+                sections[i] = (heading, kept)
+                finish_reasons[i] = "stop"
+                trimmed.append({"section": i + 1, "heading": heading, "action": "trimmed to the last sentence",
+                                "text": excerpt(cut), "_old": body, "_new": kept})
+        return sections, finish_reasons, trimmed
+
+    def _originality(self, markdown: str) -> CheckResult:
+        matches = self.originality.match(markdown, self.language)
+        if not matches:
+            return CheckResult("originality", True, "soft", "no near-duplicate among published articles", 0.0)
+        key, score = matches[0]
+        evidence = tuple({"section": None, "heading": None, "duplicate_of": k, "similarity": round(s, 3),
+                          "text": excerpt(markdown)} for k, s in matches[:5])
+        detail = f"near-duplicate ({score:.0%} similar) of {key}"
+        return CheckResult("originality", False, "soft", detail, round(score, 4), evidence=evidence)
 
     # -- grammar ------------------------------------------------------------------
 
@@ -368,6 +482,7 @@ def qc_report_entry(verdict: Verdict) -> dict[str, Any]:
                     "detail": c.detail,
                     "value": c.value,
                     "seconds": c.seconds,
+                    "evidence": list(c.evidence),
                 }
                 for c in verdict.checks
             ],
@@ -375,5 +490,6 @@ def qc_report_entry(verdict: Verdict) -> dict[str, Any]:
             "moderation": verdict.moderation,
             "grammar": verdict.grammar,
             "autocorrected": verdict.corrected_markdown is not None,
+            "repairs": list(verdict.repairs),
         }
     )

@@ -32,16 +32,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 from pydantic import SecretStr
 
+from copydesk.client import ApiEndpoint, ChatClient, RetryPolicy
 from copydesk.errors import (
     ApiError,
-    AuthenticationError,
     BadRequestError,
     InputError,
     MalformedResponseError,
     ModelNotFoundError,
-    RateLimitError,
-    ServerError,
-    TransportError,
 )
 from copydesk.text import plain_text, split_sentences
 
@@ -206,9 +203,6 @@ CHUNK_CHARS = 4000
 #: Inputs per request.
 INPUTS_PER_REQUEST = 16
 
-_SK_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}")
-
-
 def chunk_text(text: str, max_chars: int = CHUNK_CHARS) -> list[str]:
     """Split text into pieces of at most max_chars, at paragraph, line or sentence ends."""
     text = text.strip()
@@ -240,21 +234,15 @@ def chunk_text(text: str, max_chars: int = CHUNK_CHARS) -> list[str]:
     return chunks
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        value = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return value if value >= 0 else None
-
-
 class OpenAIModerator:
-    """The moderation endpoint of an OpenAI(-compatible) API.
+    """The moderation endpoint of an OpenAI(-compatible) API, through copydesk's one HTTP
+    layer (`copydesk.client.ChatClient.post_json`): the same headers, redaction, error
+    mapping and Retry-After handling as chat completions.
 
-    429, 5xx and transport errors are retried with exponential backoff
-    (`backoff_initial` seconds, doubling; `Retry-After` honoured up to
-    `backoff_max`); 4xx are not. Errors are `copydesk.errors.ApiError`
-    subclasses whose messages never contain the key.
+    429, 5xx, 408/409, transport errors and unreadable answers are retried up to
+    `max_attempts` with exponential backoff (`backoff_initial` seconds, doubling;
+    `Retry-After` honoured up to `backoff_max`); other 4xx are not. A 404 means the
+    server has no moderation endpoint (`ModelNotFoundError`, status 404).
     """
 
     name = "openai"
@@ -274,112 +262,32 @@ class OpenAIModerator:
         chunk_chars: int = CHUNK_CHARS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self.endpoint = ApiEndpoint(self.base_url, api_key)
         self._transport = transport
         self.model = model
         self.timeout = timeout
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.retry = RetryPolicy(
+            max_attempts=max(1, max_attempts), initial=backoff_initial, max_delay=backoff_max, jitter=0.0
+        )
         self.chunk_chars = chunk_chars
 
     def __repr__(self) -> str:
-        return f"OpenAIModerator(base_url={self._where()!r}, model={self.model!r})"
+        return f"OpenAIModerator(base_url={self.endpoint.describe()!r}, model={self.model!r})"
 
-    # -- helpers ----------------------------------------------------------------
-
-    def _where(self) -> str:
-        url = httpx.URL(self.base_url)
-        return str(url.copy_with(userinfo=b"")) if url.userinfo else self.base_url
-
-    def _scrub(self, text: str) -> str:
-        if self._api_key is not None:
-            secret = self._api_key.get_secret_value()
-            if secret:
-                text = text.replace(secret, "***")
-        return _SK_PATTERN.sub("sk-***", text)
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key is not None and self._api_key.get_secret_value():
-            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
-        return headers
-
-    @staticmethod
-    def _api_message(response: httpx.Response) -> str:
+    async def _post(self, client: ChatClient, inputs: list[str]) -> list[dict[str, Any]]:
         try:
-            body = response.json()
-            message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-        except ValueError:
-            message = None
-        if not message:
-            message = response.text[:200]
-        return " ".join(str(message).split())[:300]
-
-    def _error_for(self, response: httpx.Response) -> ApiError:
-        status = response.status_code
-        where = f"the moderation endpoint {self._where()}/moderations"
-        if status in (401, 403):
-            # The body of a 401 can echo part of the key; it is not repeated here.
-            return AuthenticationError(
-                f"{where} refused the credentials (HTTP {status}); check OPENAI_API_KEY", status_code=status
-            )
-        detail = self._scrub(self._api_message(response))
-        if status == 404:
-            return ModelNotFoundError(
-                f"{where} answered 404 for model {self.model!r}: {detail} "
-                "(an OpenAI-compatible server may not offer moderation; set qc.moderation.provider: local)",
+            body = await client.post_json("moderations", {"model": self.model, "input": inputs}, retry=self.retry)
+        except BadRequestError as exc:
+            if exc.status_code != 404:
+                raise
+            raise ModelNotFoundError(
+                f"{exc} (an OpenAI-compatible server may not offer moderation; set qc.moderation.provider: local)",
                 model=self.model,
-            )
-        retry_after = _retry_after(response)
-        if status == 429:
-            return RateLimitError(
-                f"{where} is rate limiting (HTTP 429): {detail}", status_code=status, retry_after=retry_after
-            )
-        if status >= 500:
-            return ServerError(
-                f"{where} failed (HTTP {status}): {detail}", status_code=status, retry_after=retry_after
-            )
-        return BadRequestError(f"{where} rejected the request (HTTP {status}): {detail}", status_code=status)
+            ) from exc
+        return self._parse(body, len(inputs))
 
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        delay = self.backoff_initial * (2 ** (attempt - 1))
-        asked = _retry_after(response) if response is not None else None
-        if asked is not None:
-            delay = max(delay, asked)
-        return min(delay, self.backoff_max)
-
-    async def _post(self, client: httpx.AsyncClient, inputs: list[str]) -> list[dict[str, Any]]:
-        url = f"{self.base_url}/moderations"
-        payload = {"model": self.model, "input": inputs}
-        for attempt in range(1, self.max_attempts + 1):
-            response: httpx.Response | None = None
-            try:
-                response = await client.post(url, json=payload, headers=self._headers())
-            except httpx.TransportError as exc:
-                if attempt == self.max_attempts:
-                    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-                    raise TransportError(
-                        f"the moderation endpoint {self._where()}/moderations did not answer "
-                        f"after {attempt} attempts: {type(exc).__name__}: {self._scrub(str(exc))}",
-                        sent=sent,
-                    ) from exc
-            else:
-                if response.status_code < 400:
-                    return self._parse(response, len(inputs))
-                error = self._error_for(response)
-                retryable = isinstance(error, (RateLimitError, ServerError))
-                if not retryable or attempt == self.max_attempts:
-                    raise error
-            await asyncio.sleep(self._delay(attempt, response))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _parse(self, response: httpx.Response, expected: int) -> list[dict[str, Any]]:
-        where = f"the moderation endpoint {self._where()}/moderations"
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise MalformedResponseError(f"{where} answered with something that is not JSON") from exc
+    def _parse(self, body: Any, expected: int) -> list[dict[str, Any]]:
+        where = f"the moderation endpoint {self.endpoint.describe('moderations')}"
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list) or len(results) != expected:
             raise MalformedResponseError(
@@ -405,8 +313,10 @@ class OpenAIModerator:
         flagged_excerpts: list[str] = []
         if not chunks:
             return ModerationResult(False, categories, scores, self.name, [])
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
-        async with httpx.AsyncClient(transport=self._transport, timeout=timeout) as client:
+        client = ChatClient(
+            self.endpoint, timeout=self.timeout, connect_timeout=min(self.timeout, 10.0), transport=self._transport
+        )
+        async with client:
             # One request per batch, one after another: an article is one or two batches,
             # and a failure then leaves no request running behind it.
             batches = [chunks[i : i + INPUTS_PER_REQUEST] for i in range(0, len(chunks), INPUTS_PER_REQUEST)]

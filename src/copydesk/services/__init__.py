@@ -1,9 +1,11 @@
 """The embedded servers copydesk starts itself: LanguageTool and the local model.
 
-    process       ManagedServer: a subprocess server on a free 127.0.0.1 port,
+    process       ManagedServer: a subprocess server on a 127.0.0.1 port (free, or
+                  fixed), with `child_environment()` (never the API key),
                   health-checked, stopped with SIGTERM then SIGKILL; a state file
-                  under settings.state_dir lets `copydesk services start` leave
-                  one running for later processes to reuse.
+                  under settings.state_dir lets `copydesk services start` (and
+                  `copydesk server start`) leave one running for later processes;
+                  ServerLease: `with` a server's URL, started for the block if needed.
     languagetool  LanguageToolServer and `languagetool_url(settings)`.
     llama         LlamaServer (llama.cpp's OpenAI-compatible server with
                   SmolLM2) and `local_model_endpoint(settings)`.
@@ -15,6 +17,6 @@ run to fix it. Nothing here imports Prefect.
 
 from __future__ import annotations
 
-from copydesk.services.process import ManagedServer, ServerState, find_running
+from copydesk.services.process import ManagedServer, ServerLease, ServerState, child_environment, find_running
 
-__all__ = ["ManagedServer", "ServerState", "find_running"]
+__all__ = ["ManagedServer", "ServerLease", "ServerState", "child_environment", "find_running"]

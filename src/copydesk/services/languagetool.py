@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import Endpoint, ManagedServer, find_running
+from copydesk.services.process import ManagedServer, ServerLease, child_environment, find_running
 from copydesk.settings import Settings
 
 NAME = "languagetool"
@@ -81,7 +81,7 @@ def java_major_version(java: str) -> int | None:
     """Major version of `java` (8 for 1.8), or None when it cannot be told."""
     try:
         out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False, env=child_environment()
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -164,7 +164,7 @@ class LanguageToolServer(ManagedServer):
         ]
 
 
-def languagetool_url(settings: Settings) -> Endpoint:
+def languagetool_url(settings: Settings) -> ServerLease:
     """Context manager (sync or async) yielding the base URL of a LanguageTool server.
 
     COPYDESK_LANGUAGETOOL_URL if set; else a healthy background server
@@ -181,4 +181,4 @@ def languagetool_url(settings: Settings) -> Endpoint:
         server = LanguageToolServer(settings).start()
         return server.url, server
 
-    return Endpoint(resolve)
+    return ServerLease(resolve)

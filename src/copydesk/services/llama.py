@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import Endpoint, ManagedServer, find_running
+from copydesk.services.process import ManagedServer, ServerLease, find_running
 from copydesk.settings import Settings
 
 NAME = "llama"
@@ -131,7 +131,7 @@ class LlamaServer(ManagedServer):
         ]
 
 
-def local_model_endpoint(settings: Settings) -> Endpoint:
+def local_model_endpoint(settings: Settings) -> ServerLease:
     """Context manager (sync or async) yielding the local model's base URL, ".../v1".
 
     A healthy background server (`copydesk services start`) is reused;
@@ -145,4 +145,4 @@ def local_model_endpoint(settings: Settings) -> Endpoint:
         server = LlamaServer(settings).start()
         return server.url, server
 
-    return Endpoint(resolve)
+    return ServerLease(resolve)

@@ -15,6 +15,11 @@
   pid reuse) and the health URL answers. `stop_background()` stops it. Its
   output goes to `<state_dir>/logs/<name>.log`.
 
+Every child gets `child_environment()`: an allowlist of the caller's
+environment (PATH, HOME, locale, TZ, TMPDIR, JAVA_HOME, the PREFECT_* and
+COPYDESK_* settings), never OPENAI_* nor any *_API_KEY, plus what the server
+itself is given (`env=`).
+
 A foreground server shares the caller's process group, so Ctrl-C reaches it
 too, and it is stopped when the interpreter exits normally. A caller killed
 with SIGKILL leaves it running: `copydesk services status` cannot see it (it
@@ -28,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -36,7 +40,7 @@ import socket
 import subprocess
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,11 +49,42 @@ from typing import Any, Self
 import httpx
 
 from copydesk.errors import ServiceError
+from copydesk.locks import file_lock
 
 HOST = "127.0.0.1"
 #: Lines of the server's log quoted in an error.
 LOG_TAIL_LINES = 25
 _BIND_ERRORS = ("address already in use", "bindexception", "errno 98")
+
+#: Variables a child server may inherit, by exact name ...
+CHILD_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "JAVA_HOME", "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "DO_NOT_TRACK",
+})
+#: ... and by prefix (locale categories and copydesk's and Prefect's own settings).
+CHILD_ENV_PREFIXES = ("LC_", "COPYDESK_", "PREFECT_")
+
+
+def child_environment(extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a child server starts with: the allowlisted part of `base` (default:
+    this process's), then `extra`. Secrets stay out: nothing named OPENAI_*, and nothing
+    ending in _API_KEY (PREFECT_API_KEY included), whatever the allowlist says."""
+    base = os.environ if base is None else base
+    env = {
+        name: value
+        for name, value in base.items()
+        if (name in CHILD_ENV_NAMES or name.startswith(CHILD_ENV_PREFIXES)) and not _secret_name(name)
+    }
+    env.update(extra or {})
+    return env
+
+
+def _secret_name(name: str) -> bool:
+    """The API's secrets: OPENAI_* and any *_API_KEY. (A Prefect server's own secrets, such as
+    PREFECT_SERVER_DATABASE_PASSWORD or PREFECT_SERVER_API_AUTH_STRING, are settings it needs.)"""
+    upper = name.upper()
+    return upper.startswith("OPENAI_") or upper.endswith("_API_KEY")
 
 
 @dataclass(frozen=True)
@@ -66,6 +101,10 @@ class ServerState:
     command: list[str] = field(default_factory=list)
     #: The process's start time in clock ticks since boot (Linux), against pid reuse.
     proc_start: int | None = None
+    #: Stop the whole process group (the server leads its own session and has children).
+    group: bool = False
+    #: Whatever else the owner of the server records (e.g. the Prefect UI's URL).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> ServerState:
@@ -221,36 +260,29 @@ def find_running(name: str, state_dir: Path, *, health_timeout: float = 2.0) -> 
     return state
 
 
-@contextlib.contextmanager
-def _state_lock(name: str, state_dir: Path) -> Iterator[None]:
+def _state_lock(name: str, state_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Serialises background starts and stops of one service across processes."""
-    Path(state_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(state_dir) / f"{name}.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return file_lock(Path(state_dir) / f"{name}.lock")
 
 
-def _write_state(state: ServerState, state_dir: Path) -> None:
+def write_state(state: ServerState, state_dir: Path) -> None:
+    """Record `state` atomically (a reader never sees half a file)."""
     path = state_path(state.name, state_dir)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(state.to_json(), encoding="utf-8")
     os.replace(tmp, path)
 
 
-def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """Stop a child: SIGTERM, then SIGKILL after `grace` seconds; always reaps it."""
+def _terminate(proc: subprocess.Popen[bytes], grace: float, group: bool = False) -> None:
+    """Stop a child (and its process group with `group`): SIGTERM, then SIGKILL after
+    `grace` seconds; always reaps it."""
     if proc.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
+    _signal(proc.pid, signal.SIGTERM, group)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        _signal(proc.pid, signal.SIGKILL, group)
         proc.wait(timeout=10)
 
 
@@ -261,13 +293,17 @@ class ManagedServer:
     """One server subprocess. Subclasses give `name`, `build_command` and `health_path`.
 
     `command` may be passed instead of overriding `build_command`: a function
-    from the port to the argv list.
+    from the port to the argv list. `port` fixes the port (default: a free one,
+    retried on a lost race); `env` is added to `child_environment()`;
+    `stop_group` stops the server's whole process group (background only).
     """
 
     name: str = "server"
     health_path: str = "/"
     #: Path appended to http://127.0.0.1:PORT to form `url` (e.g. "/v1").
     url_path: str = ""
+    #: Variables the child must not inherit even though `child_environment()` allows them.
+    drop_env: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -281,6 +317,8 @@ class ManagedServer:
         stop_grace: float = 10.0,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        port: int | None = None,
+        stop_group: bool = False,
     ) -> None:
         if name is not None:
             self.name = name
@@ -292,8 +330,10 @@ class ManagedServer:
         self.state_dir = Path(state_dir)
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
-        self.env = dict(env) if env is not None else None
+        self.env = dict(env) if env is not None else {}
         self.cwd = cwd
+        self.fixed_port = port or None
+        self.stop_group = stop_group
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._log_path: Path | None = None
@@ -365,11 +405,15 @@ class ManagedServer:
         if self.is_running():
             raise ServiceError(f"{self.name} is already running (pid {self.pid})")
         self.check_prerequisites()
-        port = free_port()
+        port = self.fixed_port or free_port()
+        if self.fixed_port and port_open(port):
+            raise ServiceError(f"port {port} on {HOST} is already in use; {self.name} needs another port")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / (f"{self.name}.log" if background else f"{self.name}-{port}.log")
         argv = self.build_command(port)
-        env = self.env if self.env is not None else dict(os.environ)
+        env = child_environment(self.env)
+        for name in self.drop_env:
+            env.pop(name, None)
         with open(log_path, "wb") as log:
             log.write(f"$ {' '.join(argv)}\n".encode())
             log.flush()
@@ -433,7 +477,7 @@ class ManagedServer:
         if proc is None:
             return
         clean = proc.poll() is None
-        _terminate(proc, self.stop_grace)
+        _terminate(proc, self.stop_grace, group=self._background and self.stop_group)
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
@@ -445,6 +489,8 @@ class ManagedServer:
         self._proc = None
 
     def _lost_port_race(self) -> bool:
+        if self.fixed_port:
+            return False
         text = log_tail(self._log_path or "", 200).lower()
         return any(marker in text for marker in _BIND_ERRORS)
 
@@ -465,8 +511,10 @@ class ManagedServer:
         """The background server of this name, if alive and healthy (any process may have started it)."""
         return find_running(self.name, self.state_dir)
 
-    def start_background(self, timeout: float | None = None) -> tuple[ServerState, bool]:
-        """Start detached and record it; reuse a healthy one. Returns (state, started_now)."""
+    def start_background(
+        self, timeout: float | None = None, *, extra: Mapping[str, Any] | None = None
+    ) -> tuple[ServerState, bool]:
+        """Start detached and record it (with `extra`); reuse a healthy one. Returns (state, started_now)."""
         with _state_lock(self.name, self.state_dir):
             existing = self.find_running()
             if existing is not None:
@@ -474,7 +522,7 @@ class ManagedServer:
             stale = read_state(self.name, self.state_dir)
             if stale is not None and pid_alive(stale.pid, stale.proc_start):
                 # Alive but not answering: hung or still starting. Replace it.
-                stop_pid(stale.pid, grace=self.stop_grace, proc_start=stale.proc_start)
+                stop_pid(stale.pid, grace=self.stop_grace, proc_start=stale.proc_start, group=stale.group)
             for attempt in range(3):
                 self.spawn(background=True)
                 try:
@@ -496,8 +544,10 @@ class ManagedServer:
                 started_at=time.time(),
                 command=[str(a) for a in proc.args],  # type: ignore[union-attr]
                 proc_start=process_start_ticks(proc.pid),
+                group=self.stop_group,
+                extra=dict(extra or {}),
             )
-            _write_state(state, self.state_dir)
+            write_state(state, self.state_dir)
             return state, True
 
     def stop_background(self) -> ServerState | None:
@@ -507,11 +557,11 @@ class ManagedServer:
             if state is None:
                 return None
             if self._proc is not None and self._proc.pid == state.pid:
-                _terminate(self._proc, self.stop_grace)  # our own child: reap it
+                _terminate(self._proc, self.stop_grace, group=state.group)  # our own child: reap it
                 self._proc = None
                 stopped = True
             else:
-                stopped = stop_pid(state.pid, grace=self.stop_grace, proc_start=state.proc_start)
+                stopped = stop_pid(state.pid, grace=self.stop_grace, proc_start=state.proc_start, group=state.group)
             with contextlib.suppress(OSError):
                 state_path(self.name, self.state_dir).unlink()
             return state if stopped else None
@@ -523,11 +573,11 @@ class ManagedServer:
                 state_path(self.name, self.state_dir).unlink()
 
 
-# --------------------------------------------------------------------------- endpoints
+# --------------------------------------------------------------------------- leases
 
 
-class Endpoint:
-    """`with` or `async with`: yields a URL, starting a server for the block if needed.
+class ServerLease:
+    """`with` or `async with`: yields a server's URL, starting a server for the block if needed.
 
     `resolve()` returns the URL and, when it had to start one, the
     ManagedServer to stop afterwards. The async form runs the blocking start
@@ -546,7 +596,7 @@ class Endpoint:
 
     def __enter__(self) -> str:
         if self.url is not None:
-            raise RuntimeError("this endpoint context is already in use")
+            raise RuntimeError("this server lease is already in use")
         url, server = self._resolve()
         self.url, self._server = url, server
         return url

@@ -1,0 +1,59 @@
+"""What reaches the terminal: the two consoles, `safe()` for data, and `fail()`.
+
+Everything printed through Rich is parsed as markup, so any text that comes
+from data (titles, topics, model names, reasons, paths, error messages) must
+go through `safe()` first. It removes ANSI/terminal escape sequences and other
+control characters (which could clear the screen, move the cursor or retitle
+the window) and escapes Rich markup, so `Why [/] matters` prints as written
+instead of raising `MarkupError`. Newlines and tabs are kept.
+
+    out, err        Rich consoles for stdout and stderr
+    safe(value)     str(value) made inert for a Rich markup string or table cell
+    fail(exc)       prints "error: ..." on stderr, returns the typer.Exit of exc.exit_code
+    warn(message)   prints "warning: ..." on stderr (message already safe() or plain)
+"""
+
+from __future__ import annotations
+
+import re
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from copydesk.errors import CopydeskError
+
+out = Console()
+err = Console(stderr=True)
+
+#: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), DCS/PM/APC/SOS strings, and
+#: two-character escapes (ESC + one byte); the 8-bit C1 forms too.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|$)"
+    r"|\x1b[@-Z\\-_]?",
+    re.DOTALL,
+)
+#: Control characters other than tab and newline: C0, DEL, C1, and bidi overrides.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_control(text: str) -> str:
+    """`text` without terminal escape sequences and control characters (tab and newline kept)."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+def safe(value: object) -> str:
+    """`str(value)` made inert for Rich: no escape sequences, no control characters, markup escaped."""
+    return escape(strip_control(str(value)))
+
+
+def fail(exc: CopydeskError) -> typer.Exit:
+    """Print `exc` on stderr and return the `typer.Exit` carrying its exit code (raise it)."""
+    err.print(f"[bold red]error:[/] {safe(exc)}", highlight=False, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr; `message` is markup-safe (built with `safe()` for any data)."""
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -1,0 +1,57 @@
+"""Placeholders and template residue: text a writer meant to replace and never did.
+
+    [Insert a real-world example here]   <insert link>   [Your Name]   [citation needed]
+    {{ variable }}   {% tag %}   ${VAR}
+    TODO   TBD   FIXME   XXX   lorem ipsum
+    【插入示例】   [在此插入…]   （此处填写…）   待补充
+
+Read in the prose only: inline code and code blocks may legitimately hold `{{ x }}`
+or `XXX` (a Jinja example, a masked number). A finding is soft: an editor fills it in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from copydesk.qc.content import CheckResult
+from copydesk.qc.evidence import finding, place
+from copydesk.text import extract_prose
+
+_PLACEHOLDER = re.compile(
+    r"""
+    [\[<【]\s*(?i:insert|add|include|enter|replace|your|placeholder|link|url|source|citation|reference
+                |example|company|product|name|date|author|image|figure|tbd|todo)\b[^\]>】\n]{0,60}[\]>】](?!\()
+  | [(（]\s*(?i:insert|placeholder|tbd|todo|your\s+[\w\s]{1,30}\s+here)\b[^)）\n]{0,60}[)）]
+  | \{\{[^{}\n]{0,80}\}\} | \{%[^%\n]{0,80}%\} | \$\{[A-Za-z_][A-Za-z0-9_]*\}
+  | \b(?:TODO|TBD|FIXME|XXX+)\b
+  | \blorem\s+ipsum\b | \bdolor\s+sit\s+amet\b
+  | [\[【（(]\s*(?:在此|此处|这里)?(?:插入|填写|添加|补充|替换)[^\]】）)\n]{0,40}[\]】）)]
+  | (?:此处|这里|在此)(?:插入|填写|添加)
+  | 待补充 | 待填写
+    """,
+    re.VERBOSE,
+)
+_CASELESS = re.compile(r"\blorem\s+ipsum\b|\bdolor\s+sit\s+amet\b", re.IGNORECASE)
+
+
+def placeholder_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
+    found = []
+    for i, (heading, body) in enumerate(sections, start=1):
+        for where, text in (("heading", heading), ("body", extract_prose(body).countable_text())):
+            hits = [m.group(0) for m in _PLACEHOLDER.finditer(text)]
+            hits += [m.group(0) for m in _CASELESS.finditer(text) if m.group(0) not in hits]
+            if hits:
+                found.append(finding(i, heading, hits[0], where=where, all=sorted(set(hits))[:10]))
+    return found
+
+
+def check_placeholders(sections: Sequence[tuple[str, str]]) -> CheckResult:
+    found = placeholder_findings(sections)
+    if not found:
+        return CheckResult("placeholders", True, "soft", "no placeholders or template residue", 0)
+    first = found[0]
+    detail = f"placeholder in {place(first)}: \"{first['text']}\""
+    if len(found) > 1:
+        detail += f" (+{len(found) - 1} more sections)"
+    return CheckResult("placeholders", False, "soft", detail, len(found), evidence=tuple(found))

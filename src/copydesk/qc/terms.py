@@ -1,0 +1,91 @@
+"""Comparable terms of a text, for the editorial checks that compare wording.
+
+    tokens("Listing five short headings", "en")  -> ["list", "five", "short", "heading"]
+    content_terms("Configuring the retries", "en") -> {"configur", "retri"}
+    shingles(tokens, 5)                           -> {("a", "b", "c", "d", "e"), ...}
+
+Words come from `copydesk.text.words` (one definition of a word for the project):
+compared without case or punctuation, with a crude English suffix stripper so that
+"Listing" matches "List" and "retries" matches "retry". Chinese and Japanese
+characters are one token each; `content_terms` pairs them into bigrams, the
+usual unit of Chinese lexical overlap.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from copydesk.text import is_cjk_language, script_counts, words
+
+_SUFFIXES = ("ingly", "edly", "ings", "ing", "ies", "ied", "ers", "er", "es", "ed", "ly", "s", "y", "e")
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers him his how i if in into is it its itself just me more most my no nor not
+    now of off on once only or other our ours out over own same she should so some such than that the their
+    them then there these they this those through to too under until up very was we were what when where
+    which while who whom why will with would you your yours one two use used using how get make new way
+    also may many much well""".split()
+)
+_CJK_STOP = frozenset("的了是在和与及或也都就而把被对为以于这那个中上下不有要会可能我你他它们之其")
+
+
+def stem(token: str) -> str:
+    """A token without a common English inflection (crude, symmetric: both sides get it)."""
+    if len(token) <= 4 or not token.isascii():
+        return token
+    for suffix in _SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            return token[: -len(suffix)]
+    return token
+
+
+def tokens(text: str, language: str = "") -> list[str]:
+    """The words of plain `text`, normalised (NFKC, case-folded, alphanumerics only) and stemmed."""
+    out = []
+    for word in words(unicodedata.normalize("NFKC", text), language):
+        token = "".join(ch for ch in word if ch.isalnum()).casefold()
+        if token:
+            out.append(stem(token))
+    return out
+
+
+def content_terms(text: str, language: str = "") -> set[str]:
+    """Terms that carry meaning: stemmed words that are not stopwords nor numbers; for runs
+    of Chinese/Japanese characters, bigrams of the characters that are not function words."""
+    terms: set[str] = set()
+    run: list[str] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            terms.add(run[0])
+        terms.update(a + b for a, b in zip(run, run[1:]))
+        run.clear()
+
+    for token in tokens(text, language):
+        if len(token) == 1 and sum(script_counts(token)[:2]):
+            if token in _CJK_STOP:
+                flush()
+            else:
+                run.append(token)
+            continue
+        flush()
+        if len(token) > 1 and token not in STOPWORDS and not token.isdigit():
+            terms.add(token)
+    flush()
+    return terms
+
+
+def shingles(seq: list[str], n: int) -> set[tuple[str, ...]]:
+    """The set of n-grams of `seq`; a sequence shorter than n gives itself as one shingle."""
+    if not seq:
+        return set()
+    if len(seq) < n:
+        return {tuple(seq)}
+    return {tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)}
+
+
+def shingle_size(language: str) -> int:
+    """Word 5-grams; character 8-grams for Chinese and Japanese (about five words' worth)."""
+    return 8 if is_cjk_language(language) else 5

@@ -1,0 +1,42 @@
+"""Thin sections: far shorter than the slot their max_tokens gives them.
+
+    check_thin_sections(sections, "en-US", max_tokens=157, min_share=0.2, min_words=40)
+    -> a 16-word section fails: max_tokens 157 allows ~118 words, 16 is under 20 % of that
+       and under 40 words
+
+Both conditions must hold, so a terse but complete section in a generous slot (60
+words where 600 tokens allow 450) passes. Words per token: 0.75 in English and
+other space-separated languages, 1.0 character per token in Chinese and Japanese
+(the usual figures for OpenAI's tokenizers). A thin section is a soft failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from copydesk.qc.content import CheckResult
+from copydesk.qc.evidence import finding, place
+from copydesk.text import count_words, is_cjk_language, plain_text
+
+
+def slot_words(max_tokens: int, language: str) -> float:
+    """About how many words `max_tokens` tokens hold in `language`."""
+    return max_tokens * (1.0 if is_cjk_language(language) else 0.75)
+
+
+def check_thin_sections(
+    sections: Sequence[tuple[str, str]], language: str, max_tokens: int, min_share: float, min_words: int
+) -> CheckResult:
+    slot = slot_words(max_tokens, language)
+    found = []
+    for i, (heading, body) in enumerate(sections, start=1):
+        n = count_words(plain_text(body), language)
+        if n < min_share * slot and n < min_words:
+            found.append(finding(i, heading, body, words=n, slot_words=round(slot)))
+    if not found:
+        return CheckResult("thin_sections", True, "soft", f"no section under {min_words} words", 0)
+    first = found[0]
+    detail = f"{place(first)} has {first['words']} words where max_tokens {max_tokens} allows ~{round(slot)}"
+    if len(found) > 1:
+        detail += f" (+{len(found) - 1} more)"
+    return CheckResult("thin_sections", False, "soft", detail, len(found), evidence=tuple(found))
