@@ -283,6 +283,7 @@ def test_runs_in_separate_processes_never_exceed_the_allowance(
     assert late.returncode == 3, late.stderr[-3000:]
     assert len(fake_api.state.requests) == requests_before
     assert f"shared allowance {name}" in late.stderr
+    assert "copydesk budget status" in late.stderr and "raise --budget" not in late.stderr
     assert "Late topic" in next((tmp_path / "late").glob("*/articles.csv")).read_text(encoding="utf-8-sig")
 
     # status shows it; reset (logged) starts the period again from 0.
@@ -339,3 +340,19 @@ def test_budget_status_without_a_prefect_server_exits_2(tmp_path: Path) -> None:
     result = run_cli(["budget", "status"], env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "copydesk server start" in result.stderr and "PREFECT_API_URL" in result.stderr
+
+
+def test_reservations_of_cancelled_calls_are_settled_in_full_when_the_run_ends() -> None:
+    async def scenario() -> Counters:
+        store = MemoryStore()
+        budget = SharedBudget(spec(1000), store)
+        done = await budget.acquire(300)
+        await budget.acquire(200)  # its call was cancelled: never settled by the gateway
+        await budget.settle(done, 100)
+        await budget.settle_open()
+        counters = await store.read(budget.key())
+        assert counters is not None
+        return counters
+
+    counters = asyncio.run(scenario())
+    assert (counters.used, counters.reserved, counters.spent) == (300, 0, 300)

@@ -224,6 +224,8 @@ class SharedBudget:
         self.charged = 0
         #: The counters as last read from the store (`refresh`).
         self.last: Counters | None = None
+        #: Reservations not yet settled, by id (see `settle_open`).
+        self._open: dict[int, SharedReservation] = {}
         self._ready: set[str] = set()
 
     @property
@@ -270,7 +272,9 @@ class SharedBudget:
             if tokens > self.spec.max_tokens:
                 await self._refuse(what, tokens, Counters(self.spec.max_tokens, 0, 0), key)
             if await self.store.increment(key, tokens):
-                return SharedReservation(key, tokens)
+                reservation = SharedReservation(key, tokens)
+                self._open[id(reservation)] = reservation
+                return reservation
             counters = await self.store.read(key)
             if counters is None:  # removed under us (a reset by deletion): make it again
                 self._ready.discard(key)
@@ -313,6 +317,7 @@ class SharedBudget:
         if not reservation.open:
             return 0
         reservation.open = False
+        self._open.pop(id(reservation), None)
         charged = reservation.tokens if actual_total is None else min(actual_total, reservation.tokens)
         if actual_total is not None and actual_total > reservation.tokens:
             log.warning("the API reported %d tokens for a call bounded by %d; the shared allowance counts %d",
@@ -325,7 +330,18 @@ class SharedBudget:
         """The attempt provably cost nothing."""
         if reservation.open:
             reservation.open = False
+            self._open.pop(id(reservation), None)
             await self.store.settle(reservation.key, reservation.tokens, 0)
+
+    async def settle_open(self) -> None:
+        """When the run ends (also interrupted): every reservation still open (a call cancelled
+        mid-flight, which the API may still bill) is settled as spent in full, so the store's
+        `reserved` returns to what other runs hold. Never raises: the run's end goes on."""
+        for reservation in list(self._open.values()):
+            try:
+                await self.settle(reservation, None)
+            except CopydeskError as exc:
+                log.warning("could not settle a reservation of the shared allowance %s: %s", self.name, exc)
 
 
 

@@ -193,7 +193,11 @@ def run(
     out.print(f"articles: {safe(summary['run_dir'])}", highlight=False)
     if summary["stopped_by_budget"]:
         err.print(f"[yellow]stopped by the budget:[/] {safe(summary['budget_message'])}", highlight=False)
-        err.print("everything so far is exported; raise --budget and re-run with the same --run-id to finish")
+        if str(summary.get("budget_message") or "").startswith("shared allowance"):
+            err.print("everything so far is exported; `copydesk budget status` shows when the allowance starts "
+                      "again: re-run with the same --run-id then to finish")
+        else:
+            err.print("everything so far is exported; raise --budget and re-run with the same --run-id to finish")
     raise typer.Exit(summary["exit_code"])
 
 

@@ -100,6 +100,8 @@ async def open_resources(
             metrics.prepare(stage, local_model or spec.model_for(stage))
         metrics.set_budget(budget.limit, budget.remaining)
         shared = await _shared_budget(spec, allowance_store, metrics, budget)
+        if shared is not None:
+            stack.push_async_callback(shared.settle_open)  # calls cancelled mid-flight count in full
         accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
             endpoint,
