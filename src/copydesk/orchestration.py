@@ -123,13 +123,14 @@ async def run_batch(
 def run_folder_lock(run_dir: Path, run_id: str) -> Iterator[None]:
     """One process per run folder: a second run with the same run id (a double click, a retry on
     another worker while the first still runs) is refused instead of interleaving two call stores."""
-    lock = file_lock(run_dir / LOCK_NAME, blocking=False, holder=f"pid {os.getpid()} on {socket.gethostname()}")
+    held_lock = contextlib.ExitStack()
     try:
-        lock.__enter__()
+        held_lock.enter_context(
+            file_lock(run_dir / LOCK_NAME, blocking=False, holder=f"pid {os.getpid()} on {socket.gethostname()}")
+        )
     except LockHeld as held:
         raise InputError(
             f"run {run_id} is already running ({held.holder}); wait for it to finish, or choose another run id"
         ) from None
-    with contextlib.ExitStack() as stack:
-        stack.push(lock)  # released when the block ends, however it ends
+    with held_lock:  # released when the block ends, however it ends
         yield
