@@ -57,3 +57,25 @@ def test_the_command_line_and_the_library_load_without_prefect():
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, cwd=ROOT / "tests")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def _layer_names(contract: str) -> set[str]:
+    """The module names a layers contract of .importlinter places (one per `a : b | c` item)."""
+    import configparser
+    import re
+
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / ".importlinter", encoding="utf-8")
+    layers = parser[f"importlinter:contract:{contract}"]["layers"]
+    return {name for name in re.split(r"[\s:|()]+", layers) if name}
+
+
+def test_every_module_has_a_layer():
+    """A module missing from the layers contract would escape the downward-only rule: a new
+    module must be placed in a layer when it is added."""
+    library = {p.stem if p.suffix == ".py" else p.name
+               for p in (ROOT / "src" / "copydesk").iterdir()
+               if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    flows = {p.stem for p in (ROOT / "flows").glob("*.py") if p.stem != "__init__"}
+    assert library - _layer_names("library-layers") == set()
+    assert flows - _layer_names("flows-layers") == set()

@@ -45,7 +45,7 @@ def test_clean_published_abusive_rejected_sloppy_held(basic_spec, cli_env, langu
                   "moderation": {"enabled": True, "provider": "auto"}, "min_words": 20,
                   # the fake API's sections are short and the same whatever the topic
                   "relevance": {"enabled": False}, "thin_sections": {"enabled": False},
-                  "originality": {"enabled": False}}
+                  "originality": {"enabled": False}, "duplication": {"enabled": False}}
     basic_spec.write_text(yaml.safe_dump(spec))
     with FakeOpenAI(reply=reply, moderation_endpoint=moderation_endpoint,
                     flag_words=("kill you", "idiot")) as fake:

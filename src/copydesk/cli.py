@@ -3,6 +3,11 @@
 Exit codes: 0 finished (whatever QC decided), 2 invalid input, 3 stopped by the
 budget (everything so far exported), 4 the API refused the credentials, 1 any
 other failure. Only `run` and `serve` import Prefect, through copydesk.launch.
+
+Each command imports the library modules it uses inside its own body: the command
+line starts in ~0.15 s instead of ~3 s (pandas, the classifier, Prefect), and
+`--help` or `validate` never pay for `run`'s machinery. These are the only
+deliberate in-function imports of this layer.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Registered on the main Typer app by copydesk.cli. Prefect is imported only
 by `serve`, through copydesk.launch, never at module level.
 
+Each command imports the library modules it uses inside its own body: the command
+line starts in ~0.15 s instead of ~3 s (pandas, the classifier, Prefect), and
+`--help` or `validate` never pay for `run`'s machinery. These are the only
+deliberate in-function imports of this layer.
+
     copydesk server start     a local Prefect server (API + UI) on 127.0.0.1, telemetry off
     copydesk serve            the editor and scheduled deployments, served to PREFECT_API_URL,
                               plus /metrics on COPYDESK_METRICS_PORT

@@ -149,8 +149,8 @@ class ArticleWriter:
     async def _call(
         self, article: Article, stage: str, part: int, context: dict[str, Any], *, note: str | None = None
     ) -> tuple[Any, str]:
-        """The completion, and the rendered prompt that produced it (every message's text).
-        A `note` (a repair's re-ask) is appended to the last user message."""
+        """The completion, and the rendered prompt that produced it (every message's text, without
+        the `note`: a repair's re-ask, appended to the last user message, quotes the failed text)."""
         prompt = self.prompts.prompt(stage, context)
         stage_spec = getattr(self.spec.stages, stage)
         messages = [dict(m) for m in prompt.messages()]
@@ -169,4 +169,4 @@ class ArticleWriter:
         article.note_model(result.completion.model)
         if result.fallback_from:
             article.fallback_from = result.fallback_from
-        return result.completion, "\n\n".join(m["content"] for m in request.messages)
+        return result.completion, "\n\n".join(m["content"] for m in prompt.messages())

@@ -84,3 +84,28 @@ def test_without_repair_the_refusal_is_rejected(basic_spec, cli_env, tmp_path):
     assert row["status"] == "rejected" and "refusal" in row["reasons"]
     assert report["repair_attempts"] == []
     assert not any("could not be published" in r["messages"][-1]["content"] for r in requests)
+
+
+def test_the_re_ask_note_is_not_taken_for_the_prompt_when_judging_the_rewrite(basic_spec, cli_env, tmp_path):
+    """The note quotes the failed text; a rewrite that keeps one good sentence of it is no prompt echo."""
+
+    def reply(body):
+        user = body["messages"][-1]["content"]
+        first = default_reply({"messages": [{"content": user.replace("section 2/", "section 1/")}]})
+        if re.search(r"Write the section 2/", user):
+            if "could not be published" in user:  # keeps the first sentence of what it copied, then new text
+                return first.split(". ")[1] + ". " + default_reply(body).split(". ", 1)[1]
+            return first  # a copy of section 1
+        return default_reply(body)
+
+    spec = yaml.safe_load(basic_spec.read_text())
+    basic_spec.write_text(yaml.safe_dump(spec))
+    with FakeOpenAI(reply=reply) as fake:
+        result = run_cli(["run", str(basic_spec), "-t", "retries", "--out", str(tmp_path / "out")],
+                         {**cli_env, "OPENAI_BASE_URL": fake.url})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    row = pd.read_csv(run_dir / "articles.csv", encoding="utf-8-sig", keep_default_na=False).iloc[0]
+    report = json.loads((run_dir / "qc_report.json").read_text(encoding="utf-8"))["articles"][0]["qc"]
+    assert report["repair_attempts"][0]["sections"] == {"2": ["duplication"]}
+    assert row["status"] == "published", row["reasons"]
