@@ -51,7 +51,7 @@ RESERVED_LIMIT = 2**31 - 1
 PARALLEL_REQUESTS = 4
 #: Answers that mean "busy, try again" (SQLite locked, a restarting server): retried this often.
 BUSY_STATUSES = frozenset({429, 502, 503, 504})
-BUSY_ATTEMPTS = 8
+BUSY_ATTEMPTS = 12
 
 #: Decrements report a (meaningless here) occupancy time; the server requires it > 0.
 OCCUPANCY = 0.001
