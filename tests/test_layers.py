@@ -79,3 +79,13 @@ def test_every_module_has_a_layer():
     flows = {p.stem for p in (ROOT / "flows").glob("*.py") if p.stem != "__init__"}
     assert library - _layer_names("library-layers") == set()
     assert flows - _layer_names("flows-layers") == set()
+
+
+def test_every_module_is_in_the_module_map():
+    """ARCHITECTURE.md is the newcomer's map: every module has its line there."""
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    names = [".".join(("copydesk", *p.relative_to(ROOT / "src" / "copydesk").with_suffix("").parts))
+             for p in (ROOT / "src" / "copydesk").rglob("*.py") if p.stem != "__init__"]
+    names += [f"copydesk_flows.{p.stem}" for p in (ROOT / "flows").glob("*.py") if p.stem != "__init__"]
+    missing = sorted(name for name in names if f"`{name}`" not in text)
+    assert missing == []
