@@ -4,7 +4,9 @@
     ├── InputError                     exit 2: the user's input is wrong; no API call was made
     │   ├── SpecError                  a pipeline spec (file, field, YAML line)
     │   ├── TemplateError              a prompt template (file, line, missing variable)
-    │   └── TopicError                 a topic or topics file
+    │   ├── TopicError                 a topic or topics file
+    │   └── RunFolderError             a run folder or run id (copydesk.rundir: manifest mismatch, reserved id)
+    │       └── ReviewError            a review decision that cannot apply (copydesk.review)
     ├── ApiError                       the OpenAI API (chat, models, moderation), from copydesk.client
     │   ├── AuthenticationError        exit 4: 401/403, the key is wrong; never retried
     │   ├── ModelNotFoundError         exit 2: 404 for the model; lists the models offered
@@ -15,7 +17,11 @@
     │   ├── TransportError             timeout or dropped connection after every retry
     │   └── MalformedResponseError     a body that is not a chat completion
     ├── BudgetExhausted                exit 3: the next call cannot fit in the token budget
-    └── ServiceError                   an embedded server (llama.cpp, LanguageTool) failed
+    ├── ServiceError                   an embedded server (llama.cpp, LanguageTool) failed
+    └── ReviewInterrupted              a review decision cut short; the next review finishes it (copydesk.review)
+
+RunFolderError, ReviewError and ReviewInterrupted live with the concept they guard (rundir, review);
+they are drawn here so that the whole tree is in one picture.
 
 Every message names what the user should look at (the file, the field, the
 environment variable) and never contains an API key, nor a URL's userinfo or
