@@ -26,9 +26,10 @@ import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from copydesk.errors import SpecError
 
@@ -176,6 +177,18 @@ TopP = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
 
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {short(value)}") from exc
+    return value
+
+
+#: An IANA time zone name (schedules, shared allowances' periods).
+TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
+
+
 class StageSpec(_Model):
     """One generation stage. Only the sampling values written in the spec are sent,
     plus `max_tokens`, which is always sent because the budget relies on it."""
@@ -261,18 +274,7 @@ class SharedBudgetSpec(_Model):
                             description="usage.total_tokens all those runs may spend per period.")
     period: Literal["day", "week", "month", "total"] = Field(
         "day", description="When the allowance starts again: 00:00 in `timezone` (weeks start on Monday).")
-    timezone: str = Field("UTC", description="IANA zone the period's midnight is in.")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {short(value)}") from exc
-        return value
+    timezone: TimeZoneName = Field("UTC", description="IANA zone the period's midnight is in.")
 
 
 class BudgetSpec(_Model):
@@ -447,7 +449,7 @@ def _cron_field_ok(field: str, lo: int, hi: int, names: frozenset[str]) -> bool:
 
 class ScheduleSpec(_Model):
     cron: str = Field(description="Five-field cron expression.")
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     topics: list[str] = Field(min_length=1)
     vars: dict[str, Any] = Field(default_factory=dict)
 
@@ -462,17 +464,6 @@ class ScheduleSpec(_Model):
         for field, (label, lo, hi, names) in zip(fields, _CRON_FIELDS):
             if not _cron_field_ok(field, lo, hi, names):
                 raise ValueError(f"cron {label} field {short(field)} is not valid (allowed {lo}-{hi})")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {short(value)}") from exc
         return value
 
     @field_validator("vars")

@@ -148,10 +148,11 @@ class _Builder:
 
 
 _FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+#: Block syntax other modules read lines with (the Markdown check): one definition.
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)[ \t]*")
 _ATX_CLOSE = re.compile(r"[ \t]+#+[ \t]*$|^#+[ \t]*$")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _HR = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _LIST = re.compile(r"^([ \t]*)([-*+]|\d{1,9}[.)])([ \t]+|$)(\[[ xX]\][ \t]+)?")
 _QUOTE = re.compile(r"^ {0,3}>[ \t]?")
@@ -323,7 +324,7 @@ def extract_prose(markdown: str, *, keep_code: bool = False, keep_data: bool = F
         line = markdown[start:end]
         stripped = line.strip()
 
-        fence = _FENCE.match(line)
+        fence = FENCE.match(line)
         if fence:
             close_block()
             marker = fence.group(1)
@@ -391,7 +392,7 @@ def extract_prose(markdown: str, *, keep_code: bool = False, keep_data: bool = F
             in_list = False
             continue
 
-        setext = _SETEXT.match(line)
+        setext = SETEXT.match(line)
         if setext and current is not None and current["kind"] == "paragraph":
             current["kind"] = "heading"
             close_block()

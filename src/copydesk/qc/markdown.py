@@ -19,10 +19,9 @@ from collections.abc import Sequence
 
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
+from copydesk.text import FENCE, SETEXT
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _TOP_HEADING = re.compile(r"^ {0,3}(#{1,2})(?=[ \t]|$)[ \t]*(.*)$")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
 _HTML_TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9-]*)(\s[^<>]*)?/?>")
@@ -46,7 +45,7 @@ def _lines_outside_fences(body: str) -> tuple[list[tuple[int, str]], int | None]
     fence: str | None = None
     opened = 0
     for n, line in enumerate(body.split("\n"), start=1):
-        m = _FENCE.match(line)
+        m = FENCE.match(line)
         if fence is None:
             if m:
                 fence, opened = m.group(1), n
@@ -67,7 +66,7 @@ def _extra_headings(body: str) -> list[tuple[int, str, str]]:
         if m:
             found.append((n, "atx", line))
         elif (
-            _SETEXT.match(line) and previous is not None and previous[0] == n - 1 and previous[1].strip()
+            SETEXT.match(line) and previous is not None and previous[0] == n - 1 and previous[1].strip()
             and not _TOP_HEADING.match(previous[1]) and not _LIST_ITEM.match(previous[1])
             and not (set(line.strip()) == {"-"} and len(line.strip()) < 2)
         ):
