@@ -5,13 +5,16 @@ limits (the server's `concurrency_limit_v2` table, SQLite or PostgreSQL). One
 allowance period is two limits:
 
     copydesk-budget:NAME:ZONE:KEY            limit = the allowance; active slots = spent + reserved
-    copydesk-budget:NAME:ZONE:KEY:reserved   active slots = what calls in flight reserved
+    copydesk-budget:NAME:ZONE:KEY:spent      active slots = what settled calls were charged
     copydesk-budget:NAME:ZONE:KEY:closed     exists (inactive) once a call was refused for good
 
 A reservation is `POST /v2/concurrency_limits/increment` of the call's bound on the
 first: the server adds the slots in one `UPDATE ... WHERE active_slots + n <= limit`,
 so it is atomic across processes and machines and can never pass the limit (a
-refusal is HTTP 423). A settlement decrements the unused part. The server answers a
+refusal is HTTP 423). A settlement decrements the unused part, then adds the charge
+to `:spent`. Runs close the allowance on `spent`, so it is its own counter, read
+before `used`: a reader sees at most what was settled (a counter of what is in
+flight, subtracted from `used`, would read high between two requests). The server answers a
 vacuous success for a limit that does not exist or is inactive, so the answer is
 checked for the limit's name. Errors reaching the server become `ServiceError`.
 """
@@ -32,7 +35,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from copydesk.allowance import (
     PREFIX,
-    RESERVED_SUFFIX,
+    SPENT_SUFFIX,
     CLOSED_SUFFIX,
     AllowanceStatus,
     Counters,
@@ -45,8 +48,8 @@ from copydesk.spec import SharedBudgetSpec
 
 log = logging.getLogger("copydesk.allowance")
 
-#: The `reserved` counter's limit: the largest a Prefect limit (a 32-bit column) holds.
-RESERVED_LIMIT = 2**31 - 1
+#: The `spent` counter's limit: the largest a Prefect limit (a 32-bit column) holds.
+SPENT_LIMIT = 2**31 - 1
 #: Allowance requests in flight at once per process.
 PARALLEL_REQUESTS = 4
 #: Answers that mean "busy, try again" (SQLite locked, a restarting server): retried this often.
@@ -55,6 +58,12 @@ BUSY_ATTEMPTS = 12
 
 #: Decrements report a (meaningless here) occupancy time; the server requires it > 0.
 OCCUPANCY = 0.001
+
+
+def counters(used: Any, spent: Any | None, closed: bool) -> Counters:
+    """`Counters` from the period's two limits (`spent` None before its first settlement)."""
+    settled = min(spent.active_slots if spent else 0, used.active_slots)
+    return Counters(used.limit, used.active_slots, used.active_slots - settled, closed)
 
 
 class PrefectAllowanceStore:
@@ -88,7 +97,7 @@ class PrefectAllowanceStore:
         return self._client
 
     async def ensure(self, counter: str, limit: int) -> None:
-        for name, size in ((counter, limit), (counter + RESERVED_SUFFIX, RESERVED_LIMIT)):
+        for name, size in ((counter, limit), (counter + SPENT_SUFFIX, SPENT_LIMIT)):
             existing = await self._read_limit(name)
             if existing is None:
                 try:
@@ -115,25 +124,23 @@ class PrefectAllowanceStore:
             if exc.response.status_code in (423, 422):  # would pass the limit / more than the limit
                 return False
             raise ServiceError(f"the Prefect server refused a shared-allowance reservation: {exc}") from exc
-        if not any(item.get("name") == counter for item in response.json()):
-            return False  # missing or inactive: nothing was reserved
-        await self._call(lambda: self.client.increment_concurrency_slots([counter + RESERVED_SUFFIX], tokens, "concurrency"))
-        return True
+        # The server's answer lists the limits it counted: none when missing or inactive.
+        return any(item.get("name") == counter for item in response.json())
 
     async def settle(self, counter: str, reserved: int, charged: int) -> None:
         unused = reserved - charged
         if unused > 0:
             await self._call(lambda: self.client.release_concurrency_slots([counter], unused, OCCUPANCY))
-        if reserved > 0:
-            await self._call(lambda: self.client.release_concurrency_slots([counter + RESERVED_SUFFIX], reserved, OCCUPANCY))
+        if charged > 0:
+            await self._call(lambda: self.client.increment_concurrency_slots([counter + SPENT_SUFFIX], charged, "concurrency"))
 
     async def read(self, counter: str) -> Counters | None:
+        spent = await self._read_limit(counter + SPENT_SUFFIX)  # first: see the module docstring
         used = await self._read_limit(counter)
         if used is None:
             return None
-        reserved = await self._read_limit(counter + RESERVED_SUFFIX)
         closed = await self._read_limit(counter + CLOSED_SUFFIX) is not None
-        return Counters(used.limit, used.active_slots, reserved.active_slots if reserved else 0, closed)
+        return counters(used, spent, closed)
 
     async def close(self, counter: str) -> None:
         try:
@@ -161,18 +168,16 @@ class PrefectAllowanceStore:
             offset += len(page)
         found = {}
         for name, item in limits.items():
-            if name.endswith((RESERVED_SUFFIX, CLOSED_SUFFIX)):
+            if name.endswith((SPENT_SUFFIX, CLOSED_SUFFIX)):
                 continue
-            reserved = limits.get(name + RESERVED_SUFFIX)
-            found[name] = Counters(item.limit, item.active_slots, reserved.active_slots if reserved else 0,
-                                   name + CLOSED_SUFFIX in limits)
+            found[name] = counters(item, limits.get(name + SPENT_SUFFIX), name + CLOSED_SUFFIX in limits)
         return found
 
     async def reset(self, counter: str) -> Counters | None:
         before = await self.read(counter)
         if before is None:
             return None
-        for name in (counter, counter + RESERVED_SUFFIX):
+        for name in (counter, counter + SPENT_SUFFIX):
             try:
                 await self._call(lambda: self.client.update_global_concurrency_limit(
                     name, GlobalConcurrencyLimitUpdate(active_slots=0)))

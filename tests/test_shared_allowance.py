@@ -66,7 +66,7 @@ def test_counter_names_round_trip_without_prefect_banned_characters() -> None:
     parsed = CounterName.parse(text)
     assert parsed == CounterName("content-team", "America/Argentina/Buenos_Aires", "2026-11")
     assert parsed.period == "month"
-    assert CounterName.parse(text + ":reserved") is None
+    assert CounterName.parse(text + ":spent") is None
 
 
 # --------------------------------------------------------------------------- waiting, in one process

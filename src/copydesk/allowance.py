@@ -104,11 +104,11 @@ def period_key(period: str, timezone: str, now: datetime | None = None) -> str:
 
 def counter_name(name: str, timezone: str, key: str) -> str:
     """The store's name of one allowance period: copydesk-budget:NAME:ZONE:KEY (ZONE with . for /,
-    which Prefect does not allow in names); its `reserved` counter adds RESERVED_SUFFIX."""
+    which Prefect does not allow in names); its `spent` counter adds SPENT_SUFFIX."""
     return f"{PREFIX}:{name}:{timezone.replace('/', '.')}:{key}"
 
 
-RESERVED_SUFFIX = ":reserved"
+SPENT_SUFFIX = ":spent"
 CLOSED_SUFFIX = ":closed"
 
 
@@ -184,14 +184,14 @@ class AllowanceStore(Protocol):
         """Create the period's counters with this limit, or set the limit of existing ones."""
 
     async def increment(self, counter: str, tokens: int) -> bool:
-        """Add `tokens` to used (atomically, only if used stays <= limit), then to reserved;
-        False when it did not fit."""
+        """Add `tokens` to used, atomically and only if used stays <= limit; False when it did not fit."""
 
     async def settle(self, counter: str, reserved: int, charged: int) -> None:
-        """Give back `reserved - charged` of used and `reserved` of reserved."""
+        """Give back `reserved - charged` of used, then count `charged` as spent."""
 
     async def read(self, counter: str) -> Counters | None:
-        """The period's counters, None when none exist."""
+        """The period's counters, None when none exist. `Counters.spent` must never read more
+        than was settled (runs close the allowance on it); it may read less while calls settle."""
 
     async def close(self, counter: str) -> None:
         """Mark the period spent (`Counters.closed`); `reset` and a larger limit clear the mark."""
