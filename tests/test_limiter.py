@@ -347,3 +347,48 @@ async def test_cancelled_waiters_do_not_pile_up() -> None:
         lim.release()
         await asyncio.sleep(0)
     assert all(task.done() for task in live) and lim.in_flight == 1
+
+
+async def test_calls_reach_the_api_in_arrival_order_through_the_gateway() -> None:
+    """End to end through `CallGateway` (rate limiter, window, budget, retries): with more
+    callers than slots, the API sees them first come, first served, never more than the cap
+    at once, and every queued caller is served by exactly one hand-over."""
+    from copydesk.budget import TokenBudget
+    from copydesk.calls import CallGateway
+    from copydesk.client import ChatRequest, Completion, RetryPolicy, Usage
+
+    cap = 4
+    gate = asyncio.Event()  # the first `cap` calls hold their slots until every caller queued
+    seen: list[str] = []
+    current = peak = 0
+
+    class Client:
+        async def complete(self, request: ChatRequest) -> Completion:
+            nonlocal current, peak
+            seen.append(request.messages[0]["content"])
+            current += 1
+            peak = max(peak, current)
+            await gate.wait()
+            await asyncio.sleep(0.001)
+            current -= 1
+            return Completion("ok", "stop", Usage(1, 1, 2), request.model)
+
+    lim = AdaptiveLimiter(cap)
+    gateway = CallGateway(Client(), TokenBudget(10**9), lim, retry=RetryPolicy(max_attempts=1))  # type: ignore[arg-type]
+    names = [f"call {n:04d}" for n in range(300)]
+    tasks = []
+    for name in names:
+        request = ChatRequest("m", ({"role": "user", "content": name},), {"max_tokens": 4})
+        tasks.append(asyncio.create_task(gateway.complete("s", request, name)))
+        for _ in range(50):  # this caller reaches the API or the queue before the next one starts
+            await asyncio.sleep(0)
+            if len(seen) + lim.waiting == len(tasks):
+                break
+        assert len(seen) + lim.waiting == len(tasks)
+    assert lim.waiting == len(names) - cap and len(seen) == cap
+    gate.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks)
+    assert seen == names
+    assert peak == cap and lim.in_flight == 0 and lim.waiting == 0
+    assert lim.handoffs == len(names) - cap

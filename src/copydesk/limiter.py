@@ -47,7 +47,8 @@ class AdaptiveLimiter:
         self.handoffs = 0
         self._last_shrink = float("-inf")
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._cancelled = 0  # cancelled waiters still in `_waiters`
+        #: Waiters neither served nor cancelled; `_waiters` may also hold cancelled ones.
+        self._live = 0
 
     @property
     def limit(self) -> int:
@@ -55,8 +56,8 @@ class AdaptiveLimiter:
 
     @property
     def waiting(self) -> int:
-        """Calls queued for a slot (cancelled ones already left)."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        """Calls queued for a slot (cancelled ones already left); O(1)."""
+        return self._live
 
     async def acquire(self) -> None:
         """Wait for a slot, in arrival order; pair every acquire with one `release()`."""
@@ -65,12 +66,14 @@ class AdaptiveLimiter:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._live += 1
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over as we were cancelled: pass it on
             else:
+                self._live -= 1
                 self._forget_cancelled()
             raise
 
@@ -78,10 +81,8 @@ class AdaptiveLimiter:
         """Cancelled waiters stay queued until a hand-over skips them; once they are the
         majority, drop them all at once (amortised O(1), and the queue stays bounded by
         twice the live waiters)."""
-        self._cancelled += 1
-        if self._cancelled * 2 > len(self._waiters):
+        if len(self._waiters) > 2 * self._live + 1:
             self._waiters = deque(waiter for waiter in self._waiters if not waiter.done())
-            self._cancelled = 0
 
     def release(self) -> None:
         self.in_flight -= 1
@@ -103,9 +104,9 @@ class AdaptiveLimiter:
         """Give free slots to the oldest live waiters; cancelled waiters are dropped on the way."""
         while self._waiters and self.in_flight < self.limit:
             waiter = self._waiters.popleft()
-            if waiter.done():  # cancelled while queued
-                self._cancelled = max(0, self._cancelled - 1)
+            if waiter.done():  # cancelled while queued (its task has counted itself out)
                 continue
+            self._live -= 1
             self._take()
             self.handoffs += 1
             waiter.set_result(None)
