@@ -168,8 +168,10 @@ def languagetool_url(settings: Settings) -> ServerLease:
     """Context manager (sync or async) yielding the base URL of a LanguageTool server.
 
     COPYDESK_LANGUAGETOOL_URL if set; else a healthy background server
-    (`copydesk services start`); else one started now and stopped when the
-    block ends.
+    (`copydesk services start`); else, with settings.keep_servers (the default),
+    one started now in the background and left running for the next run (as
+    `copydesk services start` would: its JVM start and rule loading are paid once);
+    else one started now and stopped when the block ends.
     """
 
     def resolve() -> tuple[str, ManagedServer | None]:
@@ -178,6 +180,9 @@ def languagetool_url(settings: Settings) -> ServerLease:
         running = find_running(NAME, settings.state_dir)
         if running is not None:
             return running.url, None
+        if settings.keep_servers:
+            state, _ = LanguageToolServer(settings).start_background()  # locked: one start for all commands
+            return state.url, None
         server = LanguageToolServer(settings).start()
         return server.url, server
 
