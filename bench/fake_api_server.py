@@ -25,21 +25,40 @@ SECTION = " ".join([(
 )] * 4)
 
 
-def reply(body: dict) -> str:
-    prompt = body["messages"][-1]["content"].lower()
-    if "write the section" in prompt:
-        return SECTION
-    if "outline" in prompt:
-        return "1. Why it matters\n2. How it works\n3. A worked example\n4. Common mistakes\n5. Next steps"
-    return "A Practical Guide for Busy Developers"
+OUTLINE = "1. Why it matters\n2. How it works\n3. A worked example\n4. Common mistakes\n5. Next steps"
+TITLE = "A Practical Guide for Busy Developers"
+
+
+def make_reply(section_words: int):
+    """Answers by stage: the bench's own prompts by their words, any other spec's (the default
+    one) by the call's max_tokens (title < 50 <= outline < 300 <= section)."""
+    words = SECTION.split()
+    section = " ".join((words * (section_words // len(words) + 1))[:section_words])
+    if not section.endswith("."):
+        section += "."
+
+    def reply(body: dict) -> str:
+        prompt = body["messages"][-1]["content"].lower()
+        if "write the section" in prompt:
+            return section
+        if "give an outline" in prompt:
+            return OUTLINE
+        if "write one short title" in prompt:
+            return TITLE
+        limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 400)
+        return TITLE if limit < 50 else OUTLINE if limit < 300 else section
+
+    return reply
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--per-token", type=float, default=0.01)
+    parser.add_argument("--section-words", type=int, default=len(SECTION.split()),
+                        help="words (= completion tokens) of a section; default ~300 (3.2 s at the defaults)")
     args = parser.parse_args()
-    fake = FakeOpenAI(reply=reply, latency=args.latency, per_token_latency=args.per_token).start()
+    fake = FakeOpenAI(reply=make_reply(args.section_words), latency=args.latency, per_token_latency=args.per_token).start()
     print(fake.url, flush=True)
     try:
         while True:
