@@ -16,6 +16,7 @@ Variants run one after the other and the whole list is repeated `--rounds` times
 (A B C D A B C D), so a busy machine hurts each about the same; every round is printed.
 
     c1           what copydesk ran before: SerialGC, -XX:TieredStopAtLevel=1 (C1 only)
+    c1-threads   c1 with the server's maxCheckThreads = 2 (one per core)
     c2           SerialGC, the full tiered JIT (C1 then C2)
     c2-threads   c2 with the server's maxCheckThreads = 2 (one per core)
     c2-cache     c2-threads with pipeline caching and a result cache (pipelinePrewarming
@@ -47,6 +48,7 @@ C1 = "-XX:TieredStopAtLevel=1"
 COMMON = tuple(o for o in lt.JVM_OPTIONS if o != C1)
 VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "c1": ((*COMMON, C1), {}),
+    "c1-threads": ((*COMMON, C1), {"maxCheckThreads": "2"}),
     "c2": (COMMON, {}),
     "c2-threads": (COMMON, {"maxCheckThreads": "2"}),
     "c2-cache": (COMMON, {"maxCheckThreads": "2", "pipelineCaching": "true", "cacheSize": "1000"}),

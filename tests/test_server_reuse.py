@@ -108,3 +108,49 @@ def test_the_users_own_server_wins(tmp_path: Path) -> None:
     assert server_for_run(settings, environ) == RunServer("http://127.0.0.1:8/api", "profile")
     assert profile_api_url({"PREFECT_HOME": str(home), "PREFECT_PROFILE": "other"}) is None
     assert not (tmp_path / "state" / "prefect-server.json").exists()
+
+
+def test_a_recorded_server_slow_to_answer_is_waited_for_not_replaced(tmp_path: Path, monkeypatch) -> None:
+    """On a busy machine the server's /api/health may miss the 2 s check while other commands
+    use it: a run waits for it instead of replacing (killing) it."""
+    import http.server
+    import threading
+    import time
+
+    from conftest import free_port
+
+    from copydesk import prefect_server
+    from copydesk.services.process import ServerState, process_start_ticks, write_state
+
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    write_state(ServerState(name="prefect-server", pid=os.getpid(), port=port, url=api_url,
+                            health_url=f"{api_url}/health", log_path="", started_at=time.time(),
+                            proc_start=process_start_ticks(os.getpid()), extra={"ui": False}), state_dir)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Health)
+    threading.Timer(3.0, server.serve_forever).start()  # answers only after the first check gave up
+
+    def no_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a live server was replaced")
+
+    monkeypatch.setattr(prefect_server._PrefectProcess, "start_background", no_start)
+    try:
+        environ: dict[str, str] = {"PREFECT_HOME": str(tmp_path / "home")}
+        chosen = server_for_run(Settings(state_dir=state_dir, keep_servers=True), environ)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert chosen == RunServer(api_url, "local") and environ["PREFECT_API_URL"] == api_url

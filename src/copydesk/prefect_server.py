@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import tomllib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -39,7 +40,10 @@ from copydesk.services.process import (
     ServerState,
     find_running,
     free_port,
+    health_ok,
+    pid_alive,
     port_open,
+    read_state,
     state_path,
     write_state,
 )
@@ -233,6 +237,25 @@ def profile_api_url(environ: MutableMapping[str, str] | None = None) -> str | No
     return str(value) if value else None
 
 
+#: How long a recorded server whose process lives may take to answer before a run replaces it.
+BUSY_SERVER_GRACE = 30.0
+
+
+def _slow_server(settings: Settings) -> PrefectServer | None:
+    """The recorded server when its process lives but answered too slowly just now (a busy
+    machine): it is given BUSY_SERVER_GRACE seconds before anyone replaces it, since other
+    commands may be using it."""
+    state = read_state(NAME, Path(settings.state_dir))
+    if state is None or not pid_alive(state.pid, state.proc_start):
+        return None
+    deadline = time.monotonic() + BUSY_SERVER_GRACE
+    while time.monotonic() < deadline:
+        if health_ok(state.health_url, timeout=5.0):
+            return PrefectServer.from_state(state)
+        time.sleep(0.5)
+    return None
+
+
 @dataclass(frozen=True)
 class RunServer:
     """The Prefect API a `copydesk run` talks to, and where it came from."""
@@ -261,7 +284,7 @@ def server_for_run(settings: Settings | None = None, environ: MutableMapping[str
         return RunServer(environ["PREFECT_API_URL"], "environment")
     if url := profile_api_url(environ):
         return RunServer(url, "profile")
-    existing = running_server(settings)
+    existing = running_server(settings) or _slow_server(settings)
     if existing is None and not settings.keep_servers:
         return RunServer(None, "temporary")
     source = "local"
