@@ -17,6 +17,7 @@ Variants run one after the other and the whole list is repeated `--rounds` times
 
     c1           what copydesk ran before: SerialGC, -XX:TieredStopAtLevel=1 (C1 only)
     c1-threads   c1 with the server's maxCheckThreads = 2 (one per core)
+    c1-cache     c1-threads with pipeline caching and a result cache
     c2           SerialGC, the full tiered JIT (C1 then C2)
     c2-threads   c2 with the server's maxCheckThreads = 2 (one per core)
     c2-cache     c2-threads with pipeline caching and a result cache (pipelinePrewarming
@@ -49,6 +50,7 @@ COMMON = tuple(o for o in lt.JVM_OPTIONS if o != C1)
 VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "c1": ((*COMMON, C1), {}),
     "c1-threads": ((*COMMON, C1), {"maxCheckThreads": "2"}),
+    "c1-cache": ((*COMMON, C1), {"maxCheckThreads": "2", "pipelineCaching": "true", "cacheSize": "1000"}),
     "c2": (COMMON, {}),
     "c2-threads": (COMMON, {"maxCheckThreads": "2"}),
     "c2-cache": (COMMON, {"maxCheckThreads": "2", "pipelineCaching": "true", "cacheSize": "1000"}),
@@ -58,13 +60,8 @@ VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
 
 
 class _Server(lt.LanguageToolServer):
-    def __init__(self, settings: Settings, jvm: tuple[str, ...], config: Path | None) -> None:
-        super().__init__(settings, jvm_options=jvm)
-        self.config = config
-
-    def build_command(self, port: int) -> list[str]:
-        command = super().build_command(port)
-        return [*command, "--config", str(self.config)] if self.config else command
+    def __init__(self, settings: Settings, jvm: tuple[str, ...], props: dict[str, str]) -> None:
+        super().__init__(settings, jvm_options=jvm, server_properties=props)
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -74,11 +71,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 def one(name: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
     jvm, props = VARIANTS[name]
-    config = None
-    if props:
-        config = work / f"{name}.properties"
-        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    server = _Server(Settings(state_dir=work / name, languagetool_url=None), jvm, config)
+    server = _Server(Settings(state_dir=work / name, languagetool_url=None), jvm, props)
     t0 = time.perf_counter()
     server.start()
     start_s = time.perf_counter() - t0

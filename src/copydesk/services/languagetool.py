@@ -45,7 +45,8 @@ FETCH_HINT = "run scripts/fetch-languagetool.sh"
 #: 2-core machine (7 runs each), C1 only against the full tiered JIT:
 #: /v2/healthcheck after 1.0-1.7 s vs 1.2-3.4 s; first en-US check (rule
 #: loading) 2.5-4.8 s vs 3.9-9.0 s; 280-560 vs 330-660 ms per 1,000 words
-#: afterwards; ~330 vs ~390 MB RSS once warm.
+#: afterwards; ~330 vs ~390 MB RSS once warm. Measured again for batch runs (150
+#: articles back to back, see SERVER_PROPERTIES): C2 still does not pay back.
 #: The heap cap comes from settings.languagetool_heap.
 JVM_OPTIONS = (
     "-XX:+UseSerialGC",
@@ -54,6 +55,19 @@ JVM_OPTIONS = (
     "-Dfile.encoding=UTF-8",
     "-Djava.awt.headless=true",
 )
+
+#: The server's own settings (its --config file). maxCheckThreads=2, one check per core:
+#: bench/languagetool_batch_bench.py, on the same 2-core machine under load (load
+#: average 7-8; variants back to back), gave the same steady-state CPU per 1,000 words
+#: as the default of 10 threads (0.76 vs 0.82 CPU-s with C1) and ~130 MB less RSS
+#: (335 vs 467 MB after 150 articles); more threads than cores only add memory.
+#: C1 stays (see JVM_OPTIONS): with the full tiered JIT (C2) the same batch of 150
+#: articles of ~550 words took 94 CPU-s against 79, start-up 7.4 s against 2.7 s and the
+#: first en-US check 29 s against 11 s, for a steady state only ~4 % cheaper (0.73 vs
+#: 0.76 CPU-s per 1,000 words) -- it would pay back after roughly 1,000 articles, within
+#: the noise. pipelinePrewarming is not usable: LanguageTool 6.8 prewarms a fixed list of
+#: languages (ru-RU among them) and dies at start with copydesk's language subset.
+SERVER_PROPERTIES: dict[str, str] = {"maxCheckThreads": "2"}
 
 _HEAP = re.compile(r"^\d+[kKmMgG]?$")
 _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
@@ -124,12 +138,14 @@ class LanguageToolServer(ManagedServer):
         start_timeout: float = 120.0,
         stop_grace: float = 10.0,
         jvm_options: Sequence[str] = JVM_OPTIONS,
+        server_properties: dict[str, str] | None = None,
     ) -> None:
         super().__init__(state_dir=settings.state_dir, start_timeout=start_timeout, stop_grace=stop_grace)
         self.settings = settings
         self.jar_dir = Path(settings.languagetool_dir)
         self.heap = settings.languagetool_heap.strip()
         self.jvm_options = tuple(jvm_options)
+        self.server_properties = dict(SERVER_PROPERTIES if server_properties is None else server_properties)
 
     def check_prerequisites(self) -> None:
         if not _HEAP.match(self.heap):
@@ -152,7 +168,7 @@ class LanguageToolServer(ManagedServer):
             )
 
     def build_command(self, port: int) -> list[str]:
-        return [
+        command = [
             find_java(),
             f"-Xmx{self.heap}",
             *self.jvm_options,
@@ -162,6 +178,19 @@ class LanguageToolServer(ManagedServer):
             "--port",
             str(port),
         ]
+        if self.server_properties:
+            command += ["--config", str(self._write_properties(port))]
+        return command
+
+    def _write_properties(self, port: int) -> Path:
+        """The server's --config file, under the state folder (written whole, then renamed)."""
+        folder = Path(self.state_dir) / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{NAME}-{port}.properties"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties.items()), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
 
 
 def languagetool_url(settings: Settings) -> ServerLease:
