@@ -17,7 +17,8 @@ Variants run one after the other and the whole list is repeated `--rounds` times
 
     c1           what copydesk ran before: SerialGC, -XX:TieredStopAtLevel=1 (C1 only)
     c1-threads   c1 with the server's maxCheckThreads = 2 (one per core)
-    c1-cache     c1-threads with pipeline caching and a result cache
+    c1-pipes     c1-threads with pipeline caching (rule pipelines kept between checks)
+    c1-cache     c1-pipes with a result cache of 1,000 sentences too
     c2           SerialGC, the full tiered JIT (C1 then C2)
     c2-threads   c2 with the server's maxCheckThreads = 2 (one per core)
     c2-cache     c2-threads with pipeline caching and a result cache (pipelinePrewarming
@@ -50,6 +51,7 @@ COMMON = tuple(o for o in lt.JVM_OPTIONS if o != C1)
 VARIANTS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "c1": ((*COMMON, C1), {}),
     "c1-threads": ((*COMMON, C1), {"maxCheckThreads": "2"}),
+    "c1-pipes": ((*COMMON, C1), {"maxCheckThreads": "2", "pipelineCaching": "true"}),
     "c1-cache": ((*COMMON, C1), {"maxCheckThreads": "2", "pipelineCaching": "true", "cacheSize": "1000"}),
     "c2": (COMMON, {}),
     "c2-threads": (COMMON, {"maxCheckThreads": "2"}),

@@ -56,17 +56,20 @@ JVM_OPTIONS = (
     "-Djava.awt.headless=true",
 )
 
-#: The server's own settings (its --config file). maxCheckThreads=2, one check per core:
-#: bench/languagetool_batch_bench.py, on the same 2-core machine under load (load
-#: average 7-8; variants back to back), gave the same steady-state CPU per 1,000 words
-#: as the default of 10 threads (0.76 vs 0.82 CPU-s with C1) and ~130 MB less RSS
-#: (335 vs 467 MB after 150 articles); more threads than cores only add memory.
-#: C1 stays (see JVM_OPTIONS): with the full tiered JIT (C2) the same batch of 150
-#: articles of ~550 words took 94 CPU-s against 79, start-up 7.4 s against 2.7 s and the
-#: first en-US check 29 s against 11 s, for a steady state only ~4 % cheaper (0.73 vs
-#: 0.76 CPU-s per 1,000 words) -- it would pay back after roughly 1,000 articles, within
-#: the noise. pipelinePrewarming is not usable: LanguageTool 6.8 prewarms a fixed list of
-#: languages (ru-RU among them) and dies at start with copydesk's language subset.
+#: The server's own settings (its --config file), chosen with
+#: bench/languagetool_batch_bench.py on the same 2-core machine, busy with other work
+#: (load average 4-8), variants back to back (figures in bench/README.md):
+#: - maxCheckThreads=2, one check per core: the same CPU per 1,000 words as the default
+#:   of 10 threads and ~130 MB less RSS (335 vs 467 MB after 150 articles).
+#: - C1 stays (JVM_OPTIONS): with the full tiered JIT (C2) 150 articles of ~550 words took
+#:   94 CPU-s against 79, start-up 7.4 s against 2.7 s, the first en-US check 29 s against
+#:   11 s, for a steady state only ~4 % cheaper (0.73 vs 0.76 CPU-s per 1,000 words).
+#: - pipelineCaching: no difference beyond the noise (0.53 and 0.71 vs 0.68 CPU-s).
+#: - a result cache (cacheSize) answers repeated sentences from memory; it saved ~20 % on
+#:   the bench's text, which repeats sentences, and is left off so the figures stay those
+#:   of checking every sentence. pipelinePrewarming is not usable: LanguageTool 6.8
+#:   prewarms a fixed list of languages (ru-RU among them) and dies at start with
+#:   copydesk's language subset.
 SERVER_PROPERTIES: dict[str, str] = {"maxCheckThreads": "2"}
 
 _HEAP = re.compile(r"^\d+[kKmMgG]?$")
