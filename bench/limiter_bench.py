@@ -81,13 +81,13 @@ async def articles(n: int) -> float:
     from copydesk.orchestration import ARTICLES_PER_CALL_SLOT, RunHooks, process_articles
 
     gw = _gateway()
-    run = SimpleNamespace(articles=list(range(n)))
+    run = SimpleNamespace(articles=[SimpleNamespace(index=i) for i in range(n)])
     done: list[int] = []
 
     class Hooks(RunHooks[None]):
-        async def article(self, run: object, article: int) -> None:  # type: ignore[override]
-            await gw.complete("bench", REQUEST, str(article))
-            done.append(article)
+        async def article(self, run: object, article: SimpleNamespace) -> None:  # type: ignore[override]
+            await gw.complete("bench", REQUEST, str(article.index))
+            done.append(article.index)
 
     started = time.perf_counter()
     await process_articles(run, Hooks(), ARTICLES_PER_CALL_SLOT * WINDOW)  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from copydesk import rundir
 from copydesk.allowance import AllowanceStore
 from copydesk.article import Article
 from copydesk.errors import InputError
+from copydesk.limiter import article_order
 from copydesk.locks import LockHeld, file_lock
 from copydesk.request import RunRequest
 from copydesk.runner import PipelineRun, RunSummary
@@ -103,7 +104,8 @@ async def process_articles(run: PipelineRun, hooks: RunHooks[R], limit: int) -> 
 
     async def worker() -> None:
         for article in pending:
-            await hooks.article(run, article)
+            with article_order(article.index):  # the oldest article's calls first (copydesk.limiter)
+                await hooks.article(run, article)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(limit, len(run.articles)))]
     try:
