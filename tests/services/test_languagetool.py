@@ -60,7 +60,7 @@ def test_command_line(tmp_path: Path) -> None:
     # The server's own settings: one check thread per core (see SERVER_PROPERTIES).
     assert argv[-2] == "--config"
     assert Path(argv[-1]).read_text(encoding="utf-8") == "maxCheckThreads=2\n"
-    assert Path(argv[-1]).parent == tmp_path / "logs"
+    assert Path(argv[-1]).parent == tmp_path
     bare = LanguageToolServer(settings, server_properties={}).build_command(12345)
     assert bare[-3:] == [MAIN_CLASS, "--port", "12345"]
 

@@ -186,11 +186,12 @@ class LanguageToolServer(ManagedServer):
         return command
 
     def _write_properties(self, port: int) -> Path:
-        """The server's --config file, under the state folder (written whole, then renamed)."""
-        folder = Path(self.state_dir) / "logs"
+        """The server's --config file in the state folder (written whole under a name of this
+        process's own, then renamed: servers starting at once read one complete file)."""
+        folder = Path(self.state_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{NAME}-{port}.properties"
-        tmp = path.with_suffix(".tmp")
+        path = folder / f"{NAME}.properties"
+        tmp = folder / f"{NAME}.properties.{os.getpid()}-{port}.tmp"
         tmp.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties.items()), encoding="utf-8")
         os.replace(tmp, path)
         return path
