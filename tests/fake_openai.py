@@ -144,6 +144,8 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
+                if fake._extra_get(self):
+                    return
                 if self.path.rstrip("/").endswith("/models"):
                     fake._send(self, 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
                 else:
@@ -152,6 +154,8 @@ class FakeOpenAI:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
+                if fake._extra_post(self, raw):
+                    return
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -179,6 +183,14 @@ class FakeOpenAI:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def _extra_get(self, handler: BaseHTTPRequestHandler) -> bool:
+        """A subclass's own GET routes (tests/fake_batch.py); True when it answered."""
+        return False
+
+    def _extra_post(self, handler: BaseHTTPRequestHandler, raw: bytes) -> bool:
+        """A subclass's own POST routes (tests/fake_batch.py); True when it answered."""
+        return False
 
     def inject(self, *faults: Fault | str) -> None:
         with self._lock:

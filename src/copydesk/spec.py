@@ -496,6 +496,11 @@ class PipelineSpec(_Model):
     export: ExportSpec = Field(default_factory=ExportSpec)
     schedule: ScheduleSpec | None = None
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    mode: Literal["realtime", "batch", "auto"] = Field(
+        "realtime",
+        description="realtime calls; batch: the OpenAI Batch API (about half the price, within 24 h); "
+        "auto: batch where the server has a Batch API, realtime elsewhere.",
+    )
 
     #: Where the spec was read from; set by `load_spec`, not by the YAML.
     source: Path | None = Field(None, exclude=True)
