@@ -110,7 +110,7 @@ async def test_a_batch_that_does_not_fit_is_split_and_one_that_never_fits_is_ref
         summary = await run_batch(_request(basic_spec, tmp_path, ["one", "two", "three"], budget=450),
                                   _settings(fake))
     assert fake.state.requests == []
-    assert [len(u) for u in fake.uploads][:2] == [2, 1] or [len(u) for u in fake.uploads][0] < 3
+    assert [len(u) for u in fake.uploads] == [2, 1]  # two titles fit, the third waited for their usage
     assert summary.stopped_by_budget and summary.exit_code == 3
     assert summary.budget_spent <= 450
     frame = _csv(summary)

@@ -476,7 +476,9 @@ class BatchGateway(CallGateway):
         stage, model = line.site.stage, line.request.model
         self._record(stage, model, "ok", 0.0)
         if self.metrics is not None and completion.usage is not None:
-            self.metrics.record_usage(stage, model, completion.usage.prompt_tokens, completion.usage.completion_tokens)
+            usage = completion.usage
+            self.metrics.record_usage(stage, model, usage.prompt_tokens, usage.completion_tokens,
+                                      usage.cached_prompt_tokens)
         if self.metrics is not None:
             self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         events.emit(events.CallFinished(stage, spent, False, self.budget.spent, self.budget.limit))

@@ -228,7 +228,7 @@ class CallGateway:
         self._record(stage, request.model, "ok", seconds)
         if self.metrics is not None and completion.usage is not None:
             self.metrics.record_usage(stage, request.model, completion.usage.prompt_tokens,
-                                      completion.usage.completion_tokens)
+                                      completion.usage.completion_tokens, completion.usage.cached_prompt_tokens)
         if self.metrics is not None:
             self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         events.emit(events.CallFinished(stage, spent, False, self.budget.spent, self.budget.limit))

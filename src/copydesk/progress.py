@@ -60,6 +60,16 @@ class LiveProgress:
             )
         elif isinstance(event, events.ArticleFinished) and self._articles is not None:
             self.progress.update(self._articles, advance=1)
+        elif isinstance(event, events.BatchUpdate):
+            self.console.print(batch_line(event), highlight=False)
+
+
+def batch_line(event: events.BatchUpdate) -> str:
+    """One line per change of a batch (batch mode): its id, stages, status and request counts."""
+    if event.status == "cancelling":
+        return f"batch {safe(event.batch_id)}: cancelled (the run stopped)"
+    return (f"batch {safe(event.batch_id)} ({safe(event.stages)}): {safe(event.status)}, "
+            f"{event.completed}/{event.total} done, {event.failed} failed")
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

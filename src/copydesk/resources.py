@@ -116,6 +116,7 @@ async def open_resources(
         )
         stack.push_async_callback(client.aclose)
         mode = await choose_mode(mode, client, endpoint, local_model=local_model)
+        metrics.batch = mode == "batch"
         store = CallStore(run_dir / CallStore.FILENAME)
         stack.callback(store.close)
         batch = {"run_id": run_id, "poll_seconds": settings.batch_poll_seconds} if mode == "batch" else {}

@@ -105,7 +105,7 @@ class PipelineRun:
         limit = request.budget or spec.budget.max_total_tokens
         self.budget = TokenBudget(limit, warn_at=spec.budget.warn_at)
         self.concurrency = request.concurrency or spec.concurrency
-        self.prices = resolve_prices({m: (p.input, p.output) for m, p in spec.pricing.items()})
+        self.prices = resolve_prices(dict(spec.pricing))
         occurrences: Counter[str] = Counter()
         self.articles: list[Article] = []
         for index, topic in enumerate(self.topics):
@@ -338,7 +338,8 @@ class PipelineRun:
         """USD for the article's calls, or None when a model's price is unknown."""
         cost = 0.0
         for (_, model), usage in article.usage_by_call.items():
-            part = estimate_cost(model, usage.prompt_tokens, usage.completion_tokens, self.prices)
+            part = estimate_cost(model, usage.prompt_tokens, usage.completion_tokens, self.prices,
+                                 cached_prompt_tokens=usage.cached_prompt_tokens, batch=self.mode == "batch")
             if part is None:
                 return None
             cost += part

@@ -475,6 +475,10 @@ class ScheduleSpec(_Model):
 class ModelPrice(_Model):
     input: float = Field(ge=0, description="USD per million prompt tokens.")
     output: float = Field(ge=0, description="USD per million completion tokens.")
+    cached_input: float | None = Field(None, ge=0, description="USD per million prompt tokens served from the "
+                                       "prompt cache; unset: input.")
+    batch_input: float | None = Field(None, ge=0, description="Batch API: USD per million prompt tokens; unset: half of input.")
+    batch_output: float | None = Field(None, ge=0, description="Batch API: USD per million completion tokens; unset: half of output.")
 
 
 class PipelineSpec(_Model):
