@@ -104,6 +104,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "|---|---|",
         f"| tokens against the budget | **{spent:,}** of {limit:,}{share} |",
         f"| prompt / completion tokens | {summary.get('prompt_tokens', 0):,} / {summary.get('completion_tokens', 0):,} |",
+        f"| cached prompt tokens | {summary.get('cached_prompt_tokens', 0):,} |",
+        f"| mode | {summary.get('mode', 'realtime')} |",
         f"| estimated cost | {'unknown (no price for a model)' if cost is None else f'${cost:.4f}'} |",
         f"| articles | {summary.get('articles', 0)} |",
     ]
@@ -115,6 +117,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"| seconds | {summary.get('seconds', 0)} |",
         f"| folder | `{summary.get('run_dir', '')}` |",
     ]
+    batches = summary.get("batches") or {}
+    if batches:
+        lines += ["", "| batch | status | done / total | failed |", "|---|---|---|---|"]
+        for batch_id, state in batches.items():
+            counts = state.get("request_counts") or {}
+            lines.append(f"| `{_cell(str(batch_id))}` | {_cell(str(state.get('status', '')))} | "
+                         f"{counts.get('completed', 0)} / {counts.get('total', 0)} | {counts.get('failed', 0)} |")
     if summary.get("stopped_by_budget"):
         lines += ["", f"**Stopped by the budget:** {summary.get('budget_message') or ''}"]
     if summary.get("fatal_error"):

@@ -163,3 +163,32 @@ def test_the_store_keeps_batch_records_across_a_reopen(tmp_path):
     assert again.batches == {"r1": {"ref": "r1", "file_id": "file-1", "lines": {"a1-title-0-x": "k"},
                                     "batch_id": "batch-1"}}
     assert len(again) == 0
+
+
+async def test_a_budget_stop_cancels_the_batch_in_flight(basic_spec, tmp_path):
+    """Something else closes the budget (a shared allowance spent by another run) while a batch
+    waits: the batch is cancelled, what it finished is kept, the run ends stopped by the budget."""
+    from copydesk.orchestration import RunHooks, execute_run
+    from copydesk.runner import RunSummary
+
+    class Capture(RunHooks[RunSummary]):
+        run = None
+
+        async def article(self, run, article):
+            Capture.run = run
+            await super().article(run, article)
+
+    with FakeBatchAPI() as fake:
+        fake.hold.set()
+        fake.cancel_completed = 1
+        task = asyncio.create_task(execute_run(_request(basic_spec, tmp_path, ["one", "two"]), Capture(),
+                                               settings=_settings(fake)))
+        while not fake.polls or fake.batches[fake.polls[-1]]["status"] != "in_progress":
+            await asyncio.sleep(0.02)
+        Capture.run.budget.close("shared allowance content-team is spent")
+        summary = await asyncio.wait_for(task, 30)
+    assert fake.cancels == [fake.created[0]["id"]]
+    assert len(fake.created) == 1
+    assert summary.stopped_by_budget and summary.exit_code == 3
+    assert summary.by_status == {"incomplete": 2}
+    assert summary.budget_spent == sum(u["total_tokens"] for u in fake.usage_by_custom_id.values()) > 0

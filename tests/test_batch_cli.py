@@ -124,3 +124,27 @@ def test_plan_mode_batch_shows_batch_prices_and_the_budget(basic_spec, cli_env, 
     assert tiny["stages"]["title"]["batch"] == "split"  # one title's bound fits, both do not
     table = run_cli(targs[:-1] + ["--mode", "batch"], cli_env)
     assert table.returncode == 0 and "batch prices" in table.stdout and "fits" in table.stdout
+
+
+def test_ctrl_c_cancels_the_batch_in_flight_and_says_so(basic_spec, batch_env, batch_api, tmp_path):
+    args = _args(basic_spec, tmp_path / "out", ["alpha", "beta"], "--mode", "batch", "--run-id", "interrupted")
+    batch_api.hold.set()
+    exe = Path(sys.executable).with_name("copydesk")
+    proc = subprocess.Popen([str(exe), *args], env=batch_env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (batch_api.created and batch_api.polls.count(batch_api.created[0]["id"]) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    first = batch_api.created[0]["id"]
+    assert batch_api.cancels == [first]
+    assert f"batch {first}: cancelled" in stderr, stderr
+    assert proc.returncode != 0
+    # the re-run collects what the cancelled batch finished and sends only the rest
+    batch_api.hold.clear()
+    batch_api.cancel_completed = 1
+    result = run_cli(args, batch_env)
+    assert result.returncode == 0, result.stderr
+    ids = [line["custom_id"] for line in batch_api.batch_lines if "-title-" in line["custom_id"]]
+    assert len(ids) == 3  # two in the cancelled batch; the one it did not finish, once more

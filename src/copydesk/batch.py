@@ -392,6 +392,7 @@ class BatchGateway(CallGateway):
         self._in_flight = batch_id
         delays = poll_delays(self.poll_seconds)
         last: tuple[Any, ...] = ()
+        cancelled = False
         try:
             while True:
                 batch = await self.api.get(batch_id)
@@ -399,6 +400,10 @@ class BatchGateway(CallGateway):
                 last = (batch.get("status"), json.dumps(batch.get("request_counts"), sort_keys=True))
                 if batch["status"] in TERMINAL:
                     break
+                if self.budget.closed and not cancelled:  # e.g. the shared allowance ran out
+                    cancelled = True
+                    await self._cancel(batch_id, f"stopped by the budget ({self.budget.refused_reason})")
+                    self._in_flight = batch_id
                 await asyncio.sleep(next(delays))
         except asyncio.CancelledError:
             await self._cancel(batch_id, "the run was stopped")

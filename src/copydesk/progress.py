@@ -82,6 +82,11 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("prompt tokens", f"{summary['prompt_tokens']:,}")
     table.add_row("completion tokens", f"{summary['completion_tokens']:,}")
     table.add_row("total tokens", f"{summary['total_tokens']:,}")
+    cached = summary.get("cached_prompt_tokens") or 0
+    prompt = summary.get("prompt_tokens") or 0
+    table.add_row("cached prompt tokens", f"{cached:,}" + (f" ({cached / prompt:.0%})" if prompt else ""))
+    if summary.get("mode") == "batch":
+        table.add_row("batches", str(len(summary.get("batches") or {})))
     table.add_row("budget spent", f"{summary['budget_spent']:,} / {summary['budget_limit']:,}")
     cost = summary.get("est_cost_usd")
     table.add_row("est. cost (USD)", "unknown model price" if cost is None else f"{cost:.4f}")
