@@ -320,6 +320,8 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
+        if getattr(self, "cached_share", 0):  # tests/fake_batch.py: prompt caching in usage
+            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": int(prompt_tokens * self.cached_share)}
         if fault is not None and fault.kind == "nousage":
             del payload["usage"]
         if fault is not None and fault.kind == "malformed":

@@ -192,3 +192,57 @@ async def test_a_budget_stop_cancels_the_batch_in_flight(basic_spec, tmp_path):
     assert summary.stopped_by_budget and summary.exit_code == 3
     assert summary.by_status == {"incomplete": 2}
     assert summary.budget_spent == sum(u["total_tokens"] for u in fake.usage_by_custom_id.values()) > 0
+
+
+@pytest.mark.parametrize("pipeline", ["tech-blog", "zh-tech-blog"])
+def test_the_shipped_section_prompts_put_the_static_part_first(pipeline):
+    """Prompt caching hits a prefix: the sections of one article share everything up to the
+    section's own heading (system prompt, topic, title, outline, vars), which comes last."""
+    from copydesk.prompts import PromptLibrary
+
+    spec = load_spec(Path(__file__).parents[1] / "pipelines" / f"{pipeline}.yaml")
+    prompts = PromptLibrary(spec)
+    outline = ["Why it matters", "How it works", "Common mistakes"]
+    base = prompts.context("observability", title="Seeing inside your services", outline=outline,
+                           section_count=3)
+    texts = ["\n".join(m["content"] for m in prompts.prompt("expansion", {**base, "section": h, "section_index": i})
+                       .messages()) for i, h in enumerate(outline, 1)]
+    common = texts[0]
+    for text in texts[1:]:
+        while not text.startswith(common):
+            common = common[:-1]
+    for text, heading in zip(texts, outline, strict=True):
+        assert heading in text[len(common):]  # the varying part comes after the shared prefix
+        assert len(common) >= 0.6 * len(text)
+    assert "observability" in common
+    if "title" in spec.stages.expansion.prompt or pipeline.startswith("zh"):
+        assert "Seeing inside your services" in common and all(h in common for h in outline)
+
+
+def test_cached_tokens_are_read_from_the_usage():
+    import httpx
+
+    from copydesk.client import parse_completion
+
+    def answer(usage):
+        return parse_completion(httpx.Response(200, json={
+            "choices": [{"message": {"content": "x"}, "finish_reason": "stop"}], "usage": usage}), "m")
+
+    assert answer({"prompt_tokens": 2000, "completion_tokens": 5, "total_tokens": 2005,
+                   "prompt_tokens_details": {"cached_tokens": 1792}}).usage.cached_prompt_tokens == 1792
+    assert answer({"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}).usage.cached_prompt_tokens == 0
+    assert answer({"prompt_tokens": 20, "completion_tokens": 5,
+                   "prompt_tokens_details": {"cached_tokens": "junk"}}).usage.cached_prompt_tokens == 0
+
+
+async def test_realtime_calls_record_cached_prompt_tokens_too(basic_spec, tmp_path):
+    with FakeBatchAPI(cached_share=0.5) as fake:
+        summary = await run_batch(_request(basic_spec, tmp_path, ["one"]).model_copy(update={"mode": None}),
+                                  _settings(fake))
+    assert summary.mode == "realtime" and fake.uploads == []
+    expected = sum(int((sum(len(m["content"].split()) + 4 for m in body["messages"]) + 3) * 0.5)
+                   for body in fake.state.requests)
+    assert summary.cached_prompt_tokens == expected > 0
+    assert _csv(summary)["cached_prompt_tokens"].sum() == expected
+    metrics = (Path(summary.run_dir) / "metrics.prom").read_text()
+    assert f'copydesk_cached_prompt_tokens_total{{model="gpt-4o-mini",pipeline="basic",stage="title"}}' in metrics
