@@ -246,3 +246,33 @@ async def test_realtime_calls_record_cached_prompt_tokens_too(basic_spec, tmp_pa
     assert _csv(summary)["cached_prompt_tokens"].sum() == expected
     metrics = (Path(summary.run_dir) / "metrics.prom").read_text()
     assert f'copydesk_cached_prompt_tokens_total{{model="gpt-4o-mini",pipeline="basic",stage="title"}}' in metrics
+
+
+@pytest.mark.parametrize("limit", [1_000_000, 450])
+async def test_a_shared_allowance_is_reserved_per_batch_and_settled_to_usage(basic_spec, tmp_path, limit):
+    import contextlib
+
+    from test_shared_allowance import MemoryStore
+
+    from copydesk.orchestration import RunHooks, execute_run
+    from copydesk.runner import RunSummary
+
+    store = MemoryStore()
+
+    class Shared(RunHooks[RunSummary]):
+        def allowance_store(self, run):
+            return contextlib.nullcontext(store)
+
+    basic_spec.write_text(basic_spec.read_text().replace(
+        "budget:\n  max_total_tokens: 60000",
+        f"budget:\n  max_total_tokens: 60000\n  shared: {{name: team, max_tokens: {limit}}}"))
+    with FakeBatchAPI() as fake:
+        summary = await execute_run(_request(basic_spec, tmp_path, ["one", "two", "three"]), Shared(),
+                                    settings=_settings(fake))
+    (limit_, used, reserved) = next(iter(store.counters.values()))
+    assert reserved == 0 and used <= limit
+    assert used == summary.budget_spent == sum(u["total_tokens"] for u in fake.usage_by_custom_id.values())
+    if limit == 450:
+        assert [len(u) for u in fake.uploads] == [2, 1] and summary.exit_code == 3
+    else:
+        assert summary.by_status == {"published": 3}

@@ -338,24 +338,34 @@ class BatchGateway(CallGateway):
                     line.reservation = self.budget.reserve(line.bound, what="a request of a re-attached batch")
                 except BudgetExhausted:
                     line.reservation = None  # already paid for: its usage is still recorded
-            await self._follow(ref, batch_id, carried)
+            others = {cid: key for cid, key in record.get("lines", {}).items() if cid not in carried}
+            await self._follow(ref, batch_id, carried, others)
         return list(by_key.values())
 
     async def _submit(self, lines: list[_Line]) -> None:
         fitting, room = [], self.budget.available
+        if self.shared is not None and not self.shared.closed:  # what the shared allowance has left, too
+            counters = await self.shared.refresh()
+            room = min(room, max(counters.limit - counters.used, 0))
         for line in lines[:MAX_LINES]:
             if line.bound > room:
                 break
             fitting.append(line)
             room -= line.bound
-        rest = lines[len(fitting):]
-        if not fitting:
+        if not fitting:  # not even one line fits: the budget (or the shared allowance) says why and closes
             try:
-                self.budget.reserve(lines[0].bound, what=f"a batch of {len(lines)} request(s)")
+                probe = self.budget.reserve(lines[0].bound, what=f"a batch of {len(lines)} request(s)")
+                self.budget.release(probe)
+                if self.shared is not None:
+                    shared_probe = await self.shared.acquire(lines[0].bound, what=f"a batch of {len(lines)} request(s)")
+                    await self.shared.release(shared_probe)
+                fitting = lines[:1]  # room was made meanwhile: one line alone
             except BudgetExhausted as exc:
+                self.budget.close(str(exc))
                 for line in lines:
-                    self._fail(line, exc)
+                    self._fail(line, BudgetExhausted(str(exc)))
                 return
+        rest = lines[len(fitting):]
         if rest:
             log.warning("the budget has room for %d of %d request(s) now: the batch is split, the rest wait",
                         len(fitting), len(lines))
@@ -363,6 +373,20 @@ class BatchGateway(CallGateway):
                 self._pending[line.key] = line
         for line in fitting:
             line.reservation = self.budget.reserve(line.bound, what=f"a {line.site.stage} request")
+        shared = None
+        if self.shared is not None:  # one reservation for the whole batch, settled to its usage
+            try:
+                shared = await self.shared.acquire(sum(line.bound for line in fitting),
+                                                   what=f"a batch of {len(fitting)} request(s)")
+            except BaseException as exc:
+                for line in fitting:
+                    self._release(line)
+                if isinstance(exc, BudgetExhausted):
+                    self.budget.close(str(exc))
+                    for line in lines:
+                        self._fail(line, BudgetExhausted(str(exc)))
+                    return
+                raise
         by_cid = {line.custom_id: line for line in fitting}
         data = "".join(
             json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": line.request.payload()},
@@ -377,6 +401,8 @@ class BatchGateway(CallGateway):
                                   "lines": {cid: line.key for cid, line in by_cid.items()}})
             batch = await self.api.create(file_id, {"copydesk_run": self.run_id[:500], "copydesk_ref": ref})
         except ApiError as exc:
+            if shared is not None:
+                await self.shared.release(shared)  # type: ignore[union-attr]
             for line in fitting:
                 self._release(line)
                 self._failed_attempt(line, exc)
@@ -385,10 +411,15 @@ class BatchGateway(CallGateway):
             return
         self.store.put_batch({"ref": ref, "batch_id": batch["id"]})
         log.info("batch %s submitted: %d request(s) (%s)", batch["id"], len(fitting), stages)
-        await self._follow(ref, batch["id"], by_cid)
+        charged = await self._follow(ref, batch["id"], by_cid)
+        if shared is not None:
+            await self.shared.settle(shared, charged)  # type: ignore[union-attr]
 
-    async def _follow(self, ref: str, batch_id: str, by_cid: dict[str, _Line]) -> None:
-        """Poll the batch to its end, then answer, settle and store its lines."""
+    async def _follow(self, ref: str, batch_id: str, by_cid: dict[str, _Line],
+                      others: dict[str, str] | None = None) -> int:
+        """Poll the batch to its end, then answer, settle and store its lines; returns the tokens
+        charged. `others` (custom_id -> call key): lines of a re-attached batch that nobody asks
+        for now; their answers are stored for later."""
         self._in_flight = batch_id
         delays = poll_delays(self.poll_seconds)
         last: tuple[Any, ...] = ()
@@ -417,18 +448,24 @@ class BatchGateway(CallGateway):
             if batch.get(name):
                 rows += await self.api.content(batch[name])
         answered: set[str] = set()
+        charged = 0
         for row in rows:
-            line = by_cid.get(str(row.get("custom_id")))
+            cid = str(row.get("custom_id"))
+            line = by_cid.get(cid)
+            if line is None and others and cid in others:
+                self._keep(others[cid], row)
+                continue
             if line is None or line.custom_id in answered:
                 continue
             answered.add(line.custom_id)
-            self._answer(line, row)
+            charged += self._answer(line, row)
         for cid, line in by_cid.items():
             if cid not in answered:
                 self._release(line)
                 self._failed_attempt(line, ServerError(
                     f"batch {batch_id} ended {batch['status']} without an answer for {cid}", status_code=None))
         self.store.put_batch({"ref": ref, "done": True, "status": batch["status"]})
+        return charged
 
     def _show(self, batch: dict[str, Any], last: tuple[Any, ...], by_cid: dict[str, _Line]) -> None:
         counts = batch.get("request_counts") or {}
@@ -456,20 +493,33 @@ class BatchGateway(CallGateway):
 
     # -- one line -------------------------------------------------------------------------
 
-    def _answer(self, line: _Line, row: dict[str, Any]) -> None:
+    def _keep(self, key: str, row: dict[str, Any]) -> None:
+        """Store the answer of a line nobody waits for (it was paid for by an earlier attempt)."""
+        response = row.get("response") if isinstance(row.get("response"), dict) else None
+        if response is None or response.get("status_code") != 200 or row.get("error") or self.store.get(key):
+            return
+        try:
+            completion = parse_completion(httpx.Response(200, json=response.get("body")), "",
+                                          redact=self.client.endpoint.redact)
+        except MalformedResponseError:
+            return
+        self.store.put(key, completion)
+
+    def _answer(self, line: _Line, row: dict[str, Any]) -> int:
+        """Answer, settle and store one line of an output or error file; the tokens charged."""
         response = row.get("response") if isinstance(row.get("response"), dict) else None
         status = response.get("status_code") if response else None
         if response is None or status != 200 or row.get("error"):
             self._release(line)
             self._failed_attempt(line, _line_error(line.custom_id, status, row, response))
-            return
+            return 0
         try:
             completion = parse_completion(httpx.Response(200, json=response.get("body")), line.request.model,
                                           redact=self.client.endpoint.redact)
         except MalformedResponseError as exc:
-            self._settle(line, None)
+            spent = self._settle(line, None)
             self._failed_attempt(line, exc)
-            return
+            return spent
         spent = self._settle(line, completion.usage.total_tokens if completion.usage else None)
         if completion.usage is None:
             self.stats.missing_usage += 1
@@ -488,6 +538,7 @@ class BatchGateway(CallGateway):
             self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         events.emit(events.CallFinished(stage, spent, False, self.budget.spent, self.budget.limit))
         self._resolve(line, completion)
+        return spent
 
     def _settle(self, line: _Line, actual: int | None) -> int:
         if line.reservation is None:
