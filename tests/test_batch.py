@@ -276,3 +276,16 @@ async def test_a_shared_allowance_is_reserved_per_batch_and_settled_to_usage(bas
         assert [len(u) for u in fake.uploads] == [2, 1] and summary.exit_code == 3
     else:
         assert summary.by_status == {"published": 3}
+
+
+def test_mode_batch_without_any_api_exits_2_before_the_local_model_starts(basic_spec, tmp_path, monkeypatch):
+    from copydesk.runner import PipelineRun
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(InputError, match=r"mode: batch .*embedded local model") as info:
+        PipelineRun.prepare(_request(basic_spec, tmp_path, ["one"]), Settings())
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "out").exists()  # nothing written
+    assert PipelineRun.prepare(_request(basic_spec, tmp_path, ["one"]).model_copy(update={"mode": "auto"}),
+                               Settings()).mode == "auto"

@@ -51,6 +51,13 @@ def test_run_mode_batch_end_to_end(basic_spec, batch_env, batch_api, tmp_path):
     frame = pd.read_csv(tmp_path / "out" / "b1" / "articles.csv", encoding="utf-8-sig", keep_default_na=False)
     assert frame["total_tokens"].sum() == sum(u["total_tokens"] for u in batch_api.usage_by_custom_id.values())
     assert "cached_prompt_tokens" in frame.columns
+    # the flow run left one artifact per batch (its latest status and counts)
+    import httpx
+
+    answer = httpx.post(f"{batch_env['PREFECT_API_URL']}/artifacts/filter",
+                        json={"artifacts": {"key": {"like_": "basic-batch-"}}}, timeout=30)
+    keys = {a["key"] for a in answer.json()}
+    assert {f"basic-batch-{b['id']}" for b in batch_api.created} <= keys
 
 
 def test_a_run_killed_while_its_batch_is_in_progress_reattaches_to_it(basic_spec, batch_env, batch_api, tmp_path):

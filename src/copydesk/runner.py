@@ -26,7 +26,7 @@ from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.allowance import AllowanceStore
 from copydesk.budget import TokenBudget
-from copydesk.errors import ApiError, BudgetExhausted, CopydeskError
+from copydesk.errors import ApiError, BudgetExhausted, CopydeskError, InputError
 from copydesk.metrics import RUN_TEXTFILE
 from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
@@ -102,6 +102,12 @@ class PipelineRun:
                                                                                          self.topics))
         #: The mode asked for (realtime | batch | auto); `start()` sets the one the run uses.
         self.mode = request.mode or spec.mode
+        if self.mode == "batch" and not settings.api_configured:  # before the embedded model starts
+            raise InputError(
+                "mode: batch needs the OpenAI Batch API (/v1/files, /v1/batches), but no API is configured and "
+                "the embedded local model (llama.cpp) has none; set OPENAI_API_KEY (and OPENAI_BASE_URL), or use "
+                "mode: realtime, or mode: auto to fall back to realtime calls"
+            )
         limit = request.budget or spec.budget.max_total_tokens
         self.budget = TokenBudget(limit, warn_at=spec.budget.warn_at)
         self.concurrency = request.concurrency or spec.concurrency
