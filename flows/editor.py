@@ -20,6 +20,9 @@ pattern but no enum; `editor.fn`) gets the same answer.
 The run id of a served run is derived from the flow run (`<pipeline>-<date>-<8
 hex of the flow run id>`), so a retry of the same flow run resumes its own run
 folder instead of paying again for finished calls.
+
+When the served pipelines name shared allowances, every editor run ends by writing
+what is left of them into its deployment's form (copydesk_flows.allowance.refresh_form).
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from pydantic import Field
 
-from copydesk.catalog import MAX_NAME_LENGTH, resolve_served
+from copydesk.catalog import MAX_NAME_LENGTH, load_catalog, resolve_served
 from copydesk.errors import CopydeskError, InputError
 from copydesk.form import MAX_FORM_BUDGET, form_budget
 from copydesk.request import RunRequest
 from copydesk.rundir import RUN_ID_PATTERN
 from copydesk.settings import Settings
 from copydesk.spec import NAME_PATTERN
+from copydesk_flows.allowance import refresh_form
 from copydesk_flows.pipeline import execute
 
 Topic = Annotated[str, Field(min_length=1, max_length=500)]
@@ -134,9 +138,24 @@ async def editor(
         run_id: Resume an earlier run by its id (finished calls are not paid again); empty
             starts a new run.
     """
-    return await run_named_pipeline(
-        pipeline, topics, vars=vars, budget=budget, review_timeout=review_timeout, run_id=run_id
-    )
+    try:
+        return await run_named_pipeline(
+            pipeline, topics, vars=vars, budget=budget, review_timeout=review_timeout, run_id=run_id
+        )
+    finally:
+        await _refresh_form()
+
+
+async def _refresh_form() -> None:
+    """After an editor run: the form of the deployment that started it says again what is left
+    of the served pipelines' shared allowances (copydesk_flows.allowance.refresh_form)."""
+    context = FlowRunContext.get()
+    deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
+    if deployment_id is None:
+        return
+    specs = list(load_catalog(Settings().pipelines_dir).specs.values())
+    if any(spec.budget.shared for spec in specs):
+        await refresh_form(deployment_id, specs)
 
 
 @flow(name="copydesk-scheduled", log_prints=False, validate_parameters=True)

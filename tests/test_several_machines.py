@@ -311,6 +311,10 @@ def test_two_workers_on_a_postgres_backed_server_share_one_allowance_and_survive
         took = {name for run in runs for name in worker_of(logs, run.id)}
         assert took == {"worker-a", "worker-b"}, (took, tail())
         billed_team = fake.total_tokens
+        # The editor form says what is left: each run ends by writing it into the deployment.
+        form = client.read_deployment(editor.id)
+        assert f"- {team} (team): " in form.description and "of 4,000 tokens" in form.description, form.description
+        assert f"- {team} (team): " in form.parameter_openapi_schema["properties"]["budget"]["description"]
 
         # ---------------------------------------------------------------- a worker killed in the middle of a run
         fake.latency = 0.25  # slower calls: the run is surely in the middle when the kill comes
