@@ -20,7 +20,7 @@ checked for the limit's name. Errors reaching the server become `ServiceError`.
 
 `refresh_form` writes what is left of the allowances into the editor deployment's
 form (its description and the `budget` field's help): `copydesk serve` at start
-(`note_on`), and every editor run when it ends.
+(`note_on`), and every served run when it ends.
 """
 
 from __future__ import annotations
@@ -268,19 +268,26 @@ def note_on(description: str | None, schema: dict[str, Any], note: str | None) -
     return with_allowance_note(description, note), schema
 
 
-async def refresh_form(deployment_id: Any, specs: Iterable[PipelineSpec]) -> bool:
+async def refresh_form(deployment_id: Any, specs: Iterable[PipelineSpec], *, also: str | None = None) -> bool:
     """Write what is left of the shared allowances into deployment `deployment_id`'s form
-    (description and `budget` help). Never raises: a run's result does not depend on it.
-    True when the deployment was updated."""
+    (description and `budget` help), and into the deployment named `also` when there is one.
+    Never raises: a run's result does not depend on it. True when a deployment was updated."""
     try:
         note = await form_note(specs)
         if note is None:
             return False
         async with get_client() as client:
-            deployment = await client.read_deployment(deployment_id)
-            description, schema = note_on(deployment.description, deployment.parameter_openapi_schema or {}, note)
-            await client.update_deployment(
-                deployment_id, DeploymentUpdate(description=description, parameter_openapi_schema=schema))
+            targets = [await client.read_deployment(deployment_id)]
+            if also:
+                with contextlib.suppress(ObjectNotFound):
+                    other = await client.read_deployment_by_name(also)
+                    if other.id != targets[0].id:
+                        targets.append(other)
+            for deployment in targets:
+                description, schema = note_on(deployment.description, deployment.parameter_openapi_schema or {},
+                                              note)
+                await client.update_deployment(
+                    deployment.id, DeploymentUpdate(description=description, parameter_openapi_schema=schema))
         return True
     except Exception as exc:  # noqa: BLE001 - the note is a courtesy; the run's outcome stands
         log.warning("could not refresh the form's note on the shared allowances: %s", exc)

@@ -17,7 +17,7 @@ and the flow body's check protect the form.
 
 When a served pipeline names a shared allowance, the editor's form says what is left
 of it (its description and the `budget` field's help): read when `copydesk serve`
-starts, and written again by every editor run when it ends.
+starts, and written again by every served run (editor or scheduled) when it ends.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def offer_pipelines(deployment: Any, names: list[str]) -> None:
 
 def note_allowances(deployment: Any, specs: list[Any]) -> None:
     """Write what is left of the specs' shared allowances into the deployment's form, as the
-    Prefect server holds them now (each editor run refreshes it when it ends). A server that
+    Prefect server holds them now (each served run refreshes it when it ends). A server that
     cannot tell leaves the form without the note (logged), and serving goes on."""
     if not any(spec.budget.shared for spec in specs):
         return

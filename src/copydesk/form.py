@@ -10,7 +10,7 @@ run starts. The pipeline name's own rule lives in `copydesk.catalog`.
 The form also says what is left of the shared allowances its pipelines name
 (`allowance_note`): a snapshot the Prefect wiring writes into the deployment's
 description and the `budget` field's help when `copydesk serve` starts and after
-every editor run (`copydesk_flows.allowance.refresh_form`).
+every served run (`copydesk_flows.allowance.refresh_form`).
 """
 
 from __future__ import annotations
