@@ -338,15 +338,17 @@ def test_two_workers_on_a_postgres_backed_server_share_one_allowance_and_survive
         kill_group(pid)
         workers[victim].wait(10)
         wait_for(lambda: gone(pid), 10, "the killed flow run's process to be gone")
-        time.sleep(0.5)  # answers the fake was still writing to the dead process
-        stored_at_kill = set(valid_records(calls))
-        seen_at_kill = len(fake.state.requests)
-        sent_before = [canonical(b) for b in fake.state.requests[:seen_at_kill] if about(b, "Solo")]
+        stored_at_kill = set(valid_records(calls))  # the dead process writes nothing more
         lap("solo run until the kill")
         assert not client.read_flow_run(victim_run.id).state.is_final()  # nobody is left to report it
 
-        # What the server's heartbeat check or an operator does, then the UI's Retry.
+        # What the server's heartbeat check or an operator does, then the UI's Retry. Requests the
+        # dead process had sent reach the fake first: everything after the retry is the retry's.
         client.set_flow_run_state(victim_run.id, Crashed(message="worker killed"), force=True)
+        time.sleep(1.0)
+        wait_for(lambda: fake.state.in_flight == 0, 30, "the fake API to answer what the dead process sent")
+        seen_at_kill = len(fake.state.requests)
+        sent_before = [canonical(b) for b in fake.state.requests[:seen_at_kill] if about(b, "Solo")]
         client.set_flow_run_state(victim_run.id, AwaitingRetry(message="Retry from the test"), force=True)
         retried = wait_for(lambda: (lambda f: f if f.state and f.state.is_final() else None)(
             client.read_flow_run(victim_run.id)), 180, "the retried flow run to finish")
