@@ -164,14 +164,11 @@ def about(body: dict[str, Any], word: str) -> bool:
 
 
 def worker_of(logs: dict[str, Path], flow_run_id: uuid.UUID) -> list[str]:
-    """The workers whose log says they submitted the flow run (Prefect: "Worker 'NAME' submitting
-    flow run 'ID'")."""
-    took = []
-    for name, log in logs.items():
-        text = log.read_text(errors="replace")
-        if f"submitting flow run '{flow_run_id}'" in text and f"Aborted submission of flow run '{flow_run_id}'" not in text:
-            took.append(name)
-    return took
+    """The workers that ran the flow run: the flow run's process, started by its worker, writes
+    "Flow run 'NAME' - View at .../flow-run/ID" to that worker's output. (A worker's
+    "submitting flow run" line alone is no proof: two workers may both try to claim a run,
+    and the server aborts the second claim.)"""
+    return [name for name, log in logs.items() if f"/flow-run/{flow_run_id}" in log.read_text(errors="replace")]
 
 
 def flow_run_pid(flow_run: Any) -> int | None:
