@@ -56,7 +56,7 @@ if [ "$dev" = 1 ]; then
   # initdb and pg_ctl are not on PATH in Debian's package: look where it puts them
   pg_found=0
   for dir in $(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)") /usr/lib/postgresql/*/bin; do
-    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && [ -x "$dir/postgres" ] && pg_found=1
+    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && [ -x "$dir/postgres" ] && [ -x "$dir/createdb" ] && pg_found=1
   done
   [ "$pg_found" = 1 ] || missing+=(postgresql)
   if [ "${#missing[@]}" -gt 0 ]; then
