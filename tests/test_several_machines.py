@@ -178,6 +178,15 @@ def flow_run_pid(flow_run: Any) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def ours(pid: int, out_dir: Path) -> bool:
+    """True when `pid` is a flow run's process this test started (its environment names the
+    test's output folder): a finished run's pid may belong to someone else's process by now."""
+    try:
+        return f"COPYDESK_OUTPUT_DIR={out_dir}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def kill_group(pid: int) -> None:
     try:
         os.killpg(os.getpgid(pid), signal.SIGKILL)
@@ -275,7 +284,7 @@ def test_two_workers_on_a_postgres_backed_server_share_one_allowance_and_survive
             for run_id in started_runs:
                 try:
                     pid = flow_run_pid(client.read_flow_run(run_id))
-                    if pid is not None and b"prefect" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    if pid is not None and ours(pid, out_dir):
                         kill_group(pid)
                 except Exception:  # noqa: BLE001 - clean-up goes on
                     continue
@@ -330,7 +339,7 @@ def test_two_workers_on_a_postgres_backed_server_share_one_allowance_and_survive
         # The machine dies: the worker and the flow run's process (Prefect starts it in a
         # process group of its own, so both groups) get SIGKILL at once.
         pid = flow_run_pid(client.read_flow_run(victim_run.id))
-        assert pid is not None, client.read_flow_run(victim_run.id)
+        assert pid is not None and ours(pid, out_dir), client.read_flow_run(victim_run.id)
         os.killpg(workers[victim].pid, signal.SIGKILL)
         kill_group(pid)
         workers[victim].wait(10)
