@@ -289,3 +289,26 @@ def test_mode_batch_without_any_api_exits_2_before_the_local_model_starts(basic_
     assert not (tmp_path / "out").exists()  # nothing written
     assert PipelineRun.prepare(_request(basic_spec, tmp_path, ["one"]).model_copy(update={"mode": "auto"}),
                                Settings()).mode == "auto"
+
+
+async def test_a_run_killed_before_recording_its_batch_id_finds_the_batch_by_its_file(basic_spec, tmp_path):
+    request = _request(basic_spec, tmp_path, ["one", "two"], run_id="lost-id")
+    with FakeBatchAPI() as fake:
+        fake.hold.set()
+        fake.cancel_completed = 2  # the whole title batch answers, even once cancelled
+        task = asyncio.create_task(run_batch(request, _settings(fake)))
+        while not fake.polls or fake.batches[fake.polls[-1]]["status"] != "in_progress":
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        store = tmp_path / "out" / "lost-id" / "calls.jsonl"
+        rows = [json.loads(line) for line in store.read_text().splitlines() if line.strip()]
+        assert any("batch_id" in r.get("batch", {}) for r in rows)
+        # as if killed between POST /batches and recording the id
+        store.write_text("".join(json.dumps(r) + "\n" for r in rows if "batch_id" not in r.get("batch", {})))
+        fake.hold.clear()
+        summary = await run_batch(request, _settings(fake))
+    assert summary.by_status == {"published": 2}
+    titles = [b for b in fake.created if any("-title-" in line["custom_id"] for line in fake._lines(b["input_file_id"]))]
+    assert len(titles) == 1 and len(fake.uploads) == 3  # found by its input file: no second title batch
