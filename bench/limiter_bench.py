@@ -81,7 +81,7 @@ async def articles(n: int) -> float:
     from copydesk.orchestration import ARTICLES_PER_CALL_SLOT, RunHooks, process_articles
 
     gw = _gateway()
-    run = SimpleNamespace(articles=[SimpleNamespace(index=i) for i in range(n)])
+    run = SimpleNamespace(articles=[SimpleNamespace(index=i) for i in range(n)], resources=SimpleNamespace(gateway=gw))
     done: list[int] = []
 
     class Hooks(RunHooks[None]):
