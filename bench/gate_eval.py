@@ -199,6 +199,11 @@ def print_report(report: Report, show_misses: bool = False) -> None:
     for kind, items in sorted(by_kind.items()):
         print(f"  {kind:<24}{sum(o.caught for o in items)}/{len(items)}")
     statuses = Counter(o.status for o in report.clean)
+    listed = [o for o in report.flawed if o.kind in EXPECTED_CHECK]
+    unlisted = [o for o in report.flawed if o.kind not in EXPECTED_CHECK]
+    if unlisted:
+        print(f"\n  kinds the issue lists:     {sum(o.caught for o in listed)}/{len(listed)}")
+        print(f"  kinds it does not list:    {sum(o.caught for o in unlisted)}/{len(unlisted)}")
     print(f"\nflawed held or repaired: {report.flawed_caught:.1%} (target >= 95 %)")
     print(f"clean published:         {report.clean_published:.1%} (target >= 95 %)  {dict(statuses)}")
     ordered = sorted(report.seconds)
