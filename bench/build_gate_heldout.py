@@ -82,7 +82,8 @@ def _man_pages(globs: tuple[str, ...], used_first: set[str]) -> list[dict]:
                     text = re.sub(r"\s+", " ", " ".join(base._roff_text(p) for p in para)).strip()
                     text = re.sub(r"\\\(.{2}|\\\[[^\]]*\]|\\&", "", text)
                     if (25 <= len(text.split()) <= 120 and text.endswith(".") and "\\" not in text
-                            and not re.search(r"https?://|www\.", text) and text[:60] not in used_first):
+                            and not re.search(r"https?://|www\.", text) and text[:60] not in used_first
+                            and not re.search(r"(?:^|\s)[#$] ", text)):  # shell examples joined into prose
                         used_first.add(text[:60])
                         current["paragraphs"].append(base._literal_tags(text))
                 para.clear()
@@ -115,7 +116,13 @@ def _man_pages(globs: tuple[str, ...], used_first: set[str]) -> list[dict]:
 
 def english_pages() -> list[dict]:
     base.PY_FOLDERS = PY_FOLDERS
-    return base.english_pages() + _man_pages(EN_MAN_GLOBS, set())
+    pages = base.english_pages()
+    for page in pages:  # links the allowlist would (rightly) hold: not clean text
+        for s in page["sections"]:
+            s["paragraphs"] = [p for p in s["paragraphs"] if "www." not in p]
+        page["sections"] = [s for s in page["sections"] if base._full(s, "en")]
+    pages = [p for p in pages if len(p["sections"]) >= 3]
+    return pages + _man_pages(EN_MAN_GLOBS, set())
 
 
 def chinese_pages() -> list[dict]:

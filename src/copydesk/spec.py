@@ -312,6 +312,8 @@ class PromptEchoPolicy(CheckPolicy):
     heading_words: int = Field(4, ge=2, le=20)
     #: A sentence sharing a run of this many words with the instructions echoes it.
     sentence_words: int = Field(8, ge=3, le=50)
+    #: ...or has this share of its words in 3-word phrases of the instructions (1.0: off).
+    sentence_share: float = Field(0.5, gt=0.0, le=1.0)
 
 
 class MetaTalkPolicy(CheckPolicy):
@@ -395,6 +397,8 @@ class QCSpec(_Model):
     links: LinksPolicy = Field(default_factory=LinksPolicy)
     thin_sections: ThinSectionsPolicy = Field(default_factory=ThinSectionsPolicy)
     relevance: RelevancePolicy = Field(default_factory=RelevancePolicy)
+    citations: CheckPolicy = Field(default_factory=CheckPolicy)
+    unfinished: CheckPolicy = Field(default_factory=CheckPolicy)
     #: A section cut off by max_tokens: review (keep it, hold the article) or trim (cut it back to its
     #: last complete sentence, recorded).
     truncation: Literal["review", "trim"] = "review"
