@@ -104,6 +104,7 @@ class FakeOpenAI:
         flag_words: tuple[str, ...] = ("kill you", "idiot"),
         moderation_endpoint: bool = True,
         seed: int = 7,
+        response_formats: tuple[str, ...] | None = None,
     ) -> None:
         self.reply = reply
         self.latency = latency
@@ -113,6 +114,10 @@ class FakeOpenAI:
         self.models = models
         self.flag_words = flag_words
         self.moderation_endpoint = moderation_endpoint
+        #: `response_format` types this server takes (None: it ignores the field, as many do); one it
+        #: does not take is refused with HTTP 400; a json one it takes turns a numbered outline into
+        #: `{"headings": [...]}`.
+        self.response_formats = response_formats
         self.moderation_requests: list[dict[str, Any]] = []
         self.state = FakeState()
         self._lock = threading.Lock()
@@ -278,11 +283,20 @@ class FakeOpenAI:
                 return
             if kind == "timeout":
                 time.sleep(fault.delay or 5.0)
+        form = body.get("response_format")
+        if form is not None and self.response_formats is not None and form.get("type") not in self.response_formats:
+            self._send(handler, 400, {"error": {"message": f"response_format type {form.get('type')!r} is not supported",
+                                                "type": "invalid_request_error"}})
+            return
         model = body.get("model", "")
         if model not in self.models:
             self._send(handler, 404, {"error": {"message": f"The model `{model}` does not exist", "code": "model_not_found"}})
             return
         text = self.reply(body)
+        if form is not None and self.response_formats is not None and str(form.get("type", "")).startswith("json"):
+            items = re.findall(r"^\s*\d+[.)]\s*(.+)$", text, re.MULTILINE)
+            if items:
+                text = json.dumps({"headings": items})
         words = _words(text)
         max_tokens = int(body.get("max_tokens") or 10_000)
         finish = "stop"

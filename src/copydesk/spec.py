@@ -243,6 +243,10 @@ class OutlineStage(StageSpec):
     max_tokens: int = Field(300, ge=1, le=200_000)
     min_sections: int = Field(3, ge=1, le=50)
     max_sections: int = Field(7, ge=1, le=50)
+    #: Ask for the outline as JSON constrained by a schema (`response_format`): auto tries OpenAI's
+    #: json_schema, then llama.cpp's json_object with a schema, then plain text, moving on for the rest
+    #: of the run when the server refuses one (HTTP 400/422); or name one form; off: plain text only.
+    structured: Literal["auto", "json_schema", "json_object", "off"] = "auto"
 
     @model_validator(mode="after")
     def _bounds(self) -> OutlineStage:
