@@ -105,6 +105,7 @@ class FakeOpenAI:
         moderation_endpoint: bool = True,
         seed: int = 7,
         response_formats: tuple[str, ...] | None = None,
+        refusal_status: int = 400,
     ) -> None:
         self.reply = reply
         self.latency = latency
@@ -118,6 +119,8 @@ class FakeOpenAI:
         #: does not take is refused with HTTP 400; a json one it takes turns a numbered outline into
         #: `{"headings": [...]}`.
         self.response_formats = response_formats
+        #: 400 (OpenAI's way), or 500 with a pydantic validation error (llama-cpp-python 0.3's way).
+        self.refusal_status = refusal_status
         self.moderation_requests: list[dict[str, Any]] = []
         self.state = FakeState()
         self._lock = threading.Lock()
@@ -285,8 +288,14 @@ class FakeOpenAI:
                 time.sleep(fault.delay or 5.0)
         form = body.get("response_format")
         if form is not None and self.response_formats is not None and form.get("type") not in self.response_formats:
-            self._send(handler, 400, {"error": {"message": f"response_format type {form.get('type')!r} is not supported",
-                                                "type": "invalid_request_error"}})
+            if self.refusal_status == 500:
+                message = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+                           f"'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': {form.get('type')!r}}}")
+                self._send(handler, 500, {"error": {"message": message, "type": "internal_server_error"}})
+            else:
+                self._send(handler, self.refusal_status, {"error": {
+                    "message": f"response_format type {form.get('type')!r} is not supported",
+                    "type": "invalid_request_error"}})
             return
         model = body.get("model", "")
         if model not in self.models:

@@ -123,3 +123,25 @@ def test_structured_must_be_a_known_form():
         assert "structured" in str(exc)
     else:
         raise AssertionError("accepted an unknown form")
+
+
+async def test_llama_cpp_python_refuses_with_a_500_validation_error_and_is_not_retried(basic_spec, tmp_path):
+    """llama-cpp-python 0.3.36 (the embedded server) answers json_schema with HTTP 500 and a pydantic
+    validation error (measured): taken as a refusal at once, not retried as a server failure."""
+    with FakeOpenAI(response_formats=("text", "json_object"), refusal_status=500) as fake:
+        summary = await run_batch(RunRequest(spec_path=str(basic_spec), topics=["one"], out_dir=str(tmp_path)),
+                                  _settings(fake))
+    kinds = [b.get("response_format", {}).get("type") for b in _outline_requests(fake)]
+    assert kinds == ["json_schema", "json_object"]
+    assert _rows(summary).iloc[0]["status"] == "published"
+
+
+def test_the_embedded_model_starts_with_llama_cpp_pythons_form(basic_spec):
+    from copydesk.spec import load_spec
+    from copydesk.writer import ArticleWriter
+
+    spec = load_spec(basic_spec)
+    embedded = ArticleWriter(spec, None, None, model_override="local")  # type: ignore[arg-type]
+    remote = ArticleWriter(spec, None, None)  # type: ignore[arg-type]
+    assert [f and f["type"] for f in embedded.outline_formats.forms] == ["json_object", None]
+    assert [f and f["type"] for f in remote.outline_formats.forms] == ["json_schema", "json_object", None]

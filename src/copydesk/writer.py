@@ -35,8 +35,9 @@ MAX_TOPIC_CHARS = 500
 REPAIR_PART = 1000
 
 
-#: HTTP statuses by which a server refuses a `response_format` it does not support.
-REFUSED = (400, 422)
+#: HTTP statuses by which a server refuses a `response_format` it does not support (llama-cpp-python:
+#: 500 with a validation error, which copydesk.client maps to BadRequestError).
+REFUSED = (400, 422, 500)
 
 
 def outline_formats(mode: str, min_sections: int, max_sections: int) -> list[dict[str, Any] | None]:
@@ -102,8 +103,11 @@ class ArticleWriter:
         #: The embedded model answers to one name only; every stage then uses it.
         self.model_override = model_override
         outline = spec.stages.outline
-        self.outline_formats = OutlineFormats(
-            outline_formats(outline.structured, outline.min_sections, outline.max_sections))
+        forms = outline_formats(outline.structured, outline.min_sections, outline.max_sections)
+        if model_override and outline.structured == "auto":
+            # the embedded server is llama-cpp-python, which takes only json_object (+ schema)
+            forms = [f for f in forms if f is None or f["type"] == "json_object"]
+        self.outline_formats = OutlineFormats(forms)
 
     async def write(self, article: Article) -> Article:
         try:
