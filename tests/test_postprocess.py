@@ -252,3 +252,11 @@ def test_blank_runs_collapsed_and_crlf_normalised() -> None:
 
 def test_chinese_section() -> None:
     assert clean_section("## 背景\n\n异步编程很重要。\n## 小结\n好。", "背景") == "异步编程很重要。\n### 小结\n好。"
+
+
+def test_numbered_items_of_a_json_outline_lose_their_numbers():
+    from copydesk.postprocess import parse_outline
+
+    raw = '{"headings": ["1. Introduction", "2. What is a flame graph?", "3) Reading one", "2024 in review"]}'
+    assert parse_outline(raw, min_sections=3, max_sections=6) == [
+        "Introduction", "What is a flame graph?", "Reading one", "2024 in review"]
