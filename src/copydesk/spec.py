@@ -375,6 +375,10 @@ class RelevancePolicy(CheckPolicy):
     #: A section sharing none with the topic is off-topic when less than this share of its terms is found
     #: anywhere else in the article.
     min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
+    #: Share of the topic's terms the headings and bodies must use somewhere (0: not checked).
+    min_topic_coverage: float = Field(0.0, ge=0.0, le=1.0)
+    #: Words that never count as shared (a brand or series name every title carries).
+    ignore_terms: list[str] = Field(default_factory=list)
 
 
 class RepairPolicy(_Model):

@@ -6,7 +6,7 @@
 
 Models invent such sources (and the statistics that come with them) more than any
 other fact; an editor cannot publish them unchecked. Lexical: a sentence that credits
-a dated or named study/survey/report/paper, or cites "et al." with a year. It cannot
+a dated or named study/survey/report/paper, or cites "Name et al.". It cannot
 tell a real citation from an invented one — both go to review, so a pipeline that
 wants cited facts should turn this check off (`qc.citations.enabled: false`). Prose
 only (code is not read). Soft.
@@ -27,7 +27,7 @@ _CITATION = re.compile(
     \baccording\s+to\s+(?:a|an|the)\s+(?:recent\s+)?(?:\d{{4}}\s+)?(?:[\w-]+\s+){{0,3}}{_SOURCE}\b
   | \b(?:a|an|the)\s+(?:recent\s+)?(?:\d{{4}}\s+)?{_SOURCE}\s+(?:by|from|conducted\s+by|published\s+(?:by|in))\s+[A-Z]
   | \b(?:in|from)\s+(?:a|an)\s+(?:\d{{4}}\s+)?{_SOURCE}\s+(?:published|conducted|released)\b
-  | \b[A-Z][a-z]+\s+et\s+al\.?\s*[(,]?\s*(?:19|20)\d{{2}}
+  | \b[A-Z][a-z]+\s+et\s+al\.
   | \b(?:studies|research|surveys)\s+(?:have\s+)?(?:show|shown|found|suggest)s?\s+that\s+[^.]{{0,60}}\d+\s*(?:%|percent)
   | (?:根据|据)(?:\d{{4}}年)?.{{0,20}}(?:的)?(?:一项|一份)?(?:研究|调查|报告|统计)
   | (?:研究|调查|报告)(?:表明|显示|发现).{{0,30}}\d+\s*%

@@ -162,7 +162,9 @@ def run_editorial(draft: Draft, policy: QCSpec, detector: LanguageDetector | Non
     run("unfinished", policy.unfinished.enabled, lambda: check_unfinished(sections))
     run("relevance", policy.relevance.enabled,
         lambda: check_relevance(draft.topic, draft.title, sections, language, policy.relevance.min_shared_terms,
-                                policy.relevance.min_article_overlap),
+                                policy.relevance.min_article_overlap,
+                                min_topic_coverage=policy.relevance.min_topic_coverage,
+                                ignore_terms=policy.relevance.ignore_terms),
         needs=bool(draft.topic))
     return EditorialOutcome(checks=checks, bodies=bodies, skipped=skipped, repairs=repairs)
 

@@ -29,6 +29,9 @@ STOPWORDS = frozenset(
     which while who whom why will with would you your yours one two use used using how get make new way
     also may many much well""".split()
 )
+#: Number words compare as digits ("five headings" echoes "5 headings").
+_NUMBERS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
 #: What splits a whitespace word into words: anything but a letter, digit or mark.
 _INNER_PUNCT = re.compile(r"[^\w]|_")
 _CJK_STOP = frozenset("的了是在和与及或也都就而把被对为以于这那个中上下不有要会可能我你他它们之其")
@@ -53,7 +56,7 @@ def tokens(text: str, language: str = "") -> list[str]:
         for part in _INNER_PUNCT.split(word.replace("'", "").replace("’", "")):
             token = "".join(ch for ch in part if ch.isalnum()).casefold()
             if token:
-                out.append(stem(token))
+                out.append(_NUMBERS.get(token) or stem(token))
     return out
 
 
