@@ -260,3 +260,11 @@ def test_numbered_items_of_a_json_outline_lose_their_numbers():
     raw = '{"headings": ["1. Introduction", "2. What is a flame graph?", "3) Reading one", "2024 in review"]}'
     assert parse_outline(raw, min_sections=3, max_sections=6) == [
         "Introduction", "What is a flame graph?", "Reading one", "2024 in review"]
+
+
+def test_headings_without_a_letter_are_dropped():
+    from copydesk.postprocess import parse_outline
+
+    assert parse_outline('{"headings": ["1", "2", "3"]}', min_sections=3, max_sections=6) == []
+    assert parse_outline("1. Intro\n2. —\n3. Setup\n4. 2024 plans", min_sections=3, max_sections=6) == [
+        "Intro", "Setup", "2024 plans"]

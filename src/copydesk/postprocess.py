@@ -76,7 +76,7 @@ def parse_outline(raw: str, *, min_sections: int, max_sections: int) -> list[str
     for heading in headings:
         heading = _clean_heading(heading)
         key = unicodedata.normalize("NFKC", heading).casefold()
-        if heading and key not in seen:
+        if heading and key not in seen and any(ch.isalpha() for ch in heading):  # "1", "—": no heading
             seen.add(key)
             unique.append(heading)
     return unique[:max_sections]
