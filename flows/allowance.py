@@ -17,20 +17,26 @@ before `used`: a reader sees at most what was settled (a counter of what is in
 flight, subtracted from `used`, would read high between two requests). The server answers a
 vacuous success for a limit that does not exist or is inactive, so the answer is
 checked for the limit's name. Errors reaching the server become `ServiceError`.
+
+`refresh_form` writes what is left of the allowances into the editor deployment's
+form (its description and the `budget` field's help): `copydesk serve` at start
+(`note_on`), and every served run when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import random
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.actions import DeploymentUpdate, GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from copydesk.allowance import (
@@ -44,7 +50,8 @@ from copydesk.allowance import (
 )
 from copydesk.allowance import reset_allowance as reset_current
 from copydesk.errors import ServiceError
-from copydesk.spec import SharedBudgetSpec
+from copydesk.form import allowance_note, with_allowance_note
+from copydesk.spec import PipelineSpec, SharedBudgetSpec
 
 log = logging.getLogger("copydesk.allowance")
 
@@ -236,3 +243,52 @@ async def reset_allowance(name: str, *, who: str) -> list[AllowanceStatus]:
     """`copydesk budget reset NAME`: the operator's override (logged by copydesk.allowance)."""
     async with PrefectAllowanceStore() as store:
         return await reset_current(store, name, who=who)
+
+
+# ------------------------------------------------------------------ the editor form's note
+
+
+async def form_note(specs: Iterable[PipelineSpec]) -> str | None:
+    """What is left of the shared allowances `specs` name, read from the Prefect server now
+    (None when none names one)."""
+    specs = list(specs)
+    if not any(spec.budget.shared for spec in specs):
+        return None
+    async with PrefectAllowanceStore() as store:
+        return allowance_note(specs, await current_statuses(store))
+
+
+def note_on(description: str | None, schema: dict[str, Any], note: str | None) -> tuple[str, dict[str, Any]]:
+    """The deployment's description and parameter schema with `note` in the description and
+    in the help of the form's `budget` field (what an editor reads when filling the form)."""
+    schema = copy.deepcopy(schema)
+    budget = schema.get("properties", {}).get("budget")
+    if isinstance(budget, dict):
+        budget["description"] = with_allowance_note(budget.get("description"), note)
+    return with_allowance_note(description, note), schema
+
+
+async def refresh_form(deployment_id: Any, specs: Iterable[PipelineSpec], *, also: str | None = None) -> bool:
+    """Write what is left of the shared allowances into deployment `deployment_id`'s form
+    (description and `budget` help), and into the deployment named `also` when there is one.
+    Never raises: a run's result does not depend on it. True when a deployment was updated."""
+    try:
+        note = await form_note(specs)
+        if note is None:
+            return False
+        async with get_client() as client:
+            targets = [await client.read_deployment(deployment_id)]
+            if also:
+                with contextlib.suppress(ObjectNotFound):
+                    other = await client.read_deployment_by_name(also)
+                    if other.id != targets[0].id:
+                        targets.append(other)
+            for deployment in targets:
+                description, schema = note_on(deployment.description, deployment.parameter_openapi_schema or {},
+                                              note)
+                await client.update_deployment(
+                    deployment.id, DeploymentUpdate(description=description, parameter_openapi_schema=schema))
+        return True
+    except Exception as exc:  # noqa: BLE001 - the note is a courtesy; the run's outcome stands
+        log.warning("could not refresh the form's note on the shared allowances: %s", exc)
+        return False

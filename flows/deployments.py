@@ -14,10 +14,17 @@ against the folder again at run time. prefect.yaml declares the same deployments
 for a work pool (`prefect deploy --all`), without the enum: `prefect deploy`
 writes the schema from the flow signature, so there the signature's name pattern
 and the flow body's check protect the form.
+
+When a served pipeline names a shared allowance, the editor's form says what is left
+of it (its description and the `budget` field's help): read when `copydesk serve`
+starts, and written again by every served run (editor or scheduled) when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +33,10 @@ from prefect.schedules import Cron
 
 from copydesk.catalog import load_catalog
 from copydesk.settings import Settings
+from copydesk_flows.allowance import form_note, note_on
 from copydesk_flows.editor import editor, scheduled
+
+log = logging.getLogger("copydesk.serve")
 
 EDITOR_DEPLOYMENT = "editor"
 TAGS = ["copydesk"]
@@ -52,6 +62,25 @@ def offer_pipelines(deployment: Any, names: list[str]) -> None:
     prop["enum"] = list(names)
 
 
+def note_allowances(deployment: Any, specs: list[Any]) -> None:
+    """Write what is left of the specs' shared allowances into the deployment's form, as the
+    Prefect server holds them now (each served run refreshes it when it ends). A server that
+    cannot tell leaves the form without the note (logged), and serving goes on."""
+    if not any(spec.budget.shared for spec in specs):
+        return
+    try:
+        with ThreadPoolExecutor(1) as pool:  # a loop of its own, whoever calls this
+            note = pool.submit(asyncio.run, form_note(specs)).result(timeout=60)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("the editor form will not show the shared allowances: %s", exc)
+        return
+    properties = deployment._parameter_openapi_schema.properties
+    description, schema = note_on(deployment.description, {"properties": {"budget": properties.get("budget")}}, note)
+    deployment.description = description
+    if properties.get("budget") is not None:
+        properties["budget"] = schema["properties"]["budget"]
+
+
 def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_review_timeout: int = 0) -> DeploymentPlan:
     """`review_timeout`: how long scheduled runs wait, paused, for review decisions;
     `editor_review_timeout`: the editor form's default (0: an editor run waits only when asked to)."""
@@ -72,6 +101,7 @@ def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_
     found = load_catalog(settings.pipelines_dir)
     plan.problems.extend(found.problems)
     offer_pipelines(plan.deployments[0], found.names)
+    note_allowances(plan.deployments[0], list(found.specs.values()))
     plan.described.append((f"copydesk-editor/{EDITOR_DEPLOYMENT}", f"on demand: {', '.join(found.names) or 'no valid spec yet'}"))
     for spec in found.scheduled:
         schedule = spec.schedule

@@ -20,6 +20,10 @@ pattern but no enum; `editor.fn`) gets the same answer.
 The run id of a served run is derived from the flow run (`<pipeline>-<date>-<8
 hex of the flow run id>`), so a retry of the same flow run resumes its own run
 folder instead of paying again for finished calls.
+
+When the served pipelines name shared allowances, every served run (editor or
+scheduled) ends by writing what is left of them into the editor's form and its own
+deployment's (copydesk_flows.allowance.refresh_form).
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from pydantic import Field
 
-from copydesk.catalog import MAX_NAME_LENGTH, resolve_served
+from copydesk.catalog import MAX_NAME_LENGTH, load_catalog, resolve_served
 from copydesk.errors import CopydeskError, InputError
 from copydesk.form import MAX_FORM_BUDGET, form_budget
 from copydesk.request import RunRequest
 from copydesk.rundir import RUN_ID_PATTERN
 from copydesk.settings import Settings
 from copydesk.spec import NAME_PATTERN
+from copydesk_flows.allowance import refresh_form
 from copydesk_flows.pipeline import execute
 
 Topic = Annotated[str, Field(min_length=1, max_length=500)]
@@ -46,6 +51,8 @@ Topic = Annotated[str, Field(min_length=1, max_length=500)]
 PipelineName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
 FormBudget = Annotated[int | None, Field(ge=1, le=MAX_FORM_BUDGET)]
 MAX_TOPICS = 1000
+#: The editor deployment (copydesk serve and prefect.yaml name it alike).
+EDITOR_FORM = "copydesk-editor/editor"
 #: A week: longer than any editor's weekend, shorter than forever.
 MAX_REVIEW_TIMEOUT = 7 * 24 * 3600
 
@@ -134,9 +141,29 @@ async def editor(
         run_id: Resume an earlier run by its id (finished calls are not paid again); empty
             starts a new run.
     """
-    return await run_named_pipeline(
-        pipeline, topics, vars=vars, budget=budget, review_timeout=review_timeout, run_id=run_id
-    )
+    try:
+        return await run_named_pipeline(
+            pipeline, topics, vars=vars, budget=budget, review_timeout=review_timeout, run_id=run_id
+        )
+    finally:
+        await _refresh_form()
+
+
+async def _refresh_form() -> None:
+    """After a served run: the editor's form (and the form of the deployment that started the
+    run) says again what is left of the served pipelines' shared allowances
+    (copydesk_flows.allowance.refresh_form)."""
+    context = FlowRunContext.get()
+    deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
+    if deployment_id is None:
+        return
+    try:
+        specs = list(load_catalog(Settings().pipelines_dir).specs.values())
+    except Exception as exc:  # noqa: BLE001 - the note never changes a run's outcome
+        _logger().warning("could not refresh the form's note on the shared allowances: %s", exc)
+        return
+    if any(spec.budget.shared for spec in specs):
+        await refresh_form(deployment_id, specs, also=EDITOR_FORM)
 
 
 @flow(name="copydesk-scheduled", log_prints=False, validate_parameters=True)
@@ -167,10 +194,13 @@ async def scheduled(
     if not topics and (schedule is None or not schedule.topics):
         raise InputError(f"pipeline {spec.name} has no schedule.topics and no topics were given")
     merged = {**(schedule.vars if schedule else {}), **(vars or {})}
-    return await run_named_pipeline(
-        pipeline,
-        list(topics or schedule.topics),  # type: ignore[union-attr]
-        vars=merged,
-        budget=budget,
-        review_timeout=review_timeout,
-    )
+    try:
+        return await run_named_pipeline(
+            pipeline,
+            list(topics or schedule.topics),  # type: ignore[union-attr]
+            vars=merged,
+            budget=budget,
+            review_timeout=review_timeout,
+        )
+    finally:
+        await _refresh_form()

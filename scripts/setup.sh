@@ -6,8 +6,9 @@
 #                               time: ~5-6 min on 2 cores; pip caches the wheel),
 #                               and the LanguageTool jars from Maven Central
 #   scripts/setup.sh --dev      also the test tools: pytest, Playwright's driver, and
-#                               (as root, with apt) Debian's prometheus (promtool)
-#                               and chromium for the browser test
+#                               (as root, with apt) Debian's prometheus (promtool),
+#                               chromium for the browser test and postgresql for the
+#                               several-machines test (Prefect on PostgreSQL)
 #
 # Needs: Python 3.11+, Java 17+ and Maven (LanguageTool), a C/C++ toolchain and
 # cmake (llama.cpp). Only package registries are contacted.
@@ -52,6 +53,12 @@ if [ "$dev" = 1 ]; then
   missing=()
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # initdb and pg_ctl are not on PATH in Debian's package: look where it puts them
+  pg_found=0
+  for dir in $(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)") /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && [ -x "$dir/postgres" ] && [ -x "$dir/createdb" ] && pg_found=1
+  done
+  [ "$pg_found" = 1 ] || missing+=(postgresql)
   if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       say "installing Debian packages: ${missing[*]}"

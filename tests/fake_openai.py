@@ -176,6 +176,13 @@ class FakeOpenAI:
         class Server(ThreadingHTTPServer):
             request_queue_size = 1024  # the default 5 resets connections under load
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    return  # a client that went away (a killed process): nothing to report
+                super().handle_error(request, client_address)
+
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

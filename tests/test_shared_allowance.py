@@ -356,3 +356,63 @@ def test_reservations_of_cancelled_calls_are_settled_in_full_when_the_run_ends()
 
     counters = asyncio.run(scenario())
     assert (counters.used, counters.reserved, counters.spent) == (300, 0, 300)
+
+
+# --------------------------------------------------------------------------- the editor form's note
+
+
+def test_the_form_note_says_what_is_left_of_each_allowance_and_replaces_an_older_note(basic_spec: Path) -> None:
+    from copydesk.allowance import AllowanceStatus
+    from copydesk.form import ALLOWANCE_NOTE_HEADING, allowance_note, with_allowance_note
+    from copydesk.spec import load_spec
+
+    base = load_spec(basic_spec)
+    team = SharedBudgetSpec(name="team", max_tokens=5000, timezone="Europe/Berlin")
+    specs = [base.model_copy(update={"name": "blog", "budget": base.budget.model_copy(update={"shared": team})}),
+             base.model_copy(update={"name": "news", "budget": base.budget.model_copy(update={"shared": team})}),
+             base.model_copy(update={"name": "docs", "budget": base.budget.model_copy(update={
+                 "shared": SharedBudgetSpec(name="docs-team", max_tokens=900, period="month")})}),
+             base]
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=ZoneInfo("UTC"))  # already 1 Dec in Berlin
+    held = AllowanceStatus("team", "day", "Europe/Berlin", "2026-12-01", 5000, 1000, 200, None)
+    note = allowance_note(specs, [held], now)
+    assert note is not None and note.startswith(f"{ALLOWANCE_NOTE_HEADING} (as of 2026-11-30 23:30 UTC")
+    assert ("- team (blog, news): 3,800 of 5,000 tokens left today (1,000 spent, 200 reserved by runs in "
+            "progress); it starts again at 2026-12-02 00:00 Europe/Berlin.") in note
+    assert "- docs-team (docs): 900 of 900 tokens left this month (nothing used yet)" in note
+
+    yesterday = AllowanceStatus("team", "day", "Europe/Berlin", "2026-11-30", 5000, 5000, 0, None, closed=True)
+    assert "3,800" not in allowance_note(specs, [yesterday], now)  # another period's counter: all is left
+    spent = AllowanceStatus("team", "day", "Europe/Berlin", "2026-12-01", 5000, 4200, 0, None, closed=True)
+    assert "- team (blog, news): spent today: 4,200 of 5,000 tokens used" in allowance_note(specs, [spent], now)
+    assert allowance_note([base], [held], now) is None
+
+    described = with_allowance_note("Write articles on demand.", note)
+    again = with_allowance_note(described, allowance_note(specs, [spent], now))
+    assert again.startswith("Write articles on demand.\n\n" + ALLOWANCE_NOTE_HEADING)
+    assert again.count(ALLOWANCE_NOTE_HEADING) == 1 and "3,800" not in again
+    assert with_allowance_note(again, None) == "Write articles on demand."
+
+
+def test_copydesk_serve_writes_what_is_left_into_the_editor_form(basic_spec: Path, prefect_server: str) -> None:
+    """build_deployments (what `copydesk serve` registers) reads the allowance from the Prefect
+    server: the editor's description and its `budget` help say what is left."""
+    from copydesk.settings import Settings
+    from copydesk_flows.allowance import PrefectAllowanceStore
+    from copydesk_flows.deployments import build_deployments
+
+    name = f"form-{uuid.uuid4().hex[:8]}"
+    spec_path = shared_spec(basic_spec, name, 7000)
+
+    async def spend() -> None:
+        async with PrefectAllowanceStore() as store:
+            budget = SharedBudget(SharedBudgetSpec(name=name, max_tokens=7000, timezone="Europe/Berlin"), store)
+            await budget.settle(await budget.acquire(1500), 1234)
+
+    asyncio.run(spend())
+    plan = build_deployments(Settings(pipelines_dir=spec_path.parent))
+    editor = plan.deployments[0]
+    assert f"- {name} (basic): 5,766 of 7,000 tokens left today (1,234 spent)" in editor.description
+    assert editor.description.startswith("Write articles on demand")
+    budget_help = editor._parameter_openapi_schema.properties["budget"]["description"]
+    assert budget_help.startswith("Hard cap on the run's total tokens") and f"- {name} (basic): 5,766" in budget_help
