@@ -113,3 +113,16 @@ def test_relevance_generic_words_ignore_terms_and_topic_coverage():
     assert check_relevance("retries and idempotency keys", "Retries", body, "en-US", 1).passed
     off = check_relevance("retries and idempotency keys", "Retries", body, "en-US", 1, min_topic_coverage=0.5)
     assert not off.passed and off.evidence[-1]["where"] == "article"
+
+
+def test_headings_that_repeat_an_earlier_heading():
+    from copydesk.qc.duplicates import check_section_duplicates
+
+    other = CLEAN.replace("Retries", "Timeouts").replace("retries", "waits")
+    sections = [("Listing Cache Query List", CLEAN), ("Why timeouts matter", other),
+                ("Listing Cached Query List", CLEAN_ZH)]
+    result = check_section_duplicates(sections, "en-US", 0.5)
+    assert not result.passed and result.evidence[0]["where"] == "heading"
+    assert result.evidence[0]["section"] == 3 and result.evidence[0]["copies_section"] == 1
+    assert check_section_duplicates([("Retries", CLEAN), ("Retry budgets", other)], "en-US", 0.5).passed
+    assert not check_meta_talk([("Retries", CLEAN + " The last paragraph was added at the user's request.")]).passed

@@ -47,6 +47,7 @@ _CLOSER = re.compile(
       | \bwould\s+you\s+like\s+me\s+to\b | \bhappy\s+to\s+help\b | \bshall\s+I\s+(?:continue|write|expand)
       | \b(?:do\s+not|don't|don’t)\s+hesitate\s+to\s+(?:ask|reach|contact)\b | \bas\s+instructed\b
       | \bnote\s+(?:to|for)\s+(?:the\s+)?(?:editor|requester|reviewer)s?\b
+      | \bthe\s+user(?:'s|’s|s')?\s+(?:request|prompt|instructions?)\b
       | (?:欢迎|请)随时(?:提问|告诉我|联系|反馈) | 需要我.{0,15}吗 | (?:还有|有任何)(?:其他|别的)?问题.{0,6}(?:告诉我|问我|提问)
       | \bas\s+(?:you\s+)?requested\b | \bas\s+you\s+asked\b
       | 希望(?:这|以上|本节|本文|这些|以上内容)?.{0,8}(?:对(?:你|您)有(?:所)?帮助|有所帮助|能帮到)
