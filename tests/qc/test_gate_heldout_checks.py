@@ -118,9 +118,10 @@ def test_relevance_generic_words_ignore_terms_and_topic_coverage():
 def test_headings_that_repeat_an_earlier_heading():
     from copydesk.qc.duplicates import check_section_duplicates
 
-    other = CLEAN.replace("Retries", "Timeouts").replace("retries", "waits")
+    other = ("A timeout says how long a caller is willing to wait. Without one, a hung server holds every "
+             "connection that reaches it, and the pool empties long before anyone notices the outage.")
     sections = [("Listing Cache Query List", CLEAN), ("Why timeouts matter", other),
-                ("Listing Cached Query List", CLEAN_ZH)]
+                ("Listing Cached Query List", "Caches keep answers close to the code that asks for them.")]
     result = check_section_duplicates(sections, "en-US", 0.5)
     assert not result.passed and result.evidence[0]["where"] == "heading"
     assert result.evidence[0]["section"] == 3 and result.evidence[0]["copies_section"] == 1
