@@ -268,3 +268,10 @@ def test_headings_without_a_letter_are_dropped():
     assert parse_outline('{"headings": ["1", "2", "3"]}', min_sections=3, max_sections=6) == []
     assert parse_outline("1. Intro\n2. —\n3. Setup\n4. 2024 plans", min_sections=3, max_sections=6) == [
         "Intro", "Setup", "2024 plans"]
+
+
+def test_a_heading_n_label_is_dropped_from_outline_headings():
+    from copydesk.postprocess import parse_outline
+
+    assert parse_outline("1. Heading 1: Why it matters\n2. Heading 2: How\n3. Heading 3: Next", min_sections=3,
+                         max_sections=6) == ["Why it matters", "How", "Next"]

@@ -25,7 +25,7 @@ _LIST_MARKER = re.compile(
     r"^\s*(?:[-*+•·]|\d{1,3}[.)、:]|[a-zA-Z][.)]|[ivxIVX]{1,4}[.)]|[一二三四五六七八九十]+[、.．]|#{1,6}|第[一二三四五六七八九十\d]+[部章节]分?[:：、]?)\s*"
 )
 _JSON_ITEM_NUMBER = re.compile(r"^\s*\d{1,3}[.)、:]\s+")
-_HEADING_LABEL = re.compile(r"^(?:section|part|chapter|step)\s*\d+\s*[:：.\-–—]\s*", re.IGNORECASE)
+_HEADING_LABEL = re.compile(r"^(?:section|part|chapter|step|heading)\s*\d+\s*[:：.\-–—]\s*", re.IGNORECASE)
 _PREAMBLE = re.compile(
     r"^(?:here(?:'s| is| are)\b|sure\b|certainly\b|outline\b|the outline\b|below\b|以下|下面|大纲)", re.IGNORECASE
 )

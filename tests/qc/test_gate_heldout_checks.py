@@ -127,3 +127,14 @@ def test_headings_that_repeat_an_earlier_heading():
     assert result.evidence[0]["section"] == 3 and result.evidence[0]["copies_section"] == 1
     assert check_section_duplicates([("Retries", CLEAN), ("Retry budgets", other)], "en-US", 0.5).passed
     assert not check_meta_talk([("Retries", CLEAN + " The last paragraph was added at the user's request.")]).passed
+
+
+def test_headings_are_compared_beyond_the_topics_own_words():
+    from copydesk.qc.duplicates import heading_repeats
+
+    heads = ["Best practices for using feature flags", "Feature flags and security best practices"]
+    assert heading_repeats(heads, "en-US", "Using feature flags safely") == []
+    assert heading_repeats(heads + ["Best practice for feature flags"], "en-US", "Using feature flags safely") == [
+        (2, 0)]
+    assert heading_repeats(["Caching database queries", "Caching database queries"], "en-US",
+                           "Caching database queries") == [(1, 0)]

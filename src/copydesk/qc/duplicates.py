@@ -9,7 +9,9 @@ section scores 1.0; sections on one topic that share a phrase or two score under
 Code blocks are left out (set-up code recurs legitimately).
 
 Headings are compared too: a heading whose content terms (stemmed, `copydesk.qc.terms`)
-are those of an earlier heading, or share HEADING_OVERLAP of them (Jaccard, 2+ terms),
+are those of an earlier heading, or share HEADING_OVERLAP of what they add to the topic's
+terms (Jaccard, 2+ terms; "Security best practices for feature flags" does not repeat
+"Best practices for feature flags" in an article on feature flags),
 repeats it ("Listing Cached Query List" after "Listing Cache Query List": a small model's
 outline). Such a finding is on the heading (the outline), not the section's body.
 """
@@ -29,13 +31,18 @@ MIN_SHINGLES = 8
 HEADING_OVERLAP = 0.75
 
 
-def heading_repeats(headings: Sequence[str], language: str) -> list[tuple[int, int]]:
-    """(later, earlier) 0-based pairs of headings that say the same thing."""
+def heading_repeats(headings: Sequence[str], language: str, topic: str = "") -> list[tuple[int, int]]:
+    """(later, earlier) 0-based pairs of headings that say the same thing: the same terms, or
+    HEADING_OVERLAP of what they add to the topic's own terms (every heading may repeat those)."""
     terms = [content_terms(h, language) for h in headings]
+    common = content_terms(topic, language) if topic else set()
     pairs = []
     for j in range(len(headings)):
         for i in range(j):
-            a, b = terms[i], terms[j]
+            a, b = terms[i] - common, terms[j] - common
+            if terms[i] and terms[i] == terms[j]:
+                pairs.append((j, i))
+                break
             if not a or not b:
                 continue
             if a == b or (len(a | b) >= 2 and len(a & b) / len(a | b) >= HEADING_OVERLAP):
@@ -44,7 +51,9 @@ def heading_repeats(headings: Sequence[str], language: str) -> list[tuple[int, i
     return pairs
 
 
-def check_section_duplicates(sections: Sequence[tuple[str, str]], language: str, max_overlap: float) -> CheckResult:
+def check_section_duplicates(
+    sections: Sequence[tuple[str, str]], language: str, max_overlap: float, topic: str = ""
+) -> CheckResult:
     n = shingle_size(language)
     grams = [shingles(tokens(plain_text(body, keep_code=False), language), n) for _, body in sections]
     found = []
@@ -59,7 +68,7 @@ def check_section_duplicates(sections: Sequence[tuple[str, str]], language: str,
                 found.append(finding(j + 1, heading, body, copies_section=i + 1,
                                      copies_heading=sections[i][0], overlap=round(overlap, 3)))
                 break
-    for j, i in heading_repeats([h for h, _ in sections], language):
+    for j, i in heading_repeats([h for h, _ in sections], language, topic):
         found.append(finding(j + 1, sections[j][0], sections[j][0], where="heading", copies_section=i + 1,
                              copies_heading=sections[i][0], overlap=1.0))
     if not found:

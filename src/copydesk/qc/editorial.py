@@ -151,7 +151,7 @@ def run_editorial(draft: Draft, policy: QCSpec, detector: LanguageDetector | Non
     run("language", policy.language.enabled,
         lambda: check_language(sections, language, detector, policy.language.min_chars))
     run("duplication", policy.duplication.enabled,
-        lambda: check_section_duplicates(sections, language, policy.duplication.max_section_overlap))
+        lambda: check_section_duplicates(sections, language, policy.duplication.max_section_overlap, draft.topic))
     run("links", policy.links.enabled, lambda: check_links(sections, policy.links.allow, stripped))
     thin = policy.thin_sections
     run("thin_sections", thin.enabled,
