@@ -3,6 +3,8 @@
     <pipeline>-articles        table     the CSV rows (articles.csv), one per topic
     <pipeline>-run-summary     markdown  tokens against the budget, estimated cost, counts by status
     <pipeline>-<slug>          markdown  one per article: its QC verdict, then its text
+    <pipeline>-batch-<id>      markdown  batch mode: a batch's status and request counts, a new
+                                         version at every change while the run waits on it
 
 Keys are lower-case letters, digits and dashes (Prefect's rule), so the
 Artifacts page groups each key's versions: the latest table of a pipeline, the
@@ -104,6 +106,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "|---|---|",
         f"| tokens against the budget | **{spent:,}** of {limit:,}{share} |",
         f"| prompt / completion tokens | {summary.get('prompt_tokens', 0):,} / {summary.get('completion_tokens', 0):,} |",
+        f"| cached prompt tokens | {summary.get('cached_prompt_tokens', 0):,} |",
+        f"| mode | {summary.get('mode', 'realtime')} |",
         f"| estimated cost | {'unknown (no price for a model)' if cost is None else f'${cost:.4f}'} |",
         f"| articles | {summary.get('articles', 0)} |",
     ]
@@ -115,6 +119,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"| seconds | {summary.get('seconds', 0)} |",
         f"| folder | `{summary.get('run_dir', '')}` |",
     ]
+    batches = summary.get("batches") or {}
+    if batches:
+        lines += ["", "| batch | status | done / total | failed |", "|---|---|---|---|"]
+        for batch_id, state in batches.items():
+            counts = state.get("request_counts") or {}
+            lines.append(f"| `{_cell(str(batch_id))}` | {_cell(str(state.get('status', '')))} | "
+                         f"{counts.get('completed', 0)} / {counts.get('total', 0)} | {counts.get('failed', 0)} |")
     if summary.get("stopped_by_budget"):
         lines += ["", f"**Stopped by the budget:** {summary.get('budget_message') or ''}"]
     if summary.get("fatal_error"):
@@ -240,6 +251,21 @@ async def publish_article_artifact(pipeline: str, row: dict[str, Any], text: str
         ).acreate()
     except Exception as exc:  # artifacts are a view; the run's files are the record
         log.warning("could not create the artifact of %s: %s", slug, exc)
+
+
+async def publish_batch_artifact(pipeline: str, line: str, event: Any) -> None:
+    """A batch's status and request counts (batch mode, copydesk.batch), while the run waits on it."""
+    try:
+        await MarkdownArtifact(
+            key=artifact_key(pipeline, "batch", event.batch_id),
+            markdown=inert_markdown(
+                f"| batch | stages | status | done / total | failed |\n|---|---|---|---|---|\n"
+                f"| `{_cell(event.batch_id)}` | {_cell(event.stages)} | {_cell(event.status)} | "
+                f"{event.completed} / {event.total} | {event.failed} |\n"),
+            description=_description(line),
+        ).acreate()
+    except Exception as exc:  # artifacts are a view; the run's files are the record
+        log.warning("could not create the artifact of batch %s: %s", event.batch_id, exc)
 
 
 async def publish_run_artifacts(run_dir: Path, summary: dict[str, Any], *, articles: bool = True) -> None:

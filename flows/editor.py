@@ -29,7 +29,7 @@ deployment's (copydesk_flows.allowance.refresh_form).
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
@@ -50,6 +50,7 @@ Topic = Annotated[str, Field(min_length=1, max_length=500)]
 #: A served pipeline, by name (the schema's pattern refuses paths; serve adds the enum of names).
 PipelineName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
 FormBudget = Annotated[int | None, Field(ge=1, le=MAX_FORM_BUDGET)]
+FormMode = Literal["realtime", "batch", "auto"] | None
 MAX_TOPICS = 1000
 #: The editor deployment (copydesk serve and prefect.yaml name it alike).
 EDITOR_FORM = "copydesk-editor/editor"
@@ -83,6 +84,7 @@ async def run_named_pipeline(
     budget: int | None = None,
     review_timeout: int = 0,
     run_id: str | None = None,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Run the served pipeline named `pipeline` as the current flow run.
 
@@ -102,6 +104,7 @@ async def run_named_pipeline(
             run_id=run_id or _run_id(spec.name),
             budget=form_budget(budget, spec),
             vars=vars or {},
+            mode=mode,
         )
     except CopydeskError as exc:
         logger.error("%s", exc)
@@ -127,6 +130,7 @@ async def editor(
     budget: FormBudget = None,
     review_timeout: Annotated[int, Field(ge=0, le=MAX_REVIEW_TIMEOUT)] = 0,
     run_id: Annotated[str | None, Field(pattern=f"^{RUN_ID_PATTERN.pattern}$")] = None,
+    mode: FormMode = None,
 ) -> dict:
     """Write one article per topic with a pipeline, check it and export it (Markdown and CSV).
 
@@ -140,10 +144,12 @@ async def editor(
             review (0: do not wait; they stay held for `copydesk review`).
         run_id: Resume an earlier run by its id (finished calls are not paid again); empty
             starts a new run.
+        mode: realtime calls, batch (the OpenAI Batch API: about half the price, articles within
+            24 h), or auto (batch where the server has a Batch API); empty uses the spec's mode.
     """
     try:
         return await run_named_pipeline(
-            pipeline, topics, vars=vars, budget=budget, review_timeout=review_timeout, run_id=run_id
+            pipeline, topics, vars=vars, budget=budget, review_timeout=review_timeout, run_id=run_id, mode=mode
         )
     finally:
         await _refresh_form()
@@ -173,6 +179,7 @@ async def scheduled(
     vars: dict[str, Any] | None = None,
     budget: FormBudget = None,
     review_timeout: Annotated[int, Field(ge=0, le=MAX_REVIEW_TIMEOUT)] = 0,
+    mode: FormMode = None,
 ) -> dict:
     """Run a pipeline on its schedule: the topics and vars of the spec's schedule: block.
 
@@ -183,6 +190,8 @@ async def scheduled(
         budget: Hard cap on the run's total tokens, at most the spec's cap; empty uses the spec's.
         review_timeout: Seconds to wait for an editor's decisions on articles that need review
             (0: do not wait).
+        mode: realtime, batch (the OpenAI Batch API, half the price, within 24 h: the natural
+            choice for an overnight schedule) or auto; empty uses the spec's mode.
     """
     settings = Settings()
     try:
@@ -201,6 +210,7 @@ async def scheduled(
             vars=merged,
             budget=budget,
             review_timeout=review_timeout,
+            mode=mode,
         )
     finally:
         await _refresh_form()

@@ -19,23 +19,33 @@ does it for one `write()` per call (see copydesk.store).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.exceptions import MissingContextError
 from prefect.cache_policies import NO_CACHE
 
-from copydesk import rundir
+from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.orchestration import RunHooks, execute_run
+from copydesk.errors import CopydeskError
+from copydesk.progress import batch_line
+from copydesk.spec import load_spec
 from copydesk.request import RunRequest
 from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
 from copydesk_flows.allowance import allowance_store_for
-from copydesk_flows.artifacts import publish_article_artifact, publish_review_artifacts, publish_run_artifacts
+from copydesk_flows.artifacts import (
+    publish_article_artifact,
+    publish_batch_artifact,
+    publish_review_artifacts,
+    publish_run_artifacts,
+)
 from copydesk_flows.review import review_run
 
 log = logging.getLogger("copydesk.flows")
@@ -133,7 +143,43 @@ async def execute(
     needs review, for at most that many seconds (see copydesk_flows.review).
     """
     hooks = FlowHooks(review_timeout=review_timeout, artifacts=artifacts)
-    return await execute_run(request, hooks, settings=settings)
+    progress = _BatchProgress(request, artifacts)
+    unsubscribe = events.subscribe(progress)
+    try:
+        return await execute_run(request, hooks, settings=settings)
+    finally:
+        unsubscribe()
+        await asyncio.gather(*progress.tasks, return_exceptions=True)
+
+
+class _BatchProgress:
+    """Batch mode: each change of a batch in the flow run's logs and as an artifact, while it runs."""
+
+    def __init__(self, request: RunRequest, artifacts: bool) -> None:
+        try:
+            self.pipeline = load_spec(request.spec_path).name
+        except CopydeskError:  # the run itself reports it
+            self.pipeline = Path(request.spec_path).stem
+        self.artifacts = artifacts
+        self.logger = get_run_logger_or(log)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, event: events.Event) -> None:
+        if not isinstance(event, events.BatchUpdate):
+            return
+        line = batch_line(event)
+        self.logger.info("%s", line)
+        if self.artifacts:
+            task = asyncio.get_running_loop().create_task(publish_batch_artifact(self.pipeline, line, event))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+
+def get_run_logger_or(fallback: logging.Logger) -> Any:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return fallback
 
 
 def _counts(run_dir: Path) -> dict[str, int]:

@@ -152,6 +152,8 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
+                if fake._extra_get(self):
+                    return
                 if self.path.rstrip("/").endswith("/models"):
                     fake._send(self, 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
                 else:
@@ -160,6 +162,8 @@ class FakeOpenAI:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
+                if fake._extra_post(self, raw):
+                    return
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -195,6 +199,14 @@ class FakeOpenAI:
             self._server.server_close()
             self._server = None
 
+    def _extra_get(self, handler: BaseHTTPRequestHandler) -> bool:
+        """A subclass's own GET routes (tests/fake_batch.py); True when it answered."""
+        return False
+
+    def _extra_post(self, handler: BaseHTTPRequestHandler, raw: bytes) -> bool:
+        """A subclass's own POST routes (tests/fake_batch.py); True when it answered."""
+        return False
+
     def inject(self, *faults: Fault | str) -> None:
         with self._lock:
             self.state.faults.extend(f if isinstance(f, Fault) else Fault(f) for f in faults)
@@ -224,6 +236,25 @@ class FakeOpenAI:
                 if self._random.random() < rate:
                     return Fault(kind, retry_after="0")
         return None
+
+    def reply_with_usage(self, body: dict[str, Any]) -> tuple[str, str, int, int]:
+        """The reply to a chat request cut at its max_tokens: text, finish_reason, prompt and
+        completion tokens (a word counts as a token). Under a json `response_format` this server
+        takes, a numbered outline is answered as `{"headings": [...]}`."""
+        text = self.reply(body)
+        form = body.get("response_format")
+        if form is not None and self.response_formats is not None and str(form.get("type", "")).startswith("json"):
+            items = re.findall(r"^\s*\d+[.)]\s*(.+)$", text, re.MULTILINE)
+            if items:
+                text = json.dumps({"headings": items})
+        words = _words(text)
+        max_tokens = int(body.get("max_tokens") or 10_000)
+        finish = "stop"
+        if len(words) > max_tokens:
+            words, finish = words[:max_tokens], "length"
+            text = " ".join(words)
+        prompt_tokens = sum(len(_words(m.get("content", ""))) + 4 for m in body.get("messages", [])) + 3
+        return text, finish, prompt_tokens, len(words)
 
     def _moderate(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         inputs = body.get("input", "")
@@ -308,19 +339,8 @@ class FakeOpenAI:
         if model not in self.models:
             self._send(handler, 404, {"error": {"message": f"The model `{model}` does not exist", "code": "model_not_found"}})
             return
-        text = self.reply(body)
-        if form is not None and self.response_formats is not None and str(form.get("type", "")).startswith("json"):
-            items = re.findall(r"^\s*\d+[.)]\s*(.+)$", text, re.MULTILINE)
-            if items:
-                text = json.dumps({"headings": items})
-        words = _words(text)
+        text, finish, prompt_tokens, completion_tokens = self.reply_with_usage(body)
         max_tokens = int(body.get("max_tokens") or 10_000)
-        finish = "stop"
-        if len(words) > max_tokens:
-            words, finish = words[:max_tokens], "length"
-            text = " ".join(words)
-        prompt_tokens = sum(len(_words(m.get("content", ""))) + 4 for m in body.get("messages", [])) + 3
-        completion_tokens = len(words)
         if self.randomize_usage:
             completion_tokens = self._random.randint(1, max_tokens)
         delay = self.latency + self.per_token_latency * completion_tokens
@@ -338,6 +358,8 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
+        if getattr(self, "cached_share", 0):  # tests/fake_batch.py: prompt caching in usage
+            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": int(prompt_tokens * self.cached_share)}
         if fault is not None and fault.kind == "nousage":
             del payload["usage"]
         if fault is not None and fault.kind == "malformed":

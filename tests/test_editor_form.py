@@ -170,3 +170,18 @@ def test_the_flow_signature_refuses_paths_before_the_body(pipelines):
         with pytest.raises(ParameterTypeError) as info:
             editor.validate_parameters(bad)
         assert "passwd" not in str(info.value) and str(10**30) not in str(info.value)
+
+
+async def test_the_form_chooses_the_mode(pipelines, no_run):
+    """`mode` in the form: realtime, batch (the OpenAI Batch API) or auto; empty keeps the spec's."""
+    from prefect.exceptions import ParameterTypeError
+
+    from copydesk_flows.editor import editor, scheduled
+
+    await editor.fn(pipeline="basic", topics=["a topic"], mode="batch")
+    await editor.fn(pipeline="basic", topics=["a topic"])
+    await scheduled.fn(pipeline="basic", topics=["a topic"], mode="auto")
+    assert [r.mode for r in no_run] == ["batch", None, "auto"]
+    assert editor.validate_parameters({"pipeline": "basic", "topics": ["a"], "mode": "batch"})["mode"] == "batch"
+    with pytest.raises(ParameterTypeError):
+        editor.validate_parameters({"pipeline": "basic", "topics": ["a"], "mode": "cheap"})

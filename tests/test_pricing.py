@@ -31,7 +31,7 @@ def test_default_table_has_the_list_prices() -> None:
         "o4-mini": (1.10, 4.40),
     }
     for model, price in expected.items():
-        assert DEFAULT_PRICES[model] == price, model
+        assert DEFAULT_PRICES[model][:2] == price, model
 
 
 @pytest.mark.parametrize(
@@ -155,3 +155,22 @@ def test_environment_wins_over_the_spec() -> None:
     merged = resolve_prices(spec_pricing, env='{"gpt-4o-mini": {"input": 0.1, "output": 0.2}}')
     assert merged == {"gpt-4o-mini": Price(0.1, 0.2), "house": Price(1.0, 1.0)}
     assert resolve_prices(spec_pricing, env="") == {"gpt-4o-mini": Price(9.0, 9.0), "house": Price(1.0, 1.0)}
+
+
+def test_cached_input_and_batch_prices() -> None:
+    # gpt-4o-mini: 0.15 input, 0.075 cached input, 0.60 output per million
+    assert estimate_cost("gpt-4o-mini", 1_000_000, 0, cached_prompt_tokens=400_000) == pytest.approx(0.6 * 0.15 + 0.4 * 0.075)
+    assert estimate_cost("gpt-4o-mini", 1_000_000, 1_000_000, batch=True) == pytest.approx(0.375)  # half of 0.75
+    assert estimate_cost("gpt-4o-mini", 1_000_000, 0, batch=True, cached_prompt_tokens=1_000_000) == pytest.approx(0.0375)
+    # a model without a cached price charges cached tokens at the input price
+    assert estimate_cost("gpt-3.5-turbo", 1_000, 0, cached_prompt_tokens=1_000) == estimate_cost("gpt-3.5-turbo", 1_000, 0)
+    overrides = resolve_prices({"team": ModelPrice(input=2.0, output=4.0, cached_input=1.0, batch_input=0.5,
+                                                   batch_output=3.0)}, env="")
+    assert estimate_cost("team", 1_000_000, 1_000_000, overrides, batch=True) == pytest.approx(3.5)
+    assert estimate_cost("team", 1_000_000, 0, overrides, cached_prompt_tokens=1_000_000) == pytest.approx(1.0)
+    env = resolve_prices(env='{"team": {"input": 1, "output": 2, "batch_output": 0.1}}')
+    assert estimate_cost("team", 0, 1_000_000, env, batch=True) == pytest.approx(0.1)
+    with pytest.raises(InputError, match="batch_inptu"):
+        load_price_overrides('{"team": {"input": 1, "output": 2, "batch_inptu": 0.1}}')
+    with pytest.raises(ValueError):
+        estimate_cost("gpt-4o-mini", 10, 0, cached_prompt_tokens=11)

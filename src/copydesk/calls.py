@@ -12,8 +12,10 @@ at once: every later call raises the same error without touching the API.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -35,6 +37,17 @@ from copydesk.limiter import AdaptiveLimiter, RateLimiter
 from copydesk.store import CallStore
 
 log = logging.getLogger("copydesk.calls")
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """Where a call comes from: the article (0-based index), the stage and the part (the
+    call store's part number: the section, an outline's attempt, a repair). Batch mode names
+    each request line after it (copydesk.batch); realtime calls do not need it."""
+
+    article: int
+    stage: str
+    part: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,13 @@ class CallGateway:
         #: Set by a 401/403; every later call raises it again.
         self.fatal: ApiError | None = None
 
-    async def complete(self, stage: str, request: ChatRequest, key: str) -> CallResult:
+    @contextlib.contextmanager
+    def article_scope(self, index: int) -> Iterator[None]:
+        """Held while article `index` is in progress (copydesk.orchestration); batch mode
+        submits a stage once every article in progress waits on it."""
+        yield
+
+    async def complete(self, stage: str, request: ChatRequest, key: str, site: CallSite | None = None) -> CallResult:
         if cached := self.store.get(key):
             self.stats.cached += 1
             events.emit(
@@ -209,7 +228,7 @@ class CallGateway:
         self._record(stage, request.model, "ok", seconds)
         if self.metrics is not None and completion.usage is not None:
             self.metrics.record_usage(stage, request.model, completion.usage.prompt_tokens,
-                                      completion.usage.completion_tokens)
+                                      completion.usage.completion_tokens, completion.usage.cached_prompt_tokens)
         if self.metrics is not None:
             self.metrics.set_budget(self.budget.limit, self.budget.remaining)
         events.emit(events.CallFinished(stage, spent, False, self.budget.spent, self.budget.limit))

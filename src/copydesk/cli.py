@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,6 +46,17 @@ VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Override a spec
 
 
 _fail = fail  # the commands' name for copydesk.console.fail
+
+
+class Mode(str, Enum):
+    realtime = "realtime"
+    batch = "batch"
+    auto = "auto"
+
+
+ModeOpt = Annotated[Mode | None, typer.Option(
+    "--mode", help="realtime calls, batch (the OpenAI Batch API: about half the price, within 24 h), or auto "
+    "(batch where the server has a Batch API). Overrides the spec's mode.")]
 
 
 def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
@@ -118,6 +130,7 @@ def plan(
     budget: BudgetOpt = None,
     var: VarOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    mode: ModeOpt = None,
 ) -> None:
     """Worst-case tokens per stage and in total for these topics, against the budget; no API call."""
     from copydesk.plan import make_plan
@@ -125,24 +138,34 @@ def plan(
 
     try:
         spec = load_spec(spec_path)
-        result = make_plan(spec, _topics(topic, topics_file), budget=budget, overrides=_vars(var))
+        chosen = mode.value if mode else spec.mode
+        result = make_plan(spec, _topics(topic, topics_file), budget=budget, overrides=_vars(var),
+                           mode="batch" if chosen == "batch" else "realtime")
     except CopydeskError as exc:
         raise _fail(exc) from None
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    table = Table(title=f"plan: {safe(spec.name)}, {result.topics} topic(s)")
-    for column in ("stage", "model", "calls", "max prompt", "max completion", "worst case", "est. USD"):
-        table.add_column(column, justify="left" if column in ("stage", "model") else "right")
+    batch = result.mode == "batch"
+    table = Table(title=f"plan: {safe(spec.name)}, {result.topics} topic(s)" + (", batch mode" if batch else ""))
+    columns = ["stage", "model", "calls", "max prompt", "max completion", "worst case",
+               "est. USD (batch prices)" if batch else "est. USD"] + (["batch vs budget"] if batch else [])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("stage", "model", "batch vs budget") else "right")
     for stage in result.stages.values():
         table.add_row(safe(stage.stage), safe(stage.model), str(stage.calls), f"{stage.max_prompt_tokens:,}",
                       f"{stage.max_completion_tokens:,}", f"{stage.worst_case_tokens:,}",
-                      "?" if stage.est_cost_usd is None else f"{stage.est_cost_usd:.4f}")
+                      "?" if stage.est_cost_usd is None else f"{stage.est_cost_usd:.4f}",
+                      *([stage.batch or ""] if batch else []))
     table.add_row("total", "", "", "", "", f"{result.worst_case_total_tokens:,}",
-                  "?" if result.est_cost_usd is None else f"{result.est_cost_usd:.4f}")
+                  "?" if result.est_cost_usd is None else f"{result.est_cost_usd:.4f}", *([""] if batch else []))
     out.print(table)
     verdict = "fits within" if result.fits else "[yellow]exceeds[/]: the run would stop at"
     out.print(f"worst case {result.worst_case_total_tokens:,} tokens {verdict} the budget of {result.budget:,}")
+    if batch:
+        out.print("batch mode: each stage's batch is reserved whole before it is submitted: "
+                  + ", ".join(f"{safe(s.stage)} {s.batch}" for s in result.stages.values())
+                  + " (split: submitted in parts as the budget frees; refused: nothing would be sent)")
 
 
 @app.command()
@@ -156,6 +179,7 @@ def run(
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name the run; the same id resumes it.")] = None,
     var: VarOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and copydesk's logs.")] = False,
+    mode: ModeOpt = None,
 ) -> None:
     """Run the pipeline as a Prefect flow and export Markdown and CSV."""
     from copydesk.progress import LiveProgress, summary_table
@@ -174,6 +198,7 @@ def run(
             budget=budget,
             concurrency=concurrency,
             vars=_vars(var),
+            mode=mode.value if mode else None,
         )
         prepared = PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts
         _require_shared_server(prepared.spec.budget.shared)

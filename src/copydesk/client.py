@@ -109,12 +109,15 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    #: `usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the API's prompt cache.
+    cached_prompt_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
+            self.cached_prompt_tokens + other.cached_prompt_tokens,
         )
 
 
@@ -469,7 +472,13 @@ def _parse_usage(raw: Any) -> Usage | None:
         return None
     if min(prompt, completion, total) < 0:
         return None
-    return Usage(prompt, completion, max(total, prompt + completion))
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    try:
+        cached = min(max(int(cached or 0), 0), prompt)
+    except (TypeError, ValueError):
+        cached = 0
+    return Usage(prompt, completion, max(total, prompt + completion), cached)
 
 
 def _error_detail(response: httpx.Response, redact: Callable[[str], str]) -> str:

@@ -40,7 +40,19 @@ class SectionsPlanned:
     count: int
 
 
-Event = RunStarted | CallFinished | ArticleFinished | SectionsPlanned
+@dataclass(frozen=True)
+class BatchUpdate:
+    """A batch of batch mode (copydesk.batch) changed: its id, stages, status and request counts."""
+
+    batch_id: str
+    stages: str
+    status: str
+    total: int
+    completed: int
+    failed: int
+
+
+Event = RunStarted | CallFinished | ArticleFinished | SectionsPlanned | BatchUpdate
 Listener = Callable[[Event], None]
 
 _listeners: list[Listener] = []

@@ -100,6 +100,7 @@ class RunExporter:
             "est_cost_usd": None if est_cost_usd is None else round(est_cost_usd, 6),
             "fallback_from": article.fallback_from or "",
             "cached_calls": article.cached_calls,
+            "cached_prompt_tokens": usage.cached_prompt_tokens,
         }
 
     def write_csv(self, rows: Iterable[dict[str, Any]], *, bom: bool = True) -> Path:

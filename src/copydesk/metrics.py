@@ -3,6 +3,7 @@
 Metric                                          type       labels
 copydesk_prompt_tokens_total                    counter    stage, model, pipeline
 copydesk_completion_tokens_total                counter    stage, model, pipeline
+copydesk_cached_prompt_tokens_total             counter    stage, model, pipeline
 copydesk_estimated_cost_usd_total               counter    stage, model, pipeline
 copydesk_llm_requests_total                     counter    stage, model, pipeline, outcome
 copydesk_llm_request_duration_seconds           histogram  stage, model, pipeline, outcome
@@ -125,6 +126,12 @@ class _Families:
             _CALL,
             registry=r,
         )
+        self.cached_prompt_tokens = Counter(
+            "copydesk_cached_prompt_tokens",
+            "Prompt tokens served from the API's prompt cache (usage.prompt_tokens_details.cached_tokens).",
+            _CALL,
+            registry=r,
+        )
         self.cost = Counter(
             "copydesk_estimated_cost_usd",
             "Estimated USD cost from copydesk's price table; models without a price are not counted.",
@@ -209,6 +216,8 @@ class RunMetrics:
         self.pipeline = pipeline
         self.registry = registry if registry is not None else CollectorRegistry()
         self.prices = dict(prices or {})
+        #: Batch mode (copydesk.batch): costs at the models' batch prices.
+        self.batch = False
         self._m = _families_of(self.registry)
         self._flushed: dict[Path, dict[tuple[str, str, tuple[tuple[str, str], ...]], float]] = {}
         self._flush_lock = threading.Lock()
@@ -224,19 +233,24 @@ class RunMetrics:
         labels = self._call_labels(stage, model)
         self._m.prompt_tokens.labels(**labels)
         self._m.completion_tokens.labels(**labels)
+        self._m.cached_prompt_tokens.labels(**labels)
         if estimate_cost(model, 0, 0, self.prices) is not None:
             self._m.cost.labels(**labels)
         for outcome in OUTCOMES:
             self._m.requests.labels(**labels, outcome=outcome)
 
-    def record_usage(self, stage: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+    def record_usage(self, stage: str, model: str, prompt_tokens: int, completion_tokens: int,
+                     cached_prompt_tokens: int = 0) -> None:
         """Add one response's `usage` (integers, as the API reported them)."""
         labels = self._call_labels(stage, model)
         _check_count("prompt_tokens", prompt_tokens)
         _check_count("completion_tokens", completion_tokens)
+        _check_count("cached_prompt_tokens", cached_prompt_tokens)
         self._m.prompt_tokens.labels(**labels).inc(prompt_tokens)
         self._m.completion_tokens.labels(**labels).inc(completion_tokens)
-        cost = estimate_cost(model, prompt_tokens, completion_tokens, self.prices)
+        self._m.cached_prompt_tokens.labels(**labels).inc(cached_prompt_tokens)
+        cost = estimate_cost(model, prompt_tokens, completion_tokens, self.prices,
+                             cached_prompt_tokens=min(cached_prompt_tokens, prompt_tokens), batch=self.batch)
         if cost is not None:
             self._m.cost.labels(**labels).inc(cost)
 

@@ -81,7 +81,9 @@ async def execute_run(
         async with hooks.allowance_store(run) as store, \
                 run.open_resources(transport=transport, allowance_store=store) as resources:
             run.start(resources)
-            limit = articles_in_flight or ARTICLES_PER_CALL_SLOT * resources.concurrency
+            # batch mode: every article at once, so that each stage is one batch (copydesk.batch)
+            in_flight = len(run.articles) if resources.mode == "batch" else ARTICLES_PER_CALL_SLOT * resources.concurrency
+            limit = articles_in_flight or in_flight
             await process_articles(run, hooks, limit)
             if resources.shared is not None:
                 await resources.shared.observe()  # the allowance as the run ends, for the summary
@@ -103,7 +105,8 @@ async def process_articles(run: PipelineRun, hooks: RunHooks[R], limit: int) -> 
 
     async def worker() -> None:
         for article in pending:
-            await hooks.article(run, article)
+            with run.resources.gateway.article_scope(article.index):
+                await hooks.article(run, article)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(limit, len(run.articles)))]
     try:

@@ -11,6 +11,12 @@ get `max_sections` sections and to need its outline asked for twice
 times with the longest re-ask note (`copydesk.qc.repair.MAX_NOTE_CHARS`). The result is therefore an upper bound of what a
 run without retries can spend; retried attempts that the API may have billed
 (timeouts) are still capped by the budget.
+
+With `mode="batch"` costs are at the models' batch prices (copydesk.pricing), and each
+stage says how its batch meets the budget: a batch is reserved whole before it is
+submitted, so `fits` (every earlier stage's worst case and this one's fit),
+`split` (it is submitted in parts as settled usage frees room) or `refused` (not even
+one of its requests fits: nothing would be sent).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class StagePlan:
     max_completion_tokens: int
     worst_case_tokens: int
     est_cost_usd: float | None = None
+    #: batch mode: "fits", "split" or "refused" (see the module docstring); None in realtime.
+    batch: str | None = None
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Plan:
     fits: bool
     stages: dict[str, StagePlan] = field(default_factory=dict)
     est_cost_usd: float | None = None
+    mode: str = "realtime"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stages": {k: asdict(v) for k, v in self.stages.items()}}
@@ -64,6 +73,7 @@ def make_plan(
     budget: int | None = None,
     overrides: dict[str, Any] | None = None,
     model_override: str | None = None,
+    mode: str = "realtime",
 ) -> Plan:
     topics = clean_topics(topics)
     prompts = PromptLibrary(spec)
@@ -72,9 +82,10 @@ def make_plan(
     n_sections = outline_spec.max_sections
     title = "x" * (MAX_TITLE_CHARS * _WIDE)
     headings = [f"{i}" + "x" * (MAX_HEADING_CHARS * _WIDE - 1) for i in range(n_sections)]
-    price_overrides = resolve_prices({m: (p.input, p.output) for m, p in spec.pricing.items()})
+    price_overrides = resolve_prices(dict(spec.pricing))
 
     totals = {name: [0, 0, 0] for name in ("title", "outline", "expansion")}  # calls, prompt, completion
+    largest = dict.fromkeys(totals, 0)  # the largest single call per stage
     for topic in topics:
         base = prompts.context(truncate(topic, MAX_TOPIC_CHARS), overrides)
         contexts = {
@@ -98,6 +109,7 @@ def make_plan(
                              ] * repairs
                 for ask in asks:
                     bound = call_token_bound(ask, max_tokens)
+                    largest[stage] = max(largest[stage], bound)
                     totals[stage][0] += 1
                     totals[stage][1] += bound - max_tokens
                     totals[stage][2] += max_tokens
@@ -105,12 +117,20 @@ def make_plan(
     limit = budget or spec.budget.max_total_tokens
     stages: dict[str, StagePlan] = {}
     cost_total: float | None = 0.0
+    batch = mode == "batch"
+    before = 0  # the worst case of the earlier stages
     for stage, (calls, prompt_tokens, completion_tokens) in totals.items():
         model = model_override or spec.model_for(stage)
-        cost = estimate_cost(model, prompt_tokens, completion_tokens, price_overrides)
+        cost = estimate_cost(model, prompt_tokens, completion_tokens, price_overrides, batch=batch)
         cost_total = None if cost is None or cost_total is None else cost_total + cost
+        worst_stage = prompt_tokens + completion_tokens
+        verdict = None
+        if batch:
+            verdict = ("fits" if before + worst_stage <= limit else "split" if before + largest[stage] <= limit
+                       else "refused")
+        before += worst_stage
         stages[stage] = StagePlan(stage, model, calls, prompt_tokens, completion_tokens,
-                                  prompt_tokens + completion_tokens, None if cost is None else round(cost, 6))
+                                  worst_stage, None if cost is None else round(cost, 6), verdict)
     worst = sum(s.worst_case_tokens for s in stages.values())
     return Plan(
         pipeline=spec.name,
@@ -120,4 +140,5 @@ def make_plan(
         fits=worst <= limit,
         stages=stages,
         est_cost_usd=None if cost_total is None else round(cost_total, 6),
+        mode="batch" if batch else "realtime",
     )

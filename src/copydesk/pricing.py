@@ -1,9 +1,16 @@
 """What a run costs: a price table per model and an estimate from token counts.
 
 Prices are USD per **million** tokens, one price for prompt (input) tokens and one
-for completion (output) tokens::
+for completion (output) tokens, and optionally one for prompt tokens served from the
+API's prompt cache (`cached_input`, `usage.prompt_tokens_details.cached_tokens`)::
 
-    cost = (prompt_tokens * input + completion_tokens * output) / 1_000_000
+    cost = ((prompt_tokens - cached) * input + cached * cached_input
+            + completion_tokens * output) / 1_000_000
+
+A model without a `cached_input` price is charged `input` for cached tokens too (never
+an under-estimate). Batch mode (the OpenAI Batch API, copydesk.batch) has prices of its
+own: `batch_input` and `batch_output`, half of `input` and `output` when not given, and
+cached input at half of `cached_input` (at most `batch_input`).
 
 `estimate_cost` never guesses: a model it has no price for gives `None` (shown as
 "unknown" by the CLI and left empty in the CSV), never a price borrowed from a
@@ -19,7 +26,8 @@ Where prices come from, the later winning:
    `{"model": {"input": 0.15, "output": 0.6}}`, or the path of a file holding one.
 
 `resolve_prices(spec.pricing)` merges 2 and 3 into the `overrides` that
-`estimate_cost` takes.
+`estimate_cost` takes. Each source may give `cached_input`, `batch_input` and
+`batch_output` next to `input` and `output`.
 """
 
 from __future__ import annotations
@@ -43,21 +51,41 @@ class Price(NamedTuple):
 
     input: float
     output: float
+    #: Prompt tokens served from the prompt cache; None: charged as `input`.
+    cached_input: float | None = None
+    #: Batch API prices; None: half of `input` / `output`.
+    batch_input: float | None = None
+    batch_output: float | None = None
+
+    def rates(self, *, batch: bool = False) -> tuple[float, float, float]:
+        """(input, cached input, output) per million tokens, at batch prices when `batch`."""
+        cached = self.cached_input if self.cached_input is not None else self.input
+        if not batch:
+            return self.input, min(cached, self.input), self.output
+        batch_input = self.batch_input if self.batch_input is not None else self.input * BATCH_SHARE
+        batch_output = self.batch_output if self.batch_output is not None else self.output * BATCH_SHARE
+        return batch_input, min(cached * BATCH_SHARE, batch_input), batch_output
+
+
+#: What batch prices are when not given: this share of the realtime price.
+BATCH_SHARE = 0.5
+_OPTIONAL = ("cached_input", "batch_input", "batch_output")
 
 
 # List prices of OpenAI's standard tier as of writing (2025); they change. Check
 # https://openai.com/api/pricing and override them in the spec (`pricing:`) or in
 # COPYDESK_PRICES rather than trusting these numbers for billing.
+# The third number is the cached-input price; batch prices are half of the first two.
 DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "gpt-4o": Price(2.50, 10.00),
+    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+    "gpt-4o": Price(2.50, 10.00, 1.25),
     # The first gpt-4o snapshot kept its launch price; it must not fall back to "gpt-4o".
     "gpt-4o-2024-05-13": Price(5.00, 15.00),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
+    "gpt-4.1": Price(2.00, 8.00, 0.50),
+    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
     "gpt-3.5-turbo": Price(0.50, 1.50),
-    "o4-mini": Price(1.10, 4.40),
+    "o4-mini": Price(1.10, 4.40, 0.275),
     # Local models cost nothing per token. This is the name the embedded llama.cpp
     # server answers to by default (settings.llama_model_alias); a self-hosted model
     # under another name needs an override with input 0 and output 0.
@@ -95,21 +123,31 @@ def estimate_cost(
     prompt_tokens: int,
     completion_tokens: int,
     overrides: Mapping[str, PriceLike] | None = None,
+    *,
+    cached_prompt_tokens: int = 0,
+    batch: bool = False,
 ) -> float | None:
     """Estimated USD cost of these tokens on `model`; None when the model has no price.
+    `cached_prompt_tokens` (part of `prompt_tokens`) are priced at the cached-input rate;
+    `batch` prices everything at the model's batch prices.
 
     The arithmetic is done in decimal so that adding up many calls gives the same
     number as costing their summed tokens, up to the final conversion to float.
     """
-    for name, value in (("prompt_tokens", prompt_tokens), ("completion_tokens", completion_tokens)):
+    for name, value in (("prompt_tokens", prompt_tokens), ("completion_tokens", completion_tokens),
+                        ("cached_prompt_tokens", cached_prompt_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if cached_prompt_tokens > prompt_tokens:
+        raise ValueError(f"cached_prompt_tokens ({cached_prompt_tokens}) exceeds prompt_tokens ({prompt_tokens})")
     price = price_for(model, overrides)
     if price is None:
         return None
+    rate_in, rate_cached, rate_out = (Decimal(repr(r)) for r in price.rates(batch=batch))
     cost = (
-        Decimal(prompt_tokens) * Decimal(repr(price.input))
-        + Decimal(completion_tokens) * Decimal(repr(price.output))
+        Decimal(prompt_tokens - cached_prompt_tokens) * rate_in
+        + Decimal(cached_prompt_tokens) * rate_cached
+        + Decimal(completion_tokens) * rate_out
     ) / Decimal(1_000_000)
     return float(cost)
 
@@ -118,26 +156,29 @@ def as_price(value: PriceLike, *, where: str = "price") -> Price:
     """Accept a `Price`, an `(input, output)` pair, a `{"input", "output"}` mapping or an
     object with `.input` and `.output` (such as `spec.ModelPrice`)."""
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {"input", "output"})
+        unknown = sorted(set(value) - {"input", "output", *_OPTIONAL})
         missing = sorted({"input", "output"} - set(value))
         if unknown or missing:
             problems = [f"unknown key {k!r}" for k in unknown] + [f"missing {k!r}" for k in missing]
-            raise InputError(f"{where}: {', '.join(problems)} (expected {{\"input\": x, \"output\": y}})")
-        pair = (value["input"], value["output"])
-    elif isinstance(value, tuple | list) and len(value) == 2:
-        pair = (value[0], value[1])
+            raise InputError(f"{where}: {', '.join(problems)} (expected {{\"input\": x, \"output\": y}}, "
+                             f"optionally {', '.join(_OPTIONAL)})")
+        values = {k: value[k] for k in ("input", "output", *_OPTIONAL) if k in value}
+    elif isinstance(value, tuple | list) and 2 <= len(value) <= 5:
+        values = dict(zip(("input", "output", *_OPTIONAL), value))
     elif hasattr(value, "input") and hasattr(value, "output"):
-        pair = (value.input, value.output)
+        values = {k: getattr(value, k, None) for k in ("input", "output", *_OPTIONAL)}
     else:
         raise InputError(f"{where}: expected {{\"input\": x, \"output\": y}}, got {value!r}")
-    checked = []
-    for label, number in zip(("input", "output"), pair, strict=True):
+    checked: dict[str, float | None] = {}
+    for label, number in values.items():
+        if number is None and label in _OPTIONAL:
+            continue
         if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
             raise InputError(f"{where}: {label} must be a number of USD per million tokens, got {number!r}")
         if number < 0:
             raise InputError(f"{where}: {label} must not be negative, got {number!r}")
-        checked.append(float(number))
-    return Price(*checked)
+        checked[label] = float(number)
+    return Price(**checked)  # type: ignore[arg-type]
 
 
 def load_price_overrides(path_or_json: str | os.PathLike[str] | None = None) -> dict[str, Price]:

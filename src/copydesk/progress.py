@@ -60,6 +60,16 @@ class LiveProgress:
             )
         elif isinstance(event, events.ArticleFinished) and self._articles is not None:
             self.progress.update(self._articles, advance=1)
+        elif isinstance(event, events.BatchUpdate):
+            self.console.print(batch_line(event), highlight=False)
+
+
+def batch_line(event: events.BatchUpdate) -> str:
+    """One line per change of a batch (batch mode): its id, stages, status and request counts."""
+    if event.status == "cancelling":
+        return f"batch {safe(event.batch_id)}: cancelled (the run stopped)"
+    return (f"batch {safe(event.batch_id)} ({safe(event.stages)}): {safe(event.status)}, "
+            f"{event.completed}/{event.total} done, {event.failed} failed")
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -72,6 +82,11 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("prompt tokens", f"{summary['prompt_tokens']:,}")
     table.add_row("completion tokens", f"{summary['completion_tokens']:,}")
     table.add_row("total tokens", f"{summary['total_tokens']:,}")
+    cached = summary.get("cached_prompt_tokens") or 0
+    prompt = summary.get("prompt_tokens") or 0
+    table.add_row("cached prompt tokens", f"{cached:,}" + (f" ({cached / prompt:.0%})" if prompt else ""))
+    if summary.get("mode") == "batch":
+        table.add_row("batches", str(len(summary.get("batches") or {})))
     table.add_row("budget spent", f"{summary['budget_spent']:,} / {summary['budget_limit']:,}")
     cost = summary.get("est_cost_usd")
     table.add_row("est. cost (USD)", "unknown model price" if cost is None else f"{cost:.4f}")

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +34,9 @@ class RunRequest(BaseModel):
     budget: int | None = Field(None, ge=1, description="Overrides budget.max_total_tokens.")
     concurrency: int | None = Field(None, ge=1, le=1024, description="Overrides concurrency.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Overrides of the spec's vars.")
+    mode: Literal["realtime", "batch", "auto"] | None = Field(
+        None, description="Overrides the spec's mode: realtime calls, the OpenAI Batch API, or auto."
+    )
 
 
 def _too_many(where: str) -> TopicError:

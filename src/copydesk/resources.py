@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from copydesk.allowance import SERVER_NEEDED, AllowanceStore, SharedBudget
+from copydesk.batch import BatchGateway, choose_mode
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
 from copydesk.client import ApiEndpoint, ChatClient
@@ -65,6 +66,8 @@ class RunResources:
     gate: QualityGate
     #: The shared allowance (budget.shared) this run also spends from, if any.
     shared: SharedBudget | None = None
+    #: How the calls go: "realtime", or "batch" through the Batch API (copydesk.batch).
+    mode: str = "realtime"
 
 
 @asynccontextmanager
@@ -81,6 +84,7 @@ async def open_resources(
     prices: dict[str, Price],
     transport: httpx.AsyncBaseTransport | None = None,
     allowance_store: AllowanceStore | None = None,
+    mode: str = "realtime",
 ) -> AsyncIterator[RunResources]:
     """Build the run's resources (see the module docstring); close them on the way out."""
     if spec.budget.shared is not None and allowance_store is None:  # before anything starts
@@ -111,9 +115,12 @@ async def open_resources(
             transport=transport,
         )
         stack.push_async_callback(client.aclose)
+        mode = await choose_mode(mode, client, endpoint, local_model=local_model)
+        metrics.batch = mode == "batch"
         store = CallStore(run_dir / CallStore.FILENAME)
         stack.callback(store.close)
-        gateway = CallGateway(
+        batch = {"run_id": run_id, "poll_seconds": settings.batch_poll_seconds} if mode == "batch" else {}
+        gateway = (BatchGateway if batch else CallGateway)(
             client,
             budget,
             AdaptiveLimiter(concurrency),
@@ -127,7 +134,10 @@ async def open_resources(
             fallback_model=spec.fallback_model,
             metrics=metrics,
             shared=shared,
+            **batch,
         )
+        if isinstance(gateway, BatchGateway):
+            stack.push_async_callback(gateway.aclose)  # before the client closes: cancels a batch in flight
         writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model)
         gate = await _quality_gate(spec, settings, stack, run_dir)
         # Heavy, CPU-bound loading (the local classifier, pandas) runs while the first
@@ -135,7 +145,7 @@ async def open_resources(
         # last, so it is awaited before anything it might use is closed.
         warm_up = asyncio.get_running_loop().run_in_executor(None, _warm, gate)
         stack.push_async_callback(_await, warm_up)
-        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate, shared)
+        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate, shared, mode)
 
 
 async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metrics: RunMetrics,

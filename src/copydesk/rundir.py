@@ -228,6 +228,7 @@ CSV_COLUMNS = [
     "est_cost_usd",
     "fallback_from",
     "cached_calls",
+    "cached_prompt_tokens",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 _BOM = b"\xef\xbb\xbf"

@@ -26,7 +26,7 @@ from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.allowance import AllowanceStore
 from copydesk.budget import TokenBudget
-from copydesk.errors import ApiError, BudgetExhausted, CopydeskError
+from copydesk.errors import ApiError, BudgetExhausted, CopydeskError, InputError
 from copydesk.metrics import RUN_TEXTFILE
 from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
@@ -69,6 +69,11 @@ class RunSummary:
     fallbacks: dict[str, str] = field(default_factory=dict)
     #: The shared allowance at the end of the run (name, limit, used, period_end), if any.
     shared_budget: dict[str, Any] | None = None
+    #: realtime, or batch (the OpenAI Batch API); with the batches and their last state.
+    mode: str = "realtime"
+    batches: dict[str, Any] = field(default_factory=dict)
+    #: Prompt tokens the API served from its prompt cache (usage.prompt_tokens_details.cached_tokens).
+    cached_prompt_tokens: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -95,10 +100,18 @@ class PipelineRun:
         # may this run use its folder? (checked before anything in it is touched)
         self.manifest = rundir.prepare_folder(self.run_dir, rundir.RunManifest.for_spec(spec, self.prompts.directory,
                                                                                          self.topics))
+        #: The mode asked for (realtime | batch | auto); `start()` sets the one the run uses.
+        self.mode = request.mode or spec.mode
+        if self.mode == "batch" and not settings.api_configured:  # before the embedded model starts
+            raise InputError(
+                "mode: batch needs the OpenAI Batch API (/v1/files, /v1/batches), but no API is configured and "
+                "the embedded local model (llama.cpp) has none; set OPENAI_API_KEY (and OPENAI_BASE_URL), or use "
+                "mode: realtime, or mode: auto to fall back to realtime calls"
+            )
         limit = request.budget or spec.budget.max_total_tokens
         self.budget = TokenBudget(limit, warn_at=spec.budget.warn_at)
         self.concurrency = request.concurrency or spec.concurrency
-        self.prices = resolve_prices({m: (p.input, p.output) for m, p in spec.pricing.items()})
+        self.prices = resolve_prices(dict(spec.pricing))
         occurrences: Counter[str] = Counter()
         self.articles: list[Article] = []
         for index, topic in enumerate(self.topics):
@@ -135,6 +148,7 @@ class PipelineRun:
             prices=self.prices,
             transport=transport,
             allowance_store=allowance_store,
+            mode=self.mode,
         )
 
     def claim_folder(self) -> None:
@@ -146,6 +160,7 @@ class PipelineRun:
         """Take the open resources and announce the run (progress display, log)."""
         self._resources = resources
         self.concurrency = resources.concurrency
+        self.mode = resources.mode
         events.emit(events.RunStarted(self.run_id, len(self.articles), self.budget.limit))
         log.info("run %s: %d topic(s), budget %d tokens, folder %s", self.run_id, len(self.articles),
                  self.budget.limit, self.run_dir)
@@ -313,6 +328,9 @@ class PipelineRun:
             fatal_exit_code=fatal.exit_code if isinstance(fatal, ApiError) else None,
             fallbacks=dict(stats.fallbacks),
             shared_budget=_shared_summary(resources),
+            mode=self.mode,
+            batches=dict(getattr(resources.gateway, "batches", {})),
+            cached_prompt_tokens=sum(u.cached_prompt_tokens for u in usage_total),
         )
         exporter.write_json(rundir.SUMMARY_NAME, summary.to_dict())
         metrics.set_budget(self.budget.limit, self.budget.remaining)
@@ -326,7 +344,8 @@ class PipelineRun:
         """USD for the article's calls, or None when a model's price is unknown."""
         cost = 0.0
         for (_, model), usage in article.usage_by_call.items():
-            part = estimate_cost(model, usage.prompt_tokens, usage.completion_tokens, self.prices)
+            part = estimate_cost(model, usage.prompt_tokens, usage.completion_tokens, self.prices,
+                                 cached_prompt_tokens=usage.cached_prompt_tokens, batch=self.mode == "batch")
             if part is None:
                 return None
             cost += part

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(8, ge=1, le=20, description="Attempts per call, the first included.")
     backoff_initial: float = Field(1.0, ge=0, description="First retry delay in seconds (doubles each time).")
     backoff_max: float = Field(60.0, ge=0, description="Longest delay between two attempts, in seconds.")
+    batch_poll_seconds: float | None = Field(
+        None, gt=0, description="Batch mode: seconds between two polls of a batch; unset backs off from 5 s to 60 s."
+    )
 
     # --- where things live ---------------------------------------------------
     output_dir: Path = Field(Path("outputs"), description="Where runs export their folders.")

@@ -487,6 +487,10 @@ class ScheduleSpec(_Model):
 class ModelPrice(_Model):
     input: float = Field(ge=0, description="USD per million prompt tokens.")
     output: float = Field(ge=0, description="USD per million completion tokens.")
+    cached_input: float | None = Field(None, ge=0, description="USD per million prompt tokens served from the "
+                                       "prompt cache; unset: input.")
+    batch_input: float | None = Field(None, ge=0, description="Batch API: USD per million prompt tokens; unset: half of input.")
+    batch_output: float | None = Field(None, ge=0, description="Batch API: USD per million completion tokens; unset: half of output.")
 
 
 class PipelineSpec(_Model):
@@ -508,6 +512,11 @@ class PipelineSpec(_Model):
     export: ExportSpec = Field(default_factory=ExportSpec)
     schedule: ScheduleSpec | None = None
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    mode: Literal["realtime", "batch", "auto"] = Field(
+        "realtime",
+        description="realtime calls; batch: the OpenAI Batch API (about half the price, within 24 h); "
+        "auto: batch where the server has a Batch API, realtime elsewhere.",
+    )
 
     #: Where the spec was read from; set by `load_spec`, not by the YAML.
     source: Path | None = Field(None, exclude=True)

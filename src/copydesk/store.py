@@ -9,6 +9,11 @@ The key is a SHA-256 of the article's identity (topic and its occurrence in the
 batch), the stage, the section and the exact request (model, messages, sampling
 values); the API key is never part of it, nor of anything stored.
 
+Batch mode (copydesk.batch) records its batches here too, as lines `{"batch": {...}}`
+merged by their `ref`: the uploaded file's id and which call key each line carries,
+then the batch's id the moment it exists, then `done` once its results are stored.
+A re-run re-attaches to every batch that is not done instead of submitting it again.
+
 Why not Prefect's task cache: one record per call is what resume needs, and
 Prefect's result persistence costs a task run (2.5-15 ms each, measured in
 bench/) and a result file per call; this costs one `write()`.
@@ -21,6 +26,7 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from copydesk.client import ChatRequest, Completion, Usage
 from copydesk.rundir import CALLS_NAME
@@ -44,6 +50,8 @@ class CallStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._records: dict[str, Completion] = {}
+        #: Batch records (copydesk.batch) by their ref, in the order they were first written.
+        self.batches: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._file = None
         if path is not None:
@@ -70,6 +78,9 @@ class CallStore:
                 complete = raw.endswith(b"\n")
                 try:
                     row = json.loads(raw.decode("utf-8"))
+                    if isinstance(row.get("batch"), dict) and isinstance(row["batch"].get("ref"), str):
+                        self.batches.setdefault(row["batch"]["ref"], {}).update(row["batch"])
+                        continue
                     usage = Usage(*row["usage"]) if row.get("usage") else None
                     self._records[row["key"]] = Completion(
                         text=row["text"], finish_reason=row.get("finish_reason"), usage=usage, model=row["model"]
@@ -93,10 +104,20 @@ class CallStore:
                 "key": key,
                 "model": completion.model,
                 "finish_reason": completion.finish_reason,
-                "usage": [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens] if usage else None,
+                "usage": [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
+                          usage.cached_prompt_tokens] if usage else None,
                 "text": completion.text,
             }
             self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._file.flush()
+
+    def put_batch(self, record: dict[str, Any]) -> None:
+        """Record (or update, by its `ref`) a batch: written and flushed before this returns."""
+        with self._lock:
+            self.batches.setdefault(record["ref"], {}).update(record)
+            if self._file is None:
+                return
+            self._file.write(json.dumps({"batch": record}, ensure_ascii=False) + "\n")
             self._file.flush()
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from copydesk import events
 from copydesk.article import Article, Section
-from copydesk.calls import CallGateway
+from copydesk.calls import CallGateway, CallSite
 from copydesk.client import ChatRequest
 from copydesk.errors import ApiError, BadRequestError, BudgetExhausted, CopydeskError
 from copydesk.postprocess import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
@@ -228,7 +228,8 @@ class ArticleWriter:
             messages=tuple(messages),
             params={**stage_spec.sampling_params(), **({"response_format": response_format} if response_format else {})},
         )
-        result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request))
+        result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request),
+                                             site=CallSite(article.index, stage, part))
         article.calls += 1
         article.cached_calls += int(result.cached)
         sent_model = self.gateway.fallback_model if result.fallback_from else request.model
