@@ -104,6 +104,8 @@ class FakeOpenAI:
         flag_words: tuple[str, ...] = ("kill you", "idiot"),
         moderation_endpoint: bool = True,
         seed: int = 7,
+        response_formats: tuple[str, ...] | None = None,
+        refusal_status: int = 400,
     ) -> None:
         self.reply = reply
         self.latency = latency
@@ -113,6 +115,12 @@ class FakeOpenAI:
         self.models = models
         self.flag_words = flag_words
         self.moderation_endpoint = moderation_endpoint
+        #: `response_format` types this server takes (None: it ignores the field, as many do); one it
+        #: does not take is refused with HTTP 400; a json one it takes turns a numbered outline into
+        #: `{"headings": [...]}`.
+        self.response_formats = response_formats
+        #: 400 (OpenAI's way), or 500 with a pydantic validation error (llama-cpp-python 0.3's way).
+        self.refusal_status = refusal_status
         self.moderation_requests: list[dict[str, Any]] = []
         self.state = FakeState()
         self._lock = threading.Lock()
@@ -231,8 +239,14 @@ class FakeOpenAI:
 
     def reply_with_usage(self, body: dict[str, Any]) -> tuple[str, str, int, int]:
         """The reply to a chat request cut at its max_tokens: text, finish_reason, prompt and
-        completion tokens (a word counts as a token)."""
+        completion tokens (a word counts as a token). Under a json `response_format` this server
+        takes, a numbered outline is answered as `{"headings": [...]}`."""
         text = self.reply(body)
+        form = body.get("response_format")
+        if form is not None and self.response_formats is not None and str(form.get("type", "")).startswith("json"):
+            items = re.findall(r"^\s*\d+[.)]\s*(.+)$", text, re.MULTILINE)
+            if items:
+                text = json.dumps({"headings": items})
         words = _words(text)
         max_tokens = int(body.get("max_tokens") or 10_000)
         finish = "stop"
@@ -310,6 +324,17 @@ class FakeOpenAI:
                 return
             if kind == "timeout":
                 time.sleep(fault.delay or 5.0)
+        form = body.get("response_format")
+        if form is not None and self.response_formats is not None and form.get("type") not in self.response_formats:
+            if self.refusal_status == 500:
+                message = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+                           f"'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': {form.get('type')!r}}}")
+                self._send(handler, 500, {"error": {"message": message, "type": "internal_server_error"}})
+            else:
+                self._send(handler, self.refusal_status, {"error": {
+                    "message": f"response_format type {form.get('type')!r} is not supported",
+                    "type": "invalid_request_error"}})
+            return
         model = body.get("model", "")
         if model not in self.models:
             self._send(handler, 404, {"error": {"message": f"The model `{model}` does not exist", "code": "model_not_found"}})

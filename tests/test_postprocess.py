@@ -252,3 +252,26 @@ def test_blank_runs_collapsed_and_crlf_normalised() -> None:
 
 def test_chinese_section() -> None:
     assert clean_section("## 背景\n\n异步编程很重要。\n## 小结\n好。", "背景") == "异步编程很重要。\n### 小结\n好。"
+
+
+def test_numbered_items_of_a_json_outline_lose_their_numbers():
+    from copydesk.postprocess import parse_outline
+
+    raw = '{"headings": ["1. Introduction", "2. What is a flame graph?", "3) Reading one", "2024 in review"]}'
+    assert parse_outline(raw, min_sections=3, max_sections=6) == [
+        "Introduction", "What is a flame graph?", "Reading one", "2024 in review"]
+
+
+def test_headings_without_a_letter_are_dropped():
+    from copydesk.postprocess import parse_outline
+
+    assert parse_outline('{"headings": ["1", "2", "3"]}', min_sections=3, max_sections=6) == []
+    assert parse_outline("1. Intro\n2. —\n3. Setup\n4. 2024 plans", min_sections=3, max_sections=6) == [
+        "Intro", "Setup", "2024 plans"]
+
+
+def test_a_heading_n_label_is_dropped_from_outline_headings():
+    from copydesk.postprocess import parse_outline
+
+    assert parse_outline("1. Heading 1: Why it matters\n2. Heading 2: How\n3. Heading 3: Next", min_sections=3,
+                         max_sections=6) == ["Why it matters", "How", "Next"]

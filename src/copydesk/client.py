@@ -412,12 +412,19 @@ class ChatClient:
             )
         if status == 429:
             return RateLimitError(f"rate limited by {where}: {detail}", status_code=status, retry_after=retry_after)
+        if status == 500 and _REQUEST_VALIDATION.search(detail):
+            # llama-cpp-python answers a request its schema rejects (a response_format type it does not
+            # know) with HTTP 500 "1 validation error ... ('body', ...)": retrying cannot help.
+            return BadRequestError(f"{where} rejected the request (HTTP {status}): {detail}", status_code=status)
         if status >= 500 or status in (408, 409):
             return ServerError(f"{where} failed (HTTP {status}): {detail}", status_code=status, retry_after=retry_after)
         return BadRequestError(f"{where} rejected the request (HTTP {status}): {detail}", status_code=status)
 
 
 # ------------------------------------------------------------------------------ parsing
+
+#: A request-validation error reported as a 500 (pydantic's wording, as llama-cpp-python's server sends it).
+_REQUEST_VALIDATION = re.compile(r"\bvalidation errors?\b.*'loc': \('body'", re.DOTALL)
 
 
 def _unchanged(text: str) -> str:

@@ -24,7 +24,8 @@ _LABEL = re.compile(r"^(?:title|headline|标题|題目|题目)\s*[:：]\s*", re.
 _LIST_MARKER = re.compile(
     r"^\s*(?:[-*+•·]|\d{1,3}[.)、:]|[a-zA-Z][.)]|[ivxIVX]{1,4}[.)]|[一二三四五六七八九十]+[、.．]|#{1,6}|第[一二三四五六七八九十\d]+[部章节]分?[:：、]?)\s*"
 )
-_HEADING_LABEL = re.compile(r"^(?:section|part|chapter|step)\s*\d+\s*[:：.\-–—]\s*", re.IGNORECASE)
+_JSON_ITEM_NUMBER = re.compile(r"^\s*\d{1,3}[.)、:]\s+")
+_HEADING_LABEL = re.compile(r"^(?:section|part|chapter|step|heading)\s*\d+\s*[:：.\-–—]\s*", re.IGNORECASE)
 _PREAMBLE = re.compile(
     r"^(?:here(?:'s| is| are)\b|sure\b|certainly\b|outline\b|the outline\b|below\b|以下|下面|大纲)", re.IGNORECASE
 )
@@ -68,12 +69,14 @@ def parse_outline(raw: str, *, min_sections: int, max_sections: int) -> list[str
     headings = _from_json(raw)
     if headings is None:
         headings = _from_lines(raw)
+    else:  # a small model under a JSON schema still numbers its items: ["1. Introduction", ...]
+        headings = [_JSON_ITEM_NUMBER.sub("", h, count=1) for h in headings]
     unique: list[str] = []
     seen: set[str] = set()
     for heading in headings:
         heading = _clean_heading(heading)
         key = unicodedata.normalize("NFKC", heading).casefold()
-        if heading and key not in seen:
+        if heading and key not in seen and any(ch.isalpha() for ch in heading):  # "1", "—": no heading
             seen.add(key)
             unique.append(heading)
     return unique[:max_sections]

@@ -243,6 +243,10 @@ class OutlineStage(StageSpec):
     max_tokens: int = Field(300, ge=1, le=200_000)
     min_sections: int = Field(3, ge=1, le=50)
     max_sections: int = Field(7, ge=1, le=50)
+    #: Ask for the outline as JSON constrained by a schema (`response_format`): auto tries OpenAI's
+    #: json_schema, then llama.cpp's json_object with a schema, then plain text, moving on for the rest
+    #: of the run when the server refuses one (HTTP 400/422); or name one form; off: plain text only.
+    structured: Literal["auto", "json_schema", "json_object", "off"] = "auto"
 
     @model_validator(mode="after")
     def _bounds(self) -> OutlineStage:
@@ -312,6 +316,8 @@ class PromptEchoPolicy(CheckPolicy):
     heading_words: int = Field(4, ge=2, le=20)
     #: A sentence sharing a run of this many words with the instructions echoes it.
     sentence_words: int = Field(8, ge=3, le=50)
+    #: ...or has this share of its words in 3-word phrases of the instructions (1.0: off).
+    sentence_share: float = Field(0.5, gt=0.0, le=1.0)
 
 
 class MetaTalkPolicy(CheckPolicy):
@@ -369,6 +375,10 @@ class RelevancePolicy(CheckPolicy):
     #: A section sharing none with the topic is off-topic when less than this share of its terms is found
     #: anywhere else in the article.
     min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
+    #: Share of the topic's terms the headings and bodies must use somewhere (0: not checked).
+    min_topic_coverage: float = Field(0.0, ge=0.0, le=1.0)
+    #: Words that never count as shared (a brand or series name every title carries).
+    ignore_terms: list[str] = Field(default_factory=list)
 
 
 class RepairPolicy(_Model):
@@ -395,6 +405,8 @@ class QCSpec(_Model):
     links: LinksPolicy = Field(default_factory=LinksPolicy)
     thin_sections: ThinSectionsPolicy = Field(default_factory=ThinSectionsPolicy)
     relevance: RelevancePolicy = Field(default_factory=RelevancePolicy)
+    citations: CheckPolicy = Field(default_factory=CheckPolicy)
+    unfinished: CheckPolicy = Field(default_factory=CheckPolicy)
     #: A section cut off by max_tokens: review (keep it, hold the article) or trim (cut it back to its
     #: last complete sentence, recorded).
     truncation: Literal["review", "trim"] = "review"

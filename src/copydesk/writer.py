@@ -15,7 +15,7 @@ from copydesk import events
 from copydesk.article import Article, Section
 from copydesk.calls import CallGateway, CallSite
 from copydesk.client import ChatRequest
-from copydesk.errors import ApiError, BudgetExhausted, CopydeskError
+from copydesk.errors import ApiError, BadRequestError, BudgetExhausted, CopydeskError
 from copydesk.postprocess import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
 from copydesk.prompts import PromptLibrary
 from copydesk.spec import PipelineSpec
@@ -35,6 +35,57 @@ MAX_TOPIC_CHARS = 500
 REPAIR_PART = 1000
 
 
+#: HTTP statuses by which a server refuses a `response_format` it does not support (llama-cpp-python:
+#: 500 with a validation error, which copydesk.client maps to BadRequestError).
+REFUSED = (400, 422, 500)
+
+
+def outline_formats(mode: str, min_sections: int, max_sections: int) -> list[dict[str, Any] | None]:
+    """The `response_format`s to try for an outline, in order (None: plain text).
+
+    OpenAI (and vLLM, Ollama) take `{"type": "json_schema", "json_schema": {"name", "schema",
+    "strict"}}`, whose schema must be an object at the top; llama.cpp's server (and
+    llama-cpp-python's) take `{"type": "json_object", "schema": ...}` and turn the schema
+    into a grammar. Both ask for `{"headings": ["...", ...]}`, which `parse_outline` reads."""
+    items = {"type": "array", "items": {"type": "string"}}
+    strict_schema = {"type": "object", "properties": {"headings": items}, "required": ["headings"],
+                     "additionalProperties": False}
+    bounded = {"type": "object", "required": ["headings"],
+               "properties": {"headings": {**items, "minItems": min_sections, "maxItems": max_sections}}}
+    forms: dict[str, dict[str, Any]] = {
+        "json_schema": {"type": "json_schema",
+                        "json_schema": {"name": "outline", "strict": True, "schema": strict_schema}},
+        "json_object": {"type": "json_object", "schema": bounded},
+    }
+    if mode == "off":
+        return [None]
+    if mode == "auto":
+        return [forms["json_schema"], forms["json_object"], None]
+    return [forms[mode], None]
+
+
+class OutlineFormats:
+    """Which outline `response_format` this run's server takes: the first one it has not refused.
+    A refusal moves every later outline of the run on to the next form."""
+
+    def __init__(self, forms: list[dict[str, Any] | None]) -> None:
+        self.forms = forms
+        self.index = 0
+        #: What the server said to each form it refused (type -> message), for the log and the tests.
+        self.refused: dict[str, str] = {}
+
+    @property
+    def current(self) -> dict[str, Any] | None:
+        return self.forms[min(self.index, len(self.forms) - 1)]
+
+    def refuse(self, form: dict[str, Any], exc: ApiError) -> None:
+        if self.index < len(self.forms) - 1 and self.forms[self.index] is form:
+            self.index += 1
+            self.refused[str(form["type"])] = str(exc)
+            log.warning("the server refused response_format %s (%s); outlines use %s for the rest of the run",
+                        form["type"], exc, (self.current or {}).get("type", "plain text"))
+
+
 class ArticleWriter:
     def __init__(
         self,
@@ -51,6 +102,12 @@ class ArticleWriter:
         self.overrides = overrides or {}
         #: The embedded model answers to one name only; every stage then uses it.
         self.model_override = model_override
+        outline = spec.stages.outline
+        forms = outline_formats(outline.structured, outline.min_sections, outline.max_sections)
+        if model_override and outline.structured == "auto":
+            # the embedded server is llama-cpp-python, which takes only json_object (+ schema)
+            forms = [f for f in forms if f is None or f["type"] == "json_object"]
+        self.outline_formats = OutlineFormats(forms)
 
     async def write(self, article: Article) -> Article:
         try:
@@ -82,9 +139,7 @@ class ArticleWriter:
         # outline
         outline_stage = self.spec.stages.outline
         for attempt in range(OUTLINE_ATTEMPTS):
-            completion, article.outline_prompt = await self._call(
-                article, "outline", attempt, {**base, "title": article.title}
-            )
+            completion, article.outline_prompt = await self._outline(article, attempt, {**base, "title": article.title})
             article.outline = parse_outline(
                 completion.text, min_sections=outline_stage.min_sections, max_sections=outline_stage.max_sections
             )
@@ -120,6 +175,17 @@ class ArticleWriter:
         if all(section.written for section in article.sections):
             article.generated = True
 
+    async def _outline(self, article: Article, attempt: int, context: dict[str, Any]) -> tuple[Any, str]:
+        """The outline call, with the structured form the server takes (see OutlineFormats)."""
+        while True:
+            form = self.outline_formats.current
+            try:
+                return await self._call(article, "outline", attempt, context, response_format=form)
+            except BadRequestError as exc:
+                if form is None or exc.status_code not in REFUSED:
+                    raise
+                self.outline_formats.refuse(form, exc)
+
     async def rewrite_section(self, article: Article, index: int, note: str, attempt: int) -> None:
         """Write section `index` (0-based) again, its own prompt followed by `note` (what the gate
         found wrong, `copydesk.qc.repair`). Same budget guard and call store as every call; raises
@@ -147,7 +213,8 @@ class ArticleWriter:
         section.written = True
 
     async def _call(
-        self, article: Article, stage: str, part: int, context: dict[str, Any], *, note: str | None = None
+        self, article: Article, stage: str, part: int, context: dict[str, Any], *, note: str | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> tuple[Any, str]:
         """The completion, and the rendered prompt that produced it (every message's text, without
         the `note`: a repair's re-ask, appended to the last user message, quotes the failed text)."""
@@ -159,7 +226,7 @@ class ArticleWriter:
         request = ChatRequest(
             model=self.model_override or self.spec.model_for(stage),
             messages=tuple(messages),
-            params=stage_spec.sampling_params(),
+            params={**stage_spec.sampling_params(), **({"response_format": response_format} if response_format else {})},
         )
         result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request),
                                              site=CallSite(article.index, stage, part))

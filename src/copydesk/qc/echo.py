@@ -11,7 +11,11 @@ to 5" is, for the prompt "List five short section headings for it, numbered 1 to
 Words are compared stemmed and case-folded (`copydesk.qc.terms`); a run of
 `heading_words` words shared with the outline prompt's instructions makes a heading
 an echo, a run of `sentence_words` words shared with its own section prompt makes
-a sentence one (Chinese and Japanese: twice as many characters). Soft.
+a sentence one (Chinese and Japanese: twice as many characters). A sentence also
+echoes when `sentence_share` or more of its words sit in 3-word phrases of the
+instructions (a paraphrase: "This part is written for engineers who already know the
+basics, in full paragraphs" for "...for engineers who already know the basics; use full
+paragraphs..."; sentences of 6+ words). Soft.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.qc.terms import shingles, tokens
 from copydesk.text import extract_prose, is_cjk_language, split_sentences, strip_inline
+
+
+#: The phrase length (words) of the coverage measure.
+PHRASE = 3
 
 
 def instruction_shingles(prompt: str, fills: Sequence[str], n: int, language: str) -> set[tuple[str, ...]]:
@@ -43,6 +51,19 @@ def _echoes(text: str, grams: set[tuple[str, ...]], n: int, language: str) -> bo
     return len(seq) >= n and bool(shingles(seq, n) & grams)
 
 
+def _covered(text: str, grams: set[tuple[str, ...]], n: int, language: str) -> float:
+    """Share of `text`'s words inside an n-gram it shares with the instructions (a paraphrase
+    that reuses the prompt's phrases in another order or with words changed)."""
+    seq = tokens(text, language)
+    if len(seq) < max(6, 2 * n):
+        return 0.0
+    hit = [False] * len(seq)
+    for i in range(len(seq) - n + 1):
+        if tuple(seq[i : i + n]) in grams:
+            hit[i : i + n] = [True] * n
+    return sum(hit) / len(seq)
+
+
 def check_prompt_echo(
     outline: Sequence[str],
     outline_prompt: str | None,
@@ -52,6 +73,7 @@ def check_prompt_echo(
     language: str,
     heading_words: int,
     sentence_words: int,
+    sentence_share: float = 1.0,
 ) -> CheckResult:
     if is_cjk_language(language):  # one token per character: about two characters a word
         heading_words, sentence_words = 2 * heading_words, 2 * sentence_words
@@ -65,8 +87,10 @@ def check_prompt_echo(
         if not prompt:
             continue
         grams = instruction_shingles(prompt, [*fills, *outline], sentence_words, language)
+        short = instruction_shingles(prompt, [*fills, *outline], PHRASE, language)
         for sentence in split_sentences(extract_prose(body).countable_text()):
-            if _echoes(sentence, grams, sentence_words, language):
+            if _echoes(sentence, grams, sentence_words, language) or (
+                    sentence_share < 1.0 and _covered(sentence, short, PHRASE, language) >= sentence_share):
                 found.append(finding(i, heading, sentence, where="body", prompt="expansion"))
     if not found:
         return CheckResult("prompt_echo", True, "soft", "no heading or sentence copies the prompt", 0)

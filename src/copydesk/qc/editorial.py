@@ -19,6 +19,8 @@ enabled check reads the repaired text:
     duplication    a section repeating another of the same article       soft
     links          URLs not on qc.links.allow                           soft
     thin_sections  far shorter than max_tokens allows                   soft
+    citations      a study, survey or paper cited (cannot be checked)    soft
+    unfinished     a section that stops mid-sentence though "stop"ped     soft
     relevance      title/sections sharing no words with the topic       soft
 
 A check that needs what the draft lacks (prompts, the topic) is listed as skipped; a
@@ -34,10 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from copydesk.qc.citations import check_citations
 from copydesk.qc.content import CheckResult
 from copydesk.qc.duplicates import check_section_duplicates
 from copydesk.qc.echo import check_prompt_echo
-from copydesk.qc.evidence import finding
+from copydesk.qc.evidence import finding, place
 from copydesk.qc.language import LanguageDetector, check_language
 from copydesk.qc.links import check_links, strip_links
 from copydesk.qc.markdown import check_markdown, demote_headings
@@ -46,6 +49,7 @@ from copydesk.qc.placeholders import check_placeholders
 from copydesk.qc.refusal import check_refusal
 from copydesk.qc.relevance import check_relevance
 from copydesk.qc.thin import check_thin_sections
+from copydesk.qc.truncation import unfinished_findings
 
 if TYPE_CHECKING:
     from copydesk.spec import QCSpec
@@ -133,7 +137,8 @@ def run_editorial(draft: Draft, policy: QCSpec, detector: LanguageDetector | Non
     echo = policy.prompt_echo
     run("prompt_echo", echo.enabled,
         lambda: check_prompt_echo(draft.outline, draft.outline_prompt, sections, draft.section_prompts,
-                                  draft.fills, language, echo.heading_words, echo.sentence_words),
+                                  draft.fills, language, echo.heading_words, echo.sentence_words,
+                                  echo.sentence_share),
         needs=bool(draft.outline_prompt or any(draft.section_prompts)))
     run("meta_talk", policy.meta_talk.enabled, lambda: check_meta_talk(sections, trimmed))
     run("refusal", policy.refusal.enabled, lambda: check_refusal(sections))
@@ -146,15 +151,32 @@ def run_editorial(draft: Draft, policy: QCSpec, detector: LanguageDetector | Non
     run("language", policy.language.enabled,
         lambda: check_language(sections, language, detector, policy.language.min_chars))
     run("duplication", policy.duplication.enabled,
-        lambda: check_section_duplicates(sections, language, policy.duplication.max_section_overlap))
+        lambda: check_section_duplicates(sections, language, policy.duplication.max_section_overlap, draft.topic))
     run("links", policy.links.enabled, lambda: check_links(sections, policy.links.allow, stripped))
     thin = policy.thin_sections
     run("thin_sections", thin.enabled,
         lambda: check_thin_sections(sections, language, draft.section_max_tokens or 0, thin.min_share,
                                     thin.min_words),
         needs=draft.section_max_tokens is not None)
+    run("citations", policy.citations.enabled, lambda: check_citations(sections))
+    run("unfinished", policy.unfinished.enabled, lambda: check_unfinished(sections))
     run("relevance", policy.relevance.enabled,
         lambda: check_relevance(draft.topic, draft.title, sections, language, policy.relevance.min_shared_terms,
-                                policy.relevance.min_article_overlap),
+                                policy.relevance.min_article_overlap,
+                                min_topic_coverage=policy.relevance.min_topic_coverage,
+                                ignore_terms=policy.relevance.ignore_terms),
         needs=bool(draft.topic))
     return EditorialOutcome(checks=checks, bodies=bodies, skipped=skipped, repairs=repairs)
+
+
+def check_unfinished(sections: Sequence[tuple[str, str]]) -> CheckResult:
+    """A section that ends mid-sentence (the server said it stopped, not that max_tokens cut it:
+    that is the truncation check's). Soft."""
+    found = unfinished_findings(list(sections))
+    if not found:
+        return CheckResult("unfinished", True, "soft", "every section ends with a complete sentence", 0)
+    first = found[0]
+    detail = f"{place(first)} stops mid-sentence: \"…{first['text']}\""
+    if len(found) > 1:
+        detail += f" (+{len(found) - 1} more)"
+    return CheckResult("unfinished", False, "soft", detail, len(found), evidence=tuple(found))

@@ -4,12 +4,15 @@
     detector.detect("网络调用偶尔失败……")   -> ("zh", 1.0)
     check_language(sections, "en-US", detector, min_chars=60)
 
-Two signals, the script first because it is certain and free:
+Three signals, the script first because it is certain and free:
 
 - the share of CJK characters among letters: a section of an en-US article that is
   more than 30 % Han/kana is not English; a section of a zh-CN article that is less
   than 20 % Han is not Chinese (Chinese technical prose keeps English terms, so the
   bar is low);
+- a switch into another script mid-section: MIN_FOREIGN_RUN or more letters in a row
+  of a script the language is not written in ("并且它会自动处理" inside an English
+  sentence, Cyrillic or kana inside Chinese; Latin is always allowed, for technical terms);
 - otherwise py3langid (a naive Bayes model over byte n-grams, 97 languages): the
   section fails when the model names another language with probability >= 0.9.
 
@@ -23,6 +26,7 @@ short to tell). Inline code and code blocks are not read.
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,15 +80,64 @@ def _script_mismatch(text: str, expected: str) -> str | None:
     return None
 
 
+#: Scripts a language's prose is written in, besides Latin (technical terms): what a mid-sentence
+#: switch into another script is measured against. Languages not listed are not checked for it.
+_SCRIPTS = {
+    "en": set(), "de": set(), "fr": set(), "es": set(), "it": set(), "pt": set(), "nl": set(), "pl": set(),
+    "sv": set(), "da": set(), "nb": set(), "no": set(), "fi": set(), "cs": set(), "tr": set(), "id": set(),
+    "zh": {"CJK"}, "yue": {"CJK"}, "ja": {"CJK", "HIRAGANA", "KATAKANA"}, "ko": {"HANGUL", "CJK"},
+    "ru": {"CYRILLIC"}, "uk": {"CYRILLIC"}, "bg": {"CYRILLIC"}, "el": {"GREEK"},
+}
+#: Letters of another script in a row (spaces and punctuation between them allowed) that make a switch.
+MIN_FOREIGN_RUN = 4
+
+
+def _script(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0] if name else ""
+
+
+def foreign_run(text: str, expected: str) -> str | None:
+    """The first run of MIN_FOREIGN_RUN+ letters in a script `expected`'s prose does not use
+    ("并且它会自动处理" inside an English sentence, Cyrillic inside Chinese), else None.
+    Greek is let through (symbols in formulas)."""
+    allowed = _SCRIPTS.get(expected)
+    if allowed is None:
+        return None
+    allowed = allowed | {"LATIN", "GREEK", "CJK" if expected in ("ja", "zh", "yue", "ko") else "LATIN"}
+    start, count, script = -1, 0, ""
+    for i, ch in enumerate(text + "\0"):
+        if ch.isalpha():
+            s = _script(ch)
+            s = "CJK" if s in ("CJK", "HALFWIDTH", "FULLWIDTH") and not ch.isascii() else s
+            if s not in allowed and s != "":
+                if count and s != script:
+                    count = 0
+                if not count:
+                    start, script = i, s
+                count += 1
+                continue
+        elif count and (ch.isspace() or unicodedata.category(ch).startswith("P")) and ch != "\0":
+            continue
+        if count >= MIN_FOREIGN_RUN:
+            return text[start:i].strip()
+        count = 0
+    return None
+
+
 def section_language(body: str, language: str, detector: LanguageDetector, min_chars: int) -> tuple[str, float] | None:
     """The language a section is in when it is not `language` (a BCP 47 tag), else None."""
     text = extract_prose(body).countable_text()
     if script_counts(text)[2] < min_chars:
-        return None
+        switch = foreign_run(text, primary_language(language))
+        return None if switch is None else (f"a switch into another script: {switch[:40]!r}", 1.0)
     expected = primary_language(language)
     mismatch = _script_mismatch(text, expected)
     if mismatch is not None:
         return mismatch, 1.0
+    switch = foreign_run(text, expected)
+    if switch is not None:
+        return f"a switch into another script: {switch[:40]!r}", 1.0
     if expected in ("zh", "ja", "yue"):
         return None
     label, prob = detector.detect(text)

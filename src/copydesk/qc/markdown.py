@@ -1,9 +1,12 @@
 """Markdown integrity of a section: what the editor sees is what a reader gets.
 
     unclosed code fence   swallows every later heading when rendered          -> soft
-    extra heading         a `#`/`##` heading (or a setext `===`/`---` one) inside a section
+    extra heading         a `##` heading (or a setext `===`/`---` one) inside a section
                           adds a section the outline does not have: demoted to `###`
                           (`extra_headings: demote`, recorded) or held (`review`)
+    second title          a `#` heading inside a section (a repeated or second H1)  -> soft
+    code-only section     the whole section in one fenced block, or a fence marked
+                          `markdown`/`md` (prose shown as code)                    -> soft
     hidden or raw markup  HTML comments (invisible when rendered), raw HTML elements (the
                           exporter escapes them, so readers see the markup), link
                           reference definitions (vanish), lines indented 4+ spaces after
@@ -76,8 +79,9 @@ def _extra_headings(body: str) -> list[tuple[int, str, str]]:
 
 
 def demote_headings(body: str) -> tuple[str, list[str]]:
-    """`body` with every `#`/`##`/setext heading outside code turned into a `###` heading."""
-    found = _extra_headings(body)
+    """`body` with every `##`/setext heading outside code turned into a `###` heading. A `#`
+    heading is a second title, not a sub-heading: it is left for the check to hold."""
+    found = [f for f in _extra_headings(body) if not _second_title(f)]
     if not found:
         return body, []
     lines = body.split("\n")
@@ -95,6 +99,26 @@ def demote_headings(body: str) -> tuple[str, list[str]]:
     return "\n".join(line for k, line in enumerate(lines) if k not in drop), changed
 
 
+def _second_title(found: tuple[int, str, str]) -> bool:
+    m = _TOP_HEADING.match(found[2]) if found[1] == "atx" else None
+    return bool(m and len(m.group(1)) == 1)
+
+
+def _code_only(body: str) -> str | None:
+    """The opening line when the whole section is one fenced code block, or a fence marked as
+    Markdown (`markdown`, `md`): prose a reader gets as code."""
+    lines = body.strip().split("\n")
+    for line in lines:
+        m = FENCE.match(line)
+        if m and line.strip()[len(m.group(1)):].strip().lower() in ("markdown", "md"):
+            return line
+    if len(lines) >= 2 and FENCE.match(lines[0]) and FENCE.match(lines[-1]):
+        inner, unclosed = _lines_outside_fences("\n".join(lines[1:-1]))
+        if unclosed is None and not any(FENCE.match(x) for _, x in inner):
+            return lines[0]
+    return None
+
+
 def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: bool = False) -> list[dict]:
     found = []
     for i, (heading, body) in enumerate(sections, start=1):
@@ -102,8 +126,13 @@ def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: 
         if unclosed is not None:
             text = body.split("\n")[unclosed - 1]
             found.append(finding(i, heading, text, problem="unclosed code fence", line=unclosed))
-        if not headings_allowed:
-            for n, _kind, text in _extra_headings(body):
+        wrapped = _code_only(body)
+        if wrapped is not None:
+            found.append(finding(i, heading, wrapped, problem="section written inside a code block", line=1))
+        for n, kind, text in _extra_headings(body):
+            if _second_title((n, kind, text)):
+                found.append(finding(i, heading, text, problem="a second title (# heading) inside a section", line=n))
+            elif not headings_allowed:
                 found.append(finding(i, heading, text, problem="heading beyond the outline", line=n))
         blank_before = True
         for n, line in lines:

@@ -27,7 +27,8 @@ _OPENER = re.compile(
             (?:section|paragraphs?|article|draft|blog|text|content|version|outline|rewrite|expansion|response|answer)
       | (?:below|the\s+following)\s+is\s+(?:the\s+|a\s+|an\s+|your\s+)?(?:[\w-]+\s+){0,2}
             (?:section|paragraphs?|article|draft|text|content|version|response)
-      | as\s+(?:you\s+)?requested\b | as\s+you\s+asked\b | per\s+your\s+request\b
+      | as\s+(?:you\s+)?requested\b | as\s+you\s+asked\b | per\s+your\s+request\b | as\s+instructed\b
+      | note\s+(?:to|for)\s+(?:the\s+)?(?:editor|requester|user|reviewer)s?\b
       | in\s+this\s+section,?\s+(?:i|we)\s+will\s+(?:write|provide|expand)
       | (?:好的|当然|没问题)[，,！!。]
       | (?:以下|下面)(?:是|为)(?:本节|这一节|该节|第.{1,3}节|文章|段落|您|你|为您|扩写|正文|内容)
@@ -44,6 +45,10 @@ _CLOSER = re.compile(
       | \bif\s+you\s+(?:need|have|would\s+like|want|'d\s+like)\s+(?:any\s+)?(?:changes|revisions|edits)\b
       | \bif\s+you(?:'d|\s+would)?\s+(?:like|want)\s+me\s+to\b
       | \bwould\s+you\s+like\s+me\s+to\b | \bhappy\s+to\s+help\b | \bshall\s+I\s+(?:continue|write|expand)
+      | \b(?:do\s+not|don't|don’t)\s+hesitate\s+to\s+(?:ask|reach|contact)\b | \bas\s+instructed\b
+      | \bnote\s+(?:to|for)\s+(?:the\s+)?(?:editor|requester|reviewer)s?\b
+      | \bthe\s+user(?:'s|’s|s')?\s+(?:request|prompt|instructions?)\b
+      | (?:欢迎|请)随时(?:提问|告诉我|联系|反馈) | 需要我.{0,15}吗 | (?:还有|有任何)(?:其他|别的)?问题.{0,6}(?:告诉我|问我|提问)
       | \bas\s+(?:you\s+)?requested\b | \bas\s+you\s+asked\b
       | 希望(?:这|以上|本节|本文|这些|以上内容)?.{0,8}(?:对(?:你|您)有(?:所)?帮助|有所帮助|能帮到)
       | 如(?:果)?(?:你|您)(?:还)?(?:有|需要)(?:其他|任何|更多|进一步)

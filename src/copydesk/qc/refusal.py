@@ -26,6 +26,7 @@ _REFUSAL = re.compile(
     \bI(?:'m|\s+am|’m)\s+(?:sorry|afraid),?\s+(?:but\s+)?I\s+(?:can(?:not|'t|’t)|am\s+(?:unable|not\s+able)|won't)
   | \bI\s+(?:can(?:not|'t|’t)|am\s+(?:unable|not\s+able)\s+to|won't)\s+(?:help|assist|comply|fulfil+|provide|write|generate|create|complete|do\s+that)
   | \bI(?:'m|\s+am|’m)\s+(?:unable|not\s+able)\s+to\s+(?:help|assist|comply|fulfil+|provide|write|generate|create|complete)
+  | \bI\s+(?:won't|won’t|will\s+not)\s+be\s+able\s+to\s+(?:help|assist|comply|fulfil+|provide|write|generate|create|complete|do\s+that)
   | \bI\s+must\s+(?:decline|refuse)
   | (?:抱歉|对不起|很遗憾)[，,。！!]?\s*(?:我|但我)(?:无法|不能|没法|不可以)
   | 我(?:无法|不能|没法)(?:为你|为您|帮你|帮您)?(?:提供|帮助|协助|完成|撰写|编写|回答|生成|满足)

@@ -32,6 +32,8 @@ ADVICE = {
     "links": "It contained links that cannot be checked. Write it without any URL.",
     "thin_sections": "It was far too short. Write two full paragraphs.",
     "relevance": "It was not about the article's topic. Write about the topic and this heading.",
+    "citations": "It cited a study, survey or paper that cannot be checked. Write it without citing sources or statistics.",
+    "unfinished": "It stopped in the middle of a sentence. Write it in full, ending with a complete sentence.",
     "truncation": "It was cut off. Write a shorter section that ends with a complete sentence.",
 }
 #: The longest note a re-ask appends to the section prompt (characters).

@@ -13,6 +13,7 @@ usual unit of Chinese lexical overlap.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from copydesk.text import is_cjk_language, script_counts, words
@@ -28,6 +29,11 @@ STOPWORDS = frozenset(
     which while who whom why will with would you your yours one two use used using how get make new way
     also may many much well""".split()
 )
+#: Number words compare as digits ("five headings" echoes "5 headings").
+_NUMBERS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+#: What splits a whitespace word into words: anything but a letter, digit or mark.
+_INNER_PUNCT = re.compile(r"[^\w]|_")
 _CJK_STOP = frozenset("的了是在和与及或也都就而把被对为以于这那个中上下不有要会可能我你他它们之其")
 
 
@@ -42,12 +48,15 @@ def stem(token: str) -> str:
 
 
 def tokens(text: str, language: str = "") -> list[str]:
-    """The words of plain `text`, normalised (NFKC, case-folded, alphanumerics only) and stemmed."""
+    """The words of plain `text`, normalised (NFKC, case-folded, alphanumerics only) and stemmed.
+    Punctuation inside a whitespace word separates (`postmaster：PostgreSQL`, `os.path` are two
+    words each), bar apostrophes (`don't` stays one)."""
     out = []
     for word in words(unicodedata.normalize("NFKC", text), language):
-        token = "".join(ch for ch in word if ch.isalnum()).casefold()
-        if token:
-            out.append(stem(token))
+        for part in _INNER_PUNCT.split(word.replace("'", "").replace("’", "")):
+            token = "".join(ch for ch in part if ch.isalnum()).casefold()
+            if token:
+                out.append(_NUMBERS.get(token) or stem(token))
     return out
 
 

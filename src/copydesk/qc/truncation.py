@@ -32,3 +32,26 @@ def trim_incomplete(body: str) -> tuple[str, str]:
     if len(kept) < len(text) * (1 - MAX_CUT_SHARE):
         return body, ""
     return kept, cut
+
+
+#: How a finished section may end: a sentence end, a colon before a list or code, a closing
+#: bracket/quote after one, or the end of a code block, list item, table row or heading.
+_FINISHED = re.compile(r"""(?:[.!?:;。！？：；…]["'”’」』）)\]*_`]*|[)\]）】」』"'”’*_`|>]|```|~~~)\s*$""")
+
+
+def unfinished_findings(sections: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> list[dict]:
+    """Sections whose text stops mid-sentence although the server said it was done ("stop"):
+    the last line of prose ends in a letter or digit or a comma, not a sentence end."""
+    from copydesk.qc.evidence import finding  # noqa: PLC0415 - evidence imports nothing of ours
+
+    found = []
+    for i, (heading, body) in enumerate(sections, start=1):
+        lines = [line for line in body.rstrip().split("\n") if line.strip()]
+        if not lines:
+            continue
+        last = lines[-1].rstrip()
+        if last.lstrip().startswith(("#", "|", "-", "*", "+", "    ", ">")) or re.match(r"\s*\d+[.)]\s", last):
+            continue
+        if not _FINISHED.search(last):
+            found.append(finding(i, heading, last[-80:], where="end"))
+    return found
