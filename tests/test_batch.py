@@ -20,6 +20,7 @@ from copydesk.request import RunRequest
 from copydesk.settings import Settings
 from copydesk.spec import load_spec
 from copydesk.store import CallStore
+from copydesk.writer import outline_formats
 
 
 def _settings(fake: FakeBatchAPI, **extra: object) -> Settings:
@@ -57,7 +58,11 @@ async def test_a_batch_run_goes_stage_by_stage_with_each_stages_parameters(basic
         body = dict(line["body"])
         assert body.pop("model") == "gpt-4o-mini"
         body.pop("messages")
-        assert body == getattr(spec.stages, stage).sampling_params()  # exactly the stage's own values
+        expected = getattr(spec.stages, stage).sampling_params()  # exactly the stage's own values
+        if stage == "outline":  # structured outlines: OpenAI's form first (writer.outline_formats)
+            outline = spec.stages.outline
+            expected["response_format"] = outline_formats(outline.structured, outline.min_sections, outline.max_sections)[0]
+        assert body == expected
         assert topics[int(article) - 1] in json.dumps(line["body"], ensure_ascii=False)
     ids = [line["custom_id"] for line in fake.batch_lines]
     assert len(ids) == len(set(ids))
