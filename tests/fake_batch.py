@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from fake_openai import FakeOpenAI, _words
+from fake_openai import FakeOpenAI
 
 STATES = ("validating", "in_progress", "finalizing", "completed")
 
@@ -224,15 +224,7 @@ class FakeBatchAPI(FakeOpenAI):
         return None
 
     def _completion(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        text = self.reply(body)
-        words = _words(text)
-        max_tokens = int(body.get("max_tokens") or 10_000)
-        finish = "stop"
-        if len(words) > max_tokens:
-            words, finish = words[:max_tokens], "length"
-            text = " ".join(words)
-        prompt_tokens = sum(len(_words(m.get("content", ""))) + 4 for m in body.get("messages", [])) + 3
-        completion_tokens = len(words)
+        text, finish, prompt_tokens, completion_tokens = self.reply_with_usage(body)
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt_tokens + completion_tokens}
         if self.cached_share:

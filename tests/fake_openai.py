@@ -229,6 +229,19 @@ class FakeOpenAI:
                     return Fault(kind, retry_after="0")
         return None
 
+    def reply_with_usage(self, body: dict[str, Any]) -> tuple[str, str, int, int]:
+        """The reply to a chat request cut at its max_tokens: text, finish_reason, prompt and
+        completion tokens (a word counts as a token)."""
+        text = self.reply(body)
+        words = _words(text)
+        max_tokens = int(body.get("max_tokens") or 10_000)
+        finish = "stop"
+        if len(words) > max_tokens:
+            words, finish = words[:max_tokens], "length"
+            text = " ".join(words)
+        prompt_tokens = sum(len(_words(m.get("content", ""))) + 4 for m in body.get("messages", [])) + 3
+        return text, finish, prompt_tokens, len(words)
+
     def _moderate(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         inputs = body.get("input", "")
         inputs = inputs if isinstance(inputs, list) else [inputs]
@@ -301,15 +314,8 @@ class FakeOpenAI:
         if model not in self.models:
             self._send(handler, 404, {"error": {"message": f"The model `{model}` does not exist", "code": "model_not_found"}})
             return
-        text = self.reply(body)
-        words = _words(text)
+        text, finish, prompt_tokens, completion_tokens = self.reply_with_usage(body)
         max_tokens = int(body.get("max_tokens") or 10_000)
-        finish = "stop"
-        if len(words) > max_tokens:
-            words, finish = words[:max_tokens], "length"
-            text = " ".join(words)
-        prompt_tokens = sum(len(_words(m.get("content", ""))) + 4 for m in body.get("messages", [])) + 3
-        completion_tokens = len(words)
         if self.randomize_usage:
             completion_tokens = self._random.randint(1, max_tokens)
         delay = self.latency + self.per_token_latency * completion_tokens
