@@ -28,6 +28,10 @@ os.environ["PREFECT_HOME"] = str(_SANDBOX / "prefect")
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["COPYDESK_OUTPUT_DIR"] = str(_SANDBOX / "outputs")
+os.environ["COPYDESK_STATE_DIR"] = str(_SANDBOX / "state")
+# `copydesk run` leaves no Prefect server or LanguageTool behind in tests (tests/test_server_reuse.py
+# turns it on in a folder of its own, and stops what it started).
+os.environ["COPYDESK_KEEP_SERVERS"] = "false"
 for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PREFECT_API_URL", "COPYDESK_LANGUAGETOOL_URL"):
     os.environ.pop(_name, None)
 (_SANDBOX / "home").mkdir()
@@ -112,6 +116,7 @@ def cli_env(fake_api: FakeOpenAI, prefect_server: str, tmp_path: Path) -> dict[s
         COPYDESK_BACKOFF_INITIAL="0.05",
         COPYDESK_BACKOFF_MAX="0.5",
         COPYDESK_STATE_DIR=str(tmp_path / "state"),
+        COPYDESK_KEEP_SERVERS="false",
         COLUMNS="200",
     )
     return env

@@ -80,7 +80,7 @@ def make_pipelines(root: Path) -> Path:
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COPYDESK_"))}
     env.update(DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", COLUMNS="200",
-               PREFECT_RUNNER_POLL_FREQUENCY="1", COPYDESK_METRICS_PORT="0")
+               PREFECT_RUNNER_POLL_FREQUENCY="1", COPYDESK_METRICS_PORT="0", COPYDESK_KEEP_SERVERS="false")
     env.update(extra)
     return env
 

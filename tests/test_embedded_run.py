@@ -29,7 +29,7 @@ def test_a_real_article_through_the_local_model_and_languagetool(prefect_server,
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(spec))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "COPYDESK_"))}
-    env.update(PREFECT_API_URL=prefect_server, COPYDESK_STATE_DIR=str(tmp_path / "state"))
+    env.update(PREFECT_API_URL=prefect_server, COPYDESK_STATE_DIR=str(tmp_path / "state"), COPYDESK_KEEP_SERVERS="false")
 
     result = run_cli(["run", str(path), "--topic", "Why code review matters", "--out", str(tmp_path / "out")],
                      env, timeout=600)

@@ -10,7 +10,7 @@ import types
 import pytest
 
 from copydesk import limiter as limiter_module
-from copydesk.limiter import AdaptiveLimiter, RateLimiter
+from copydesk.limiter import AdaptiveLimiter, RateLimiter, article_order
 
 # ----------------------------------------------------------------------------- AdaptiveLimiter
 
@@ -342,8 +342,103 @@ async def test_cancelled_waiters_do_not_pile_up() -> None:
         task.cancel()
     await asyncio.gather(*doomed, return_exceptions=True)
     assert lim.waiting == 10
-    assert len(lim._waiters) <= 2 * 10 + 1  # dropped without any release
+    assert lim._queued <= 2 * 10 + 1  # dropped without any release
     for _ in range(10):
         lim.release()
         await asyncio.sleep(0)
     assert all(task.done() for task in live) and lim.in_flight == 1
+
+
+async def test_calls_reach_the_api_in_arrival_order_through_the_gateway() -> None:
+    """End to end through `CallGateway` (rate limiter, window, budget, retries): with more
+    callers than slots, the API sees them first come, first served, never more than the cap
+    at once, and every queued caller is served by exactly one hand-over."""
+    from copydesk.budget import TokenBudget
+    from copydesk.calls import CallGateway
+    from copydesk.client import ChatRequest, Completion, RetryPolicy, Usage
+
+    cap = 4
+    gate = asyncio.Event()  # the first `cap` calls hold their slots until every caller queued
+    seen: list[str] = []
+    current = peak = 0
+
+    class Client:
+        async def complete(self, request: ChatRequest) -> Completion:
+            nonlocal current, peak
+            seen.append(request.messages[0]["content"])
+            current += 1
+            peak = max(peak, current)
+            await gate.wait()
+            await asyncio.sleep(0.001)
+            current -= 1
+            return Completion("ok", "stop", Usage(1, 1, 2), request.model)
+
+    lim = AdaptiveLimiter(cap)
+    gateway = CallGateway(Client(), TokenBudget(10**9), lim, retry=RetryPolicy(max_attempts=1))  # type: ignore[arg-type]
+    names = [f"call {n:04d}" for n in range(300)]
+    tasks = []
+    for name in names:
+        request = ChatRequest("m", ({"role": "user", "content": name},), {"max_tokens": 4})
+        tasks.append(asyncio.create_task(gateway.complete("s", request, name)))
+        for _ in range(50):  # this caller reaches the API or the queue before the next one starts
+            await asyncio.sleep(0)
+            if len(seen) + lim.waiting == len(tasks):
+                break
+        assert len(seen) + lim.waiting == len(tasks)
+    assert lim.waiting == len(names) - cap and len(seen) == cap
+    gate.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks)
+    assert seen == names
+    assert peak == cap and lim.in_flight == 0 and lim.waiting == 0
+    assert lim.handoffs == len(names) - cap
+
+
+async def test_an_older_articles_calls_are_served_first_and_fifo_within_an_article() -> None:
+    """Articles finish in topic order: a free slot goes to the oldest article's waiting call,
+    and within one article to the call that waited longest; calls outside any article first."""
+    lim = AdaptiveLimiter(1)
+    served: list[tuple[str, int]] = []
+
+    async def call(article: int | None, n: int) -> None:
+        if article is None:
+            await lim.acquire()
+        else:
+            with article_order(article):
+                await lim.acquire()
+        served.append((str(article), n))
+        lim.release()
+
+    await lim.acquire()  # everybody queues
+    arrivals = [(3, 0), (1, 0), (3, 1), (2, 0), (1, 1), (None, 0), (2, 1), (1, 2)]
+    tasks = []
+    for article, n in arrivals:
+        tasks.append(asyncio.create_task(call(article, n)))
+        await asyncio.sleep(0)
+    assert lim.waiting == len(arrivals)
+    lim.release()
+    async with asyncio.timeout(2):
+        await asyncio.gather(*tasks)
+    assert served == [("None", 0), ("1", 0), ("1", 1), ("1", 2), ("2", 0), ("2", 1), ("3", 0), ("3", 1)]
+    assert lim.in_flight == 0 and lim.waiting == 0 and lim.handoffs == len(arrivals)
+
+
+async def test_the_article_order_reaches_tasks_started_inside_it() -> None:
+    lim = AdaptiveLimiter(1)
+    served: list[int] = []
+
+    async def section(article: int) -> None:
+        async with lim.slot():
+            served.append(article)
+
+    async def article(index: int) -> None:
+        with article_order(index):
+            await asyncio.gather(*(section(index) for _ in range(3)))  # like the writer's sections
+
+    await lim.acquire()
+    tasks = [asyncio.create_task(article(i)) for i in (2, 0, 1)]
+    await asyncio.sleep(0.01)
+    lim.release()
+    async with asyncio.timeout(2):
+        await asyncio.gather(*tasks)
+    assert served == [0, 0, 0, 1, 1, 1, 2, 2, 2]

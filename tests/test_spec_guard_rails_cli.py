@@ -24,6 +24,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",  # nothing listens: no test may call an API
         COPYDESK_SPEC_TEST_CANARY=CANARY,
         COPYDESK_STATE_DIR=str(tmp_path / "state"),
+        COPYDESK_KEEP_SERVERS="false",
         COPYDESK_OUTPUT_DIR=str(tmp_path / "outputs"),  # never the project's outputs/
         COLUMNS="200",
     )

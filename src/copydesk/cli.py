@@ -94,6 +94,18 @@ def _prefect_environment() -> None:
     use_local_server()
 
 
+def _server_for_run() -> None:
+    """`copydesk run` without PREFECT_API_URL: the local Prefect server, started on first use and
+    left running (COPYDESK_KEEP_SERVERS=false: Prefect's temporary server for this run only)."""
+    from copydesk.prefect_server import server_for_run
+
+    chosen = server_for_run()
+    if chosen.source == "started":
+        err.print(f"started the local Prefect server (UI {safe(chosen.ui_url or chosen.api_url)}); it keeps "
+                  "running for later runs: `copydesk server stop` stops it, COPYDESK_KEEP_SERVERS=false "
+                  "runs without it", highlight=False)
+
+
 def _require_shared_server(shared: Any) -> None:
     """budget.shared needs a real Prefect server (PREFECT_API_URL, the profile's, or `copydesk server start`)."""
     if shared is not None and not os.environ.get("PREFECT_API_URL"):
@@ -201,6 +213,7 @@ def run(
             mode=mode.value if mode else None,
         )
         prepared = PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts
+        _server_for_run()
         _require_shared_server(prepared.spec.budget.shared)
     except CopydeskError as exc:
         raise _fail(exc) from None

@@ -4,7 +4,8 @@
 at the configured cap, halves on a 429 (at most once per `cooldown` seconds, so
 a burst of 429s from one overload counts once), and grows back by one call per
 window's worth of successes. It never exceeds the cap. Waiting calls queue in
-arrival order, and each release hands its slot to exactly the next one.
+arrival order within their article, the oldest article's first (`article_order`),
+and each release hands its slot to exactly the next one.
 
 `RateLimiter` enforces the spec's proactive `rate_limits` (requests and tokens
 per minute) by virtual scheduling (GCRA without burst allowance): each admitted
@@ -16,21 +17,46 @@ burst.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+
+#: The order of the article a call belongs to (its index in the batch); calls made outside
+#: any article (None) come first. Set with `article_order()` around an article's work.
+_ARTICLE: ContextVar[int | None] = ContextVar("copydesk_article_order", default=None)
+
+
+@contextmanager
+def article_order(index: int) -> Iterator[None]:
+    """Calls made inside this block (and the tasks it starts) belong to article `index`.
+
+    Waiting calls of an older article get free slots before those of a newer one, so
+    articles finish one after the other, in topic order, while the API stays as busy:
+    each finished article's checks and export then run while later articles' calls
+    are still in flight, instead of every article finishing together at the end."""
+    token = _ARTICLE.set(index)
+    try:
+        yield
+    finally:
+        _ARTICLE.reset(token)
 
 
 class AdaptiveLimiter:
-    """At most `limit` calls in flight; waiters are served first come, first served.
+    """At most `limit` calls in flight; waiters are served first come, first served
+    within their article, and the oldest article's waiters first (see `article_order`).
 
-    A release hands its slot straight to the oldest waiter (one future resolved, O(1)),
-    so a late arrival never overtakes a caller already waiting, and a release wakes
-    nobody else. A waiter cancelled before its turn leaves the queue without taking a
-    slot; one cancelled just after a slot was handed to it passes that slot on, so no
-    slot is ever lost. The queue holds at most twice as many entries as there are
-    waiting calls (the run's article pool bounds how many calls wait).
+    A release hands its slot straight to the next waiter (one future resolved), so a
+    late arrival never overtakes a caller of the same or an older article already
+    waiting, and a release wakes nobody else. Each article has its own FIFO queue; a
+    heap holds the articles that have waiters, so a hand-over costs O(log A), A being
+    the articles with waiting calls (at most the run's article pool, 2 x concurrency),
+    whatever the number of waiting calls. A waiter cancelled before its turn leaves
+    the queue without taking a slot; one cancelled just after a slot was handed to it
+    passes that slot on, so no slot is ever lost. The queues hold at most twice as many
+    entries as there are waiting calls.
     """
 
     def __init__(self, cap: int, *, floor: int = 1, cooldown: float = 1.0) -> None:
@@ -46,8 +72,13 @@ class AdaptiveLimiter:
         #: Waiters handed a slot so far (each release resolves at most one future).
         self.handoffs = 0
         self._last_shrink = float("-inf")
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._cancelled = 0  # cancelled waiters still in `_waiters`
+        #: One FIFO queue per article order (-1: calls outside any article), and a heap of
+        #: the orders whose queue is not empty.
+        self._queues: dict[int, deque[asyncio.Future[None]]] = {}
+        self._orders: list[int] = []
+        self._queued = 0  # entries in the queues, cancelled ones included
+        #: Waiters neither served nor cancelled; the queues may also hold cancelled ones.
+        self._live = 0
 
     @property
     def limit(self) -> int:
@@ -55,33 +86,45 @@ class AdaptiveLimiter:
 
     @property
     def waiting(self) -> int:
-        """Calls queued for a slot (cancelled ones already left)."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        """Calls queued for a slot (cancelled ones already left); O(1)."""
+        return self._live
 
     async def acquire(self) -> None:
-        """Wait for a slot, in arrival order; pair every acquire with one `release()`."""
-        if not self._waiters and self.in_flight < self.limit:
+        """Wait for a slot (see the class); pair every acquire with one `release()`."""
+        if not self._live and self.in_flight < self.limit:
             self._take()
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        order = _ARTICLE.get()
+        self._enqueue(-1 if order is None else order, waiter)
+        self._live += 1
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over as we were cancelled: pass it on
             else:
+                self._live -= 1
                 self._forget_cancelled()
             raise
 
+    def _enqueue(self, order: int, waiter: asyncio.Future[None]) -> None:
+        queue = self._queues.get(order)
+        if queue is None:
+            queue = self._queues[order] = deque()
+            heapq.heappush(self._orders, order)
+        queue.append(waiter)
+        self._queued += 1
+
     def _forget_cancelled(self) -> None:
         """Cancelled waiters stay queued until a hand-over skips them; once they are the
-        majority, drop them all at once (amortised O(1), and the queue stays bounded by
+        majority, drop them all at once (amortised O(1), and the queues stay bounded by
         twice the live waiters)."""
-        self._cancelled += 1
-        if self._cancelled * 2 > len(self._waiters):
-            self._waiters = deque(waiter for waiter in self._waiters if not waiter.done())
-            self._cancelled = 0
+        if self._queued > 2 * self._live + 1:
+            queues = {order: deque(w for w in queue if not w.done()) for order, queue in self._queues.items()}
+            self._queues = {order: queue for order, queue in queues.items() if queue}
+            self._orders = sorted(self._queues)
+            self._queued = sum(len(queue) for queue in self._queues.values())
 
     def release(self) -> None:
         self.in_flight -= 1
@@ -100,12 +143,18 @@ class AdaptiveLimiter:
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     def _hand_over(self) -> None:
-        """Give free slots to the oldest live waiters; cancelled waiters are dropped on the way."""
-        while self._waiters and self.in_flight < self.limit:
-            waiter = self._waiters.popleft()
-            if waiter.done():  # cancelled while queued
-                self._cancelled = max(0, self._cancelled - 1)
+        """Give free slots to the next live waiters; cancelled waiters are dropped on the way."""
+        while self._orders and self.in_flight < self.limit:
+            order = self._orders[0]
+            queue = self._queues[order]
+            waiter = queue.popleft()
+            self._queued -= 1
+            if not queue:
+                heapq.heappop(self._orders)
+                del self._queues[order]
+            if waiter.done():  # cancelled while queued (its task has counted itself out)
                 continue
+            self._live -= 1
             self._take()
             self.handoffs += 1
             waiter.set_result(None)

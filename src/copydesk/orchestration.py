@@ -33,6 +33,7 @@ from copydesk import rundir
 from copydesk.allowance import AllowanceStore
 from copydesk.article import Article
 from copydesk.errors import InputError
+from copydesk.limiter import article_order
 from copydesk.locks import LockHeld, file_lock
 from copydesk.request import RunRequest
 from copydesk.runner import PipelineRun, RunSummary
@@ -105,7 +106,8 @@ async def process_articles(run: PipelineRun, hooks: RunHooks[R], limit: int) -> 
 
     async def worker() -> None:
         for article in pending:
-            with run.resources.gateway.article_scope(article.index):
+            # the oldest article's calls first (copydesk.limiter); batch mode's scope (copydesk.batch)
+            with article_order(article.index), run.resources.gateway.article_scope(article.index):
                 await hooks.article(run, article)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(limit, len(run.articles)))]

@@ -8,6 +8,9 @@
     stop_server(settings)               SIGTERM its process group, SIGKILL after a grace period
     running_server(settings)            the recorded server if it is alive and answers
     use_local_server(settings, env)     sets PREFECT_API_URL to that server when it is unset
+    server_for_run(settings, env)       what `copydesk run` uses: PREFECT_API_URL, the profile's,
+                                        the recorded server, or (settings.keep_servers) that
+                                        server started now on first use and left running
     prefect_defaults(logging_level=)    telemetry off and quiet logs for `copydesk run`/`serve`
 
 The server binds 127.0.0.1 only: the Prefect UI has no login by default. Its
@@ -24,12 +27,26 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+import tomllib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import HOST, ManagedServer, ServerState, find_running, port_open, state_path, write_state
+from copydesk.services.process import (
+    HOST,
+    ManagedServer,
+    ServerState,
+    find_running,
+    free_port,
+    health_ok,
+    pid_alive,
+    port_open,
+    read_state,
+    state_path,
+    write_state,
+)
 from copydesk.settings import Settings
 
 NAME = "prefect-server"
@@ -168,8 +185,6 @@ def start_server(
     if existing is not None:
         return existing, False
     if port == 0:
-        from copydesk.services.process import free_port
-
         port = free_port()
     elif port_open(port):
         raise ServiceError(
@@ -204,3 +219,91 @@ def use_local_server(settings: Settings | None = None, environ: MutableMapping[s
         return None
     environ["PREFECT_API_URL"] = state.api_url
     return state.api_url
+
+
+def profile_api_url(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """PREFECT_API_URL of the active Prefect profile, read from its profiles file without
+    importing Prefect (Prefect reads its settings once, when it is first imported)."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    active = environ.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    profile = (data.get("profiles") or {}).get(active) or {}
+    value = profile.get("PREFECT_API_URL") if isinstance(profile, dict) else None
+    return str(value) if value else None
+
+
+#: How long a recorded server whose process lives may take to answer before a run replaces it.
+BUSY_SERVER_GRACE = 30.0
+
+
+def _slow_server(settings: Settings) -> PrefectServer | None:
+    """The recorded server when its process lives but answered too slowly just now (a busy
+    machine): it is given BUSY_SERVER_GRACE seconds before anyone replaces it, since other
+    commands may be using it."""
+    state = read_state(NAME, Path(settings.state_dir))
+    if state is None or not pid_alive(state.pid, state.proc_start):
+        return None
+    deadline = time.monotonic() + BUSY_SERVER_GRACE
+    while time.monotonic() < deadline:
+        if health_ok(state.health_url, timeout=5.0):
+            return PrefectServer.from_state(state)
+        time.sleep(0.5)
+    return None
+
+
+@dataclass(frozen=True)
+class RunServer:
+    """The Prefect API a `copydesk run` talks to, and where it came from."""
+
+    #: None: Prefect's temporary per-process server (COPYDESK_KEEP_SERVERS=false).
+    api_url: str | None
+    #: "environment", "profile", "local" (a running `copydesk server start`), "started", "temporary"
+    source: str
+    ui_url: str | None = None
+
+
+def server_for_run(settings: Settings | None = None, environ: MutableMapping[str, str] | None = None) -> RunServer:
+    """Point this process's Prefect client at a lasting server before Prefect is imported.
+
+    PREFECT_API_URL (environment, then the active profile) wins. Else the local server of
+    `copydesk server start` is used when it runs, and, with settings.keep_servers (the
+    default), started now when it does not: the first command pays its start (a fresh
+    database is migrated first), every later one finds it. Its database keeps every run
+    for the UI. Several commands starting at once wait on one lock, and all but the
+    first find the server the first one started. With keep_servers false nothing is
+    started here and Prefect starts its temporary server inside this process, as before.
+    """
+    settings = settings or Settings()
+    environ = os.environ if environ is None else environ
+    if environ.get("PREFECT_API_URL"):
+        return RunServer(environ["PREFECT_API_URL"], "environment")
+    if url := profile_api_url(environ):
+        return RunServer(url, "profile")
+    existing = running_server(settings) or _slow_server(settings)
+    if existing is None and not settings.keep_servers:
+        return RunServer(None, "temporary")
+    source = "local"
+    if existing is None:
+        _upgrade_record(settings)
+        # 4200 when it is free; a port of its own when anything else holds 4200. The start
+        # itself is locked: whoever comes second finds the first one's server and reuses it.
+        preferred = not port_open(DEFAULT_PORT)
+        for attempt in range(2):  # 4200, then a free port if another server took 4200 meanwhile
+            port = DEFAULT_PORT if preferred and attempt == 0 else free_port()
+            process = _PrefectProcess(settings, port=port, ui=True, timeout=START_TIMEOUT)
+            home = process.env.get("PREFECT_HOME") or os.environ.get("PREFECT_HOME")
+            try:
+                state, started = process.start_background(extra={"home": home, "ui": True})
+                break
+            except ServiceError:
+                if attempt == 1 or port != DEFAULT_PORT or not port_open(DEFAULT_PORT):
+                    raise
+        existing = PrefectServer.from_state(state)
+        source = "started" if started else "local"
+    environ["PREFECT_API_URL"] = existing.api_url
+    return RunServer(existing.api_url, source, existing.ui_url if existing.ui else None)

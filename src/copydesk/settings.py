@@ -49,6 +49,15 @@ class Settings(BaseSettings):
         description="Where `copydesk services` keeps pid files and logs of the embedded servers.",
     )
 
+    keep_servers: bool = Field(
+        True,
+        description=(
+            "`copydesk run` starts the local Prefect server (`copydesk server start`) and LanguageTool "
+            "in the background on first use and leaves them running for the next run; false: Prefect's "
+            "temporary per-process server and a LanguageTool started and stopped with each run."
+        ),
+    )
+
     # --- embedded services ---------------------------------------------------
     languagetool_url: str | None = Field(
         default=None, description="A running LanguageTool server; unset starts the embedded one."

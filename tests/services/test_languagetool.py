@@ -55,8 +55,14 @@ def test_command_line(tmp_path: Path) -> None:
     assert argv[0].endswith("java")
     assert "-Xmx300m" in argv and "-XX:+UseSerialGC" in argv
     assert argv[argv.index("-cp") + 1] == str(tmp_path / "jars" / "*")
-    assert argv[-3:] == [MAIN_CLASS, "--port", "12345"]
+    assert argv[-5:-2] == [MAIN_CLASS, "--port", "12345"]
     assert "--public" not in argv  # HTTPServer binds localhost unless --public
+    # The server's own settings: one check thread per core (see SERVER_PROPERTIES).
+    assert argv[-2] == "--config"
+    assert Path(argv[-1]).read_text(encoding="utf-8") == "maxCheckThreads=2\n"
+    assert Path(argv[-1]).parent == tmp_path
+    bare = LanguageToolServer(settings, server_properties={}).build_command(12345)
+    assert bare[-3:] == [MAIN_CLASS, "--port", "12345"]
 
 
 def test_normalize_url() -> None:

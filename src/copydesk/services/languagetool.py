@@ -45,7 +45,8 @@ FETCH_HINT = "run scripts/fetch-languagetool.sh"
 #: 2-core machine (7 runs each), C1 only against the full tiered JIT:
 #: /v2/healthcheck after 1.0-1.7 s vs 1.2-3.4 s; first en-US check (rule
 #: loading) 2.5-4.8 s vs 3.9-9.0 s; 280-560 vs 330-660 ms per 1,000 words
-#: afterwards; ~330 vs ~390 MB RSS once warm.
+#: afterwards; ~330 vs ~390 MB RSS once warm. Measured again for batch runs (150
+#: articles back to back, see SERVER_PROPERTIES): C2 still does not pay back.
 #: The heap cap comes from settings.languagetool_heap.
 JVM_OPTIONS = (
     "-XX:+UseSerialGC",
@@ -54,6 +55,22 @@ JVM_OPTIONS = (
     "-Dfile.encoding=UTF-8",
     "-Djava.awt.headless=true",
 )
+
+#: The server's own settings (its --config file), chosen with
+#: bench/languagetool_batch_bench.py on the same 2-core machine, busy with other work
+#: (load average 4-8), variants back to back (figures in bench/README.md):
+#: - maxCheckThreads=2, one check per core: the same CPU per 1,000 words as the default
+#:   of 10 threads and ~130 MB less RSS (335 vs 467 MB after 150 articles).
+#: - C1 stays (JVM_OPTIONS): with the full tiered JIT (C2) 150 articles of ~550 words took
+#:   94 CPU-s against 79, start-up 7.4 s against 2.7 s, the first en-US check 29 s against
+#:   11 s, for a steady state only ~4 % cheaper (0.73 vs 0.76 CPU-s per 1,000 words).
+#: - pipelineCaching: no difference beyond the noise (0.53 and 0.71 vs 0.68 CPU-s).
+#: - a result cache (cacheSize) answers repeated sentences from memory; it saved ~20 % on
+#:   the bench's text, which repeats sentences, and is left off so the figures stay those
+#:   of checking every sentence. pipelinePrewarming is not usable: LanguageTool 6.8
+#:   prewarms a fixed list of languages (ru-RU among them) and dies at start with
+#:   copydesk's language subset.
+SERVER_PROPERTIES: dict[str, str] = {"maxCheckThreads": "2"}
 
 _HEAP = re.compile(r"^\d+[kKmMgG]?$")
 _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
@@ -124,12 +141,14 @@ class LanguageToolServer(ManagedServer):
         start_timeout: float = 120.0,
         stop_grace: float = 10.0,
         jvm_options: Sequence[str] = JVM_OPTIONS,
+        server_properties: dict[str, str] | None = None,
     ) -> None:
         super().__init__(state_dir=settings.state_dir, start_timeout=start_timeout, stop_grace=stop_grace)
         self.settings = settings
         self.jar_dir = Path(settings.languagetool_dir)
         self.heap = settings.languagetool_heap.strip()
         self.jvm_options = tuple(jvm_options)
+        self.server_properties = dict(SERVER_PROPERTIES if server_properties is None else server_properties)
 
     def check_prerequisites(self) -> None:
         if not _HEAP.match(self.heap):
@@ -152,7 +171,7 @@ class LanguageToolServer(ManagedServer):
             )
 
     def build_command(self, port: int) -> list[str]:
-        return [
+        command = [
             find_java(),
             f"-Xmx{self.heap}",
             *self.jvm_options,
@@ -162,14 +181,30 @@ class LanguageToolServer(ManagedServer):
             "--port",
             str(port),
         ]
+        if self.server_properties:
+            command += ["--config", str(self._write_properties(port))]
+        return command
+
+    def _write_properties(self, port: int) -> Path:
+        """The server's --config file in the state folder (written whole under a name of this
+        process's own, then renamed: servers starting at once read one complete file)."""
+        folder = Path(self.state_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{NAME}.properties"
+        tmp = folder / f"{NAME}.properties.{os.getpid()}-{port}.tmp"
+        tmp.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties.items()), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
 
 
 def languagetool_url(settings: Settings) -> ServerLease:
     """Context manager (sync or async) yielding the base URL of a LanguageTool server.
 
     COPYDESK_LANGUAGETOOL_URL if set; else a healthy background server
-    (`copydesk services start`); else one started now and stopped when the
-    block ends.
+    (`copydesk services start`); else, with settings.keep_servers (the default),
+    one started now in the background and left running for the next run (as
+    `copydesk services start` would: its JVM start and rule loading are paid once);
+    else one started now and stopped when the block ends.
     """
 
     def resolve() -> tuple[str, ManagedServer | None]:
@@ -178,6 +213,9 @@ def languagetool_url(settings: Settings) -> ServerLease:
         running = find_running(NAME, settings.state_dir)
         if running is not None:
             return running.url, None
+        if settings.keep_servers:
+            state, _ = LanguageToolServer(settings).start_background()  # locked: one start for all commands
+            return state.url, None
         server = LanguageToolServer(settings).start()
         return server.url, server
 
