@@ -7,7 +7,9 @@ work pool with two workers as separate processes, and the editor deployment of p
         its CSV, and both workers took runs;
     a worker killed with SIGKILL in the middle of a run (with the flow run's process):
         the flow run set to AwaitingRetry (the UI's Retry) is finished by the other worker
-        in the same run folder, and no call the killed run had already stored is paid again.
+        in the same run folder, and no call the killed run had already stored is paid again;
+        the reservations the killed run left open in its allowance (its reservation journal)
+        are settled by the retry: once it ends, nothing is reserved.
 
 Only loopback; PostgreSQL gets a data folder, a socket folder and a port of its own, and
 every process started here is stopped even when an assertion fails. Skipped only when the
@@ -35,9 +37,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import FIXTURES, ROOT, SECRET_KEY, free_port
+from conftest import FIXTURES, ROOT, SECRET_KEY, free_port, run_cli
 from fake_openai import FakeOpenAI
 from test_deployments import base_env, prefect_command, read_csv, run_folder, stop_group, wait_for
+
+from copydesk.allowance import ReservationJournal, counter_name
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +153,8 @@ def make_pipelines(root: Path, team: str, solo: str) -> Path:
                  "budget": {"max_total_tokens": 60000,
                             "shared": {"name": team, "max_tokens": 4000, "period": "day", "timezone": "Europe/Berlin"}}}
     solo_spec = {**base, "name": "solo", "concurrency": 1,
-                 "budget": {"max_total_tokens": 60000, "shared": {"name": solo, "max_tokens": 1_000_000}}}
+                 "budget": {"max_total_tokens": 60000,
+                            "shared": {"name": solo, "max_tokens": 1_000_000, "period": "total"}}}
     for spec in (team_spec, solo_spec):
         (folder / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
     return folder
@@ -329,22 +334,44 @@ def test_two_workers_on_a_postgres_backed_server_share_one_allowance_and_survive
             editor.id, parameters={"pipeline": "solo", "topics": solo_topics, "vars": {}, "review_timeout": 0})
         started_runs.append(victim_run.id)
 
+        def left_open(folder: Path) -> tuple[int, int]:
+            """(tokens of reservations the journal shows taken and not settled, of ambiguous ones)."""
+            entries = ReservationJournal(folder / "reservations.jsonl").load()
+            return (sum(e.tokens for e in entries if e.left_open), sum(e.tokens for e in entries if e.ambiguous))
+
         def stored_enough() -> Path | None:
             folders = [p for p in out_dir.iterdir() if p.name.endswith(victim_run.id.hex[:8])] if out_dir.exists() else []
             calls = folders[0] / "calls.jsonl" if folders else None
             return calls if calls and calls.exists() and len(valid_records(calls)) >= 6 else None
 
+        solo_counter = counter_name(solo, "UTC", "total")
+
+        def solo_reserved() -> int:
+            """The solo allowance's reserved tokens as the server holds them (copydesk_flows.allowance.counters)."""
+            used = client.read_global_concurrency_limit_by_name(solo_counter).active_slots
+            spent = client.read_global_concurrency_limit_by_name(solo_counter + ":spent").active_slots
+            return used - min(spent, used)
+
         calls = wait_for(stored_enough, 180, "the solo run to store 6 calls")
         (victim,) = worker_of(logs, victim_run.id)
         # The machine dies: the worker and the flow run's process (Prefect starts it in a
-        # process group of its own, so both groups) get SIGKILL at once.
+        # process group of its own, so both groups) get SIGKILL at once, while a call is at the
+        # API (its reservation taken, its answer at least 0.25 s away).
         pid = flow_run_pid(client.read_flow_run(victim_run.id))
         assert pid is not None and ours(pid, out_dir), client.read_flow_run(victim_run.id)
+        wait_for(lambda: fake.state.in_flight > 0 and left_open(calls.parent)[0] > 0, 60,
+                 "a call of the solo run in flight", interval=0.01)
         os.killpg(workers[victim].pid, signal.SIGKILL)
         kill_group(pid)
         workers[victim].wait(10)
         wait_for(lambda: gone(pid), 10, "the killed flow run's process to be gone")
         stored_at_kill = set(valid_records(calls))  # the dead process writes nothing more
+        open_at_kill, ambiguous_at_kill = left_open(calls.parent)
+        reserved_at_kill = solo_reserved()
+        # The dead process's calls in flight stay reserved: nobody is left to settle them.
+        assert open_at_kill > 0, "the kill came between two calls: nothing was left open"
+        assert open_at_kill <= reserved_at_kill <= open_at_kill + ambiguous_at_kill, (
+            open_at_kill, ambiguous_at_kill, reserved_at_kill)
         lap("solo run until the kill")
         assert not client.read_flow_run(victim_run.id).state.is_final()  # nobody is left to report it
 
@@ -380,7 +407,21 @@ def test_two_workers_on_a_postgres_backed_server_share_one_allowance_and_survive
         final_keys = valid_records(folder / "calls.jsonl")
         assert stored_at_kill <= set(final_keys) and len(final_keys) == len(set(final_keys))
         assert len(set(sent_before) | set(sent_after)) == len(final_keys)  # every call of the run, stored once
+        # The retry settled, in full, what the killed run had left open; its own calls settled too.
+        reserved_after = solo_reserved()
+        if ambiguous_at_kill == 0:
+            assert reserved_after == 0, (reserved_after, open_at_kill)
+            assert any(f"left open by an interrupted run: {open_at_kill} tokens" in log.read_text(errors="replace")
+                       for log in logs.values()), tail()  # the retry says what it settled
+        else:  # an increment sent as the kill came may have landed: it stays (see ReservationJournal)
+            assert reserved_after <= ambiguous_at_kill, (reserved_after, ambiguous_at_kill)
+        assert not [e for e in ReservationJournal(folder / "reservations.jsonl").load() if e.left_open]
+        status = run_cli(["budget", "status", solo, "--json"], env)  # what the operator sees
+        assert status.returncode == 0, status.stdout + status.stderr
+        (shown,) = json.loads(status.stdout)
+        assert shown["reserved"] == reserved_after and shown["spent"] > 0, shown
 
     timings["total"] = round(sum(timings.values()), 1)
     print(f"several machines: {json.dumps(timings)}; team runs billed {billed_team} of {allowance}; "
-          f"solo: {len(stored_at_kill)} calls stored at the kill, {len(paid_twice)} sent again after the retry")
+          f"solo: {len(stored_at_kill)} calls stored at the kill, {len(paid_twice)} sent again after the retry, "
+          f"{open_at_kill} tokens left reserved by the killed run, {reserved_after} after the retry")

@@ -20,6 +20,7 @@ from conftest import ROOT, run_cli
 from copydesk.allowance import (
     Counters,
     CounterName,
+    ReservationJournal,
     SharedBudget,
     counter_name,
     period_end,
@@ -356,6 +357,165 @@ def test_reservations_of_cancelled_calls_are_settled_in_full_when_the_run_ends()
 
     counters = asyncio.run(scenario())
     assert (counters.used, counters.reserved, counters.spent) == (300, 0, 300)
+
+
+# --------------------------------------------------------------------------- a run killed mid-run: the journal
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one point of a request: nothing after it runs."""
+
+
+class DyingStore(MemoryStore):
+    """A MemoryStore whose next increment or settle dies before or after the store applied it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.die: str | None = None  # "increment-before", "increment-after", "settle-half"
+
+    async def increment(self, counter: str, tokens: int) -> bool:
+        if self.die == "increment-before":
+            raise Killed
+        taken = await super().increment(counter, tokens)
+        if self.die == "increment-after":
+            raise Killed
+        return taken
+
+    async def settle(self, counter: str, reserved: int, charged: int) -> None:
+        if self.die == "settle-half":  # like the Prefect store: the unused part given back, then death
+            c = self.counters[counter]
+            c[1] -= reserved - charged
+            raise Killed
+        await super().settle(counter, reserved, charged)
+
+
+def test_a_retried_run_settles_in_full_what_a_killed_run_left_open_and_frees_waiting_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal_path = tmp_path / "run" / "reservations.jsonl"
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        killed = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
+        done = await killed.acquire(300)
+        await killed.settle(done, 100)
+        await killed.acquire(250)  # in flight when the process is killed: never settled
+        await killed.acquire(150)
+        killed.journal.close()  # the process is gone (no settle_open: SIGKILL runs no clean-up)
+        key = killed.key()
+        assert await store.read(key) == Counters(1000, 500, 400)
+
+        # Another run needs 600: it waits (up to MAX_WAIT) for the phantom calls in flight to settle
+        # (100 spent + 400 reserved: 100 + 600 could fit).
+        other = SharedBudget(spec(1000), store)
+        waiting = asyncio.create_task(other.acquire(600))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+
+        retry = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
+        recovery = await retry.recover()
+        assert (recovery.settled, recovery.settled_tokens, recovery.ambiguous) == (2, 400, 0)
+        # Settled in full: the API may have billed those calls, so the allowance never undercounts.
+        assert await store.read(key) == Counters(1000, 500, 0)
+        # Now nothing in flight could make room: the waiting run is told at once, not after MAX_WAIT.
+        with pytest.raises(BudgetExhausted, match="500 spent, 0 reserved"):
+            await asyncio.wait_for(waiting, 5)
+        # A second resume settles nothing again: no reservation is paid twice.
+        again = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
+        assert again.settled == 0
+        assert await store.read(key) == Counters(1000, 500, 0, closed=True)  # closed by the refusal
+
+    with caplog.at_level("WARNING", logger="copydesk.allowance"):
+        asyncio.run(scenario())
+    assert "settled 2 reservation(s) left open by an interrupted run: 400 tokens" in caplog.text
+
+
+def test_a_reservation_whose_increment_never_reached_the_store_is_not_charged(tmp_path: Path) -> None:
+    journal_path = tmp_path / "reservations.jsonl"
+
+    async def scenario() -> None:
+        store = DyingStore()
+        killed = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
+        await killed.acquire(100)
+        store.die = "increment-before"  # the journal says "open", the store never saw it
+        with pytest.raises(Killed):
+            await killed.acquire(200)
+        killed.journal.close()
+        store.die = None
+        key = killed.key()
+        assert await store.read(key) == Counters(1000, 100, 100)
+        recovery = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
+        # The taken one is settled; the ambiguous one is left alone, not counted as spent.
+        assert (recovery.settled_tokens, recovery.ambiguous, recovery.ambiguous_tokens) == (100, 1, 200)
+        assert await store.read(key) == Counters(1000, 100, 0)
+        # Reported once.
+        assert (await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()).ambiguous == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_increment_that_landed_before_the_kill_stays_reserved_the_documented_limit(tmp_path: Path) -> None:
+    journal_path = tmp_path / "reservations.jsonl"
+
+    async def scenario() -> None:
+        store = DyingStore()
+        killed = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
+        store.die = "increment-after"
+        with pytest.raises(Killed):
+            await killed.acquire(200)
+        killed.journal.close()
+        store.die = None
+        recovery = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
+        assert (recovery.settled, recovery.ambiguous) == (0, 1)
+        # Still counted as used (reserved): the safe side; `copydesk budget reset` clears it.
+        assert await store.read(killed.key()) == Counters(1000, 200, 200)
+
+    asyncio.run(scenario())
+
+
+def test_a_settlement_cut_in_half_is_never_replayed(tmp_path: Path) -> None:
+    journal_path = tmp_path / "reservations.jsonl"
+
+    async def scenario() -> None:
+        store = DyingStore()
+        killed = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
+        first = await killed.acquire(600)
+        store.die = "settle-half"
+        with pytest.raises(Killed):
+            await killed.settle(first, 100)  # 500 given back, then death before `spent` moved
+        killed.journal.close()
+        store.die = None
+        key = killed.key()
+        before = await store.read(key)
+        assert before is not None and before.used == 100
+        recovery = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
+        # Replaying it would give back 500 more: room another run may hold, an overshoot.
+        assert (recovery.settled, recovery.ambiguous) == (0, 1)
+        assert await store.read(key) == before
+
+    asyncio.run(scenario())
+
+
+def test_a_journal_line_cut_by_a_kill_is_skipped_and_the_next_starts_a_line_of_its_own(tmp_path: Path) -> None:
+    journal_path = tmp_path / "reservations.jsonl"
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        killed = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
+        await killed.acquire(100)
+        killed.journal.close()
+        with journal_path.open("a", encoding="utf-8") as handle:
+            handle.write('{"id":"cut","key":"x","tok')  # the kill came in the middle of a write
+        retry = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
+        assert (await retry.recover()).settled_tokens == 100
+        await retry.settle(await retry.acquire(50), 20)
+        retry.journal.close()
+        lines = journal_path.read_text(encoding="utf-8").splitlines()
+        assert sum(1 for line in lines if line.startswith('{"id":"cut"')) == 1
+        assert all(json.loads(line) for line in lines if not line.startswith('{"id":"cut"'))
+        assert await store.read(retry.key()) == Counters(1000, 120, 0)
+
+    asyncio.run(scenario())
 
 
 # --------------------------------------------------------------------------- the editor form's note

@@ -11,8 +11,14 @@ A call reserves its upper bound before it starts (`SharedBudget.acquire`) and se
 to `usage.total_tokens` afterwards (`SharedBudget.settle`), giving back the unused part.
 A reservation that does not fit waits while calls in flight (of any process) could
 still make room, and is refused once `spent + tokens > limit`, so the API's total
-over all runs never exceeds the allowance. A process that dies with calls in flight
-leaves their reservations counted as used: the allowance errs on the safe side.
+over all runs never exceeds the allowance.
+
+A process that dies with calls in flight (SIGKILL, out of memory, a lost machine) cannot
+settle them: their reservations stay counted as used, and other runs may wait for them
+(up to MAX_WAIT). The run folder's reservation journal (`ReservationJournal`,
+`reservations.jsonl`) lets the next run on that folder (a resume, a retried flow run: the
+run lock guarantees the dead process is gone) settle them: `SharedBudget.recover`. See
+`ReservationJournal` for which records it settles and which it leaves alone.
 
 Periods: `day`, `week` (from Monday), `month` start at 00:00 in the spec's timezone;
 `total` never ends. Each period has counters of its own (`period_key`), so a new
@@ -23,12 +29,16 @@ period it reserved in.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from copydesk.errors import BudgetExhausted, CopydeskError, InputError
@@ -209,14 +219,139 @@ class SharedReservation:
     key: str
     tokens: int
     open: bool = True
+    #: Its id in the run folder's reservation journal (None without a journal).
+    rid: str | None = None
+
+
+#: Journal states, in the order one reservation goes through them.
+OPEN, TAKEN, REFUSED, SETTLE, SETTLED, UNKNOWN = "open", "taken", "refused", "settle", "settled", "unknown"
+
+
+@dataclass
+class JournalEntry:
+    """One reservation as the journal recorded it: its counter, tokens, and states in order."""
+
+    rid: str
+    key: str
+    tokens: int
+    states: list[str]
+
+    @property
+    def left_open(self) -> bool:
+        """Its increment surely reached the store and no settlement was started: safe to settle."""
+        return TAKEN in self.states and not {SETTLE, UNKNOWN} & set(self.states)
+
+    @property
+    def ambiguous(self) -> bool:
+        """Interrupted where the journal cannot tell what the store holds (see `ReservationJournal`)."""
+        if UNKNOWN in self.states or REFUSED in self.states:
+            return False
+        if SETTLE in self.states:
+            return SETTLED not in self.states
+        return TAKEN not in self.states
+
+
+class ReservationJournal:
+    """The run folder's record of its shared reservations (`reservations.jsonl`), one JSON line
+    per step, appended and flushed before the step's request goes to the store, so a process
+    killed with SIGKILL loses none of them:
+
+        {"id", "key", "tokens", "state": "open"}   before the increment is sent
+        {"id", "state": "taken"}                    after the store counted it
+        {"id", "state": "refused"}                  the acquire gave up; nothing is counted
+        {"id", "state": "settle", "charged": N}     before the settlement is sent (also fsynced:
+                                                    losing it to a power cut could replay a settlement)
+        {"id", "state": "settled"}                  after the store took the settlement
+        {"id", "state": "unknown"}                  recovery reported it as ambiguous (once)
+
+    What `SharedBudget.recover` does with a reservation the last process left behind:
+
+    - `taken`, no `settle`: the store counts it as reserved and nobody will settle it. It is
+      settled in full (the API may have billed the call): the reservation becomes spent.
+    - `open` only: the process died while the increment was in flight. The store may or may
+      not hold it, and its counters cannot say which. It is left alone: if it did land, it
+      stays counted as reserved (used) until `copydesk budget reset` or the period's end. That
+      errs on the safe side: settling one that never landed would count as spent tokens that
+      were never in `used` (and hide other runs' real reservations from `reserved`).
+    - `settle` without `settled`: the settlement (two requests on the Prefect store) may be
+      half done. Replaying it could give back the unused part twice, room another run holds,
+      and so overshoot the allowance: it is left alone, as above.
+
+    Ambiguous ones are logged once (an `unknown` line marks them reported).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def load(self) -> list[JournalEntry]:
+        """Every reservation recorded, in order; unreadable lines (a line cut by a kill) are skipped."""
+        entries: dict[str, JournalEntry] = {}
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        for line in raw.splitlines():
+            try:
+                row = json.loads(line.decode("utf-8"))
+                rid, state = str(row["id"]), str(row["state"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if state == OPEN:
+                try:
+                    entries[rid] = JournalEntry(rid, str(row["key"]), int(row["tokens"]), [OPEN])
+                except (KeyError, TypeError, ValueError):
+                    continue
+            elif rid in entries:
+                entries[rid].states.append(state)
+        return list(entries.values())
+
+    def write(self, record: dict[str, Any], *, durable: bool = False) -> None:
+        """Append one line and flush it to the operating system (and to the disk when `durable`)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            cut = False
+            try:
+                with self.path.open("rb") as old:
+                    old.seek(0, os.SEEK_END)
+                    if old.tell():
+                        old.seek(-1, os.SEEK_END)
+                        cut = old.read(1) != b"\n"
+            except FileNotFoundError:
+                pass
+            self._file = self.path.open("a", encoding="utf-8")
+            if cut:  # end a line cut short by a kill, so this record starts a line of its own
+                self._file.write("\n")
+        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._file.flush()
+        if durable:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `SharedBudget.recover` found in the journal."""
+
+    settled: int = 0
+    settled_tokens: int = 0
+    ambiguous: int = 0
+    ambiguous_tokens: int = 0
 
 
 class SharedBudget:
     """One run's view of a shared allowance: reserve, settle, wait, close (see the module docstring)."""
 
-    def __init__(self, spec: SharedBudgetSpec, store: AllowanceStore, *, max_wait: float = MAX_WAIT) -> None:
+    def __init__(self, spec: SharedBudgetSpec, store: AllowanceStore, *, max_wait: float = MAX_WAIT,
+                 journal: ReservationJournal | None = None) -> None:
         self.spec = spec
         self.store = store
+        #: The run folder's reservation journal, if the run has a folder (see `recover`).
+        self.journal = journal
         self.max_wait = max_wait
         self.closed = False
         self.refused_reason: str | None = None
@@ -271,8 +406,9 @@ class SharedBudget:
             await self._ensure(key)
             if tokens > self.spec.max_tokens:
                 await self._refuse(what, tokens, Counters(self.spec.max_tokens, 0, 0), key)
-            if await self.store.increment(key, tokens):
-                reservation = SharedReservation(key, tokens)
+            rid = await self._increment(key, tokens)
+            if rid is not False:
+                reservation = SharedReservation(key, tokens, rid=rid)
                 self._open[id(reservation)] = reservation
                 return reservation
             counters = await self.store.read(key)
@@ -287,6 +423,18 @@ class SharedBudget:
                 await self._refuse(what, tokens, counters, key)
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
+
+    async def _increment(self, key: str, tokens: int) -> str | None | bool:
+        """`store.increment`, journalled: the reservation's journal id (None without a journal)
+        when it fits, False when it does not. Raising inside the increment leaves its "open"
+        line alone: the request may have reached the store (see `ReservationJournal`)."""
+        if self.journal is None:
+            return None if await self.store.increment(key, tokens) else False
+        rid = uuid.uuid4().hex[:16]
+        self.journal.write({"id": rid, "key": key, "tokens": tokens, "state": OPEN})
+        taken = await self.store.increment(key, tokens)
+        self.journal.write({"id": rid, "state": TAKEN if taken else REFUSED})
+        return rid if taken else False
 
     def _until(self) -> str:
         end = period_end(self.spec.period, self.spec.timezone)
@@ -323,7 +471,7 @@ class SharedBudget:
             log.warning("the API reported %d tokens for a call bounded by %d; the shared allowance counts %d",
                         actual_total, reservation.tokens, reservation.tokens)
         self.charged += charged
-        await self.store.settle(reservation.key, reservation.tokens, charged)
+        await self._settle_store(reservation.key, reservation.tokens, charged, reservation.rid)
         return charged
 
     async def release(self, reservation: SharedReservation) -> None:
@@ -331,7 +479,52 @@ class SharedBudget:
         if reservation.open:
             reservation.open = False
             self._open.pop(id(reservation), None)
-            await self.store.settle(reservation.key, reservation.tokens, 0)
+            await self._settle_store(reservation.key, reservation.tokens, 0, reservation.rid)
+
+    async def _settle_store(self, key: str, reserved: int, charged: int, rid: str | None) -> None:
+        """`store.settle`, journalled: "settle" on disk before it is sent (a settlement must never
+        be replayed), "settled" once the store took it."""
+        if self.journal is not None and rid is not None:
+            self.journal.write({"id": rid, "state": SETTLE, "charged": charged}, durable=True)
+        await self.store.settle(key, reserved, charged)
+        if self.journal is not None and rid is not None:
+            self.journal.write({"id": rid, "state": SETTLED})
+
+    async def recover(self) -> Recovery:
+        """Settle, in full, every reservation that a process killed on this run folder left open
+        (journal: "taken", no settlement started); the API may have billed those calls. Call it
+        before this run's first reservation, holding the run folder's lock (so that process is
+        gone). Reservations the journal cannot vouch for are left alone and logged once (see
+        `ReservationJournal`). Never raises for the store: what it could not settle is retried
+        by the next run on the folder."""
+        if self.journal is None:
+            return Recovery()
+        settled = tokens_settled = ambiguous = tokens_ambiguous = 0
+        for entry in self.journal.load():
+            if entry.left_open:
+                try:
+                    await self._settle_store(entry.key, entry.tokens, entry.tokens, entry.rid)
+                except CopydeskError as exc:
+                    log.warning("could not settle a reservation of the shared allowance %s left open by an "
+                                "interrupted run (%d tokens): %s; the next run on this folder tries again",
+                                self.name, entry.tokens, exc)
+                    continue
+                settled += 1
+                tokens_settled += entry.tokens
+            elif entry.ambiguous:
+                self.journal.write({"id": entry.rid, "state": UNKNOWN})
+                ambiguous += 1
+                tokens_ambiguous += entry.tokens
+        if settled:
+            log.warning("shared allowance %s: settled %d reservation(s) left open by an interrupted run: %d tokens "
+                        "(counted as spent: the API may have billed those calls)", self.name, settled, tokens_settled)
+        if ambiguous:
+            log.warning("shared allowance %s: an interrupted run died while %d reservation(s) (%d tokens) were being "
+                        "sent or settled; whether the server counted them cannot be known, so they are left as the "
+                        "server holds them: if it did, `copydesk budget status %s` shows them reserved until the "
+                        "period ends or `copydesk budget reset %s`", self.name, ambiguous, tokens_ambiguous,
+                        self.name, self.name)
+        return Recovery(settled, tokens_settled, ambiguous, tokens_ambiguous)
 
     async def settle_open(self) -> None:
         """When the run ends (also interrupted): every reservation still open (a call cancelled

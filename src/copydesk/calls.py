@@ -115,37 +115,37 @@ class CallGateway:
             raise self.fatal
         model = self.stats.fallbacks.get(request.model, request.model)
         try:
-            completion = await self._with_retries(stage, request.with_model(model))
+            completion = await self._with_retries(stage, request.with_model(model), key)
         except ModelNotFoundError as exc:
             if not self._can_fall_back(model):
                 self.fatal = exc
                 raise
-            completion = await self._fall_back(stage, request, model, exc)
+            completion = await self._fall_back(stage, request, model, exc, key)
         except (AuthenticationError, QuotaExceededError, BudgetExhausted, ModelNotFoundError):
             raise
         except ApiError as exc:
             if not exc.retryable or not self._can_fall_back(model):
                 raise
-            completion = await self._fall_back(stage, request, model, exc)
-        self.store.put(key, completion)
+            completion = await self._fall_back(stage, request, model, exc, key)
+        # stored by `_attempt` the moment it arrived
         used = self.stats.fallbacks.get(request.model)
         return CallResult(completion, cached=False, fallback_from=request.model if used else None)
 
     def _can_fall_back(self, model: str) -> bool:
         return bool(self.fallback_model) and model != self.fallback_model
 
-    async def _fall_back(self, stage: str, request: ChatRequest, model: str, exc: ApiError) -> Completion:
+    async def _fall_back(self, stage: str, request: ChatRequest, model: str, exc: ApiError, key: str) -> Completion:
         assert self.fallback_model
         if request.model not in self.stats.fallbacks:
             self.stats.fallbacks[request.model] = self.fallback_model
             log.warning("model %s failed (%s); falling back to %s for the rest of the run", model, exc, self.fallback_model)
         try:
-            return await self._with_retries(stage, request.with_model(self.fallback_model))
+            return await self._with_retries(stage, request.with_model(self.fallback_model), key)
         except (AuthenticationError, ModelNotFoundError) as fatal:
             self.fatal = fatal
             raise
 
-    async def _with_retries(self, stage: str, request: ChatRequest) -> Completion:
+    async def _with_retries(self, stage: str, request: ChatRequest, key: str) -> Completion:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_attempts),
             wait=self._wait,
@@ -156,7 +156,7 @@ class CallGateway:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(stage, request)
+                    return await self._attempt(stage, request, key)
         except (AuthenticationError, QuotaExceededError) as exc:
             self.fatal = exc
             raise
@@ -176,7 +176,7 @@ class CallGateway:
         self.stats.retries += 1
         log.info("retrying after %s (attempt %d)", exc, state.attempt_number)
 
-    async def _attempt(self, stage: str, request: ChatRequest) -> Completion:
+    async def _attempt(self, stage: str, request: ChatRequest, key: str) -> Completion:
         if self.fatal is not None:
             raise self.fatal
         bound = call_token_bound(request.messages, request.max_tokens)
@@ -213,6 +213,9 @@ class CallGateway:
                 self.budget.settle(reservation, None)
                 raise
             seconds = time.perf_counter() - started
+        # Stored before anything else is awaited (the shared settlement is a few requests to the
+        # Prefect server): a process killed from here on has the answer, and a resume pays nothing.
+        self.store.put(key, completion)
         self.limiter.on_success()
         if completion.usage is None:
             self.stats.missing_usage += 1

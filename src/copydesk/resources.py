@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from copydesk.allowance import SERVER_NEEDED, AllowanceStore, SharedBudget
+from copydesk.allowance import SERVER_NEEDED, AllowanceStore, ReservationJournal, SharedBudget
 from copydesk.batch import BatchGateway, choose_mode
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
@@ -37,6 +37,7 @@ from copydesk.prompts import PromptLibrary
 from copydesk.qc.gate import QualityGate
 from copydesk.qc.grammar import GrammarChecker
 from copydesk.qc.moderation import choose_moderator
+from copydesk.rundir import RESERVATIONS_NAME
 from copydesk.services.languagetool import languagetool_url
 from copydesk.services.llama import local_model_endpoint
 from copydesk.settings import Settings
@@ -103,9 +104,7 @@ async def open_resources(
         for stage, _ in spec.stages.items():
             metrics.prepare(stage, local_model or spec.model_for(stage))
         metrics.set_budget(budget.limit, budget.remaining)
-        shared = await _shared_budget(spec, allowance_store, metrics, budget)
-        if shared is not None:
-            stack.push_async_callback(shared.settle_open)  # calls cancelled mid-flight count in full
+        shared = await _shared_budget(spec, allowance_store, metrics, budget, run_dir, stack)
         accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
             endpoint,
@@ -149,12 +148,17 @@ async def open_resources(
 
 
 async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metrics: RunMetrics,
-                         budget: TokenBudget) -> SharedBudget | None:
-    """The run's view of its shared allowance (its counters made on the server if new)."""
+                         budget: TokenBudget, run_dir: Path, stack: AsyncExitStack) -> SharedBudget | None:
+    """The run's view of its shared allowance (its counters made on the server if new), with the
+    run folder's reservation journal: first, what a killed run on this folder left open is settled."""
     if spec.budget.shared is None:
         return None
     assert store is not None  # checked when the resources open
-    shared = SharedBudget(spec.budget.shared, store)
+    journal = ReservationJournal(run_dir / RESERVATIONS_NAME)
+    stack.callback(journal.close)
+    shared = SharedBudget(spec.budget.shared, store, journal=journal)
+    stack.push_async_callback(shared.settle_open)  # calls cancelled mid-flight count in full
+    await shared.recover()  # before this run reserves anything; the run lock is held
     counters = await shared.refresh()
     metrics.set_shared_budget(shared.name, counters.limit, counters.used)
     if shared.closed and shared.refused_reason:  # spent before this run started: it makes no call

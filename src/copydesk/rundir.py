@@ -11,6 +11,7 @@ Layout, under the output folder (`--out DIR`, default `outputs/`)::
         qc_report.json           every check's result per article
         summary.json             counts, tokens, budget
         calls.jsonl              the call store that lets `--run-id` resume
+        reservations.jsonl       the shared allowance's reservations (see copydesk.allowance)
         metrics.prom             this run's Prometheus text file
         reviews.jsonl            the audit trail of review decisions
         .review-intent.json      a review decision being applied (see copydesk.review)
@@ -79,6 +80,7 @@ ARTICLE_DIRS: tuple[str, ...] = (PUBLISHED_DIR, HELD_DIR)
 QC_REPORT_NAME = "qc_report.json"
 SUMMARY_NAME = "summary.json"
 CALLS_NAME = "calls.jsonl"
+RESERVATIONS_NAME = "reservations.jsonl"
 RUN_METRICS_NAME = "metrics.prom"
 REVIEW_LOG_NAME = "reviews.jsonl"
 REVIEW_INTENT_NAME = ".review-intent.json"
