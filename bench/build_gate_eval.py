@@ -387,16 +387,20 @@ def build() -> dict:
     return {"templates": TEMPLATES, "articles": articles}
 
 
-def main() -> None:
-    data = build()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+def write(data: dict, out: Path) -> None:
+    """The set as JSON, one article a line (readable diffs when it is rebuilt)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(a, ensure_ascii=False) for a in data["articles"]]
     text = ('{"templates": ' + json.dumps(data["templates"], ensure_ascii=False) + ',\n "articles": [\n'
             + ",\n".join(lines) + "\n]}\n")
-    OUT.write_text(text, encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     arts = data["articles"]
     print(f"{len(arts)} articles ({sum(a['label']['flawed'] for a in arts)} flawed), "
-          f"{OUT.stat().st_size // 1024} KB -> {OUT.relative_to(ROOT)}")
+          f"{out.stat().st_size // 1024} KB -> {out.relative_to(ROOT)}")
+
+
+def main() -> None:
+    write(build(), OUT)
 
 
 if __name__ == "__main__":

@@ -423,15 +423,7 @@ def build() -> dict:
 
 
 def main() -> None:
-    data = build()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(a, ensure_ascii=False) for a in data["articles"]]
-    text = ('{"templates": ' + json.dumps(data["templates"], ensure_ascii=False) + ',\n "articles": [\n'
-            + ",\n".join(lines) + "\n]}\n")
-    OUT.write_text(text, encoding="utf-8")
-    arts = data["articles"]
-    print(f"{len(arts)} articles ({sum(a['label']['flawed'] for a in arts)} flawed), "
-          f"{OUT.stat().st_size // 1024} KB -> {OUT.relative_to(ROOT)}")
+    base.write(build(), OUT)
 
 
 if __name__ == "__main__":
