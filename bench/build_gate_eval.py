@@ -355,13 +355,20 @@ def inject(article: dict, kind: str, lang: str, rng: random.Random, other: dict,
     return a
 
 
-def build() -> dict:
-    rng = random.Random(SEED)
-    en_pages, zh_pages = english_pages(), chinese_pages()
+def sources(rng: random.Random, en_pages: list[dict], zh_pages: list[dict]) -> tuple[list[str], list[str]]:
+    """Shuffle the pages in place; the Chinese paragraphs and the long English ones (> 40 words)
+    that flaws borrow from other articles."""
     rng.shuffle(en_pages)
     rng.shuffle(zh_pages)
     zh_paras = [p for page in zh_pages for s in page["sections"] for p in s["paragraphs"]]
     en_paras = [p for page in en_pages for s in page["sections"] for p in s["paragraphs"] if len(p.split()) > 40]
+    return zh_paras, en_paras
+
+
+def build() -> dict:
+    rng = random.Random(SEED)
+    en_pages, zh_pages = english_pages(), chinese_pages()
+    zh_paras, en_paras = sources(rng, en_pages, zh_pages)
     articles: list[dict] = []
     plan = [("en", 40, EN_KINDS, 3), ("zh", 16, ZH_KINDS, 2)]
     for lang, clean_n, kinds, per_kind in plan:

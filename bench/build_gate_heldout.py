@@ -391,10 +391,7 @@ def make_article(page: dict, lang: str, rng: random.Random) -> dict:
 def build() -> dict:
     rng = random.Random(SEED)
     en_pages, zh_pages = english_pages(), chinese_pages()
-    rng.shuffle(en_pages)
-    rng.shuffle(zh_pages)
-    zh_paras = [p for page in zh_pages for s in page["sections"] for p in s["paragraphs"]]
-    en_paras = [p for page in en_pages for s in page["sections"] for p in s["paragraphs"] if len(p.split()) > 40]
+    zh_paras, en_paras = base.sources(rng, en_pages, zh_pages)
     de_paras = german_paragraphs()
     articles: list[dict] = []
     # (language, clean articles, kinds, flawed per kind)
