@@ -24,15 +24,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
+from prefect.logging.handlers import APILogHandler
 
 from copydesk import events, rundir
 from copydesk.article import Article, Status
-from copydesk.orchestration import RunHooks, execute_run
+from copydesk.orchestration import RunHooks, StartedRun, execute_run
 from copydesk.errors import CopydeskError
 from copydesk.progress import batch_line
 from copydesk.spec import load_spec
@@ -65,8 +68,12 @@ class FlowHooks(RunHooks[dict[str, Any]]):
 
     async def article(self, run: PipelineRun, article: Article) -> None:
         await run.process(article)
-        if self.artifacts and article.path:
-            row = run.resources.exporter.row(article, run.article_cost(article))
+        if article.path:
+            self.exported(run, article, run.resources.exporter.row(article, run.article_cost(article)))
+
+    def exported(self, run: PipelineRun, article: Article, row: dict[str, Any]) -> None:
+        """An article is exported: its artifact is made in the background."""
+        if self.artifacts:
             task = asyncio.create_task(self._article_artifact(run, article, row))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -166,7 +173,80 @@ def _counts(run_dir: Path) -> dict[str, int]:
     return dict(by_status) if isinstance(by_status, dict) else {}
 
 
+#: The run in progress the next `copydesk-run` flow run adopts (see `adopt_run`).
+_STARTED: ContextVar[tuple[StartedRun, Any] | None] = ContextVar("copydesk_started_run", default=None)
+
+
 @flow(name="copydesk-run", log_prints=False, validate_parameters=True)
 async def run_pipeline(request: RunRequest) -> dict:
     """Generate, check and export one article per topic with a pipeline spec."""
+    adopting = _STARTED.get()
+    if adopting is not None:
+        return await _adopt(*adopting)
     return await execute(request)
+
+
+async def adopt_run(started: StartedRun, early: Any = None) -> dict[str, Any]:
+    """The `copydesk-run` flow run of a run that `copydesk run` started before Prefect was
+    imported (copydesk.orchestration.start_run): the same flow run, parameters, artifacts and
+    summary as `run_pipeline(request)`. `early` holds copydesk's log records from before the
+    flow run (copydesk.launch.EarlyRecords); they go to its logs. If the flow run cannot
+    start, the run is stopped."""
+    token = _STARTED.set((started, early))
+    try:
+        return await run_pipeline(started.request)
+    finally:
+        _STARTED.reset(token)
+        await started.abandon()  # a no-op when the flow run saw it to the end
+
+
+async def _adopt(started: StartedRun, early: Any) -> dict[str, Any]:
+    """Inside the flow run: artifacts for what the run exported so far and from now on, its
+    log records attributed to this flow run (tasks started before it have no run context;
+    records from before it are handed over), and the run's end as `FlowHooks.finished` handles it."""
+    hooks = FlowHooks(review_timeout=0, artifacts=True)
+    attribute = _FlowRunLogs(FlowRunContext.get())
+    if early is not None:
+        attribute.replay(early.take())
+    queue = started.handoff.exported
+
+    async def forward() -> None:
+        while True:
+            hooks.exported(*await queue.get())
+
+    forwarding = asyncio.create_task(forward())
+    try:
+        run, summary = await started.task
+    finally:
+        forwarding.cancel()
+        while not queue.empty():
+            hooks.exported(*queue.get_nowait())
+        await hooks.articles_done()
+        attribute.close()
+    return await hooks.finished(run, summary)
+
+
+class _FlowRunLogs(logging.Filter):
+    """Gives copydesk's log records the flow run's id, for Prefect's API log handler."""
+
+    def __init__(self, context: FlowRunContext | None) -> None:
+        super().__init__()
+        self.flow_run_id = context.flow_run.id if context is not None and context.flow_run is not None else None
+        self.handlers = [h for h in logging.getLogger("copydesk").handlers if isinstance(h, APILogHandler)]
+        for handler in self.handlers:
+            handler.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.flow_run_id is not None and not getattr(record, "flow_run_id", None):
+            record.flow_run_id = self.flow_run_id
+        return True
+
+    def replay(self, records: list[logging.LogRecord]) -> None:
+        """Records logged before the flow run existed (the console has shown them already)."""
+        for record in records:
+            for handler in self.handlers:
+                handler.handle(record)
+
+    def close(self) -> None:
+        for handler in self.handlers:
+            handler.removeFilter(self)

@@ -10,7 +10,9 @@
     after    `hooks.finished`, still holding the lock (the flow's artifacts and review pause)
 
 `run_batch()` is this sequence with the default hooks; `copydesk_flows.pipeline`
-passes hooks that add the flow run's artifacts. At most `ARTICLES_PER_CALL_SLOT` x
+passes hooks that add the flow run's artifacts. `start_run()` starts the sequence
+for a reporter that is not ready yet (`copydesk run` imports Prefect meanwhile),
+handing each exported article over through a queue (`StartedRun`). At most `ARTICLES_PER_CALL_SLOT` x
 concurrency articles are being written (making their calls) at once; a written
 article goes on to its checks and export without holding up the next one's calls,
 at most `ARTICLES_CHECKED_PER_CALL_SLOT` x concurrency of them at once. The rest wait
@@ -26,8 +28,9 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -40,6 +43,7 @@ from copydesk.locks import LockHeld, file_lock
 from copydesk.request import RunRequest
 from copydesk.runner import ARTICLE_WRITTEN, PipelineRun, RunSummary
 from copydesk.settings import Settings
+from copydesk.spec import PipelineSpec
 
 #: Held by the process running a run folder (see `run_folder_lock`).
 LOCK_NAME = rundir.RUN_LOCK_NAME
@@ -155,6 +159,52 @@ async def run_batch(
         request, RunHooks[RunSummary](), settings=settings, transport=transport,
         articles_in_flight=articles_in_flight,
     )
+
+
+class Handoff(RunHooks[tuple[PipelineRun, RunSummary]]):
+    """The hooks of a run started before its reporter is ready (see `start_run`): each exported
+    article goes into `exported` with its CSV row (made while the run's resources are open);
+    the run's value is the run and its summary, for the reporter to finish with."""
+
+    def __init__(self) -> None:
+        self.exported: asyncio.Queue[tuple[PipelineRun, Article, dict[str, Any]]] = asyncio.Queue()
+
+    async def article(self, run: PipelineRun, article: Article) -> None:
+        await run.process(article)
+        if article.path:
+            self.exported.put_nowait((run, article, run.resources.exporter.row(article, run.article_cost(article))))
+
+    async def finished(self, run: PipelineRun, summary: RunSummary) -> tuple[PipelineRun, RunSummary]:
+        return run, summary
+
+
+@dataclass
+class StartedRun:
+    """A run under way (`start_run`): its task, and the articles it exported so far."""
+
+    request: RunRequest
+    task: asyncio.Task[tuple[PipelineRun, RunSummary]]
+    handoff: Handoff = field(repr=False)
+
+    async def abandon(self) -> None:
+        """Stop the run if it still runs (its reporter failed); what it exported stays, and
+        its calls are in the call store for a resume."""
+        if not self.task.done():
+            self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def can_start_early(request: RunRequest, spec: PipelineSpec) -> bool:
+    """Whether a run may start before Prefect is ready: realtime calls, and no shared allowance
+    (that lives in the Prefect server, and batch mode reports each batch to the flow run)."""
+    return spec.budget.shared is None and (request.mode or spec.mode) == "realtime"
+
+
+def start_run(request: RunRequest, settings: Settings | None = None) -> StartedRun:
+    """Start the run now (`execute_run` with `Handoff` hooks, as a task of the running loop)."""
+    handoff = Handoff()
+    task = asyncio.get_running_loop().create_task(execute_run(request, handoff, settings=settings))
+    return StartedRun(request, task, handoff)
 
 
 @contextlib.contextmanager
