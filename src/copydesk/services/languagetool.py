@@ -25,8 +25,10 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from copydesk.errors import ServiceError
 from copydesk.services.process import ManagedServer, ServerLease, child_environment, find_running
@@ -39,22 +41,24 @@ MIN_JAVA = 17
 FETCH_HINT = "run scripts/fetch-languagetool.sh"
 
 #: JVM options for a small shared machine (2 cores). SerialGC: no GC threads
-#: competing with the model server, and the smallest footprint. C1 only
-#: (TieredStopAtLevel=1): on 2 busy cores the C2 compiler threads compete with
-#: the checks themselves. Measured with bench/languagetool_bench.py on a busy
-#: 2-core machine (7 runs each), C1 only against the full tiered JIT:
-#: /v2/healthcheck after 1.0-1.7 s vs 1.2-3.4 s; first en-US check (rule
-#: loading) 2.5-4.8 s vs 3.9-9.0 s; 280-560 vs 330-660 ms per 1,000 words
-#: afterwards; ~330 vs ~390 MB RSS once warm. Measured again for batch runs (150
-#: articles back to back, see SERVER_PROPERTIES): C2 still does not pay back.
+#: competing with the model server, and the smallest footprint.
 #: The heap cap comes from settings.languagetool_heap.
 JVM_OPTIONS = (
     "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
     "-XX:+ExitOnOutOfMemoryError",
     "-Dfile.encoding=UTF-8",
     "-Djava.awt.headless=true",
 )
+
+#: The JIT of a server that lives for one run (COPYDESK_KEEP_SERVERS=false, tests): C1 only
+#: (TieredStopAtLevel=1) starts fastest and needs no warm-up; on 2 busy cores the C2
+#: compiler threads competed with the checks themselves (bench/languagetool_bench.py:
+#: /v2/healthcheck after 1.0-1.7 s vs 1.2-3.4 s, first en-US check 2.5-4.8 s vs 3.9-9.0 s).
+#: A kept server (`start_background`) uses the full tiered JIT instead: once C2 has compiled
+#: the hot code, a check costs about half the CPU (3,400 words: 0.95-1.05 s against 2.1 s,
+#: bench/README.md), which is what a 2-core machine running a batch runs out of; the
+#: warm-up that gets it there runs once, in the background (copydesk.services.warmup).
+ONE_RUN_JIT = ("-XX:TieredStopAtLevel=1",)
 
 #: The server's own settings (its --config file), chosen with
 #: bench/languagetool_batch_bench.py on the same 2-core machine, busy with other work
@@ -148,6 +152,7 @@ class LanguageToolServer(ManagedServer):
         self.jar_dir = Path(settings.languagetool_dir)
         self.heap = settings.languagetool_heap.strip()
         self.jvm_options = tuple(jvm_options)
+        self.kept = False  # set by start_background: a long-lived server gets the full JIT and a warm-up
         self.server_properties = dict(SERVER_PROPERTIES if server_properties is None else server_properties)
 
     def check_prerequisites(self) -> None:
@@ -175,6 +180,7 @@ class LanguageToolServer(ManagedServer):
             find_java(),
             f"-Xmx{self.heap}",
             *self.jvm_options,
+            *(() if self.kept else ONE_RUN_JIT),
             "-cp",
             str(self.jar_dir / "*"),
             MAIN_CLASS,
@@ -184,6 +190,15 @@ class LanguageToolServer(ManagedServer):
         if self.server_properties:
             command += ["--config", str(self._write_properties(port))]
         return command
+
+    def start_background(self, timeout: float | None = None, *, extra: Any = None) -> tuple[Any, bool]:
+        """Start it detached for later runs too (the full JIT), then warm it up in the background
+        (copydesk.services.warmup) when it was started now."""
+        self.kept = True
+        state, started = super().start_background(timeout, extra=extra)
+        if started:
+            start_warmup(state.url, Path(state.log_path).with_name(f"{NAME}-warmup.log"))
+        return state, started
 
     def _write_properties(self, port: int) -> Path:
         """The server's --config file in the state folder (written whole under a name of this
@@ -195,6 +210,17 @@ class LanguageToolServer(ManagedServer):
         tmp.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties.items()), encoding="utf-8")
         os.replace(tmp, path)
         return path
+
+
+def start_warmup(url: str, log_path: Path) -> None:
+    """The warm-up, detached and at a lower CPU priority (it ends by itself; see copydesk.services.warmup)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "copydesk.services.warmup", url],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=child_environment(), preexec_fn=lambda: os.nice(10),  # noqa: PLW1509
+        )
 
 
 def languagetool_url(settings: Settings) -> ServerLease:
