@@ -56,7 +56,17 @@ def main() -> None:
             draft, sections = draft_of(article, data["templates"])
             jobs.append((article, draft, sections, _markdown(article["title"], sections)))
 
+    def clear_caches() -> None:
+        # Each pass starts cold, as a run's first article would: nothing an article of the previous
+        # pass left in a functools cache (tokens, prose, prompt segments, stems) helps its twin.
+        for name, module in list(sys.modules.items()):
+            if name.startswith("copydesk"):
+                for value in list(vars(module).values()):
+                    if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", "") == name:
+                        value.cache_clear()
+
     async def gate_pass() -> list:
+        clear_caches()
         gates: dict[str, QualityGate] = {}
         out = []
         for article, draft, sections, markdown in jobs:

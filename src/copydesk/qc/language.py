@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from copydesk.qc.content import CheckResult
@@ -92,6 +93,7 @@ _SCRIPTS = {
 MIN_FOREIGN_RUN = 4
 
 
+@lru_cache(maxsize=4096)
 def _script(ch: str) -> str:
     name = unicodedata.name(ch, "")
     return name.split(" ", 1)[0] if name else ""
