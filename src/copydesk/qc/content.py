@@ -147,7 +147,7 @@ def check_outline_coverage(outline: Sequence[str], sections: Sequence[tuple[str,
 
 
 def _normal_sentence(sentence: str) -> str:
-    return "".join(ch for ch in unicodedata.normalize("NFKC", sentence).casefold() if ch.isalnum())
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", sentence).casefold())
 
 
 def repetition_score(text: str, language: str) -> float:
