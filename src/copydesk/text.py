@@ -561,7 +561,7 @@ def words(text: str, language: str = "") -> list[str]:
     """The words of plain `text` in order, as `count_words` counts them (see the module
     docstring): single CJK characters, and whitespace words holding a letter or digit."""
     units = _PER_CHARACTER[_is_japanese(language)].findall(text)
-    return [unit for unit in units if _ALNUM.search(unit)]
+    return [unit for unit in units if unit.isalnum() or _ALNUM.search(unit)]  # (isalnum: the quick yes)
 
 
 #: The runs of letters and digits of `words`: a CJK character that is a letter, or a run of

@@ -94,7 +94,8 @@ def content_terms(text: str, language: str = "") -> set[str]:
             else:
                 run.append(token)
             continue
-        flush()
+        if run:  # (flushing no run adds nothing)
+            flush()
         if len(token) > 1 and token not in STOPWORDS and not token.isdigit():
             terms.add(token)
     flush()
