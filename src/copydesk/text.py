@@ -546,6 +546,7 @@ _KANA_RE = re.compile(f"[{_KANA}]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 
 
+@lru_cache(maxsize=256)  # the language check asks three times about each section
 def script_counts(text: str) -> tuple[int, int, int]:
     """(Han ideographs, kana, letters of any script) in `text`: what a language check
     needs to tell Chinese or Japanese from text written in other scripts."""

@@ -49,8 +49,26 @@ def _instruction_segments(prompt: str, fills: tuple[str, ...], language: str) ->
     section prompt twice, for two n-gram sizes)."""
     text = prompt
     for value in sorted({f.strip() for f in fills if f and f.strip()}, key=len, reverse=True):
-        text = re.sub(re.escape(value), "\n\u241e\n", text, flags=re.IGNORECASE)
-    return tuple(tuple(tokens(segment, language)) for segment in text.split("\u241e"))
+        text = _cut(text, value)
+    return tuple(tuple(tokens(segment, language)) for segment in text.split(_MARK))
+
+
+_MARK = "\u241e"
+
+
+def _cut(text: str, value: str) -> str:
+    """`text` with every occurrence of `value`, in any case, replaced by a line holding _MARK:
+    `re.sub(re.escape(value), "\\n" + _MARK + "\\n", text, flags=re.IGNORECASE)`, without compiling
+    a pattern for each value when both are ASCII (then the same matches: ASCII letters match
+    their other case only, and no ASCII character matches _MARK; `lower` keeps offsets)."""
+    if value.isascii() and text.replace(_MARK, "").isascii():
+        lowered, key = text.lower(), value.lower()
+        parts, pos = [], 0
+        while (found := lowered.find(key, pos)) != -1:
+            parts += [text[pos:found], "\n" + _MARK + "\n"]
+            pos = found + len(key)
+        return "".join([*parts, text[pos:]])
+    return re.sub(re.escape(value), "\n" + _MARK + "\n", text, flags=re.IGNORECASE)
 
 
 def _echoes(text: str, grams: set[tuple[str, ...]], n: int, language: str) -> bool:
