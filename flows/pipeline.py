@@ -4,35 +4,38 @@ Everything here is wiring over `copydesk.orchestration.execute_run`, the one
 orchestration `copydesk.orchestration.run_batch` uses too (prepare, lock, open,
 articles through a bounded pool, finish, close). The flow's hooks add Prefect:
 
-    each article   its own `article` task (write, check, export), then its Markdown artifact
+    each article   its Markdown artifact, made in the background as soon as the
+                   article is exported (at most ARTICLE_ARTIFACTS_AT_ONCE at once)
     after close    the run's artifacts (table, summary; copydesk_flows.artifacts), a fatal
                    API error raised with the summary attached, and the review pause when
                    asked for (copydesk_flows.review)
 
-The article tasks must run in the flow's own process: the budget, the limiter
-and the call store are in-process objects. `LocalRun` carries the run into the
-tasks and refuses to be pickled or used in another process, so a task runner
-that ships tasks elsewhere fails loudly instead of giving each process a budget
-of its own. Resume does not rely on Prefect's result cache: the run's call store
-does it for one `write()` per call (see copydesk.store).
+Articles are not task runs of their own. A task run per article cost the local Prefect
+server ~50 ms of CPU (its states recorded through the events pipeline) and the flow's
+process a few more, for 100 articles ~6 CPU-s on a 2-core machine where that CPU is what
+the checks need (bench/README.md, issue 14); the flow run's logs, its per-article
+artifacts and its articles table say what happened to each article. Resume does not rely
+on Prefect's result cache: the run's call store does it for one `write()` per call (see
+copydesk.store).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
-from prefect.cache_policies import NO_CACHE
+from prefect.logging.handlers import APILogHandler
 
 from copydesk import events, rundir
 from copydesk.article import Article, Status
-from copydesk.orchestration import RunHooks, execute_run
+from copydesk.orchestration import RunHooks, StartedRun, execute_run
 from copydesk.errors import CopydeskError
 from copydesk.progress import batch_line
 from copydesk.spec import load_spec
@@ -50,63 +53,43 @@ from copydesk_flows.review import review_run
 
 log = logging.getLogger("copydesk.flows")
 
-CROSS_PROCESS_MESSAGE = (
-    "copydesk's article tasks must run in the flow run's own process: the token budget, the concurrency "
-    "limiter and the call store of a run are in-process objects, and a copy in another process would "
-    "spend a budget of its own. Use the default task runner (scale out with more flow runs, i.e. more "
-    "workers, instead)."
-)
-
-
-class LocalRun:
-    """A `PipelineRun` handed to tasks; it cannot leave the process that opened it."""
-
-    __slots__ = ("run", "pid")
-
-    def __init__(self, run: PipelineRun) -> None:
-        self.run = run
-        self.pid = os.getpid()
-
-    def get(self) -> PipelineRun:
-        if os.getpid() != self.pid:
-            raise RuntimeError(CROSS_PROCESS_MESSAGE)
-        return self.run
-
-    def __reduce__(self) -> Any:
-        raise TypeError(CROSS_PROCESS_MESSAGE)
-
-    def __repr__(self) -> str:
-        return f"LocalRun({self.run.run_id})"
-
-
-@task(name="article", cache_policy=NO_CACHE, task_run_name="article-{article.index}")
-async def article_task(run: LocalRun, article: Article, artifacts: bool = True) -> Article:
-    """Write, check and export one article (never raises: failures make it incomplete),
-    then leave its Markdown artifact."""
-    pipeline_run = run.get()
-    await pipeline_run.process(article)
-    if artifacts and article.path:
-        try:
-            text = (pipeline_run.run_dir / article.path).read_text(encoding="utf-8")
-        except OSError:
-            text = "(the article's file is missing)"
-        row = pipeline_run.resources.exporter.row(article, pipeline_run.article_cost(article))
-        await publish_article_artifact(pipeline_run.spec.name, row, text, article.qc, article.index + 1)
-    return article
+#: Article artifacts being sent to the Prefect server at once; the rest wait their turn.
+ARTICLE_ARTIFACTS_AT_ONCE = 4
 
 
 class FlowHooks(RunHooks[dict[str, Any]]):
-    """The orchestration's hooks inside a flow run: tasks, artifacts, the review pause."""
+    """The orchestration's hooks inside a flow run: artifacts, the review pause."""
 
     def __init__(self, *, review_timeout: float, artifacts: bool) -> None:
         self.review_timeout = review_timeout
         self.artifacts = artifacts
-        self._handle: LocalRun | None = None
+        self._sending = asyncio.Semaphore(ARTICLE_ARTIFACTS_AT_ONCE)
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def article(self, run: PipelineRun, article: Article) -> None:
-        if self._handle is None:
-            self._handle = LocalRun(run)
-        await article_task(self._handle, article, self.artifacts)
+        await run.process(article)
+        if article.path:
+            self.exported(run, article, run.resources.exporter.row(article, run.article_cost(article)))
+
+    def exported(self, run: PipelineRun, article: Article, row: dict[str, Any]) -> None:
+        """An article is exported: its artifact is made in the background."""
+        if self.artifacts:
+            task = asyncio.create_task(self._article_artifact(run, article, row))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _article_artifact(self, run: PipelineRun, article: Article, row: dict[str, Any]) -> None:
+        async with self._sending:
+            try:
+                text = (run.run_dir / article.path).read_text(encoding="utf-8")
+            except OSError:
+                text = "(the article's file is missing)"
+            await publish_article_artifact(run.spec.name, row, text, article.qc, article.index + 1)  # never raises
+
+    async def articles_done(self) -> None:
+        """Wait for the article artifacts still being sent."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     def allowance_store(self, run: PipelineRun) -> AbstractAsyncContextManager[Any]:
         """Shared allowances live in the Prefect server (copydesk_flows.allowance)."""
@@ -114,6 +97,7 @@ class FlowHooks(RunHooks[dict[str, Any]]):
 
     async def finished(self, run: PipelineRun, summary: RunSummary) -> dict[str, Any]:
         result = summary.to_dict()
+        await self.articles_done()
         if self.artifacts:
             await publish_run_artifacts(run.run_dir, result, articles=False)
         if run.fatal is not None:
@@ -150,6 +134,7 @@ async def execute(
     finally:
         unsubscribe()
         await asyncio.gather(*progress.tasks, return_exceptions=True)
+        await hooks.articles_done()  # also when the run failed: nothing is left sending
 
 
 class _BatchProgress:
@@ -188,7 +173,80 @@ def _counts(run_dir: Path) -> dict[str, int]:
     return dict(by_status) if isinstance(by_status, dict) else {}
 
 
+#: The run in progress the next `copydesk-run` flow run adopts (see `adopt_run`).
+_STARTED: ContextVar[tuple[StartedRun, Any] | None] = ContextVar("copydesk_started_run", default=None)
+
+
 @flow(name="copydesk-run", log_prints=False, validate_parameters=True)
 async def run_pipeline(request: RunRequest) -> dict:
     """Generate, check and export one article per topic with a pipeline spec."""
+    adopting = _STARTED.get()
+    if adopting is not None:
+        return await _adopt(*adopting)
     return await execute(request)
+
+
+async def adopt_run(started: StartedRun, early: Any = None) -> dict[str, Any]:
+    """The `copydesk-run` flow run of a run that `copydesk run` started before Prefect was
+    imported (copydesk.orchestration.start_run): the same flow run, parameters, artifacts and
+    summary as `run_pipeline(request)`. `early` holds copydesk's log records from before the
+    flow run (copydesk.launch.EarlyRecords); they go to its logs. If the flow run cannot
+    start, the run is stopped."""
+    token = _STARTED.set((started, early))
+    try:
+        return await run_pipeline(started.request)
+    finally:
+        _STARTED.reset(token)
+        await started.abandon()  # a no-op when the flow run saw it to the end
+
+
+async def _adopt(started: StartedRun, early: Any) -> dict[str, Any]:
+    """Inside the flow run: artifacts for what the run exported so far and from now on, its
+    log records attributed to this flow run (tasks started before it have no run context;
+    records from before it are handed over), and the run's end as `FlowHooks.finished` handles it."""
+    hooks = FlowHooks(review_timeout=0, artifacts=True)
+    attribute = _FlowRunLogs(FlowRunContext.get())
+    if early is not None:
+        attribute.replay(early.take())
+    queue = started.handoff.exported
+
+    async def forward() -> None:
+        while True:
+            hooks.exported(*await queue.get())
+
+    forwarding = asyncio.create_task(forward())
+    try:
+        run, summary = await started.task
+    finally:
+        forwarding.cancel()
+        while not queue.empty():
+            hooks.exported(*queue.get_nowait())
+        await hooks.articles_done()
+        attribute.close()
+    return await hooks.finished(run, summary)
+
+
+class _FlowRunLogs(logging.Filter):
+    """Gives copydesk's log records the flow run's id, for Prefect's API log handler."""
+
+    def __init__(self, context: FlowRunContext | None) -> None:
+        super().__init__()
+        self.flow_run_id = context.flow_run.id if context is not None and context.flow_run is not None else None
+        self.handlers = [h for h in logging.getLogger("copydesk").handlers if isinstance(h, APILogHandler)]
+        for handler in self.handlers:
+            handler.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.flow_run_id is not None and not getattr(record, "flow_run_id", None):
+            record.flow_run_id = self.flow_run_id
+        return True
+
+    def replay(self, records: list[logging.LogRecord]) -> None:
+        """Records logged before the flow run existed (the console has shown them already)."""
+        for record in records:
+            for handler in self.handlers:
+                handler.handle(record)
+
+    def close(self) -> None:
+        for handler in self.handlers:
+            handler.removeFilter(self)

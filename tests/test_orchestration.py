@@ -13,7 +13,14 @@ from fake_openai import FakeOpenAI
 from copydesk import resources
 from copydesk.article import Article
 from copydesk.errors import InputError, TopicError
-from copydesk.orchestration import ARTICLES_PER_CALL_SLOT, RunHooks, execute_run, run_batch, run_folder_lock
+from copydesk.orchestration import (
+    ARTICLES_CHECKED_PER_CALL_SLOT,
+    ARTICLES_PER_CALL_SLOT,
+    RunHooks,
+    execute_run,
+    run_batch,
+    run_folder_lock,
+)
 from copydesk.request import MAX_TOPICS_PER_RUN, RunRequest, clean_topics, read_topics_file
 from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
@@ -24,7 +31,7 @@ def _settings(fake: FakeOpenAI) -> Settings:
 
 
 class CountingHooks(RunHooks[RunSummary]):
-    """The default steps, counting how many articles are in progress at once."""
+    """The default steps, counting how many articles are in progress (written or checked) at once."""
 
     def __init__(self) -> None:
         self.current = 0
@@ -41,7 +48,25 @@ class CountingHooks(RunHooks[RunSummary]):
             self.current -= 1
 
 
-async def test_at_most_n_articles_are_in_flight(basic_spec, tmp_path):
+@pytest.fixture
+def counted_writes(monkeypatch):
+    """PipelineRun.write, counting the articles being written (making their calls) at once."""
+    counts = {"now": 0, "peak": 0}
+    write = PipelineRun.write
+
+    async def counting_write(self, article):
+        counts["now"] += 1
+        counts["peak"] = max(counts["peak"], counts["now"])
+        try:
+            return await write(self, article)
+        finally:
+            counts["now"] -= 1
+
+    monkeypatch.setattr(PipelineRun, "write", counting_write)
+    return counts
+
+
+async def test_at_most_n_articles_are_in_flight(basic_spec, tmp_path, counted_writes):
     topics = [f"topic {n}" for n in range(12)]
     hooks = CountingHooks()
     with FakeOpenAI(latency=0.01) as fake:
@@ -49,22 +74,62 @@ async def test_at_most_n_articles_are_in_flight(basic_spec, tmp_path):
             RunRequest(spec_path=str(basic_spec), topics=topics, out_dir=str(tmp_path)),
             hooks, settings=_settings(fake), articles_in_flight=3,
         )
-    assert hooks.peak == 3  # bounded, and the pool was used to its bound
+    assert counted_writes["peak"] == 3  # bounded, and the pool was used to its bound
     assert hooks.order == list(range(12))  # articles start in topic order
     assert summary.by_status == {"published": 12}
     frame = pd.read_csv(f"{summary.run_dir}/articles.csv", encoding="utf-8-sig", keep_default_na=False)
     assert sorted(frame["topic"]) == sorted(topics)
 
 
-async def test_the_default_bound_follows_the_concurrency(basic_spec, tmp_path):
-    hooks = CountingHooks()
+async def test_the_default_bound_follows_the_concurrency(basic_spec, tmp_path, counted_writes):
     with FakeOpenAI(latency=0.01) as fake:
         await execute_run(
             RunRequest(spec_path=str(basic_spec), topics=[f"t{n}" for n in range(10)], out_dir=str(tmp_path),
                        concurrency=2),
-            hooks, settings=_settings(fake),
+            CountingHooks(), settings=_settings(fake),
         )
-    assert hooks.peak == ARTICLES_PER_CALL_SLOT * 2
+    assert counted_writes["peak"] == ARTICLES_PER_CALL_SLOT * 2
+
+
+async def test_a_slow_check_does_not_hold_up_the_next_articles_calls(basic_spec, tmp_path, monkeypatch,
+                                                                     counted_writes):
+    """A written article gives its writing slot back before its checks: while checks are slow
+    (LanguageTool on a busy machine), later articles keep making their calls, and the backlog
+    of articles waiting for their checks stays bounded."""
+    checking = {"now": 0}
+    release = asyncio.Event()
+    check = PipelineRun.check
+
+    async def slow_check(self, article):
+        checking["now"] += 1
+        try:
+            await release.wait()  # no check ends until the test says so
+            return await check(self, article)
+        finally:
+            checking["now"] -= 1
+
+    monkeypatch.setattr(PipelineRun, "check", slow_check)
+    writing, backlog = 2, ARTICLES_CHECKED_PER_CALL_SLOT * 1  # concurrency 1 in basic_spec's run below
+    hooks = CountingHooks()
+    with FakeOpenAI(latency=0.01) as fake:
+        task = asyncio.create_task(execute_run(
+            RunRequest(spec_path=str(basic_spec), topics=[f"t{n}" for n in range(12)], out_dir=str(tmp_path),
+                       concurrency=1),
+            hooks, settings=_settings(fake), articles_in_flight=writing,
+        ))
+        async with asyncio.timeout(20):
+            while checking["now"] < writing + backlog:  # every article the bounds allow is written
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        # more articles were written than there are writing slots, none of them checked yet; and no more
+        # started than the two bounds allow
+        assert checking["now"] == writing + backlog
+        assert hooks.peak == writing + backlog
+        assert counted_writes["now"] == 0
+        release.set()
+        summary = await asyncio.wait_for(task, 20)
+    assert summary.by_status == {"published": 12}
+    assert hooks.order == list(range(12))
 
 
 async def test_the_plain_run_takes_the_run_folder_lock(basic_spec, tmp_path):
@@ -78,27 +143,30 @@ async def test_the_plain_run_takes_the_run_folder_lock(basic_spec, tmp_path):
     assert summary.by_status == {"published": 1}
 
 
-class _ClosingTransport(httpx.AsyncBaseTransport):
+class _ClosingTransport(httpx.AsyncHTTPTransport):
     def __init__(self) -> None:
+        super().__init__()
         self.closed = False
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:  # pragma: no cover
-        raise AssertionError("no call expected")
 
     async def aclose(self) -> None:
         self.closed = True
+        await super().aclose()
 
 
-async def test_a_failed_open_closes_what_it_started_and_releases_the_lock(basic_spec, tmp_path, monkeypatch):
+async def test_a_gate_that_cannot_be_built_fails_the_run_and_closes_what_it_started(basic_spec, tmp_path,
+                                                                                   monkeypatch):
+    """The gate is built while the first calls run; if building it fails (an internal error, not
+    a checker that is unavailable), the first check raises it, the run stops, its client is
+    closed and the run folder's lock released."""
     def broken_gate(*args, **kwargs):
         raise RuntimeError("the gate cannot be built")
 
     monkeypatch.setattr(resources, "QualityGate", broken_gate)
     transport = _ClosingTransport()
-    request = RunRequest(spec_path=str(basic_spec), topics=["x"], out_dir=str(tmp_path), run_id="broken")
-    settings = Settings(OPENAI_BASE_URL="http://127.0.0.1:9/v1")
-    with pytest.raises(RuntimeError, match="gate cannot be built"):
-        await run_batch(request, settings, transport=transport)
+    request = RunRequest(spec_path=str(basic_spec), topics=["x", "y"], out_dir=str(tmp_path), run_id="broken")
+    with FakeOpenAI() as fake:
+        with pytest.raises(RuntimeError, match="gate cannot be built"):
+            await run_batch(request, _settings(fake), transport=transport)
     assert transport.closed  # the client built before the failure was closed
     with run_folder_lock(tmp_path / "broken", "broken"):  # and the lock was released
         pass
@@ -157,25 +225,11 @@ def test_a_topics_file_that_is_not_utf8_names_the_line(tmp_path):
     assert read_topics_file(path) == ["first", "second"]
 
 
-async def test_the_flow_hooks_go_through_the_same_bounded_pool_and_lock(basic_spec, tmp_path, monkeypatch):
-    """copydesk_flows.pipeline.execute is the same orchestration: each article goes to its
-    task (here a stand-in counting them) through the bounded pool, under the run-folder lock."""
+async def test_the_flow_hooks_go_through_the_same_bounded_pool_and_lock(basic_spec, tmp_path, counted_writes):
+    """copydesk_flows.pipeline.execute is the same orchestration: the articles go through the
+    bounded pool, under the run-folder lock (each article is not a task run of its own)."""
     from copydesk_flows import pipeline
 
-    current = peak = 0
-    handles = set()
-
-    async def counting_task(handle, article, artifacts):
-        nonlocal current, peak
-        handles.add(id(handle))
-        current += 1
-        peak = max(peak, current)
-        try:
-            return await handle.get().process(article)
-        finally:
-            current -= 1
-
-    monkeypatch.setattr(pipeline, "article_task", counting_task)
     request = RunRequest(spec_path=str(basic_spec), topics=[f"t{n}" for n in range(9)], out_dir=str(tmp_path),
                          concurrency=1, run_id="flowish")
     with FakeOpenAI(latency=0.01) as fake:
@@ -183,6 +237,7 @@ async def test_the_flow_hooks_go_through_the_same_bounded_pool_and_lock(basic_sp
             with pytest.raises(InputError, match="already running"):
                 await pipeline.execute(request, settings=_settings(fake), artifacts=False)
         result = await pipeline.execute(request, settings=_settings(fake), artifacts=False)
-    assert peak == ARTICLES_PER_CALL_SLOT * 1
-    assert len(handles) == 1  # one LocalRun for the whole run
+    assert counted_writes["peak"] == ARTICLES_PER_CALL_SLOT * 1
     assert result["by_status"] == {"published": 9} and result["exit_code"] == 0
+
+

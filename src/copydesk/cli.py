@@ -222,7 +222,7 @@ def run(
     summary: dict[str, Any] | None = None
     try:
         with LiveProgress(err):
-            summary = asyncio.run(launch.run_flow(request))
+            summary = asyncio.run(launch.run_flow(request, prepared.spec))
     except CopydeskError as exc:
         summary = getattr(exc, "summary", None)
         if summary:

@@ -11,18 +11,65 @@ imports its part of copydesk_flows on first use: importing Prefect takes about
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: importing this module stays cheap
     from copydesk.request import RunRequest
     from copydesk.settings import Settings
+    from copydesk.spec import PipelineSpec
 
 
-async def run_flow(request: RunRequest) -> dict[str, Any]:
-    """`copydesk run`: the run as a `copydesk-run` flow run; returns its summary."""
-    from copydesk_flows.pipeline import run_pipeline  # lazy: Prefect's import time
+async def run_flow(request: RunRequest, spec: PipelineSpec) -> dict[str, Any]:
+    """`copydesk run`: the run as a `copydesk-run` flow run; returns its summary.
 
-    return await run_pipeline(request)
+    Importing Prefect and copydesk_flows takes ~1.5-2.5 s of CPU. A realtime run without a
+    shared allowance (copydesk.orchestration.can_start_early) does not wait for it: its calls
+    start at once while a worker thread imports Prefect, and the flow run then adopts the run
+    in progress (copydesk_flows.pipeline.adopt_run): the same flow run, artifacts and summary.
+    """
+    import asyncio
+    import importlib
+
+    from copydesk.orchestration import can_start_early, start_run
+
+    importing = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "copydesk_flows.pipeline")
+    if not can_start_early(request, spec):
+        flows = await importing
+        return await flows.run_pipeline(request)
+    early = EarlyRecords()
+    logging.getLogger("copydesk").addHandler(early)
+    try:
+        started = start_run(request)
+        try:
+            flows = await importing
+        except BaseException:
+            await started.abandon()
+            raise
+        return await flows.adopt_run(started, early)
+    finally:
+        logging.getLogger("copydesk").removeHandler(early)
+
+
+class EarlyRecords(logging.Handler):
+    """copydesk's log records from before the flow run exists, kept for its logs (the flow run
+    takes them, copydesk_flows.pipeline.adopt_run); meanwhile shown on the console as Python
+    shows records that no handler takes (warnings and worse, on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        if record.levelno >= logging.WARNING and logging.lastResort is not None:
+            logging.lastResort.handle(record)
+
+    def take(self) -> list[logging.LogRecord]:
+        """Stop keeping records (the flow run's own handlers take over); the records kept so far."""
+        logging.getLogger("copydesk").removeHandler(self)
+        records, self.records = self.records, []
+        return records
 
 
 def build_deployments(settings: Settings, *, review_timeout: int, editor_review_timeout: int) -> Any:

@@ -4,16 +4,20 @@
     lock     one process per run folder (a second run with the same id is refused);
              then the run's manifest is written (copydesk.rundir)
     open     the run's resources (copydesk.resources), closed again whatever happens
-    process  every article through a bounded pool of workers, each through `hooks.article`
+    process  every article through `hooks.article`, a bounded number writing at once
     finish   CSV, QC report, summary, metrics
     close    the resources
     after    `hooks.finished`, still holding the lock (the flow's artifacts and review pause)
 
 `run_batch()` is this sequence with the default hooks; `copydesk_flows.pipeline`
-passes hooks that wrap each article in its Prefect task. At most
-`ARTICLES_PER_CALL_SLOT` x concurrency articles are in progress at once: the rest
-wait in order, so 10,000 topics do not mean 10,000 coroutines (and their calls)
-queued at once.
+passes hooks that add the flow run's artifacts. `start_run()` starts the sequence
+for a reporter that is not ready yet (`copydesk run` imports Prefect meanwhile),
+handing each exported article over through a queue (`StartedRun`). At most `ARTICLES_PER_CALL_SLOT` x
+concurrency articles are being written (making their calls) at once; a written
+article goes on to its checks and export without holding up the next one's calls,
+at most `ARTICLES_CHECKED_PER_CALL_SLOT` x concurrency of them at once. The rest wait
+in order, so 10,000 topics do not mean 10,000 coroutines (and their calls) queued at
+once, and a slow checker (LanguageTool on a busy machine) slows the checks, not the calls.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -36,15 +41,20 @@ from copydesk.errors import InputError
 from copydesk.limiter import article_order
 from copydesk.locks import LockHeld, file_lock
 from copydesk.request import RunRequest
-from copydesk.runner import PipelineRun, RunSummary
+from copydesk.runner import ARTICLE_WRITTEN, PipelineRun, RunSummary
 from copydesk.settings import Settings
+from copydesk.spec import PipelineSpec
 
 #: Held by the process running a run folder (see `run_folder_lock`).
 LOCK_NAME = rundir.RUN_LOCK_NAME
 
-#: Articles in progress at once per call slot: enough that every slot has a call to
+#: Articles being written at once per call slot: enough that every slot has a call to
 #: make while other articles wait on theirs, few enough that waiting stays bounded.
 ARTICLES_PER_CALL_SLOT = 2
+
+#: Written articles waiting for or in their checks at once, per call slot: the backlog a
+#: slow checker may build before new articles wait for it (each holds only its text).
+ARTICLES_CHECKED_PER_CALL_SLOT = 4
 
 R = TypeVar("R")
 
@@ -85,39 +95,56 @@ async def execute_run(
             # batch mode: every article at once, so that each stage is one batch (copydesk.batch)
             in_flight = len(run.articles) if resources.mode == "batch" else ARTICLES_PER_CALL_SLOT * resources.concurrency
             limit = articles_in_flight or in_flight
-            await process_articles(run, hooks, limit)
+            await process_articles(run, hooks, limit, ARTICLES_CHECKED_PER_CALL_SLOT * resources.concurrency)
             if resources.shared is not None:
                 await resources.shared.observe()  # the allowance as the run ends, for the summary
             summary = run.finish()
         return await hooks.finished(run, summary)
 
 
-async def process_articles(run: PipelineRun, hooks: RunHooks[R], limit: int) -> None:
-    """Every article through `hooks.article`, in topic order, at most `limit` at once.
+async def process_articles(run: PipelineRun, hooks: RunHooks[R], limit: int, backlog: int = 0) -> None:
+    """Every article through `hooks.article`, started in topic order: at most `limit` of
+    them being written at once, and at most `backlog` more that are written and being
+    checked and exported (`copydesk.runner.ARTICLE_WRITTEN` says when an article is
+    written; a hook that never says so holds its writing slot to the end).
 
-    A worker takes the next article when its last one is done. If one raises (an
-    internal error, not an article's failure), the others are cancelled and the error
-    propagates: the run does not finish, and its resources are closed on the way out.
-    An article that never started (the budget closed, a fatal API error) is still
-    taken in turn and fails at once, without a call, so it gets its row."""
+    If one raises (an internal error, not an article's failure), the others are
+    cancelled and the error propagates: the run does not finish, and its resources are
+    closed on the way out. An article that never started (the budget closed, a fatal
+    API error) is still taken in turn and fails at once, without a call, so it gets its row."""
     if limit < 1:
         raise ValueError("articles in flight must be at least 1")
-    pending = iter(run.articles)
+    writing = asyncio.Semaphore(limit)
+    in_progress = asyncio.Semaphore(limit + max(backlog, 0))
+    gateway = run.resources.gateway
 
-    async def worker() -> None:
-        for article in pending:
+    async def one(article: Article) -> None:
+        released = False
+
+        def written() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                writing.release()
+
+        token = ARTICLE_WRITTEN.set(written)
+        try:
             # the oldest article's calls first (copydesk.limiter); batch mode's scope (copydesk.batch)
-            with article_order(article.index), run.resources.gateway.article_scope(article.index):
+            with article_order(article.index), gateway.article_scope(article.index):
                 await hooks.article(run, article)
+        finally:
+            ARTICLE_WRITTEN.reset(token)
+            written()
+            in_progress.release()
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(limit, len(run.articles)))]
     try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
+        async with asyncio.TaskGroup() as group:
+            for article in run.articles:
+                await in_progress.acquire()
+                await writing.acquire()
+                group.create_task(one(article))
+    except BaseExceptionGroup as failed:  # the first article's error, as it was raised
+        raise failed.exceptions[0] from None
 
 
 async def run_batch(
@@ -132,6 +159,52 @@ async def run_batch(
         request, RunHooks[RunSummary](), settings=settings, transport=transport,
         articles_in_flight=articles_in_flight,
     )
+
+
+class Handoff(RunHooks[tuple[PipelineRun, RunSummary]]):
+    """The hooks of a run started before its reporter is ready (see `start_run`): each exported
+    article goes into `exported` with its CSV row (made while the run's resources are open);
+    the run's value is the run and its summary, for the reporter to finish with."""
+
+    def __init__(self) -> None:
+        self.exported: asyncio.Queue[tuple[PipelineRun, Article, dict[str, Any]]] = asyncio.Queue()
+
+    async def article(self, run: PipelineRun, article: Article) -> None:
+        await run.process(article)
+        if article.path:
+            self.exported.put_nowait((run, article, run.resources.exporter.row(article, run.article_cost(article))))
+
+    async def finished(self, run: PipelineRun, summary: RunSummary) -> tuple[PipelineRun, RunSummary]:
+        return run, summary
+
+
+@dataclass
+class StartedRun:
+    """A run under way (`start_run`): its task, and the articles it exported so far."""
+
+    request: RunRequest
+    task: asyncio.Task[tuple[PipelineRun, RunSummary]]
+    handoff: Handoff = field(repr=False)
+
+    async def abandon(self) -> None:
+        """Stop the run if it still runs (its reporter failed); what it exported stays, and
+        its calls are in the call store for a resume."""
+        if not self.task.done():
+            self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def can_start_early(request: RunRequest, spec: PipelineSpec) -> bool:
+    """Whether a run may start before Prefect is ready: realtime calls, and no shared allowance
+    (that lives in the Prefect server, and batch mode reports each batch to the flow run)."""
+    return spec.budget.shared is None and (request.mode or spec.mode) == "realtime"
+
+
+def start_run(request: RunRequest, settings: Settings | None = None) -> StartedRun:
+    """Start the run now (`execute_run` with `Handoff` hooks, as a task of the running loop)."""
+    handoff = Handoff()
+    task = asyncio.get_running_loop().create_task(execute_run(request, handoff, settings=settings))
+    return StartedRun(request, task, handoff)
 
 
 @contextlib.contextmanager

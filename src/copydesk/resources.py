@@ -3,11 +3,13 @@
 `open_resources()` is an async context manager. It builds, in this order: the run
 folder's exporter, the API endpoint (starting the embedded local model when no
 API is configured), the metrics, the chat client, the call store, the call
-gateway (budget, adaptive limiter, rate limiter, retries), the article writer,
-the quality gate (starting LanguageTool when grammar checks are on) and a
-warm-up thread for heavy CPU-bound loading. Leaving the context, normally or
-because building one of them failed, waits for the warm-up and closes whatever
-was started, last first. Nothing here decides what a run does with them; that
+gateway (budget, adaptive limiter, rate limiter, retries) and the article writer;
+and, in the background while the first calls run, the quality gate (starting
+LanguageTool when grammar checks are on; its imports, the originality index of
+earlier runs) and its warm-up (the local classifier, LanguageTool's rules): the
+first check awaits it (`RunResources.quality_gate()`). Leaving the context,
+normally or because building one of them failed, waits for that background work
+and closes whatever was started, last first. Nothing here decides what a run does with them; that
 is `copydesk.runner` (the steps) and `copydesk.orchestration` (their order).
 """
 
@@ -64,11 +66,16 @@ class RunResources:
     metrics: RunMetrics
     gateway: CallGateway
     writer: ArticleWriter
-    gate: QualityGate
+    #: The quality gate being built in the background (see `quality_gate()`).
+    gate_build: asyncio.Task[QualityGate]
     #: The shared allowance (budget.shared) this run also spends from, if any.
     shared: SharedBudget | None = None
     #: How the calls go: "realtime", or "batch" through the Batch API (copydesk.batch).
     mode: str = "realtime"
+
+    async def quality_gate(self) -> QualityGate:
+        """The quality gate, once built; raises what building it raised."""
+        return await asyncio.shield(self.gate_build)
 
 
 @asynccontextmanager
@@ -138,13 +145,12 @@ async def open_resources(
         if isinstance(gateway, BatchGateway):
             stack.push_async_callback(gateway.aclose)  # before the client closes: cancels a batch in flight
         writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model)
-        gate = await _quality_gate(spec, settings, stack, run_dir)
-        # Heavy, CPU-bound loading (the local classifier, pandas, LanguageTool's rules) runs while the first
-        # calls wait on the API, instead of after them on the critical path. Registered
-        # last, so it is awaited before anything it might use is closed.
-        for warm in (_warm_grammar, _warm):
-            stack.push_async_callback(_await, asyncio.get_running_loop().run_in_executor(None, warm, gate))
-        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate, shared, mode)
+        moderator = _moderator(spec, settings)  # a configuration error fails here, before any call
+        gate_stack = AsyncExitStack()
+        gate_build = asyncio.create_task(_build_gate(spec, settings, moderator, gate_stack, run_dir))
+        stack.push_async_callback(_close_gate, gate_build, gate_stack)
+        yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate_build,
+                           shared, mode)
 
 
 async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metrics: RunMetrics,
@@ -184,29 +190,48 @@ async def _endpoint(settings: Settings, stack: AsyncExitStack) -> tuple[ApiEndpo
     return ApiEndpoint(url, None), settings.llama_model_alias
 
 
-async def _quality_gate(
-    spec: PipelineSpec, settings: Settings, stack: AsyncExitStack, run_dir: Path
+def _moderator(spec: PipelineSpec, settings: Settings) -> Any:
+    if not spec.qc.moderation.enabled:
+        return None
+    return choose_moderator(
+        spec.qc.moderation,
+        api_key=settings.openai_api_key,
+        base_url=settings.base_url if settings.openai_api_key else None,
+    )
+
+
+async def _build_gate(
+    spec: PipelineSpec, settings: Settings, moderator: Any, stack: AsyncExitStack, run_dir: Path
 ) -> QualityGate:
+    """The quality gate, built while the first calls run: LanguageTool (found, or started on
+    first use), its client, and the gate's own index (imports, earlier runs' published
+    articles) off the event loop; then the warm-up threads (see `_warm`), awaited on close."""
     qc = spec.qc
     grammar: Any = None
     if qc.grammar.enabled:
         try:
             url = await stack.enter_async_context(_as_async(languagetool_url(settings)))
-            grammar = GrammarChecker(url, spec.language, ignore_rules=qc.grammar.ignore_rules,
-                                     autocorrect=qc.grammar.autocorrect)
+            grammar = await asyncio.to_thread(GrammarChecker, url, spec.language, ignore_rules=qc.grammar.ignore_rules,
+                                              autocorrect=qc.grammar.autocorrect)
             stack.callback(grammar.close)
         except CopydeskError as exc:
             log.warning("the grammar check cannot run: %s; articles will need review", exc)
             grammar = _Unavailable(str(exc))
-    moderator = None
-    if qc.moderation.enabled:
-        moderator = choose_moderator(
-            qc.moderation,
-            api_key=settings.openai_api_key,
-            base_url=settings.base_url if settings.openai_api_key else None,
-        )
-    return QualityGate(qc, spec.language, grammar_checker=grammar, moderator=moderator,
-                       published_root=run_dir.parent, run_dir=run_dir)
+    gate = await asyncio.to_thread(QualityGate, qc, spec.language, grammar_checker=grammar, moderator=moderator,
+                                   published_root=run_dir.parent, run_dir=run_dir)
+    # Heavy, CPU-bound loading (the local classifier, pandas, LanguageTool's rules) runs while the first
+    # calls wait on the API, instead of in the first article's checks.
+    for warm in (_warm_grammar, _warm):
+        stack.push_async_callback(_await, asyncio.get_running_loop().run_in_executor(None, warm, gate))
+    return gate
+
+
+async def _close_gate(build: asyncio.Task[QualityGate], stack: AsyncExitStack) -> None:
+    """Leaving the run: stop a build still under way, then close what it started (warm-ups first)."""
+    if not build.done():
+        build.cancel()
+    await asyncio.gather(build, return_exceptions=True)
+    await stack.aclose()
 
 
 def _warm(gate: QualityGate) -> None:

@@ -15,7 +15,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,11 @@ from copydesk.slugs import SlugRegistry
 from copydesk.spec import PipelineSpec, load_spec
 
 log = logging.getLogger("copydesk.runner")
+
+#: Set by the orchestration around each article (copydesk.orchestration.process_articles):
+#: called once the article's calls are done, before its checks and export, so that the
+#: next article can start its calls while this one is checked.
+ARTICLE_WRITTEN: ContextVar[Callable[[], None] | None] = ContextVar("copydesk_article_written", default=None)
 
 
 @dataclass
@@ -198,7 +205,8 @@ class PipelineRun:
 
     async def _assess(self, article: Article) -> Verdict:
         """The gate's verdict on the article's current text; its repairs and autocorrections applied."""
-        verdict = await self.resources.gate.assess(
+        gate = await self.resources.quality_gate()
+        verdict = await gate.assess(
             article.body_markdown(),
             article.outline,
             [(s.heading, s.body) for s in article.sections],
@@ -271,8 +279,12 @@ class PipelineRun:
         return article
 
     async def process(self, article: Article) -> Article:
-        """write -> check -> export, for one article."""
+        """write -> check -> export, for one article. Once it is written, the article gives
+        back its writing slot (`ARTICLE_WRITTEN`): its checks do not hold up later articles' calls."""
         await self.write(article)
+        written = ARTICLE_WRITTEN.get()
+        if written is not None:
+            written()
         await self.check(article)
         return self.export(article)
 
