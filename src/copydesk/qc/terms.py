@@ -13,7 +13,6 @@ usual unit of Chinese lexical overlap.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
