@@ -38,11 +38,13 @@ import re
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
     "Block",
     "Prose",
+    "alnum_runs",
     "count_words",
     "extract_prose",
     "is_cjk_language",
@@ -117,6 +119,19 @@ class Prose:
         return None
 
 
+#: 0, 1, 2, ...: `_Builder.copy` extends an index with a slice of it (a memory copy) rather than
+#: with a range (one Python int per character). Replaced, never changed, when a longer one is needed.
+_POSITIONS = array("l", range(1 << 16))
+
+
+def _positions(length: int) -> array:
+    global _POSITIONS
+    positions = _POSITIONS
+    if len(positions) < length:
+        positions = _POSITIONS = array("l", range(max(length, 2 * len(positions))))
+    return positions
+
+
 class _Builder:
     def __init__(self, source: str, *, keep_data: bool = False, keep_html: bool = False) -> None:
         self.source = source
@@ -127,12 +142,13 @@ class _Builder:
         self.index = array("l")
         self.masked: list[tuple[int, int]] = []
         self.seams: list[int] = []
+        self._positions = _positions(len(source))
 
     def copy(self, start: int, end: int) -> None:
         if end <= start:
             return
         self.parts.append(self.source[start:end])
-        self.index.extend(range(start, end))
+        self.index.extend(self._positions[start:end])
         self.length += end - start
 
     def insert(self, text: str) -> None:
@@ -266,7 +282,20 @@ def extract_prose(markdown: str, *, keep_code: bool = False, keep_data: bool = F
 
     `keep_code`: the lines of fenced and indented code blocks stay, as "code" blocks.
     `keep_data`: table cells ("table" blocks), image alt text and HTML comments stay.
+
+    The QC checks read the same section several times: the last results are kept
+    (`PROSE_CACHE` of them), and one `Prose` may be returned to several callers: do not
+    change its `index`.
     """
+    return _extract_prose(markdown, keep_code, keep_data)
+
+
+#: Results of `extract_prose` kept: every view of every section of a few articles at once.
+PROSE_CACHE = 128
+
+
+@lru_cache(maxsize=PROSE_CACHE)
+def _extract_prose(markdown: str, keep_code: bool, keep_data: bool) -> Prose:
     b = _Builder(markdown, keep_data=keep_data)
     lines = _lines(markdown, _skip_front_matter(markdown))
     blocks: list[Block] = []
@@ -517,17 +546,38 @@ _KANA_RE = re.compile(f"[{_KANA}]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 
 
+@lru_cache(maxsize=256)  # the language check asks three times about each section
 def script_counts(text: str) -> tuple[int, int, int]:
     """(Han ideographs, kana, letters of any script) in `text`: what a language check
     needs to tell Chinese or Japanese from text written in other scripts."""
     return len(_IDEOGRAPH_RE.findall(text)), len(_KANA_RE.findall(text)), len(_LETTER_RE.findall(text))
 
 
+@lru_cache(maxsize=64)
+def _is_japanese(language: str) -> bool:
+    return primary_language(language) == "ja"
+
+
 def words(text: str, language: str = "") -> list[str]:
     """The words of plain `text` in order, as `count_words` counts them (see the module
     docstring): single CJK characters, and whitespace words holding a letter or digit."""
-    units = _PER_CHARACTER[primary_language(language) == "ja"].findall(text)
-    return [unit for unit in units if _ALNUM.search(unit)]
+    units = _PER_CHARACTER[_is_japanese(language)].findall(text)
+    return [unit for unit in units if unit.isalnum() or _ALNUM.search(unit)]  # (isalnum: the quick yes)
+
+
+#: The runs of letters and digits of `words`: a CJK character that is a letter, or a run of
+#: letters and digits (`[^\W_]` is exactly `str.isalnum`) of other scripts.
+_ALNUM_RUNS = {
+    False: re.compile(f"(?=[^\\W_])[{_IDEOGRAPHS}]|[^\\W_{_IDEOGRAPHS}]+"),
+    True: re.compile(f"(?=[^\\W_])[{_IDEOGRAPHS}{_KANA}]|[^\\W_{_IDEOGRAPHS}{_KANA}]+"),
+}
+
+
+def alnum_runs(text: str, language: str = "") -> list[str]:
+    """Each word of `words(text, language)` split at every character that is not a letter or
+    digit, in order, empty parts left out: `words("os.path don't 中文")` -> `["os.path", "don't",
+    "中", "文"]`, `alnum_runs` of it -> `["os", "path", "don", "t", "中", "文"]`."""
+    return _ALNUM_RUNS[_is_japanese(language)].findall(text)
 
 
 def count_words(text: str, language: str = "") -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
@@ -35,26 +36,56 @@ PHRASE = 3
 
 def instruction_shingles(prompt: str, fills: Sequence[str], n: int, language: str) -> set[tuple[str, ...]]:
     """n-grams of the prompt's instruction text, never spanning a filled-in value."""
-    text = prompt
-    for value in sorted({f.strip() for f in fills if f and f.strip()}, key=len, reverse=True):
-        text = re.sub(re.escape(value), "\n\u241e\n", text, flags=re.IGNORECASE)
     grams: set[tuple[str, ...]] = set()
-    for segment in text.split("\u241e"):
-        seq = tokens(segment, language)
+    for seq in _instruction_segments(prompt, tuple(fills), language):
         if len(seq) >= n:
             grams |= shingles(seq, n)
     return grams
 
 
+@lru_cache(maxsize=64)
+def _instruction_segments(prompt: str, fills: tuple[str, ...], language: str) -> tuple[tuple[str, ...], ...]:
+    """The tokens of each piece of `prompt` between filled-in values (kept: the check reads every
+    section prompt twice, for two n-gram sizes)."""
+    text = prompt
+    for value in sorted({f.strip() for f in fills if f and f.strip()}, key=len, reverse=True):
+        text = _cut(text, value)
+    return tuple(tuple(tokens(segment, language)) for segment in text.split(_MARK))
+
+
+_MARK = "\u241e"
+
+
+def _cut(text: str, value: str) -> str:
+    """`text` with every occurrence of `value`, in any case, replaced by a line holding _MARK:
+    `re.sub(re.escape(value), "\\n" + _MARK + "\\n", text, flags=re.IGNORECASE)`, without compiling
+    a pattern for each value when both are ASCII (then the same matches: ASCII letters match
+    their other case only, and no ASCII character matches _MARK; `lower` keeps offsets)."""
+    if value.isascii() and text.replace(_MARK, "").isascii():
+        lowered, key = text.lower(), value.lower()
+        parts, pos = [], 0
+        while (found := lowered.find(key, pos)) != -1:
+            parts += [text[pos:found], "\n" + _MARK + "\n"]
+            pos = found + len(key)
+        return "".join([*parts, text[pos:]])
+    return re.sub(re.escape(value), "\n" + _MARK + "\n", text, flags=re.IGNORECASE)
+
+
 def _echoes(text: str, grams: set[tuple[str, ...]], n: int, language: str) -> bool:
-    seq = tokens(text, language)
-    return len(seq) >= n and bool(shingles(seq, n) & grams)
+    return _seq_echoes(tokens(text, language), grams, n)
+
+
+def _seq_echoes(seq: list[str], grams: set[tuple[str, ...]], n: int) -> bool:
+    return len(seq) >= n and any(tuple(seq[i : i + n]) in grams for i in range(len(seq) - n + 1))
 
 
 def _covered(text: str, grams: set[tuple[str, ...]], n: int, language: str) -> float:
     """Share of `text`'s words inside an n-gram it shares with the instructions (a paraphrase
     that reuses the prompt's phrases in another order or with words changed)."""
-    seq = tokens(text, language)
+    return _seq_covered(tokens(text, language), grams, n)
+
+
+def _seq_covered(seq: list[str], grams: set[tuple[str, ...]], n: int) -> float:
     if len(seq) < max(6, 2 * n):
         return 0.0
     hit = [False] * len(seq)
@@ -89,8 +120,9 @@ def check_prompt_echo(
         grams = instruction_shingles(prompt, [*fills, *outline], sentence_words, language)
         short = instruction_shingles(prompt, [*fills, *outline], PHRASE, language)
         for sentence in split_sentences(extract_prose(body).countable_text()):
-            if _echoes(sentence, grams, sentence_words, language) or (
-                    sentence_share < 1.0 and _covered(sentence, short, PHRASE, language) >= sentence_share):
+            seq = tokens(sentence, language)
+            if _seq_echoes(seq, grams, sentence_words) or (
+                    sentence_share < 1.0 and _seq_covered(seq, short, PHRASE) >= sentence_share):
                 found.append(finding(i, heading, sentence, where="body", prompt="expansion"))
     if not found:
         return CheckResult("prompt_echo", True, "soft", "no heading or sentence copies the prompt", 0)

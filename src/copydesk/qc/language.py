@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from copydesk.qc.content import CheckResult
@@ -92,9 +93,21 @@ _SCRIPTS = {
 MIN_FOREIGN_RUN = 4
 
 
+@lru_cache(maxsize=4096)
 def _script(ch: str) -> str:
     name = unicodedata.name(ch, "")
     return name.split(" ", 1)[0] if name else ""
+
+
+def _letter_script(ch: str) -> str:
+    """The script `foreign_run` reads a letter as: half- and full-width forms are CJK."""
+    s = _script(ch)
+    return "CJK" if s in ("CJK", "HALFWIDTH", "FULLWIDTH") and not ch.isascii() else s
+
+
+def _foreign(ch: str, allowed: set[str]) -> bool:
+    s = _letter_script(ch)
+    return s not in allowed and s != ""
 
 
 def foreign_run(text: str, expected: str) -> str | None:
@@ -105,11 +118,12 @@ def foreign_run(text: str, expected: str) -> str | None:
     if allowed is None:
         return None
     allowed = allowed | {"LATIN", "GREEK", "CJK" if expected in ("ja", "zh", "yue", "ko") else "LATIN"}
+    if not any(_foreign(ch, allowed) for ch in set(text) if ch.isalpha() and not ch.isascii()):
+        return None  # no letter of another script (ASCII letters are Latin): no run can start
     start, count, script = -1, 0, ""
     for i, ch in enumerate(text + "\0"):
         if ch.isalpha():
-            s = _script(ch)
-            s = "CJK" if s in ("CJK", "HALFWIDTH", "FULLWIDTH") and not ch.isascii() else s
+            s = _letter_script(ch)
             if s not in allowed and s != "":
                 if count and s != script:
                     count = 0

@@ -25,6 +25,8 @@ from copydesk.text import plain_text
 NUM_PERM = 128
 #: Articles shorter than this many n-grams are not indexed or compared.
 MIN_SHINGLES = 20
+#: Signatures kept for texts seen last (articles checked at the same time).
+RECENT = 16
 
 
 class ArticleIndex:
@@ -33,19 +35,33 @@ class ArticleIndex:
     def __init__(self, threshold: float) -> None:
         from datasketch import MinHashLSH  # noqa: PLC0415
 
+        from datasketch import MinHash  # noqa: PLC0415
+
         self.threshold = threshold
         self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
         self._signatures: dict[str, object] = {}
         self._lock = threading.Lock()
+        #: An empty signature: new ones are its copies, which share its permutations (drawing them
+        #: from the seed again costs more than hashing a short article).
+        self._blank = MinHash(num_perm=NUM_PERM)
+        #: The last few signatures computed, by (text, language): a published article is matched,
+        #: then added.
+        self._recent: dict[tuple[str, str], object] = {}
 
     def _signature(self, text: str, language: str):
-        from datasketch import MinHash  # noqa: PLC0415
-
+        key = (text, language)
+        with self._lock:
+            if key in self._recent:
+                return self._recent[key]
         grams = shingles(tokens(plain_text(text, keep_code=False), language), shingle_size(language))
-        if len(grams) < MIN_SHINGLES:
-            return None
-        signature = MinHash(num_perm=NUM_PERM)
-        signature.update_batch([" ".join(g).encode("utf-8") for g in grams])
+        signature = None
+        if len(grams) >= MIN_SHINGLES:
+            signature = self._blank.copy()
+            signature.update_batch([" ".join(g).encode("utf-8") for g in grams])
+        with self._lock:
+            self._recent[key] = signature
+            while len(self._recent) > RECENT:
+                del self._recent[next(iter(self._recent))]
         return signature
 
     def match(self, text: str, language: str) -> list[tuple[str, float]]:

@@ -13,10 +13,11 @@ usual unit of Chinese lexical overlap.
 
 from __future__ import annotations
 
-import re
 import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
 
-from copydesk.text import is_cjk_language, script_counts, words
+from copydesk.text import alnum_runs, is_cjk_language, script_counts
 
 _SUFFIXES = ("ingly", "edly", "ings", "ing", "ies", "ied", "ers", "er", "es", "ed", "ly", "s", "y", "e")
 
@@ -32,8 +33,6 @@ STOPWORDS = frozenset(
 #: Number words compare as digits ("five headings" echoes "5 headings").
 _NUMBERS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
-#: What splits a whitespace word into words: anything but a letter, digit or mark.
-_INNER_PUNCT = re.compile(r"[^\w]|_")
 _CJK_STOP = frozenset("的了是在和与及或也都就而把被对为以于这那个中上下不有要会可能我你他它们之其")
 
 
@@ -50,14 +49,29 @@ def stem(token: str) -> str:
 def tokens(text: str, language: str = "") -> list[str]:
     """The words of plain `text`, normalised (NFKC, case-folded, alphanumerics only) and stemmed.
     Punctuation inside a whitespace word separates (`postmaster：PostgreSQL`, `os.path` are two
-    words each), bar apostrophes (`don't` stays one)."""
-    out = []
-    for word in words(unicodedata.normalize("NFKC", text), language):
-        for part in _INNER_PUNCT.split(word.replace("'", "").replace("’", "")):
-            token = "".join(ch for ch in part if ch.isalnum()).casefold()
-            if token:
-                out.append(_NUMBERS.get(token) or stem(token))
-    return out
+    words each), bar apostrophes (`don't` stays one).
+
+    The checks of one article tokenize the same sentences, sections and prompt text several
+    times: the last TOKEN_CACHE results are kept."""
+    return list(_tokens(text, language))
+
+
+#: Texts whose tokens are kept (sentences, sections, prompt segments of a few articles).
+TOKEN_CACHE = 2048
+
+
+@lru_cache(maxsize=TOKEN_CACHE)
+def _tokens(text: str, language: str) -> tuple[str, ...]:
+    # Apostrophes are neither space nor CJK: dropping them before the split into words joins
+    # only what the same word held ("don't" -> "dont"), as dropping them word by word did.
+    text = unicodedata.normalize("NFKC", text).replace("'", "").replace("’", "")
+    return tuple(map(_token, alnum_runs(text, language)))
+
+
+@lru_cache(maxsize=1 << 15)
+def _token(part: str) -> str:
+    token = part.casefold()
+    return _NUMBERS.get(token) or stem(token)
 
 
 def content_terms(text: str, language: str = "") -> set[str]:
@@ -73,20 +87,27 @@ def content_terms(text: str, language: str = "") -> set[str]:
         run.clear()
 
     for token in tokens(text, language):
-        if len(token) == 1 and sum(script_counts(token)[:2]):
+        if len(token) == 1 and _cjk_character(token):
             if token in _CJK_STOP:
                 flush()
             else:
                 run.append(token)
             continue
-        flush()
+        if run:  # (flushing no run adds nothing)
+            flush()
         if len(token) > 1 and token not in STOPWORDS and not token.isdigit():
             terms.add(token)
     flush()
     return terms
 
 
-def shingles(seq: list[str], n: int) -> set[tuple[str, ...]]:
+@lru_cache(maxsize=8192)
+def _cjk_character(ch: str) -> bool:
+    """A Han ideograph or kana (`copydesk.text.script_counts`)."""
+    return bool(sum(script_counts(ch)[:2]))
+
+
+def shingles(seq: Sequence[str], n: int) -> set[tuple[str, ...]]:
     """The set of n-grams of `seq`; a sequence shorter than n gives itself as one shingle."""
     if not seq:
         return set()
