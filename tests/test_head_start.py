@@ -130,3 +130,43 @@ def test_runs_that_need_prefect_first_do_not_start_early(basic_spec):
     assert not can_start_early(request.model_copy(update={"mode": "auto"}), spec)
     shared = spec.model_copy(update={"budget": spec.budget.model_copy(update={"shared": object()})})
     assert not can_start_early(request, shared)
+
+
+EXIT_NOW = """
+import sys
+from prefect import flow, get_run_logger
+from copydesk import launch
+
+@flow(name="exit-now-check", flow_run_name=sys.argv[1])
+def last_words():
+    get_run_logger().warning("the last words of %s", sys.argv[1])
+
+last_words()
+launch.exit_now(3)
+raise SystemExit("exit_now returned")
+"""
+
+
+def test_exit_now_sends_the_last_logs_before_it_ends_the_process(prefect_server, tmp_path):
+    """`copydesk run` ends without Python's finalization (launch.exit_now), but only after
+    Prefect's log worker has sent what is queued: a warning logged just before the end is in
+    the flow run's logs, and the exit code is the run's."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId
+
+    name = f"exit-now-{time.time_ns()}"
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "30"}
+    proc = subprocess.run([sys.executable, "-c", EXIT_NOW, name], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+
+    async def messages() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+            assert len(runs) == 1
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+            return [log.message for log in logs]
+
+    assert f"the last words of {name}" in asyncio.run(messages())
