@@ -32,8 +32,11 @@ async def run_flow(request: RunRequest, spec: PipelineSpec) -> dict[str, Any]:
     import importlib
 
     from copydesk.orchestration import can_start_early, start_run
+    from copydesk.resources import startup_executor
 
-    importing = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "copydesk_flows.pipeline")
+    # on the run's start-up thread, one thing after the other with the gate's building
+    importing = asyncio.get_running_loop().run_in_executor(startup_executor(), importlib.import_module,
+                                                           "copydesk_flows.pipeline")
     if not can_start_early(request, spec):
         flows = await importing
         return await flows.run_pipeline(request)

@@ -16,12 +16,14 @@ is `copydesk.runner` (the steps) and `copydesk.orchestration` (their order).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -48,6 +50,19 @@ from copydesk.store import CallStore
 from copydesk.writer import ArticleWriter
 
 log = logging.getLogger("copydesk.resources")
+
+#: One thread for a run's start-up work (building the gate, warming its models; `copydesk run`
+#: imports Prefect on it too): one after the other, not side by side. Each of them is Python
+#: holding the GIL; run in parallel they kept the event loop from its calls while the first
+#: calls ramped up (bench/README.md, issue 14).
+_STARTUP = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="copydesk-startup")
+
+
+def startup_executor() -> concurrent.futures.Executor:
+    """The start-up thread (see `_STARTUP`)."""
+    return _STARTUP
+
+T = TypeVar("T")
 
 #: Calls in flight at most against the embedded llama.cpp server (it queues the rest).
 LOCAL_MODEL_CONCURRENCY = 2
@@ -211,19 +226,24 @@ async def _build_gate(
     if qc.grammar.enabled:
         try:
             url = await stack.enter_async_context(_as_async(languagetool_url(settings)))
-            grammar = await asyncio.to_thread(GrammarChecker, url, spec.language, ignore_rules=qc.grammar.ignore_rules,
-                                              autocorrect=qc.grammar.autocorrect)
+            grammar = await _on_startup_thread(functools.partial(
+                GrammarChecker, url, spec.language, ignore_rules=qc.grammar.ignore_rules, autocorrect=qc.grammar.autocorrect))
             stack.callback(grammar.close)
         except CopydeskError as exc:
             log.warning("the grammar check cannot run: %s; articles will need review", exc)
             grammar = _Unavailable(str(exc))
-    gate = await asyncio.to_thread(QualityGate, qc, spec.language, grammar_checker=grammar, moderator=moderator,
-                                   published_root=run_dir.parent, run_dir=run_dir)
+    gate = await _on_startup_thread(functools.partial(
+        QualityGate, qc, spec.language, grammar_checker=grammar, moderator=moderator,
+        published_root=run_dir.parent, run_dir=run_dir))
     # Heavy, CPU-bound loading (the local classifier, pandas, LanguageTool's rules) runs while the first
     # calls wait on the API, instead of in the first article's checks.
-    for warm in (_warm_grammar, _warm):
-        stack.push_async_callback(_await, asyncio.get_running_loop().run_in_executor(None, warm, gate))
+    stack.push_async_callback(_await, asyncio.get_running_loop().run_in_executor(None, _warm_grammar, gate))  # I/O
+    stack.push_async_callback(_await, asyncio.get_running_loop().run_in_executor(_STARTUP, _warm, gate))
     return gate
+
+
+async def _on_startup_thread(call: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_STARTUP, call)
 
 
 async def _close_gate(build: asyncio.Task[QualityGate], stack: AsyncExitStack) -> None:
