@@ -250,3 +250,16 @@ class _FlowRunLogs(logging.Filter):
     def close(self) -> None:
         for handler in self.handlers:
             handler.removeFilter(self)
+
+
+def drain_prefect_services() -> bool:
+    """Send what Prefect's background services (the API log and events workers) still hold,
+    as their own exit hooks would; for a process that ends with os._exit (copydesk.launch).
+    False when this Prefect has no such internal API (then let the normal exit do it)."""
+    try:
+        from prefect._internal.concurrency.services import _QueueServiceBase  # noqa: PLC0415
+    except ImportError:
+        return False
+    _QueueServiceBase.drain_all(at_exit=True)  # every service's instances (one shared registry)
+    return True
+

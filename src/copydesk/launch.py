@@ -123,13 +123,9 @@ def exit_now(code: int) -> None:
     import os
     import sys
 
-    if "prefect" in sys.modules:
-        try:
-            from prefect._internal.concurrency.services import _QueueServiceBase  # noqa: PLC0415
-
-            _QueueServiceBase.drain_all(at_exit=True)  # every service's instances (one shared registry)
-        except Exception:  # noqa: BLE001 - the usual exit drains them
-            return
+    flows = sys.modules.get("copydesk_flows.pipeline")
+    if flows is not None and not flows.drain_prefect_services():
+        return  # the usual exit drains them
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

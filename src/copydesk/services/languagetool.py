@@ -65,9 +65,11 @@ ONE_RUN_JIT = ("-XX:TieredStopAtLevel=1",)
 #: (load average 4-8), variants back to back (figures in bench/README.md):
 #: - maxCheckThreads=2, one check per core: the same CPU per 1,000 words as the default
 #:   of 10 threads and ~130 MB less RSS (335 vs 467 MB after 150 articles).
-#: - C1 stays (JVM_OPTIONS): with the full tiered JIT (C2) 150 articles of ~550 words took
-#:   94 CPU-s against 79, start-up 7.4 s against 2.7 s, the first en-US check 29 s against
-#:   11 s, for a steady state only ~4 % cheaper (0.73 vs 0.76 CPU-s per 1,000 words).
+#: - the JIT (ONE_RUN_JIT): a fresh server with the full tiered JIT (C2) took 94 CPU-s
+#:   against 79 for 150 articles of ~550 words, and a fresh C2 server spent 72 CPU-s on a
+#:   100-article run against C1's 40: C2 only pays once it is warm, so one-run servers stay
+#:   C1-only and kept servers get C2 plus a warm-up (copydesk.services.warmup); warm, the
+#:   same 100-article run cost its LanguageTool 23-29 CPU-s.
 #: - pipelineCaching: no difference beyond the noise (0.53 and 0.71 vs 0.68 CPU-s).
 #: - a result cache (cacheSize) answers repeated sentences from memory; it saved ~20 % on
 #:   the bench's text, which repeats sentences, and is left off so the figures stay those
@@ -196,8 +198,9 @@ class LanguageToolServer(ManagedServer):
         (copydesk.services.warmup) when it was started now."""
         self.kept = True
         state, started = super().start_background(timeout, extra=extra)
-        if started:
-            start_warmup(state.url, Path(state.log_path).with_name(f"{NAME}-warmup.log"))
+        if started and self.settings.languagetool_warmup_words > 0:
+            start_warmup(state.url, Path(state.log_path).with_name(f"{NAME}-warmup.log"),
+                         words=self.settings.languagetool_warmup_words)
         return state, started
 
     def _write_properties(self, port: int) -> Path:
@@ -212,12 +215,12 @@ class LanguageToolServer(ManagedServer):
         return path
 
 
-def start_warmup(url: str, log_path: Path) -> None:
+def start_warmup(url: str, log_path: Path, *, words: int) -> subprocess.Popen[bytes]:
     """The warm-up, detached and at a lower CPU priority (it ends by itself; see copydesk.services.warmup)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "copydesk.services.warmup", url],
+        return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "copydesk.services.warmup", url, "--words", str(words)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env=child_environment(), preexec_fn=lambda: os.nice(10),  # noqa: PLW1509
         )

@@ -22,6 +22,8 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Callable
+from typing import TextIO
 
 import httpx
 
@@ -78,7 +80,7 @@ def prose(seed: int, words: int) -> str:
 
 
 def warm(url: str, *, language: str = "en-US", words: int = DEFAULT_WORDS, seconds: float = DEFAULT_SECONDS,
-         out=sys.stdout) -> int:
+         out: TextIO = sys.stdout, sleep: Callable[[float], None] = time.sleep) -> int:
     """Check generated prose against the server at `url`; returns the words checked."""
     deadline = time.monotonic() + seconds
     checked, fastest, seed = 0, float("inf"), 0
@@ -97,7 +99,7 @@ def warm(url: str, *, language: str = "en-US", words: int = DEFAULT_WORDS, secon
             checked += len(text.split())
             print(f"warm-up: {checked} words, last check {took:.2f} s", file=out, flush=True)
             if took > BUSY_FACTOR * fastest:
-                time.sleep(BUSY_PAUSE)  # a run is using the server or the machine: let it
+                sleep(BUSY_PAUSE)  # a run is using the server or the machine: let it
     print(f"warm-up done: {checked} words", file=out, flush=True)
     return checked
 
