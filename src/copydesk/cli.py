@@ -224,7 +224,7 @@ def run(
 
     logging.getLogger("copydesk").setLevel(logging.INFO if verbose else logging.WARNING)
     # The event loop makes the calls while worker threads import Prefect, build the gate and run
-    # the checks: a thread waiting for the GIL gets it within 1 ms instead of Python's 5 ms, so each
+    # the checks: a thread waiting for the GIL gets it within 0.2 ms instead of Python's 5 ms, so each
     # socket read and write of a call no longer waits behind them (bench/README.md, issue 14).
     sys.setswitchinterval(CALLS_FIRST_SWITCH_INTERVAL)
     summary: dict[str, Any] | None = None
