@@ -51,6 +51,4 @@ def check_citations(sections: Sequence[tuple[str, str]]) -> CheckResult:
         return CheckResult("citations", True, "soft", "no study, survey or paper cited", 0)
     first = found[0]
     detail = f"cites a source that cannot be checked in {place(first)}: \"{first['text']}\""
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("citations", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("citations", detail, found)

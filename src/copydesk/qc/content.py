@@ -70,6 +70,15 @@ class CheckResult:
     def not_run(cls, name: str, why: str, severity: Severity = "soft") -> CheckResult:
         return cls(name=name, passed=False, severity=severity, detail=why, value=None, ran=False)
 
+    @classmethod
+    def found(cls, name: str, detail: str, found: Sequence[Any], *, severity: Severity = "soft",
+              evidence: Sequence[dict[str, Any]] | None = None, more: str = "more") -> CheckResult:
+        """A failed check that found `found` (its value: how many); `detail` describes the first,
+        and says how many more there are."""
+        if len(found) > 1:
+            detail += f" (+{len(found) - 1} {more})"
+        return cls(name, False, severity, detail, len(found), evidence=tuple(found if evidence is None else evidence))
+
 
 # --------------------------------------------------------------------------- text helpers
 

@@ -76,11 +76,7 @@ def check_section_duplicates(
     first = found[0]
     if first.get("where") == "heading":
         detail = f"{place(first)} repeats the heading of section {first['copies_section']} {first['copies_heading']!r}"
-        if len(found) > 1:
-            detail += f" (+{len(found) - 1} more)"
-        return CheckResult("duplication", False, "soft", detail, len(found), evidence=tuple(found))
+        return CheckResult.found("duplication", detail, found)
     detail = (f"{place(first)} repeats section {first['copies_section']} {first['copies_heading']!r} "
               f"({first['overlap']:.0%} of its wording)")
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("duplication", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("duplication", detail, found)

@@ -128,6 +128,4 @@ def check_prompt_echo(
         return CheckResult("prompt_echo", True, "soft", "no heading or sentence copies the prompt", 0)
     first = found[0]
     detail = f"{place(first)} {first['where']} copies the {first['prompt']} prompt: \"{first['text']}\""
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("prompt_echo", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("prompt_echo", detail, found)

@@ -177,6 +177,4 @@ def check_unfinished(sections: Sequence[tuple[str, str]]) -> CheckResult:
         return CheckResult("unfinished", True, "soft", "every section ends with a complete sentence", 0)
     first = found[0]
     detail = f"{place(first)} stops mid-sentence: \"…{first['text']}\""
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("unfinished", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("unfinished", detail, found)

@@ -173,6 +173,4 @@ def check_language(
         return CheckResult("language", True, "soft", f"every section reads as {language}", 0)
     first = found[0]
     detail = f"{place(first)} is not in {language} (detected {first['detected']})"
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("language", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("language", detail, found)

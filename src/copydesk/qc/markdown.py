@@ -160,6 +160,4 @@ def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] 
         return CheckResult("markdown", True, "soft", detail, 0, evidence=tuple(demoted))
     first = found[0]
     detail = f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\""
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("markdown", False, "soft", detail, len(found), evidence=tuple([*found, *demoted]))
+    return CheckResult.found("markdown", detail, found, evidence=[*found, *demoted])

@@ -121,6 +121,4 @@ def check_meta_talk(sections: Sequence[tuple[str, str]], trimmed: Sequence[dict]
         return CheckResult("meta_talk", True, "soft", detail, 0, evidence=tuple(trimmed))
     first = found[0]
     detail = f"talks to the requester in {place(first)}: \"{first['text']}\""
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("meta_talk", False, "soft", detail, len(found), evidence=tuple([*found, *trimmed]))
+    return CheckResult.found("meta_talk", detail, found, evidence=[*found, *trimmed])

@@ -80,6 +80,4 @@ def check_placeholders(sections: Sequence[tuple[str, str]]) -> CheckResult:
         return CheckResult("placeholders", True, "soft", "no placeholders or template residue", 0)
     first = found[0]
     detail = f"placeholder in {place(first)}: \"{first['text']}\""
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more sections)"
-    return CheckResult("placeholders", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("placeholders", detail, found, more="more sections")

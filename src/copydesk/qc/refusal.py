@@ -75,6 +75,4 @@ def check_refusal(sections: Sequence[tuple[str, str]]) -> CheckResult:
     severity: Severity = "hard" if any(kind == "refusal" for kind, _ in found) else "soft"
     kind, first = next((k, e) for k, e in found if severity == "soft" or k == "refusal")
     detail = f"{kind} in {place(first)}: \"{first['text']}\""
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("refusal", False, severity, detail, len(found), evidence=tuple(e for _, e in found))
+    return CheckResult.found("refusal", detail, found, severity=severity, evidence=[e for _, e in found])

@@ -87,6 +87,4 @@ def check_relevance(
                   f"(missing: {first['text']})")
     elif first["section"] is not None:
         detail = f"{what} shares no words with the topic {topic!r} and almost none with the rest of the article"
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("relevance", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("relevance", detail, found)

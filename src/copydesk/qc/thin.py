@@ -37,6 +37,4 @@ def check_thin_sections(
         return CheckResult("thin_sections", True, "soft", f"no section under {min_words} words", 0)
     first = found[0]
     detail = f"{place(first)} has {first['words']} words where max_tokens {max_tokens} allows ~{round(slot)}"
-    if len(found) > 1:
-        detail += f" (+{len(found) - 1} more)"
-    return CheckResult("thin_sections", False, "soft", detail, len(found), evidence=tuple(found))
+    return CheckResult.found("thin_sections", detail, found)
