@@ -18,6 +18,14 @@ flight, subtracted from `used`, would read high between two requests). The serve
 vacuous success for a limit that does not exist or is inactive, so the answer is
 checked for the limit's name. Errors reaching the server become `ServiceError`.
 
+The operator's record of each allowance (`copydesk budget create/set`: its limit, period
+and timezone; copydesk.allowance_admin) is a Prefect Variable, `copydesk-allowance-NAME`,
+whose value is the `Allowance` as JSON (the server's `variable` table, SQLite or
+PostgreSQL; creating one is atomic: a second `create` of the name gets HTTP 409). Runs
+only read it; they create a period's counters with the recorded limit when the period is
+first used and never change a limit or a closed mark (`ensure`); `set_limit` is the
+operator's.
+
 `refresh_form` writes what is left of the allowances into the editor deployment's
 form (its description and the `budget` field's help): `copydesk serve` at start
 (`note_on`), and every served run when it ends.
@@ -36,19 +44,26 @@ from typing import Any
 
 import httpx
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import DeploymentUpdate, GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.actions import (
+    DeploymentUpdate,
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+    VariableCreate,
+    VariableUpdate,
+)
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from pydantic import ValidationError
 
 from copydesk.allowance import (
+    CLOSED_SUFFIX,
     PREFIX,
     SPENT_SUFFIX,
-    CLOSED_SUFFIX,
+    Allowance,
     AllowanceStatus,
     Counters,
-    current_statuses,
-    require_server,
 )
-from copydesk.allowance import reset_allowance as reset_current
+from copydesk.allowance_admin import Created, create_allowance, current_statuses, require_server, set_allowance
+from copydesk.allowance_admin import reset_allowance as reset_current
 from copydesk.errors import ServiceError
 from copydesk.form import allowance_note, with_allowance_note
 from copydesk.spec import PipelineSpec, SharedBudgetSpec
@@ -65,6 +80,8 @@ BUSY_ATTEMPTS = 12
 
 #: Decrements report a (meaningless here) occupancy time; the server requires it > 0.
 OCCUPANCY = 0.001
+#: The Prefect Variable holding the operator's record of allowance NAME is this prefix + NAME.
+RECORD_PREFIX = "copydesk-allowance-"
 
 
 def counters(used: Any, spent: Any | None, closed: bool) -> Counters:
@@ -103,26 +120,76 @@ class PrefectAllowanceStore:
             raise RuntimeError("use PrefectAllowanceStore as an async context manager")
         return self._client
 
+    # ------------------------------------------------------------------ the operator's records
+
+    async def read_allowance(self, name: str) -> Allowance | None:
+        variable = await self._call(lambda: self.client.read_variable_by_name(RECORD_PREFIX + name))
+        return None if variable is None else _record(variable)
+
+    async def allowances(self) -> list[Allowance]:
+        found, offset = [], 0
+        while True:
+            response = await self._call(lambda: self.client.request("POST", "/variables/filter", json={
+                "variables": {"name": {"like_": RECORD_PREFIX}}, "limit": 200, "offset": offset}))
+            page = response.json()
+            found += [_record(item) for item in page if str(item.get("name", "")).startswith(RECORD_PREFIX)]
+            if len(page) < 200:
+                return found
+            offset += len(page)
+
+    async def create_allowance(self, allowance: Allowance) -> bool:
+        try:
+            await self._call(lambda: self.client.create_variable(VariableCreate(
+                name=RECORD_PREFIX + allowance.name, value=allowance.model_dump(mode="json"),
+                tags=["copydesk-allowance"])))
+        except ObjectAlreadyExists:
+            return False
+        return True
+
+    async def update_allowance(self, allowance: Allowance) -> bool:
+        try:
+            await self._call(lambda: self.client.update_variable(VariableUpdate(
+                name=RECORD_PREFIX + allowance.name, value=allowance.model_dump(mode="json"))))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return False
+            raise ServiceError(f"the Prefect server refused to change the shared allowance "
+                               f"{allowance.name}: {exc}") from exc
+        return True
+
+    # ------------------------------------------------------------------ the counters
+
     async def ensure(self, counter: str, limit: int) -> None:
+        if await self._read_limit(counter) is not None:
+            return  # a run never changes an existing period's limit
+        for name, size in ((counter, limit), (counter + SPENT_SUFFIX, SPENT_LIMIT)):
+            try:
+                await self._call(lambda: self.client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=size)))
+            except ObjectAlreadyExists:  # another process made it first
+                pass
+
+    async def set_limit(self, counter: str, limit: int) -> None:
         for name, size in ((counter, limit), (counter + SPENT_SUFFIX, SPENT_LIMIT)):
             existing = await self._read_limit(name)
             if existing is None:
                 try:
                     await self._call(lambda: self.client.create_global_concurrency_limit(
                         GlobalConcurrencyLimitCreate(name=name, limit=size)))
-                except ObjectAlreadyExists:  # another process made it first
-                    pass
-                continue
+                    continue
+                except ObjectAlreadyExists:  # a run made it meanwhile: change it
+                    existing = await self._read_limit(name)
             changes: dict[str, Any] = {}
-            if existing.limit != size:
-                log.info("shared allowance %s: limit %d -> %d (from the spec)", name, existing.limit, size)
+            if existing is not None and existing.limit != size:
+                log.info("shared allowance %s: limit %d -> %d (the operator's)", name, existing.limit, size)
                 changes["limit"] = size
                 if size > existing.limit and name == counter:
                     await self._delete(counter + CLOSED_SUFFIX)  # more room: no longer spent
-            if not existing.active:
+            if existing is not None and not existing.active:
                 changes["active"] = True
             if changes:
-                await self._call(lambda: self.client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(**changes)))
+                await self._call(lambda: self.client.update_global_concurrency_limit(
+                    name, GlobalConcurrencyLimitUpdate(**changes)))
 
     async def increment(self, counter: str, tokens: int) -> bool:
         try:
@@ -221,6 +288,20 @@ class PrefectAllowanceStore:
 
 
 
+def _record(variable: Any) -> Allowance:
+    """The `Allowance` a Prefect Variable holds (a Variable object or its JSON); `ServiceError`
+    when it does not hold one (edited by hand?)."""
+    name = variable.get("name") if isinstance(variable, dict) else variable.name
+    value = variable.get("value") if isinstance(variable, dict) else variable.value
+    try:
+        return Allowance.model_validate({**value, "name": str(name).removeprefix(RECORD_PREFIX)}
+                                        if isinstance(value, dict) else value)
+    except ValidationError as exc:
+        raise ServiceError(f"the Prefect Variable {str(name)[:100]!r} does not hold a shared allowance "
+                           f"({exc.error_count()} problem(s), e.g. {exc.errors()[0]['msg']}); the operator "
+                           "records it again with `copydesk budget set`") from exc
+
+
 def allowance_store_for(shared: SharedBudgetSpec | None) -> AbstractAsyncContextManager[Any]:
     """A store for a run whose spec names `shared` (None when it names none). A temporary
     per-process Prefect server cannot share anything: without PREFECT_API_URL (in the
@@ -237,6 +318,19 @@ async def allowance_statuses(name: str | None) -> list[AllowanceStatus]:
     """`copydesk budget status [NAME]`: the current period of every (or one) allowance."""
     async with PrefectAllowanceStore() as store:
         return await current_statuses(store, name)
+
+
+async def record_allowance(allowance: Allowance) -> Created:
+    """`copydesk budget create NAME ...`: the operator records a new allowance."""
+    async with PrefectAllowanceStore() as store:
+        return await create_allowance(store, allowance)
+
+
+async def change_allowance(name: str, *, max_tokens: int | None, period: str | None, timezone: str | None,
+                           who: str) -> tuple[Allowance, Allowance]:
+    """`copydesk budget set NAME ...`: the operator changes a recorded allowance; (before, after)."""
+    async with PrefectAllowanceStore() as store:
+        return await set_allowance(store, name, max_tokens=max_tokens, period=period, timezone=timezone, who=who)
 
 
 async def reset_allowance(name: str, *, who: str) -> list[AllowanceStatus]:

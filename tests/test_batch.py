@@ -259,10 +259,11 @@ async def test_a_shared_allowance_is_reserved_per_batch_and_settled_to_usage(bas
 
     from test_shared_allowance import MemoryStore
 
+    from copydesk.allowance import Allowance
     from copydesk.orchestration import RunHooks, execute_run
     from copydesk.runner import RunSummary
 
-    store = MemoryStore()
+    store = MemoryStore(Allowance(name="team", max_tokens=limit, period="day", timezone="UTC"))
 
     class Shared(RunHooks[RunSummary]):
         def allowance_store(self, run):
@@ -270,7 +271,7 @@ async def test_a_shared_allowance_is_reserved_per_batch_and_settled_to_usage(bas
 
     basic_spec.write_text(basic_spec.read_text().replace(
         "budget:\n  max_total_tokens: 60000",
-        f"budget:\n  max_total_tokens: 60000\n  shared: {{name: team, max_tokens: {limit}}}"))
+        f"budget:\n  max_total_tokens: 60000\n  shared: {{name: team}}"))
     with FakeBatchAPI() as fake:
         summary = await execute_run(_request(basic_spec, tmp_path, ["one", "two", "three"]), Shared(),
                                     settings=_settings(fake))

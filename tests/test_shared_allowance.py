@@ -18,6 +18,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 from copydesk.allowance import (
+    Allowance,
     Counters,
     CounterName,
     ReservationJournal,
@@ -27,7 +28,6 @@ from copydesk.allowance import (
     period_key,
 )
 from copydesk.errors import BudgetExhausted
-from copydesk.spec import SharedBudgetSpec
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -76,15 +76,40 @@ def test_counter_names_round_trip_without_prefect_banned_characters() -> None:
 class MemoryStore:
     """The AllowanceStore contract in memory (what the Prefect server does atomically)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *recorded: Allowance) -> None:
         self.counters: dict[str, list[int]] = {}
         self.closed: set[str] = set()
+        self.records: dict[str, Allowance] = {a.name: a for a in recorded}
+
+    async def read_allowance(self, name: str) -> Allowance | None:
+        return self.records.get(name)
+
+    async def allowances(self) -> list[Allowance]:
+        return list(self.records.values())
+
+    async def create_allowance(self, allowance: Allowance) -> bool:
+        if allowance.name in self.records:
+            return False
+        self.records[allowance.name] = allowance
+        return True
+
+    async def update_allowance(self, allowance: Allowance) -> bool:
+        if allowance.name not in self.records:
+            return False
+        self.records[allowance.name] = allowance
+        return True
 
     async def close(self, counter: str) -> None:
         self.closed.add(counter)
 
     async def ensure(self, counter: str, limit: int) -> None:
-        self.counters.setdefault(counter, [limit, 0, 0])[0] = limit
+        self.counters.setdefault(counter, [limit, 0, 0])
+
+    async def set_limit(self, counter: str, limit: int) -> None:
+        old = self.counters.setdefault(counter, [limit, 0, 0])[0]
+        self.counters[counter][0] = limit
+        if limit > old:
+            self.closed.discard(counter)
 
     async def increment(self, counter: str, tokens: int) -> bool:
         c = self.counters[counter]
@@ -113,8 +138,9 @@ class MemoryStore:
         return before
 
 
-def spec(limit: int, name: str = "team") -> SharedBudgetSpec:
-    return SharedBudgetSpec(name=name, max_tokens=limit)
+def spec(limit: int, name: str = "team") -> Allowance:
+    """An allowance as the operator records it (`copydesk budget create`)."""
+    return Allowance(name=name, max_tokens=limit, period="day", timezone="UTC")
 
 
 def test_shared_reservation_waits_for_another_run_to_settle() -> None:
@@ -147,7 +173,7 @@ def test_shared_reservation_is_refused_when_nothing_in_flight_could_make_room() 
 def test_once_refused_the_allowance_stays_closed_for_later_runs_until_reset() -> None:
     """A run that starts after the allowance is spent is refused before any call, even a small
     one that would still fit; `reset` opens it again."""
-    from copydesk.allowance import reset_allowance
+    from copydesk.allowance_admin import reset_allowance
 
     async def scenario() -> None:
         store = MemoryStore()
@@ -200,14 +226,20 @@ def test_many_runs_share_one_allowance_without_overshoot_and_use_it() -> None:
 # --------------------------------------------------------------------------- the real Prefect server
 
 
-def shared_spec(basic_spec: Path, name: str, max_tokens: int) -> Path:
+def shared_spec(basic_spec: Path, name: str, extra: str = "") -> Path:
+    """The basic spec naming shared allowance `name` (and `extra` lines under budget.shared)."""
     text = basic_spec.read_text(encoding="utf-8").replace(
-        "  max_total_tokens: 60000\n",
-        f"  max_total_tokens: 60000\n  shared:\n    name: {name}\n    max_tokens: {max_tokens}\n"
-        "    period: day\n    timezone: Europe/Berlin\n",
-    )
+        "  max_total_tokens: 60000\n", f"  max_total_tokens: 60000\n  shared:\n    name: {name}\n{extra}")
     basic_spec.write_text(text, encoding="utf-8")
     return basic_spec
+
+
+def create_allowance(env: dict[str, str], name: str, max_tokens: int, period: str = "day",
+                     timezone: str = "Europe/Berlin") -> None:
+    """The operator records the allowance: `copydesk budget create`."""
+    made = run_cli(["budget", "create", name, "--max-tokens", str(max_tokens), "--period", period,
+                    "--timezone", timezone], env)
+    assert made.returncode == 0, made.stderr
 
 
 def test_prefect_store_is_atomic_across_processes(prefect_server: str, tmp_path: Path) -> None:
@@ -217,15 +249,15 @@ def test_prefect_store_is_atomic_across_processes(prefect_server: str, tmp_path:
     script = tmp_path / "hammer.py"
     script.write_text(
         "import asyncio, json, random, sys\n"
-        "from copydesk.spec import SharedBudgetSpec\n"
-        "from copydesk.allowance import SharedBudget\n"
+        "from copydesk.allowance import Allowance, SharedBudget\n"
         "from copydesk.errors import BudgetExhausted\n"
         "from copydesk_flows.allowance import PrefectAllowanceStore\n"
         "async def main():\n"
         "    billed = 0\n"
         "    rng = random.Random(int(sys.argv[2]))\n"
         "    async with PrefectAllowanceStore() as store:\n"
-        "        budget = SharedBudget(SharedBudgetSpec(name=sys.argv[1], max_tokens=5000), store)\n"
+        "        budget = SharedBudget(Allowance(name=sys.argv[1], max_tokens=5000, period='day', timezone='UTC'),\n"
+        "                              store)\n"
         "        async def call():\n"
         "            nonlocal billed\n"
         "            try:\n"
@@ -256,7 +288,8 @@ def test_runs_in_separate_processes_never_exceed_the_allowance(
 ) -> None:
     name = f"team-{uuid.uuid4().hex[:8]}"
     allowance = 4000
-    spec_path = shared_spec(basic_spec, name, allowance)
+    spec_path = shared_spec(basic_spec, name)
+    create_allowance(cli_env, name, allowance)
     exe = Path(sys.executable).with_name("copydesk")
     procs = []
     for i in range(3):
@@ -304,7 +337,7 @@ def test_runs_in_separate_processes_never_exceed_the_allowance(
 
 def test_shared_spec_without_a_prefect_server_exits_2(basic_spec: Path, cli_env: dict[str, str],
                                                       fake_api, tmp_path: Path) -> None:
-    spec_path = shared_spec(basic_spec, "nobody", 1000)
+    spec_path = shared_spec(basic_spec, "nobody")
     env = {k: v for k, v in cli_env.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # no profile naming a server either
     result = run_cli(["run", str(spec_path), "--out", str(tmp_path / "o"), "-t", "x"], env)
@@ -326,7 +359,7 @@ def test_plain_asyncio_run_refuses_a_shared_spec_before_any_call(basic_spec: Pat
     from copydesk.request import RunRequest
     from copydesk.settings import Settings
 
-    spec_path = shared_spec(basic_spec, "plain", 1000)
+    spec_path = shared_spec(basic_spec, "plain")
     request = RunRequest(spec_path=str(spec_path), topics=["x"], out_dir=str(tmp_path / "o"))
     settings = Settings(openai_base_url=fake_api.url, openai_api_key="sk-test")
     with pytest.raises(InputError, match="copydesk server start") as caught:
@@ -524,25 +557,30 @@ def test_a_journal_line_cut_by_a_kill_is_skipped_and_the_next_starts_a_line_of_i
 def test_the_form_note_says_what_is_left_of_each_allowance_and_replaces_an_older_note(basic_spec: Path) -> None:
     from copydesk.allowance import AllowanceStatus
     from copydesk.form import ALLOWANCE_NOTE_HEADING, allowance_note, with_allowance_note
-    from copydesk.spec import load_spec
+    from copydesk.spec import SharedBudgetSpec, load_spec
 
     base = load_spec(basic_spec)
-    team = SharedBudgetSpec(name="team", max_tokens=5000, timezone="Europe/Berlin")
-    specs = [base.model_copy(update={"name": "blog", "budget": base.budget.model_copy(update={"shared": team})}),
-             base.model_copy(update={"name": "news", "budget": base.budget.model_copy(update={"shared": team})}),
-             base.model_copy(update={"name": "docs", "budget": base.budget.model_copy(update={
-                 "shared": SharedBudgetSpec(name="docs-team", max_tokens=900, period="month")})}),
+
+    def naming(pipeline: str, allowance: str):
+        shared = SharedBudgetSpec(name=allowance)
+        return base.model_copy(update={"name": pipeline, "budget": base.budget.model_copy(update={"shared": shared})})
+
+    specs = [naming("blog", "team"), naming("news", "team"), naming("docs", "docs-team"), naming("misc", "nobody"),
              base]
     now = datetime(2026, 11, 30, 23, 30, tzinfo=ZoneInfo("UTC"))  # already 1 Dec in Berlin
     held = AllowanceStatus("team", "day", "Europe/Berlin", "2026-12-01", 5000, 1000, 200, None)
-    note = allowance_note(specs, [held], now)
+    docs = AllowanceStatus("docs-team", "month", "UTC", "2026-11", 900, 0, 0, None)
+    old_scheme = AllowanceStatus("nobody", "day", "UTC", "2026-11-30", 100, 0, 0, None, recorded=False)
+    note = allowance_note(specs, [held, docs, old_scheme], now)
     assert note is not None and note.startswith(f"{ALLOWANCE_NOTE_HEADING} (as of 2026-11-30 23:30 UTC")
     assert ("- team (blog, news): 3,800 of 5,000 tokens left today (1,000 spent, 200 reserved by runs in "
             "progress); it starts again at 2026-12-02 00:00 Europe/Berlin.") in note
     assert "- docs-team (docs): 900 of 900 tokens left this month (nothing used yet)" in note
+    assert "- nobody (misc): not recorded by the operator (`copydesk budget create nobody ...`)" in note
 
     yesterday = AllowanceStatus("team", "day", "Europe/Berlin", "2026-11-30", 5000, 5000, 0, None, closed=True)
-    assert "3,800" not in allowance_note(specs, [yesterday], now)  # another period's counter: all is left
+    assert "- team (blog, news): 5,000 of 5,000 tokens left today (nothing used yet)" in \
+        allowance_note(specs, [yesterday], now)  # another period's counter: all is left
     spent = AllowanceStatus("team", "day", "Europe/Berlin", "2026-12-01", 5000, 4200, 0, None, closed=True)
     assert "- team (blog, news): spent today: 4,200 of 5,000 tokens used" in allowance_note(specs, [spent], now)
     assert allowance_note([base], [held], now) is None
@@ -562,11 +600,13 @@ def test_copydesk_serve_writes_what_is_left_into_the_editor_form(basic_spec: Pat
     from copydesk_flows.deployments import build_deployments
 
     name = f"form-{uuid.uuid4().hex[:8]}"
-    spec_path = shared_spec(basic_spec, name, 7000)
+    spec_path = shared_spec(basic_spec, name)
+    allowance = Allowance(name=name, max_tokens=7000, period="day", timezone="Europe/Berlin")
 
     async def spend() -> None:
         async with PrefectAllowanceStore() as store:
-            budget = SharedBudget(SharedBudgetSpec(name=name, max_tokens=7000, timezone="Europe/Berlin"), store)
+            assert await store.create_allowance(allowance)
+            budget = SharedBudget(allowance, store)
             await budget.settle(await budget.acquire(1500), 1234)
 
     asyncio.run(spend())

@@ -26,9 +26,13 @@ def test_shared_budget_parses() -> None:
         "content-team", 2_000_000, "day", "Europe/Berlin")
 
 
-def test_shared_budget_defaults() -> None:
-    shared = spec_with("  shared:\n    name: team\n    max_tokens: 10\n").budget.shared
-    assert shared is not None and shared.period == "day" and shared.timezone == "UTC"
+def test_a_spec_may_only_name_the_allowance() -> None:
+    """The operator records the limit, period and timezone (`copydesk budget create`): a spec that
+    names the allowance only leaves them unset, and nothing is filled in for it."""
+    shared = spec_with("  shared:\n    name: team\n").budget.shared
+    assert shared is not None and shared.name == "team"
+    assert (shared.max_tokens, shared.period, shared.timezone) == (None, None, None)
+    assert spec_with("  shared: {name: team}\n").budget.shared == shared
     assert parse_spec(BASE, Path("/x/pipelines/p.yaml")).budget.shared is None
 
 
@@ -38,7 +42,7 @@ def test_shared_budget_defaults() -> None:
     (SHARED.replace("2000000", "0"), r"budget\.shared\.max_tokens"),
     (SHARED.replace("content-team", "Content Team"), r"budget\.shared\.name"),
     (SHARED + "    limit: 5\n", r"budget\.shared\.limit"),
-    ("  shared:\n    name: team\n", r"budget\.shared\.max_tokens"),
+    ("  shared:\n    max_tokens: 10\n", r"budget\.shared\.name"),
 ])
 def test_bad_shared_budget_names_the_field(text: str, field: str) -> None:
     with pytest.raises(SpecError, match=field):

@@ -20,7 +20,13 @@ settle them: their reservations stay counted as used, and other runs may wait fo
 run lock guarantees the dead process is gone) settle them: `SharedBudget.recover`. See
 `ReservationJournal` for which records it settles and which it leaves alone.
 
-Periods: `day`, `week` (from Monday), `month` start at 00:00 in the spec's timezone;
+An allowance belongs to the operator: `copydesk budget create/set` records it on the
+store (`Allowance`: its limit, period and timezone; copydesk.allowance_admin). A spec only
+names it; a run reads the record (and refuses a spec that disagrees with it), creates the
+counters of a period the first time one is used, with the recorded limit, and never
+changes a limit, a period, a timezone or a closed mark.
+
+Periods: `day`, `week` (from Monday), `month` start at 00:00 in the allowance's timezone;
 `total` never ends. Each period has counters of its own (`period_key`), so a new
 period starts at zero without anyone resetting anything; a call settles against the
 period it reserved in.
@@ -34,15 +40,26 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from copydesk.errors import BudgetExhausted, CopydeskError, InputError
-from copydesk.spec import SharedBudgetSpec
+from pydantic import BaseModel, ConfigDict, Field
+
+from copydesk.allowance_journal import (
+    OPEN,
+    REFUSED,
+    SETTLE,
+    SETTLED,
+    TAKEN,
+    UNKNOWN,
+    JournalEntry,
+    ReservationJournal,
+)
+from copydesk.errors import BudgetExhausted, CopydeskError
+from copydesk.spec import NAME_PATTERN, TimeZoneName
 
 log = logging.getLogger("copydesk.allowance")
 
@@ -60,6 +77,30 @@ SERVER_NEEDED = (
     "cannot share anything): start one with `copydesk server start`, or set PREFECT_API_URL to yours "
     "(e.g. PREFECT_API_URL=http://127.0.0.1:4200/api)"
 )
+
+
+#: The periods an allowance may have.
+PERIODS = ("day", "week", "month", "total")
+#: The largest allowance (a Prefect limit is a 32-bit column; `spent` must fit too).
+MAX_ALLOWANCE = 2_000_000_000
+
+
+class Allowance(BaseModel):
+    """A shared allowance as the operator recorded it on the store (`copydesk budget create/set`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    max_tokens: int = Field(ge=1, le=MAX_ALLOWANCE, strict=True)
+    period: Literal["day", "week", "month", "total"]
+    timezone: TimeZoneName
+    #: Who recorded it last, and when (ISO 8601): shown by `copydesk budget status`.
+    changed_by: str | None = Field(None, max_length=200)
+    changed_at: str | None = Field(None, max_length=64)
+
+    def counter(self, now: datetime | None = None) -> str:
+        """The store's counter name of the period holding `now`."""
+        return counter_name(self.name, self.timezone, period_key(self.period, self.timezone, now))
 
 
 def now_in(timezone: str, now: datetime | None = None) -> datetime:
@@ -176,6 +217,11 @@ class AllowanceStatus:
     reserved: int
     period_end: datetime | None
     closed: bool = False
+    #: Recorded by the operator (`copydesk budget create`); False: counters of the older scheme
+    #: (limits set by specs) that no record owns yet.
+    recorded: bool = True
+    #: Who recorded or changed it last, and when.
+    changed: str | None = None
 
     @property
     def counter(self) -> str:
@@ -190,8 +236,26 @@ class AllowanceStore(Protocol):
     """Atomic counters every process reaches, one pair per `counter_name`. Implementations
     translate their own errors into `copydesk.errors` (`ServiceError` when unreachable)."""
 
+    async def read_allowance(self, name: str) -> Allowance | None:
+        """The operator's record of allowance `name`, None when there is none. A record the store
+        holds but that does not read as an `Allowance` raises `ServiceError`."""
+
+    async def allowances(self) -> list[Allowance]:
+        """Every allowance the operator recorded."""
+
+    async def create_allowance(self, allowance: Allowance) -> bool:
+        """Record a new allowance, atomically; False when one of that name is recorded already."""
+
+    async def update_allowance(self, allowance: Allowance) -> bool:
+        """Replace the record of an existing allowance; False when none of that name is recorded."""
+
     async def ensure(self, counter: str, limit: int) -> None:
-        """Create the period's counters with this limit, or set the limit of existing ones."""
+        """Create the period's counters with this limit when they do not exist; never changes
+        existing ones (what a run does)."""
+
+    async def set_limit(self, counter: str, limit: int) -> None:
+        """Create the period's counters with this limit, or change the limit of existing ones; a
+        larger limit clears the closed mark (what the operator's `copydesk budget set` does)."""
 
     async def increment(self, counter: str, tokens: int) -> bool:
         """Add `tokens` to used, atomically and only if used stays <= limit; False when it did not fit."""
@@ -223,116 +287,6 @@ class SharedReservation:
     rid: str | None = None
 
 
-#: Journal states, in the order one reservation goes through them.
-OPEN, TAKEN, REFUSED, SETTLE, SETTLED, UNKNOWN = "open", "taken", "refused", "settle", "settled", "unknown"
-
-
-@dataclass
-class JournalEntry:
-    """One reservation as the journal recorded it: its counter, tokens, and states in order."""
-
-    rid: str
-    key: str
-    tokens: int
-    states: list[str]
-
-    @property
-    def left_open(self) -> bool:
-        """Its increment surely reached the store and no settlement was started: safe to settle."""
-        return TAKEN in self.states and not {SETTLE, UNKNOWN} & set(self.states)
-
-    @property
-    def ambiguous(self) -> bool:
-        """Interrupted where the journal cannot tell what the store holds (see `ReservationJournal`)."""
-        if UNKNOWN in self.states or REFUSED in self.states:
-            return False
-        if SETTLE in self.states:
-            return SETTLED not in self.states
-        return TAKEN not in self.states
-
-
-class ReservationJournal:
-    """The run folder's record of its shared reservations (`reservations.jsonl`), one JSON line
-    per step, appended and flushed before the step's request goes to the store, so a process
-    killed with SIGKILL loses none of them:
-
-        {"id", "key", "tokens", "state": "open"}   before the increment is sent
-        {"id", "state": "taken"}                    after the store counted it
-        {"id", "state": "refused"}                  the acquire gave up; nothing is counted
-        {"id", "state": "settle", "charged": N}     before the settlement is sent (also fsynced:
-                                                    losing it to a power cut could replay a settlement)
-        {"id", "state": "settled"}                  after the store took the settlement
-        {"id", "state": "unknown"}                  recovery reported it as ambiguous (once)
-
-    What `SharedBudget.recover` does with a reservation the last process left behind:
-
-    - `taken`, no `settle`: the store counts it as reserved and nobody will settle it. It is
-      settled in full (the API may have billed the call): the reservation becomes spent.
-    - `open` only: the process died while the increment was in flight. The store may or may
-      not hold it, and its counters cannot say which. It is left alone: if it did land, it
-      stays counted as reserved (used) until `copydesk budget reset` or the period's end. That
-      errs on the safe side: settling one that never landed would count as spent tokens that
-      were never in `used` (and hide other runs' real reservations from `reserved`).
-    - `settle` without `settled`: the settlement (two requests on the Prefect store) may be
-      half done. Replaying it could give back the unused part twice, room another run holds,
-      and so overshoot the allowance: it is left alone, as above.
-
-    Ambiguous ones are logged once (an `unknown` line marks them reported).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[str] | None = None
-
-    def load(self) -> list[JournalEntry]:
-        """Every reservation recorded, in order; unreadable lines (a line cut by a kill) are skipped."""
-        entries: dict[str, JournalEntry] = {}
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        for line in raw.splitlines():
-            try:
-                row = json.loads(line.decode("utf-8"))
-                rid, state = str(row["id"]), str(row["state"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            if state == OPEN:
-                try:
-                    entries[rid] = JournalEntry(rid, str(row["key"]), int(row["tokens"]), [OPEN])
-                except (KeyError, TypeError, ValueError):
-                    continue
-            elif rid in entries:
-                entries[rid].states.append(state)
-        return list(entries.values())
-
-    def write(self, record: dict[str, Any], *, durable: bool = False) -> None:
-        """Append one line and flush it to the operating system (and to the disk when `durable`)."""
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            cut = False
-            try:
-                with self.path.open("rb") as old:
-                    old.seek(0, os.SEEK_END)
-                    if old.tell():
-                        old.seek(-1, os.SEEK_END)
-                        cut = old.read(1) != b"\n"
-            except FileNotFoundError:
-                pass
-            self._file = self.path.open("a", encoding="utf-8")
-            if cut:  # end a line cut short by a kill, so this record starts a line of its own
-                self._file.write("\n")
-        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._file.flush()
-        if durable:
-            os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 @dataclass(frozen=True)
 class Recovery:
     """What `SharedBudget.recover` found in the journal."""
@@ -341,14 +295,20 @@ class Recovery:
     settled_tokens: int = 0
     ambiguous: int = 0
     ambiguous_tokens: int = 0
+    #: Journal lines refused (not this allowance's, not sane, not a record): each logged with its line.
+    refused: int = 0
 
 
 class SharedBudget:
-    """One run's view of a shared allowance: reserve, settle, wait, close (see the module docstring)."""
+    """One run's view of a shared allowance: reserve, settle, wait, close (see the module docstring).
 
-    def __init__(self, spec: SharedBudgetSpec, store: AllowanceStore, *, max_wait: float = MAX_WAIT,
+    `allowance` is the operator's record, read when the run started (`copydesk.allowance_admin.
+    recorded_allowance`); the limit itself lives on each period's counter, so a change by
+    `copydesk budget set` applies to runs in flight at once."""
+
+    def __init__(self, allowance: Allowance, store: AllowanceStore, *, max_wait: float = MAX_WAIT,
                  journal: ReservationJournal | None = None) -> None:
-        self.spec = spec
+        self.allowance = allowance
         self.store = store
         #: The run folder's reservation journal, if the run has a folder (see `recover`).
         self.journal = journal
@@ -365,25 +325,30 @@ class SharedBudget:
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.allowance.name
 
     def key(self, now: datetime | None = None) -> str:
         """The store's counter name for the period holding `now`."""
-        return counter_name(self.name, self.spec.timezone, period_key(self.spec.period, self.spec.timezone, now))
+        return self.allowance.counter(now)
 
     async def refresh(self) -> Counters:
-        """Make sure this period's counters exist (with the spec's limit); read them into `last`."""
+        """Make sure this period's counters exist; read them into `last`."""
         key = self.key()
         await self._ensure(key)
-        self.last = await self.store.read(key) or Counters(self.spec.max_tokens, 0, 0)
+        self.last = await self.store.read(key) or Counters(self.allowance.max_tokens, 0, 0)
         if self.last.closed and not self.closed:
             self.closed = True
             self.refused_reason = self._spent_message(key, self.last)
         return self.last
 
     async def _ensure(self, key: str) -> None:
+        """The period's counters, created with the recorded limit the first time a run uses the
+        period (read again: the operator may have changed it since this run started)."""
         if key not in self._ready:
-            await self.store.ensure(key, self.spec.max_tokens)
+            recorded = await self.store.read_allowance(self.name)
+            same = recorded is not None and (recorded.period, recorded.timezone) == (
+                self.allowance.period, self.allowance.timezone)
+            await self.store.ensure(key, recorded.max_tokens if same and recorded else self.allowance.max_tokens)
             self._ready.add(key)
 
     async def observe(self) -> Counters | None:
@@ -404,8 +369,6 @@ class SharedBudget:
                 raise BudgetExhausted(self.refused_reason or f"the shared allowance {self.name} is spent")
             key = self.key()
             await self._ensure(key)
-            if tokens > self.spec.max_tokens:
-                await self._refuse(what, tokens, Counters(self.spec.max_tokens, 0, 0), key)
             rid = await self._increment(key, tokens)
             if rid is not False:
                 reservation = SharedReservation(key, tokens, rid=rid)
@@ -437,13 +400,14 @@ class SharedBudget:
         return rid if taken else False
 
     def _until(self) -> str:
-        end = period_end(self.spec.period, self.spec.timezone)
+        end = period_end(self.allowance.period, self.allowance.timezone)
         return f"; it starts again at {end.isoformat(timespec='minutes')}" if end else ""
 
     def _spent_message(self, key: str, counters: Counters) -> str:
-        return (f"shared allowance {self.name} ({self.spec.period} {key.rsplit(':', 1)[-1]}) is spent: "
+        return (f"shared allowance {self.name} ({self.allowance.period} {key.rsplit(':', 1)[-1]}) is spent: "
                 f"{counters.spent:,} of {counters.limit:,} tokens used, and a run was refused a call that could "
-                f"not fit{self._until()} (or raise budget.shared.max_tokens, or `copydesk budget reset {self.name}`)")
+                f"not fit{self._until()} (or the operator's `copydesk budget set {self.name} --max-tokens N` or "
+                f"`copydesk budget reset {self.name}`)")
 
     async def _refuse(self, what: str, tokens: int, counters: Counters, key: str) -> None:
         """Close the allowance for this period, here and on the store, and raise."""
@@ -454,9 +418,9 @@ class SharedBudget:
             log.warning("could not mark the shared allowance %s spent: %s", self.name, exc)
         until = self._until()
         self.refused_reason = (
-            f"shared allowance {self.name} ({self.spec.period} {key.rsplit(':', 1)[-1]}) reached: {what} may need up to "
-            f"{tokens:,} tokens but only {max(counters.limit - counters.used, 0):,} of {counters.limit:,} are left "
-            f"({counters.spent:,} spent, {counters.reserved:,} reserved by calls in flight){until}"
+            f"shared allowance {self.name} ({self.allowance.period} {key.rsplit(':', 1)[-1]}) reached: {what} may "
+            f"need up to {tokens:,} tokens but only {max(counters.limit - counters.used, 0):,} of {counters.limit:,} "
+            f"are left ({counters.spent:,} spent, {counters.reserved:,} reserved by calls in flight){until}"
         )
         raise BudgetExhausted(self.refused_reason)
 
@@ -494,14 +458,22 @@ class SharedBudget:
         """Settle, in full, every reservation that a process killed on this run folder left open
         (journal: "taken", no settlement started); the API may have billed those calls. Call it
         before this run's first reservation, holding the run folder's lock (so that process is
-        gone). Reservations the journal cannot vouch for are left alone and logged once (see
+        gone). Reservations the journal cannot vouch for are left alone and logged once; lines
+        that are not this allowance's own sane records are refused with a warning (see
         `ReservationJournal`). Never raises for the store: what it could not settle is retried
         by the next run on the folder."""
         if self.journal is None:
             return Recovery()
+        problems: list[tuple[int, str]] = []
+        entries = self.journal.load(problems)
         settled = tokens_settled = ambiguous = tokens_ambiguous = 0
-        for entry in self.journal.load():
+        room: dict[str, int] = {}  # per counter: reserved tokens the store holds, not yet claimed here
+        for entry in entries:
             if entry.left_open:
+                why = await self._untrusted(entry, room)
+                if why is not None:
+                    problems.append((entry.line, why))
+                    continue
                 try:
                     await self._settle_store(entry.key, entry.tokens, entry.tokens, entry.rid)
                 except CopydeskError as exc:
@@ -511,10 +483,39 @@ class SharedBudget:
                     continue
                 settled += 1
                 tokens_settled += entry.tokens
-            elif entry.ambiguous:
+            elif entry.ambiguous and entry.key.startswith(f"{PREFIX}:{self.name}:"):
                 self.journal.write({"id": entry.rid, "state": UNKNOWN})
                 ambiguous += 1
                 tokens_ambiguous += entry.tokens
+        self._report(problems, settled, tokens_settled, ambiguous, tokens_ambiguous)
+        return Recovery(settled, tokens_settled, ambiguous, tokens_ambiguous, refused=len(problems))
+
+    async def _untrusted(self, entry: JournalEntry, room: dict[str, int]) -> str | None:
+        """Why a reservation left open must not be settled, or None: it must name this allowance's
+        own counter (its name, timezone and period, not a later period than now) and a count
+        between 0 and what that counter holds reserved, less what earlier lines claimed."""
+        own = CounterName.parse(entry.key)
+        if own is None or (own.name, own.timezone, own.period) != (
+                self.name, self.allowance.timezone, self.allowance.period) or own.key > self.key().rsplit(":", 1)[-1]:
+            return (f"it names the counter {entry.key[:120]!r}, not one of this run's allowance {self.name} "
+                    f"({self.allowance.period}, {self.allowance.timezone})")
+        if entry.tokens < 0:
+            return f"a negative token count ({entry.tokens:,})"
+        if entry.key not in room:
+            counters = await self.store.read(entry.key)
+            room[entry.key] = counters.reserved if counters is not None else 0
+        if entry.tokens > room[entry.key]:
+            return (f"{entry.tokens:,} tokens, more than the {room[entry.key]:,} the allowance's counter "
+                    f"{entry.key} still holds reserved")
+        room[entry.key] -= entry.tokens
+        return None
+
+    def _report(self, problems: list[tuple[int, str]], settled: int, tokens_settled: int, ambiguous: int,
+                tokens_ambiguous: int) -> None:
+        assert self.journal is not None
+        for line, why in sorted(problems):
+            log.warning("%s line %d: refused, not settled against shared allowance %s: %s", self.journal.path,
+                        line, self.name, why)
         if settled:
             log.warning("shared allowance %s: settled %d reservation(s) left open by an interrupted run: %d tokens "
                         "(counted as spent: the API may have billed those calls)", self.name, settled, tokens_settled)
@@ -524,7 +525,6 @@ class SharedBudget:
                         "server holds them: if it did, `copydesk budget status %s` shows them reserved until the "
                         "period ends or `copydesk budget reset %s`", self.name, ambiguous, tokens_ambiguous,
                         self.name, self.name)
-        return Recovery(settled, tokens_settled, ambiguous, tokens_ambiguous)
 
     async def settle_open(self) -> None:
         """When the run ends (also interrupted): every reservation still open (a call cancelled
@@ -535,42 +535,3 @@ class SharedBudget:
                 await self.settle(reservation, None)
             except CopydeskError as exc:
                 log.warning("could not settle a reservation of the shared allowance %s: %s", self.name, exc)
-
-
-
-def status_of(counter: CounterName, counters: Counters, now: datetime | None = None) -> AllowanceStatus:
-    return AllowanceStatus(counter.name, counter.period, counter.timezone, counter.key, counters.limit, counters.spent,
-                           counters.reserved, period_end(counter.period, counter.timezone, now), counters.closed)
-
-
-async def current_statuses(store: AllowanceStore, name: str | None = None,
-                           now: datetime | None = None) -> list[AllowanceStatus]:
-    """Every allowance's current period (or only `name`'s), as the store holds it; earlier
-    periods are history and left out."""
-    found = []
-    for text, counters in sorted((await store.list()).items()):
-        counter = CounterName.parse(text)
-        if counter is None or (name is not None and counter.name != name):
-            continue
-        if counter.key != period_key(counter.period, counter.timezone, now):
-            continue
-        found.append(status_of(counter, counters, now))
-    return found
-
-
-async def reset_allowance(store: AllowanceStore, name: str, *, who: str,
-                          now: datetime | None = None) -> list[AllowanceStatus]:
-    """The operator's override: the current period of allowance `name` starts again from 0.
-    Logged (who, what it was). Returns the statuses as they were before; empty when unknown."""
-    before = await current_statuses(store, name, now)
-    for status in before:
-        await store.reset(status.counter)  # also clears the closed mark
-        log.warning("shared allowance %s (%s %s) reset by %s: it was %d spent and %d reserved of %d",
-                    status.name, status.period, status.key, who, status.spent, status.reserved, status.limit)
-    return before
-
-
-def require_server(spec: SharedBudgetSpec | None, environ: Mapping[str, str]) -> None:
-    """A spec with `budget.shared` needs a Prefect server every run reaches: `InputError` otherwise."""
-    if spec is not None and not environ.get("PREFECT_API_URL"):
-        raise InputError(f"budget.shared ({spec.name}): {SERVER_NEEDED}")

@@ -113,7 +113,7 @@ def _server_for_run() -> None:
 def _require_shared_server(shared: Any) -> None:
     """budget.shared needs a real Prefect server (PREFECT_API_URL, the profile's, or `copydesk server start`)."""
     if shared is not None and not os.environ.get("PREFECT_API_URL"):
-        from copydesk.allowance import require_server
+        from copydesk.allowance_admin import require_server
 
         require_server(shared, {"PREFECT_API_URL": launch.profile_api_url() or ""})
 

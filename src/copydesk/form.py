@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from copydesk.allowance import AllowanceStatus, period_end, period_key
 from copydesk.errors import InputError
-from copydesk.spec import PipelineSpec, SharedBudgetSpec
+from copydesk.spec import PipelineSpec
 
 #: The largest budget a form may send at all (the schema's bound; the spec's cap is the real one).
 MAX_FORM_BUDGET = 10**9
@@ -60,42 +60,43 @@ def allowance_note(specs: Iterable[PipelineSpec], statuses: Iterable[AllowanceSt
     """What the editor form says about the shared allowances its pipelines name, as the
     Prefect server held them at `now` (None when no pipeline names one).
 
-    `statuses` are the current periods' counters (`copydesk.allowance.current_statuses`); an
-    allowance without one this period has not been used yet: all of it is left. The text is
-    a snapshot: the caller says when it is refreshed.
+    `statuses` are the operator's allowances and their current periods' counters
+    (`copydesk.allowance_admin.current_statuses`); a status of another period than `now`'s
+    means nothing is used yet this period. An allowance the operator has not recorded is
+    said to be missing (runs naming it stop before any call). The text is a snapshot: the
+    caller says when it is refreshed.
     """
     now = now or datetime.now(UTC)
-    pipelines: dict[tuple[str, str, str], list[str]] = {}
-    shared: dict[tuple[str, str, str], SharedBudgetSpec] = {}
+    pipelines: dict[str, list[str]] = {}
     for spec in specs:
-        allowance = spec.budget.shared
-        if allowance is None:
-            continue
-        key = (allowance.name, allowance.period, allowance.timezone)
-        pipelines.setdefault(key, []).append(spec.name)
-        shared[key] = allowance
-    if not shared:
+        if spec.budget.shared is not None:
+            pipelines.setdefault(spec.budget.shared.name, []).append(spec.name)
+    if not pipelines:
         return None
-    held = {(s.name, s.period, s.timezone): s for s in statuses}
+    held = {s.name: s for s in statuses if s.recorded}
     lines = [f"{ALLOWANCE_NOTE_HEADING} (as of {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC; "
              "`copydesk budget status` shows them live):"]
-    for key in sorted(shared):
-        allowance = shared[key]
-        status = held.get(key)
-        when = _PERIOD_WORDS[allowance.period]
-        key_now = period_key(allowance.period, allowance.timezone, now)
-        end = period_end(allowance.period, allowance.timezone, now)
-        again = f"; it starts again at {end:%Y-%m-%d %H:%M} {allowance.timezone}" if end else ""
-        names = ", ".join(sorted(pipelines[key]))
-        if status is None or status.key != key_now:
-            text = f"{allowance.max_tokens:,} of {allowance.max_tokens:,} tokens left {when} (nothing used yet)"
+    for name in sorted(pipelines):
+        names = ", ".join(sorted(pipelines[name]))
+        status = held.get(name)
+        if status is None:
+            lines.append(f"- {name} ({names}): not recorded by the operator (`copydesk budget create {name} ...`); "
+                         "a run naming it stops before any call.")
+            continue
+        when = _PERIOD_WORDS[status.period]
+        end = period_end(status.period, status.timezone, now)
+        again = f"; it starts again at {end:%Y-%m-%d %H:%M} {status.timezone}" if end else ""
+        if status.key != period_key(status.period, status.timezone, now):
+            text = f"{status.limit:,} of {status.limit:,} tokens left {when} (nothing used yet)"
         elif status.closed:
             text = (f"spent {when}: {status.spent:,} of {status.limit:,} tokens used and a call was refused; "
                     "a run started now makes no call")
+        elif not status.spent and not status.reserved:
+            text = f"{status.limit:,} of {status.limit:,} tokens left {when} (nothing used yet)"
         else:
             reserved = f", {status.reserved:,} reserved by runs in progress" if status.reserved else ""
             text = f"{status.left:,} of {status.limit:,} tokens left {when} ({status.spent:,} spent{reserved})"
-        lines.append(f"- {allowance.name} ({names}): {text}{again}.")
+        lines.append(f"- {name} ({names}): {text}{again}.")
     return "\n".join(lines)
 
 

@@ -105,6 +105,25 @@ def allowance_statuses(name: str | None) -> list[Any]:
     return asyncio.run(read(name))
 
 
+def create_allowance(allowance: Any) -> Any:
+    """`copydesk budget create NAME ...`: record an allowance (a copydesk.allowance_admin.Created)."""
+    import asyncio
+
+    from copydesk_flows.allowance import record_allowance  # lazy: Prefect's import time
+
+    return asyncio.run(record_allowance(allowance))
+
+
+def set_allowance(name: str, *, max_tokens: int | None, period: str | None, timezone: str | None,
+                  who: str) -> tuple[Any, Any]:
+    """`copydesk budget set NAME ...`: change a recorded allowance; (before, after)."""
+    import asyncio
+
+    from copydesk_flows.allowance import change_allowance  # lazy: Prefect's import time
+
+    return asyncio.run(change_allowance(name, max_tokens=max_tokens, period=period, timezone=timezone, who=who))
+
+
 def reset_allowance(name: str, *, who: str) -> list[Any]:
     """`copydesk budget reset NAME`: the current period of that allowance starts again from 0."""
     import asyncio

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from copydesk.allowance import SERVER_NEEDED, AllowanceStore, ReservationJournal, SharedBudget
+from copydesk.allowance import SERVER_NEEDED, Allowance, AllowanceStore, ReservationJournal, SharedBudget
+from copydesk.allowance_admin import recorded_allowance
 from copydesk.batch import BatchGateway, choose_mode
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
@@ -110,8 +111,12 @@ async def open_resources(
     mode: str = "realtime",
 ) -> AsyncIterator[RunResources]:
     """Build the run's resources (see the module docstring); close them on the way out."""
-    if spec.budget.shared is not None and allowance_store is None:  # before anything starts
-        raise InputError(f"budget.shared ({spec.budget.shared.name}): {SERVER_NEEDED}")
+    allowance = None
+    if spec.budget.shared is not None:  # before anything starts
+        if allowance_store is None:
+            raise InputError(f"budget.shared ({spec.budget.shared.name}): {SERVER_NEEDED}")
+        # the operator's record; a spec that disagrees with it, or names none, exits 2 here
+        allowance = await recorded_allowance(spec.budget.shared, allowance_store, origin=_origin(spec))
     async with AsyncExitStack() as stack:
         run_dir.mkdir(parents=True, exist_ok=True)
         exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name)
@@ -126,7 +131,7 @@ async def open_resources(
         for stage, _ in spec.stages.items():
             metrics.prepare(stage, local_model or spec.model_for(stage))
         metrics.set_budget(budget.limit, budget.remaining)
-        shared = await _shared_budget(spec, allowance_store, metrics, budget, run_dir, stack)
+        shared = await _shared_budget(allowance, allowance_store, metrics, budget, run_dir, stack)
         accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
             endpoint,
@@ -168,16 +173,21 @@ async def open_resources(
                            shared, mode)
 
 
-async def _shared_budget(spec: PipelineSpec, store: AllowanceStore | None, metrics: RunMetrics,
+def _origin(spec: PipelineSpec) -> str:
+    return f"{spec.source} (pipeline {spec.name})" if spec.source else f"pipeline {spec.name}"
+
+
+async def _shared_budget(allowance: Allowance | None, store: AllowanceStore | None, metrics: RunMetrics,
                          budget: TokenBudget, run_dir: Path, stack: AsyncExitStack) -> SharedBudget | None:
-    """The run's view of its shared allowance (its counters made on the server if new), with the
-    run folder's reservation journal: first, what a killed run on this folder left open is settled."""
-    if spec.budget.shared is None:
+    """The run's view of its shared allowance (the period's counters made on the server if this is
+    the period's first run), with the run folder's reservation journal: first, what a killed run
+    on this folder left open is settled."""
+    if allowance is None:
         return None
     assert store is not None  # checked when the resources open
     journal = ReservationJournal(run_dir / RESERVATIONS_NAME)
     stack.callback(journal.close)
-    shared = SharedBudget(spec.budget.shared, store, journal=journal)
+    shared = SharedBudget(allowance, store, journal=journal)
     stack.push_async_callback(shared.settle_open)  # calls cancelled mid-flight count in full
     await shared.recover()  # before this run reserves anything; the run lock is held
     counters = await shared.refresh()

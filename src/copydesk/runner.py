@@ -370,6 +370,6 @@ def _shared_summary(resources: RunResources) -> dict[str, Any] | None:
         return None
     from copydesk.allowance import period_end
 
-    end = period_end(shared.spec.period, shared.spec.timezone)
+    end = period_end(shared.allowance.period, shared.allowance.timezone)
     return {"name": shared.name, "limit": shared.last.limit, "used": shared.last.used,
             "charged_by_this_run": shared.charged, "period_end": end.isoformat() if end else None}

@@ -271,14 +271,18 @@ class Stages(_Model):
 
 
 class SharedBudgetSpec(_Model):
-    """One allowance for every run (of any pipeline) that names it, held by the Prefect server."""
+    """Names a shared allowance: one for every run (of any pipeline) that names it, held by the
+    Prefect server. It belongs to the operator, who records its limit, period and timezone
+    (`copydesk budget create/set`); a spec that repeats them must agree with the record (a run
+    exits 2 otherwise). None of them changes the allowance."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=64, description="Runs naming the same allowance share it.")
-    max_tokens: int = Field(ge=1, le=2_000_000_000,
-                            description="usage.total_tokens all those runs may spend per period.")
-    period: Literal["day", "week", "month", "total"] = Field(
-        "day", description="When the allowance starts again: 00:00 in `timezone` (weeks start on Monday).")
-    timezone: TimeZoneName = Field("UTC", description="IANA zone the period's midnight is in.")
+    max_tokens: int | None = Field(None, ge=1, le=2_000_000_000,
+                                   description="Optional: must agree with the recorded allowance's limit.")
+    period: Literal["day", "week", "month", "total"] | None = Field(
+        None, description="Optional: must agree with the recorded allowance's period.")
+    timezone: TimeZoneName | None = Field(None, description="Optional: must agree with the recorded allowance's "
+                                                            "timezone.")
 
 
 class BudgetSpec(_Model):
