@@ -62,7 +62,15 @@ from copydesk.allowance import (
     AllowanceStatus,
     Counters,
 )
-from copydesk.allowance_admin import Created, create_allowance, current_statuses, require_server, set_allowance
+from copydesk.allowance_admin import (
+    Created,
+    create_allowance,
+    current_statuses,
+    recorded_allowance,
+    require_server,
+    set_allowance,
+    spec_origin,
+)
 from copydesk.allowance_admin import reset_allowance as reset_current
 from copydesk.errors import ServiceError
 from copydesk.form import allowance_note, with_allowance_note
@@ -312,6 +320,15 @@ def allowance_store_for(shared: SharedBudgetSpec | None) -> AbstractAsyncContext
 
     require_server(shared, {"PREFECT_API_URL": get_current_settings().api.url or ""})
     return PrefectAllowanceStore()
+
+
+async def check_recorded(spec: PipelineSpec) -> None:
+    """`copydesk run`'s early word on the spec's shared allowance (before a flow run or a run
+    folder exists): `InputError` when none is recorded or the spec disagrees with the record.
+    The run checks it again when it opens (copydesk.resources), as served runs do."""
+    if spec.budget.shared is not None:
+        async with PrefectAllowanceStore() as store:
+            await recorded_allowance(spec.budget.shared, store, origin=spec_origin(spec))
 
 
 async def allowance_statuses(name: str | None) -> list[AllowanceStatus]:

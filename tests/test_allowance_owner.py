@@ -155,6 +155,7 @@ def test_another_spec_cannot_change_an_allowance_while_a_run_is_in_flight(
             said = " ".join(result.stderr.split())
             assert result.returncode == 2, result.stderr[-3000:]
             assert mine in said and theirs in said and str(spec) in said, said
+        assert not (tmp_path / "b").exists()  # refused before a flow run or a run folder existed
         _, editor_err = editor.communicate(timeout=300)
         assert editor.returncode == 2, editor_err[-3000:]
         said = " ".join(editor_err.split())

@@ -149,12 +149,12 @@ def make_pipelines(root: Path, team: str, solo: str) -> Path:
     folder = root / "pipelines"
     folder.mkdir()
     base = yaml.safe_load((FIXTURES / "pipelines" / "basic.yaml").read_text(encoding="utf-8"))
+    # The operator records both allowances (`copydesk budget create`, in the test); a spec names one
+    # (and may repeat the record's values, which must agree).
     team_spec = {**base, "name": "team",
-                 "budget": {"max_total_tokens": 60000,
-                            "shared": {"name": team, "max_tokens": 4000, "period": "day", "timezone": "Europe/Berlin"}}}
+                 "budget": {"max_total_tokens": 60000, "shared": {"name": team, "max_tokens": 4000}}}
     solo_spec = {**base, "name": "solo", "concurrency": 1,
-                 "budget": {"max_total_tokens": 60000,
-                            "shared": {"name": solo, "max_tokens": 1_000_000, "period": "total"}}}
+                 "budget": {"max_total_tokens": 60000, "shared": {"name": solo}}}
     for spec in (team_spec, solo_spec):
         (folder / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
     return folder
@@ -265,6 +265,12 @@ def test_two_workers_on_a_postgres_backed_server_share_one_allowance_and_survive
 
         fake = stack.enter_context(FakeOpenAI(latency=0.05, per_token_latency=0.002))
         pipelines = make_pipelines(tmp_path, team, solo)
+        operator_env = {**env, "COPYDESK_STATE_DIR": str(tmp_path / "state")}
+        berlin = ["--period", "day", "--timezone", "Europe/Berlin"]
+        for name, options in ((team, ["--max-tokens", str(allowance), *berlin]),
+                              (solo, ["--max-tokens", "1000000", "--period", "total"])):
+            made = run_cli(["budget", "create", name, *options], operator_env)
+            assert made.returncode == 0, made.stderr
         out_dir = tmp_path / "outputs"  # one folder both workers write to: shared storage
         worker_env = {**env, "OPENAI_BASE_URL": fake.url, "OPENAI_API_KEY": SECRET_KEY,
                       "COPYDESK_PIPELINES_DIR": str(pipelines), "COPYDESK_OUTPUT_DIR": str(out_dir),

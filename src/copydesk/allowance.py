@@ -18,7 +18,9 @@ settle them: their reservations stay counted as used, and other runs may wait fo
 (up to MAX_WAIT). The run folder's reservation journal (`ReservationJournal`,
 `reservations.jsonl`) lets the next run on that folder (a resume, a retried flow run: the
 run lock guarantees the dead process is gone) settle them: `SharedBudget.recover`. See
-`ReservationJournal` for which records it settles and which it leaves alone.
+`ReservationJournal` (copydesk.allowance_journal) for which records it settles and which it
+leaves alone: the file is not trusted, only this allowance's own lines with sane counts are
+settled, the rest is refused with a warning naming the file and line.
 
 An allowance belongs to the operator: `copydesk budget create/set` records it on the
 store (`Allowance`: its limit, period and timezone; copydesk.allowance_admin). A spec only
@@ -35,15 +37,12 @@ period it reserved in.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +57,8 @@ from copydesk.allowance_journal import (
     JournalEntry,
     ReservationJournal,
 )
+
+__all__ = ["ReservationJournal"]  # also here: where the journal's readers used to find it
 from copydesk.errors import BudgetExhausted, CopydeskError
 from copydesk.spec import NAME_PATTERN, TimeZoneName
 

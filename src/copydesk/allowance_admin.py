@@ -37,7 +37,7 @@ from copydesk.allowance import (
     period_key,
 )
 from copydesk.errors import InputError
-from copydesk.spec import NAME_PATTERN, SharedBudgetSpec
+from copydesk.spec import NAME_PATTERN, PipelineSpec, SharedBudgetSpec
 
 log = logging.getLogger("copydesk.allowance")
 
@@ -162,6 +162,11 @@ def check_spec(shared: SharedBudgetSpec, recorded: Allowance | None, *, origin: 
             f"{origin}: {said}. A spec only names a shared allowance: remove those fields or make them agree; "
             f"only the operator changes it (`copydesk budget set {recorded.name} ...`)")
     return recorded
+
+
+def spec_origin(spec: PipelineSpec) -> str:
+    """How messages name a spec: its file and pipeline name."""
+    return f"{spec.source} (pipeline {spec.name})" if spec.source else f"pipeline {spec.name}"
 
 
 async def recorded_allowance(shared: SharedBudgetSpec, store: AllowanceStore, *, origin: str) -> Allowance:

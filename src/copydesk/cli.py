@@ -219,6 +219,8 @@ def run(
         prepared = PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts
         _server_for_run()
         _require_shared_server(prepared.spec.budget.shared)
+        if prepared.spec.budget.shared is not None:  # the operator's allowance, before any flow run or folder
+            launch.check_shared_allowance(prepared.spec)
     except CopydeskError as exc:
         raise _fail(exc) from None
 

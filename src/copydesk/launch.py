@@ -96,6 +96,16 @@ def profile_api_url() -> str | None:
     return from_profile()
 
 
+def check_shared_allowance(spec: PipelineSpec) -> None:
+    """`copydesk run` with budget.shared: the allowance is recorded and the spec agrees with it
+    (`InputError` otherwise), before the flow run starts."""
+    import asyncio
+
+    from copydesk_flows.allowance import check_recorded  # lazy: Prefect's import time
+
+    asyncio.run(check_recorded(spec))
+
+
 def allowance_statuses(name: str | None) -> list[Any]:
     """`copydesk budget status`: shared allowances held by the Prefect server."""
     import asyncio

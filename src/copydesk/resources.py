@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import httpx
 
 from copydesk.allowance import SERVER_NEEDED, Allowance, AllowanceStore, ReservationJournal, SharedBudget
-from copydesk.allowance_admin import recorded_allowance
+from copydesk.allowance_admin import recorded_allowance, spec_origin
 from copydesk.batch import BatchGateway, choose_mode
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
@@ -116,7 +116,7 @@ async def open_resources(
         if allowance_store is None:
             raise InputError(f"budget.shared ({spec.budget.shared.name}): {SERVER_NEEDED}")
         # the operator's record; a spec that disagrees with it, or names none, exits 2 here
-        allowance = await recorded_allowance(spec.budget.shared, allowance_store, origin=_origin(spec))
+        allowance = await recorded_allowance(spec.budget.shared, allowance_store, origin=spec_origin(spec))
     async with AsyncExitStack() as stack:
         run_dir.mkdir(parents=True, exist_ok=True)
         exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name)
@@ -171,10 +171,6 @@ async def open_resources(
         stack.push_async_callback(_close_gate, gate_build, gate_stack)
         yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate_build,
                            shared, mode)
-
-
-def _origin(spec: PipelineSpec) -> str:
-    return f"{spec.source} (pipeline {spec.name})" if spec.source else f"pipeline {spec.name}"
 
 
 async def _shared_budget(allowance: Allowance | None, store: AllowanceStore | None, metrics: RunMetrics,
