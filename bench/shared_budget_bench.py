@@ -19,9 +19,8 @@ import sys
 import time
 import uuid
 
-from copydesk.allowance import SharedBudget
+from copydesk.allowance import Allowance, SharedBudget
 from copydesk.errors import BudgetExhausted
-from copydesk.spec import SharedBudgetSpec
 from copydesk_flows.allowance import PrefectAllowanceStore
 
 
@@ -31,7 +30,7 @@ async def worker(name: str, limit: int, calls: int, concurrency: int, seed: int)
     timings: list[float] = []
     gate = asyncio.Semaphore(concurrency)
     async with PrefectAllowanceStore() as store:
-        budget = SharedBudget(SharedBudgetSpec(name=name, max_tokens=limit), store)
+        budget = SharedBudget(Allowance(name=name, max_tokens=limit, period="day", timezone="UTC"), store)
         await budget.refresh()
 
         async def one() -> None:
