@@ -167,7 +167,7 @@ class _Families:
             "server held them when this run last looked.", ("name",), registry=r
         )
         self.shared_limit = Gauge(
-            "copydesk_shared_budget_limit_tokens", "A shared allowance's tokens per period (budget.shared.max_tokens).",
+            "copydesk_shared_budget_limit_tokens", "A shared allowance's tokens per period (the operator's, copydesk budget create/set).",
             ("name",), registry=r
         )
         self.articles = Counter(
