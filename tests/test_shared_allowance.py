@@ -567,6 +567,9 @@ def test_the_form_note_says_what_is_left_of_each_allowance_and_replaces_an_older
 
     specs = [naming("blog", "team"), naming("news", "team"), naming("docs", "docs-team"), naming("misc", "nobody"),
              base]
+    stale = naming("old", "docs-team")  # repeats a max_tokens the operator's record does not have
+    stale = stale.model_copy(update={"budget": stale.budget.model_copy(update={
+        "shared": SharedBudgetSpec(name="docs-team", max_tokens=100)})})
     now = datetime(2026, 11, 30, 23, 30, tzinfo=ZoneInfo("UTC"))  # already 1 Dec in Berlin
     held = AllowanceStatus("team", "day", "Europe/Berlin", "2026-12-01", 5000, 1000, 200, None)
     docs = AllowanceStatus("docs-team", "month", "UTC", "2026-11", 900, 0, 0, None)
@@ -577,6 +580,10 @@ def test_the_form_note_says_what_is_left_of_each_allowance_and_replaces_an_older
             "progress); it starts again at 2026-12-02 00:00 Europe/Berlin.") in note
     assert "- docs-team (docs): 900 of 900 tokens left this month (nothing used yet)" in note
     assert "- nobody (misc): not recorded by the operator (`copydesk budget create nobody ...`)" in note
+    assert "Runs of" not in note
+    assert ("- docs-team (docs, old): 900 of 900 tokens left this month (nothing used yet); it starts again at "
+            "2026-12-01 00:00 UTC. Runs of old stop before any call: the spec disagrees with the allowance."
+            ) in allowance_note([*specs, stale], [held, docs], now)
 
     yesterday = AllowanceStatus("team", "day", "Europe/Berlin", "2026-11-30", 5000, 5000, 0, None, closed=True)
     assert "- team (blog, news): 5,000 of 5,000 tokens left today (nothing used yet)" in \

@@ -67,6 +67,7 @@ def allowance_note(specs: Iterable[PipelineSpec], statuses: Iterable[AllowanceSt
     caller says when it is refreshed.
     """
     now = now or datetime.now(UTC)
+    specs = [spec for spec in specs if spec.budget.shared is not None]
     pipelines: dict[str, list[str]] = {}
     for spec in specs:
         if spec.budget.shared is not None:
@@ -74,6 +75,7 @@ def allowance_note(specs: Iterable[PipelineSpec], statuses: Iterable[AllowanceSt
     if not pipelines:
         return None
     held = {s.name: s for s in statuses if s.recorded}
+    stopped = _disagreeing(specs, held)
     lines = [f"{ALLOWANCE_NOTE_HEADING} (as of {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC; "
              "`copydesk budget status` shows them live):"]
     for name in sorted(pipelines):
@@ -96,8 +98,24 @@ def allowance_note(specs: Iterable[PipelineSpec], statuses: Iterable[AllowanceSt
         else:
             reserved = f", {status.reserved:,} reserved by runs in progress" if status.reserved else ""
             text = f"{status.left:,} of {status.limit:,} tokens left {when} ({status.spent:,} spent{reserved})"
-        lines.append(f"- {name} ({names}): {text}{again}.")
+        refused = f" Runs of {', '.join(sorted(stopped[name]))} stop before any call: the spec disagrees with " \
+            "the allowance." if stopped.get(name) else ""
+        lines.append(f"- {name} ({names}): {text}{again}.{refused}")
     return "\n".join(lines)
+
+
+def _disagreeing(specs: Iterable[PipelineSpec], held: dict[str, AllowanceStatus]) -> dict[str, list[str]]:
+    """Per allowance, the pipelines whose spec repeats a max_tokens, period or timezone that the
+    operator's record does not have (their runs exit 2)."""
+    found: dict[str, list[str]] = {}
+    for spec in specs:
+        shared, status = spec.budget.shared, held.get(spec.budget.shared.name if spec.budget.shared else "")
+        if shared is None or status is None:
+            continue
+        said = {"max_tokens": status.limit, "period": status.period, "timezone": status.timezone}
+        if any(getattr(shared, field) not in (None, value) for field, value in said.items()):
+            found.setdefault(shared.name, []).append(spec.name)
+    return found
 
 
 def with_allowance_note(text: str | None, note: str | None) -> str:
