@@ -82,7 +82,7 @@ def test_budget_create_and_set_refuse_bad_input_with_exit_2(cli_env: dict[str, s
     assert f"created shared allowance {name}" in made.stderr and "1,000 tokens a week (Asia/Shanghai)" in made.stderr
     again = budget(cli_env, "create", name, "--max-tokens", "5", "--period", "day")
     assert again.returncode == 2 and "is recorded already (1,000 tokens a week (Asia/Shanghai))" in again.stderr
-    for args, message in [(["set", name], "nothing to change"),
+    for args, message in [(["set", name], "nothing to change"), (["set", "../variables"], "NAME '../variables'"),
                           (["set", name, "--max-tokens", "0"], "--max-tokens 0"),
                           (["set", name, "--timezone", "Nowhere/Else"], "--timezone 'Nowhere/Else'"),
                           (["set", name, "--period", "fortnight"], "--period 'fortnight'")]:

@@ -64,13 +64,17 @@ def create_command(name: str, max_tokens: int | None, period: str | None, timezo
 
 # ------------------------------------------------------------------ the operator's options
 
+BAD_NAME = "NAME {!r}: lower-case letters, digits and single dashes, at most 64 characters"
+
+
+def valid_name(name: str) -> bool:
+    return len(name) <= 64 and re.fullmatch(NAME_PATTERN, name) is not None
+
 
 def allowance_from_options(name: str, max_tokens: int, period: str, timezone: str, *, who: str | None = None,
                            now: datetime | None = None) -> Allowance:
     """The allowance `copydesk budget create/set` records; `InputError` (exit 2) naming each bad option."""
-    problems = []
-    if len(name) > 64 or not re.fullmatch(NAME_PATTERN, name):
-        problems.append(f"NAME {name[:80]!r}: lower-case letters, digits and single dashes, at most 64 characters")
+    problems = [] if valid_name(name) else [BAD_NAME.format(name[:80])]
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_ALLOWANCE:
         problems.append(f"--max-tokens {max_tokens!r}: a whole number of tokens from 1 to {MAX_ALLOWANCE:,}")
     if period not in PERIODS:
@@ -125,6 +129,8 @@ async def set_allowance(store: AllowanceStore, name: str, *, max_tokens: int | N
                         now: datetime | None = None) -> tuple[Allowance, Allowance]:
     """Change a recorded allowance (what is not given stays); its limit applies to the current
     period's counters at once (a larger one re-opens a spent period). Returns (before, after)."""
+    if not valid_name(name):  # before it goes into a request's path
+        raise InputError(BAD_NAME.format(name[:80]))
     before = await store.read_allowance(name)
     if before is None:
         raise InputError(f"no shared allowance named {name[:80]!r} is recorded: "
