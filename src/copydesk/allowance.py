@@ -42,6 +42,7 @@ from typing import IO, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from copydesk.errors import BudgetExhausted, CopydeskError, InputError
+from copydesk.private import open_private
 from copydesk.spec import SharedBudgetSpec
 
 log = logging.getLogger("copydesk.allowance")
@@ -319,7 +320,7 @@ class ReservationJournal:
                         cut = old.read(1) != b"\n"
             except FileNotFoundError:
                 pass
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file = open_private(self.path, "a")  # 0600, as the call store
             if cut:  # end a line cut short by a kill, so this record starts a line of its own
                 self._file.write("\n")
         self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
