@@ -378,3 +378,14 @@ def test_commands_pointed_at_the_kept_server_get_its_password(tmp_path: Path, mo
     own = {"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": "me:mine"}
     use_local_server(settings, own)
     assert own["PREFECT_API_AUTH_STRING"] == "me:mine"
+
+
+def test_serve_refuses_to_start_with_the_wrong_password(local_server, tmp_path: Path) -> None:
+    """`copydesk serve` pointed at the kept server with a wrong PREFECT_API_AUTH_STRING says so
+    before serving anything (its flow runs would all be refused)."""
+    api_url, env, _ = local_server
+    (tmp_path / "pipelines").mkdir()
+    result = run_cli(["serve", "--pipelines", str(tmp_path / "pipelines"), "--metrics-port", "0"],
+                     {**env, "PREFECT_API_URL": api_url, "PREFECT_API_AUTH_STRING": "copydesk:wrong"}, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "refused the credentials" in result.stderr and "copydesk server env" in result.stderr

@@ -34,7 +34,9 @@ _WRITE_FLAGS = {"w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | o
 
 
 def _tighten(fd_or_path: int | Path, mode: int) -> None:
-    """chmod to `mode` when the object is ours and gives group or others any access."""
+    """chmod to `mode` when the object is ours and gives group or others any access (POSIX only)."""
+    if os.name != "posix":
+        return
     info = os.fstat(fd_or_path) if isinstance(fd_or_path, int) else os.stat(fd_or_path)
     if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.geteuid():
         if isinstance(fd_or_path, int):
