@@ -39,7 +39,7 @@ from pydantic import Field
 from copydesk.catalog import MAX_NAME_LENGTH, load_catalog, resolve_served
 from copydesk.errors import CopydeskError, InputError
 from copydesk.form import MAX_FORM_BUDGET, form_budget
-from copydesk.request import RunRequest
+from copydesk.request import RunRequest, check_run_id
 from copydesk.rundir import RUN_ID_PATTERN
 from copydesk.settings import Settings
 from copydesk.spec import NAME_PATTERN
@@ -101,7 +101,7 @@ async def run_named_pipeline(
             spec_path=str(path),
             topics=topics,
             out_dir=str(settings.output_dir.resolve()),
-            run_id=run_id or _run_id(spec.name),
+            run_id=check_run_id(run_id, field="run_id (the form's field)") if run_id else _run_id(spec.name),
             budget=form_budget(budget, spec),
             vars=vars or {},
             mode=mode,

@@ -151,6 +151,18 @@ async def test_the_form_budget_may_lower_the_cap_but_never_raise_it(pipelines, n
     assert [r.budget for r in no_run] == [cap, 500, 700]
 
 
+@pytest.mark.parametrize("run_id", ["con", "nul.txt", "x.", "CON.md"])
+async def test_the_form_refuses_run_ids_windows_cannot_hold(pipelines, no_run, run_id):
+    """The form's run_id follows the run folder's one rule (issue #20, finding 13), and the
+    message names the form's field, not a flag the editor never saw."""
+    from copydesk_flows.editor import run_named_pipeline
+
+    with pytest.raises(InputError, match=r"^run_id \(the form's field\) ") as info:
+        await run_named_pipeline("basic", ["a topic"], run_id=run_id)
+    assert info.value.exit_code == 2 and "--run-id" not in str(info.value)
+    assert no_run == []
+
+
 def test_form_budget_rule(pipelines):
     spec = load_spec(pipelines / "basic.yaml")
     assert form_budget(None, spec) is None

@@ -84,6 +84,20 @@ def test_reserved_and_malformed_run_ids_exit_2(basic_spec, cli_env, fake_api, tm
     assert fake_api.state.requests == []
 
 
+def test_run_ids_windows_cannot_hold_exit_2(basic_spec, cli_env, fake_api, tmp_path):
+    """Issue #20, finding 13: device names (any extension, any case) and a trailing dot or space
+    are refused by the real command, before the output folder or the API is touched."""
+    out = tmp_path / "out"
+    for run_id, why in (("con", "device name"), ("nul.txt", "device name"), ("COM1", "device name"),
+                        ("Lpt9.tar.gz", "device name"), ("x.", "ends in a dot or a space"),
+                        ("x ", "use letters, digits")):
+        result = _run(basic_spec, out, run_id, ["alpha"], cli_env)
+        assert result.returncode == 2, (run_id, result.stderr)
+        assert f"--run-id {run_id!r}" in result.stderr and why in result.stderr, result.stderr
+    assert not out.exists()
+    assert fake_api.state.requests == []
+
+
 def test_a_folder_that_no_run_made_is_left_alone(basic_spec, cli_env, fake_api, tmp_path):
     out = tmp_path / "out"
     legacy = out / "reports"

@@ -38,6 +38,34 @@ def test_names_copydesk_writes_in_the_output_folder_are_reserved(run_id: str) ->
         rundir.check_run_id(run_id)
 
 
+@pytest.mark.parametrize(
+    "run_id",
+    ["con", "CON", "Con.txt", "nul.txt", "prn", "aux.tar.gz", "com0", "COM9.md", "lpt1", "LPT0.x", "x.", "a.b."],
+)
+def test_names_windows_cannot_hold_are_refused(run_id: str) -> None:
+    with pytest.raises(RunFolderError, match=r"--run-id .*(device name on Windows|ends in a dot)") as info:
+        rundir.check_run_id(run_id)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("run_id", ["console", "com10", "lpt", "nully", "x.y", "con-1", "auxiliary.md"])
+def test_names_that_only_look_like_devices_are_fine(run_id: str) -> None:
+    assert rundir.check_run_id(run_id) == run_id
+
+
+def test_the_windows_rule_is_the_slugs_one() -> None:
+    """One rule in one place: copydesk.slugs.windows_name_problem, which the run ids call too
+    (it also knows CONIN$/CONOUT$ and a trailing space, which the run-id pattern refuses first)."""
+    from copydesk.slugs import make_slug, windows_name_problem
+
+    for name in ("CONIN$", "conout$.log", "con .txt", "x ", "x.", "NUL"):
+        assert windows_name_problem(name), name
+    assert windows_name_problem("ok.md") is None
+    assert make_slug("con") == "con-1" and make_slug("Nul") == "nul-1"
+    with pytest.raises(RunFolderError, match=r"^run_id \(the form's field\) 'con'"):
+        rundir.check_run_id("con", field="run_id (the form's field)")
+
+
 def test_every_name_written_in_the_output_folder_is_reserved(tmp_path: Path) -> None:
     """What the metrics module writes next to the run folders: the file, its lock, a copy set aside."""
     from copydesk.metrics import CUMULATIVE_TEXTFILE, RunMetrics

@@ -8,6 +8,7 @@ happens. COPYDESK_KEEP_SERVERS=false keeps the temporary per-process server.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -43,11 +44,13 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         assert not record.exists()
 
 
-def _flow_runs(api_url: str) -> list[dict]:
+def _flow_runs(api_url: str, state: Path) -> list[dict]:
+    """The server's flow runs, asked with its password (the 0600 file in the state folder)."""
     client = "copydesk-test"
-    token = httpx.get(f"{api_url}/csrf-token", params={"client": client}, trust_env=False).json()["token"]
+    auth = {"Authorization": "Basic " + base64.b64encode((state / "prefect-server.auth").read_bytes().strip()).decode()}
+    token = httpx.get(f"{api_url}/csrf-token", params={"client": client}, headers=auth, trust_env=False).json()["token"]
     response = httpx.post(f"{api_url}/flow_runs/filter", json={}, trust_env=False,
-                          headers={"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client})
+                          headers={**auth, "Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client})
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -70,6 +73,7 @@ def test_three_commands_at_once_start_one_server_and_later_ones_reuse_it(
         assert sum("started the local Prefect server" in stderr for _, _, stderr in results) == 1
         record = json.loads((tmp_path / "state" / "prefect-server.json").read_text())
         pid, api_url = record["pid"], record["url"]
+        assert record["extra"]["auth"] is True  # three processes made one password, the server's
         assert pid_alive(pid)
         assert len(list((tmp_path / "state").glob("prefect-server*.json"))) == 1
 
@@ -81,7 +85,7 @@ def test_three_commands_at_once_start_one_server_and_later_ones_reuse_it(
         assert json.loads((tmp_path / "state" / "prefect-server.json").read_text())["pid"] == pid
 
     # Every run is a flow run in that server's database: what its UI shows.
-    runs = _flow_runs(api_url)
+    runs = _flow_runs(api_url, tmp_path / "state")
     assert len(runs) == 4 and {run["state_type"] for run in runs} == {"COMPLETED"}
     assert (tmp_path / "state" / "prefect" / "prefect.db").exists()  # its own database, in the state folder
 
@@ -128,7 +132,9 @@ def test_a_recorded_server_slow_to_answer_is_waited_for_not_replaced(tmp_path: P
     state_dir.mkdir()
     write_state(ServerState(name="prefect-server", pid=os.getpid(), port=port, url=api_url,
                             health_url=f"{api_url}/health", log_path="", started_at=time.time(),
-                            proc_start=process_start_ticks(os.getpid()), extra={"ui": False}), state_dir)
+                            proc_start=process_start_ticks(os.getpid()), extra={"ui": False, "auth": True}),
+                state_dir)
+    (state_dir / "prefect-server.auth").write_text("copydesk:the-password\n")
 
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -154,3 +160,4 @@ def test_a_recorded_server_slow_to_answer_is_waited_for_not_replaced(tmp_path: P
         server.shutdown()
         server.server_close()
     assert chosen == RunServer(api_url, "local") and environ["PREFECT_API_URL"] == api_url
+    assert environ["PREFECT_API_AUTH_STRING"] == "copydesk:the-password"  # handed to this run's Prefect client

@@ -197,3 +197,38 @@ async def test_call_key_never_depends_on_the_api_key(tmp_path: Path) -> None:
         assert api_key not in text
         assert api_key.split("-")[2] not in text  # not even a fragment
     assert CallStore(path).get(stored_keys[0]) is not None
+
+
+def test_the_call_store_and_the_reservation_journal_are_private(tmp_path: Path) -> None:
+    """Issue #20, finding 12: under umask 022 a run folder's exports are readable by others, but
+    the call store (every prompt and answer) and the reservation journal are 0600; one an older
+    copydesk left 0644 is tightened when the run opens it again."""
+    import os
+    import stat
+
+    from copydesk.allowance import ReservationJournal
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    old = os.umask(0o022)
+    try:
+        store = CallStore(tmp_path / "run" / "calls.jsonl")
+        store.put("k", Completion(text="secret prompt's answer", finish_reason="stop", usage=None, model="m"))
+        store.close()
+        journal = ReservationJournal(tmp_path / "run" / "reservations.jsonl")
+        journal.write({"id": "r1", "key": "k", "tokens": 5, "state": "open"})
+        journal.close()
+        (tmp_path / "run" / "articles.csv").write_text("exported\n")
+        legacy = tmp_path / "old" / "calls.jsonl"
+        legacy.parent.mkdir()
+        legacy.write_text("")
+        assert mode(legacy) == 0o644
+        CallStore(legacy).close()
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "run" / "calls.jsonl") == 0o600
+    assert mode(tmp_path / "run" / "reservations.jsonl") == 0o600
+    assert mode(tmp_path / "run" / "articles.csv") == 0o644 and mode(tmp_path / "run") == 0o755  # the umask's
+    assert mode(legacy) == 0o600
+    assert CallStore(tmp_path / "run" / "calls.jsonl").get("k").text == "secret prompt's answer"

@@ -3,9 +3,11 @@ Playwright) starts an `editor` run from its form (the pipeline picked from a dro
 the served pipelines) and sees it complete.
 
 The Prefect server here is the one `copydesk server start` starts (UI on, 127.0.0.1, a
-database of its own under the test's state folder), and `copydesk serve` finds it
-without PREFECT_API_URL. The test saves screenshots of the form and of the completed
-run in its temporary folder (and in $COPYDESK_SCREENSHOT_DIR when that is set).
+database of its own under the test's state folder, a password), and `copydesk serve` finds
+it without PREFECT_API_URL. The browser logs in the way an editor does: the UI asks for
+the password, and the editor types what `copydesk server password` prints. The test saves
+screenshots of the form and of the completed run in its temporary folder (and in
+$COPYDESK_SCREENSHOT_DIR when that is set).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _local_env(state_dir: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def local_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Served]]:
+def local_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Served, str]]:
     """`copydesk server start` (UI on), `copydesk serve` against it, and `copydesk server stop` at the end."""
     root = tmp_path_factory.mktemp("ui")
     state = root / "state"
@@ -64,6 +66,10 @@ def local_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
     api_url = re.search(r"^export PREFECT_API_URL=(\S+)$", start.stdout, re.MULTILINE).group(1)
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api", api_url)
     print(f"copydesk server start: {time.monotonic() - started:.1f} s")
+    shown = subprocess.run(copydesk_command("server", "password"), env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    password = shown.stdout.strip()
     try:
         status = subprocess.run(copydesk_command("server", "status"), env=env, capture_output=True, text=True,
                                 timeout=60)
@@ -73,10 +79,10 @@ def local_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
             try:
                 from prefect.client.orchestration import SyncPrefectClient
 
-                with SyncPrefectClient(api_url) as client:
+                with SyncPrefectClient(api_url, auth_string=password) as client:
                     wait_for_deployments(serving, client, [EDITOR])
-                assert api_url in serving.log_text()  # serve found the local server by itself
-                yield api_url, serving
+                assert api_url in serving.log_text()  # serve found the local server (and its password) by itself
+                yield api_url, serving, password
             finally:
                 stop_group(serving.proc)
     finally:
@@ -86,6 +92,16 @@ def local_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
         after = subprocess.run(copydesk_command("server", "status"), env=env, capture_output=True, text=True,
                                timeout=60)
         assert after.returncode == 1 and "not running" in after.stdout
+
+
+def _login(page: Any, ui_url: str, password: str) -> None:
+    """The UI's login page (it asks for the password before anything else), as an editor uses it."""
+    page.goto(ui_url)
+    field = page.locator("input[type=password]")
+    field.fill(password)
+    field.press("Enter")
+    page.wait_for_function("() => !!localStorage.getItem('prefect-password')")  # where the UI keeps it
+    field.wait_for(state="detached")  # past the login page
 
 
 def _screenshot(page: Any, path: Path) -> None:
@@ -101,7 +117,7 @@ def test_an_editor_starts_a_run_from_the_ui_form_and_sees_it_complete(local_ui, 
     from playwright.sync_api import expect, sync_playwright
     from prefect.client.orchestration import SyncPrefectClient
 
-    api_url, served = local_ui
+    api_url, served, password = local_ui
     ui_url = api_url.removesuffix("/api")
     run_name = f"ui-test-{int(time.time())}"
     topics = ["Browser topic one", "浏览器测试"]
@@ -116,6 +132,7 @@ def test_an_editor_starts_a_run_from_the_ui_form_and_sees_it_complete(local_ui, 
                 label = page.locator(".schema-form-property__label", has_text=re.compile(rf"^{name}( \(Optional\))?$"))
                 return page.locator(".schema-form-property").filter(has=label)
 
+            _login(page, ui_url, password)
             page.goto(f"{ui_url}/deployments")
             page.get_by_role("link", name="editor", exact=True).click()
             page.get_by_role("button", name="Run", exact=True).click()
@@ -138,7 +155,8 @@ def test_an_editor_starts_a_run_from_the_ui_form_and_sees_it_complete(local_ui, 
             _screenshot(page, tmp_path / "editor-form.png")
             page.get_by_role("button", name="Submit").click()
 
-            page.wait_for_url(re.compile(r"/deployment/[^/?]+(\?tab=Runs)?$"))
+            # the flow run is created, then the deployment's runs show (slow on a busy machine)
+            page.wait_for_url(re.compile(r"/deployment/[^/?]+(\?tab=Runs)?$"), timeout=90_000)
             link = page.get_by_role("link", name=run_name, exact=True)
             deadline = time.monotonic() + 60
             while not link.count():  # the list refreshes on its own clock: reload until the run shows
@@ -161,7 +179,7 @@ def test_an_editor_starts_a_run_from_the_ui_form_and_sees_it_complete(local_ui, 
 
     import uuid
 
-    with SyncPrefectClient(api_url) as client:
+    with SyncPrefectClient(api_url, auth_string=password) as client:
         run = client.read_flow_run(uuid.UUID(flow_run_id))
         assert run.name == run_name and run.state.is_completed()
         assert run.parameters["pipeline"] == "basic" and run.parameters["topics"] == topics
@@ -176,8 +194,8 @@ def test_an_editor_approves_and_rejects_articles_in_the_paused_runs_form(local_u
     from playwright.sync_api import expect, sync_playwright
     from prefect.client.orchestration import SyncPrefectClient
 
-    api_url, served = local_ui
-    with SyncPrefectClient(api_url) as client:
+    api_url, served, password = local_ui
+    with SyncPrefectClient(api_url, auth_string=password) as client:
         editor = client.read_deployment_by_name(EDITOR)
         run = client.create_flow_run_from_deployment(
             editor.id, parameters={"pipeline": "strict", "topics": ["Short one", "Short two"], "review_timeout": 180})
@@ -187,10 +205,11 @@ def test_an_editor_approves_and_rejects_articles_in_the_paused_runs_form(local_u
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(30_000)
+            _login(page, api_url.removesuffix("/api"), password)
             page.goto(f"{api_url.removesuffix('/api')}/runs/flow-run/{run.id}")
             badge = page.locator(".page-heading-flow-run__meta .state-badge")
             expect(badge).to_have_text(re.compile("Paused"), timeout=90_000)
-            with SyncPrefectClient(api_url) as client:  # the pause saves its form just after pausing
+            with SyncPrefectClient(api_url, auth_string=password) as client:  # the pause saves its form just after pausing
                 wait_for(lambda: review_form_ready(client, run.id), 20, "the review form")
             frame = read_csv(run_folder(served.out_dir, run.id))
             first, second = list(frame["slug"])

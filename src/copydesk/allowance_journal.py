@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from copydesk.private import open_private
+
 
 #: Journal states, in the order one reservation goes through them.
 OPEN, TAKEN, REFUSED, SETTLE, SETTLED, UNKNOWN = "open", "taken", "refused", "settle", "settled", "unknown"
@@ -139,7 +141,7 @@ class ReservationJournal:
                         cut = old.read(1) != b"\n"
             except FileNotFoundError:
                 pass
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file = open_private(self.path, "a")  # 0600, as the call store
             if cut:  # end a line cut short by a kill, so this record starts a line of its own
                 self._file.write("\n")
         self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")

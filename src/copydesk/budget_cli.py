@@ -27,6 +27,7 @@ from rich.table import Table
 
 from copydesk import launch
 from copydesk.errors import CopydeskError, InputError
+from copydesk.private import open_private, private_dir
 
 budget_app = typer.Typer(help="Shared allowances (budget.shared) held by the Prefect server.", no_args_is_help=True)
 
@@ -51,8 +52,8 @@ def _note(filename: str, line: str) -> None:
     err.print(escape(line), highlight=False, soft_wrap=True)
     record = Path(Settings().state_dir) / "logs" / filename
     try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        with open(record, "a", encoding="utf-8") as handle:
+        private_dir(private_dir(record.parent.parent) / record.parent.name)  # the state folder, its logs
+        with open_private(record, "a") as handle:
             handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}\n")
     except OSError as exc:
         log.warning("could not record it in %s: %s", record, exc)
@@ -64,11 +65,15 @@ def _server() -> str:
 
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    url = use_local_server() or launch.profile_api_url()
+    url = use_local_server(warn=_warn) or launch.profile_api_url()
     if not url:
         raise InputError(SERVER_NEEDED)
     os.environ["PREFECT_API_URL"] = url
     return url
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _fail(exc: CopydeskError) -> typer.Exit:

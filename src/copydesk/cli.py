@@ -25,7 +25,7 @@ import typer
 from rich.table import Table
 
 from copydesk import launch
-from copydesk.console import err, fail, out, safe
+from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
 
 app = typer.Typer(
@@ -95,7 +95,7 @@ def _prefect_environment() -> None:
     from copydesk.prefect_server import prefect_defaults, use_local_server
 
     prefect_defaults(logging_level="WARNING")
-    use_local_server()
+    use_local_server(warn=lambda message: warn(safe(message)))
 
 
 def _server_for_run() -> None:
@@ -104,6 +104,10 @@ def _server_for_run() -> None:
     from copydesk.prefect_server import server_for_run
 
     chosen = server_for_run()
+    if chosen.unprotected is not None:
+        from copydesk.prefect_server import unprotected_notice
+
+        warn(safe(unprotected_notice(chosen.unprotected)))
     if chosen.source == "started":
         err.print(f"started the local Prefect server (UI {safe(chosen.ui_url or chosen.api_url)}); it keeps "
                   "running for later runs: `copydesk server stop` stops it, COPYDESK_KEEP_SERVERS=false "

@@ -8,7 +8,7 @@ The lock is an advisory `flock(LOCK_EX)` on `path` (created, with its folder,
 when missing), released when the block ends or the process dies, so a killed
 process never leaves a stale lock. With `holder`, the text is written into the
 lock file while it is held, and `LockHeld.holder` reports what the holder
-wrote. Off POSIX (no `fcntl`) the block runs unlocked.
+wrote. The lock file is its owner's alone (0600). Off POSIX (no `fcntl`) the block runs unlocked.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+
+from copydesk.private import open_private
 
 try:
     import fcntl
@@ -37,7 +39,7 @@ def file_lock(path: Path | str, *, blocking: bool = True, holder: str | None = N
     """Hold an exclusive lock on `path` for the block (see the module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:
+    with open_private(path, "a+") as handle:
         if fcntl is None:  # pragma: no cover
             yield
             return

@@ -93,6 +93,7 @@ def new_run_id(pipeline: str) -> str:
     return f"{pipeline}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def check_run_id(run_id: str) -> str:
-    """The run folder's rule (copydesk.rundir): a whole match, no name copydesk writes itself."""
-    return rundir.check_run_id(run_id)
+def check_run_id(run_id: str, *, field: str = "--run-id") -> str:
+    """The run folder's rule (copydesk.rundir): a whole match, a name Windows can hold, no name
+    copydesk writes itself; the error names `field` (the flag, or the editor form's field)."""
+    return rundir.check_run_id(run_id, field=field)

@@ -10,12 +10,16 @@ Layout, under the output folder (`--out DIR`, default `outputs/`)::
         held/<slug>.md           needs_review, rejected and incomplete articles
         qc_report.json           every check's result per article
         summary.json             counts, tokens, budget
-        calls.jsonl              the call store that lets `--run-id` resume
-        reservations.jsonl       the shared allowance's reservations (see copydesk.allowance)
+        calls.jsonl              the call store that lets `--run-id` resume (0600)
+        reservations.jsonl       the shared allowance's reservations (see copydesk.allowance; 0600)
         metrics.prom             this run's Prometheus text file
         reviews.jsonl            the audit trail of review decisions
         .review-intent.json      a review decision being applied (see copydesk.review)
         .run.lock, .review.lock  held by the process running / reviewing the folder
+
+A run folder and its exports follow the user's umask; the call store, the reservation
+journal and the locks hold prompts and answers, and are the user's alone (0600,
+copydesk.private).
 
 The CSV is read and written through pandas only: UTF-8 (with a byte-order mark
 by default, so Excel reads Chinese), CRLF line ends, and every text cell that a
@@ -24,7 +28,9 @@ front matter (`render_front_matter` / `parse_front_matter`). Statuses are the
 `Status` enum; `status_counts` makes the `by_status` mapping of the reports.
 
 A run id names a folder in the output folder: it must match `RUN_ID_PATTERN` as
-a whole, and may not be a name copydesk writes there itself (case-insensitive).
+a whole, be a name Windows can hold (no device name such as CON or nul.txt, no
+trailing dot: copydesk.slugs.windows_name_problem, the rule slugs follow too), and
+may not be a name copydesk writes there itself (case-insensitive).
 Resuming a run id is allowed only for the same pipeline (name and fingerprint)
 with the same topics or more (`check_resume`, before anything is touched).
 """
@@ -47,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from copydesk.errors import InputError
+from copydesk.slugs import windows_name_problem
 
 if TYPE_CHECKING:
     from copydesk.spec import PipelineSpec
@@ -101,17 +108,20 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SLUG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
-def check_run_id(run_id: str) -> str:
-    """`run_id` if it can name a run folder; RunFolderError (exit 2) otherwise."""
+def check_run_id(run_id: str, *, field: str = "--run-id") -> str:
+    """`run_id` if it can name a run folder; RunFolderError (exit 2) otherwise, naming `field`
+    (the flag, or the form's field)."""
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
         raise RunFolderError(
-            f"--run-id {run_id!r:.120}: use letters, digits, dots, dashes and underscores "
+            f"{field} {run_id!r:.120}: use letters, digits, dots, dashes and underscores "
             "(at most 100, starting with a letter or digit), no '..'"
         )
+    if problem := windows_name_problem(run_id):
+        raise RunFolderError(f"{field} {run_id!r}: {problem}; choose another run id")
     lowered = run_id.lower()
     if lowered in RESERVED_NAMES or lowered.startswith(RESERVED_PREFIXES):
         raise RunFolderError(
-            f"--run-id {run_id!r}: copydesk writes a file of that name itself; choose another run id"
+            f"{field} {run_id!r}: copydesk writes a file of that name itself; choose another run id"
         )
     return run_id
 

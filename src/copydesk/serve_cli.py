@@ -1,4 +1,4 @@
-"""`copydesk serve`, `copydesk review` and `copydesk server start|stop|status|env`.
+"""`copydesk serve`, `copydesk review` and `copydesk server start|stop|status|env|password`.
 
 Registered on the main Typer app by copydesk.cli. Prefect is imported only
 by `serve`, through copydesk.launch, never at module level.
@@ -8,7 +8,8 @@ line starts in ~0.15 s instead of ~3 s (pandas, the classifier, Prefect), and
 `--help` or `validate` never pay for `run`'s machinery. These are the only
 deliberate in-function imports of this layer.
 
-    copydesk server start     a local Prefect server (API + UI) on 127.0.0.1, telemetry off
+    copydesk server start     a local Prefect server (API + UI) on 127.0.0.1, telemetry off, a password
+    copydesk server password  the password the UI asks for (printed only on this request)
     copydesk serve            the editor and scheduled deployments, served to PREFECT_API_URL,
                               plus /metrics on COPYDESK_METRICS_PORT
     copydesk review RUN_DIR   approve or reject needs_review articles without the UI
@@ -91,14 +92,19 @@ def serve(
     os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines)
     os.environ["COPYDESK_OUTPUT_DIR"] = str(outputs)
 
-    api_url = use_local_server(settings) or _profile_api_url()
+    api_url = use_local_server(settings, warn=lambda message: warn(safe(message))) or _profile_api_url()
     if not api_url:
         raise _fail(InputError(
             "no Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) "
             "or start one with `copydesk server start`"
         ))
-    if not _api_answers(api_url):
+    answer = _api_answers(api_url)
+    if answer is None:
         raise _fail(CopydeskError(f"the Prefect API at {public_url(api_url)} does not answer (PREFECT_API_URL)"))
+    if not answer:
+        raise _fail(CopydeskError(
+            f"the Prefect API at {public_url(api_url)} refused the credentials: set PREFECT_API_AUTH_STRING "
+            "(for the local server: eval \"$(copydesk server env)\")"))
     if not pipelines.is_dir():
         raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
     outputs.mkdir(parents=True, exist_ok=True)
@@ -137,7 +143,9 @@ def _profile_api_url() -> str | None:
     return launch.profile_api_url()
 
 
-def _api_answers(api_url: str) -> bool:
+def _api_answers(api_url: str) -> bool | None:
+    """None: the API does not answer; False: it refuses this process's credentials (401/403 on
+    an authenticated endpoint, /admin/version, which the UI's login checks too); True: both fine."""
     import httpx
 
     headers = {}
@@ -146,10 +154,13 @@ def _api_answers(api_url: str) -> bool:
         import base64
 
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    base = api_url.rstrip("/")
     try:
-        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=5, headers=headers).is_success
+        if not httpx.get(f"{base}/health", timeout=5, headers=headers).is_success:
+            return None
+        return httpx.get(f"{base}/admin/version", timeout=5, headers=headers).status_code not in (401, 403)
     except httpx.HTTPError:
-        return False
+        return None
 
 
 def _start_metrics(port: int, outputs: Path) -> str | None:
@@ -215,21 +226,29 @@ def server_start(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 4200,
     ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Serve the web UI too.")] = True,
 ) -> None:
-    """Start a Prefect server on 127.0.0.1 in the background (telemetry off) and print PREFECT_API_URL."""
-    from copydesk.prefect_server import start_server
+    """Start a Prefect server on 127.0.0.1 in the background (telemetry off, a password) and print
+    the lines a shell needs to use it."""
+    from copydesk.prefect_server import auth_export_line, start_server
     from copydesk.settings import Settings
 
     settings = Settings()
     try:
-        state, started = start_server(settings, port=port, ui=ui)
+        state, started, replaced = start_server(settings, port=port, ui=ui)
     except CopydeskError as exc:
         raise _fail(exc) from None
+    if replaced is not None:
+        err.print(f"replaced the Prefect server without a password (pid {replaced.pid}) started by an older "
+                  "copydesk", highlight=False)
     verb = "started" if started else "already running"
     err.print(f"Prefect server {verb} (pid {state.pid}); log: {safe(state.log_path)}", highlight=False)
     if state.ui:
-        err.print(f"UI: {safe(state.ui_url)}  (no login: it listens on 127.0.0.1 only)", highlight=False)
-    err.print("copydesk run/serve use it automatically; other Prefect tools need:", highlight=False)
+        err.print(f"UI: {safe(state.ui_url)}  (it asks for the password: `copydesk server password` prints it)",
+                  highlight=False)
+    err.print("copydesk run/serve/budget use it automatically; other Prefect tools and workers need "
+              "(eval \"$(copydesk server env)\"):", highlight=False)
     print(f"export PREFECT_API_URL={state.api_url}")
+    if line := auth_export_line(settings):
+        print(line)
 
 
 @server_app.command("stop")
@@ -249,28 +268,60 @@ def server_stop() -> None:
 @server_app.command("status")
 def server_status() -> None:
     """Show whether the local Prefect server runs, and where. Exit 1 when it does not."""
-    from copydesk.prefect_server import running_server
+    from copydesk.prefect_server import auth_path, running_server, unprotected_notice
     from copydesk.settings import Settings
 
-    state = running_server(Settings())
+    settings = Settings()
+    state = running_server(settings)
     if state is None:
         out.print("Prefect server: not running (start it with `copydesk server start`)")
         raise typer.Exit(1)
     out.print(f"Prefect server: running (pid {state.pid}) API {safe(state.api_url)}"
               + (f" UI {safe(state.ui_url)}" if state.ui else ""), highlight=False)
+    if state.auth:
+        where = ("your PREFECT_SERVER_API_AUTH_STRING" if os.environ.get("PREFECT_SERVER_API_AUTH_STRING")
+                 else f"kept in {auth_path(settings)}, readable by you only")
+        out.print(f"password: required ({safe(where)}); `copydesk server password` prints it for the UI's "
+                  "login, `copydesk server env` the lines for a shell", highlight=False)
+    else:
+        warn(safe(unprotected_notice(state)))
 
 
 @server_app.command("env")
 def server_env() -> None:
-    """Print `export PREFECT_API_URL=...` for the running local server: eval "$(copydesk server env)"."""
-    from copydesk.prefect_server import running_server
+    """Print the `export` lines for the running local server: eval "$(copydesk server env)".
+
+    The password is not printed: the line reads it from its 0600 file when the shell runs it."""
+    from copydesk.prefect_server import auth_export_line, running_server, unprotected_notice
     from copydesk.settings import Settings
 
-    state = running_server(Settings())
+    settings = Settings()
+    state = running_server(settings)
     if state is None:
         err.print("Prefect server: not running (start it with `copydesk server start`)")
         raise typer.Exit(1)
     print(f"export PREFECT_API_URL={state.api_url}")
+    if not state.auth:
+        warn(safe(unprotected_notice(state)))
+    elif line := auth_export_line(settings):
+        print(line)
+
+
+@server_app.command("password")
+def server_password() -> None:
+    """Print the local server's auth string ("copydesk:..."), which the UI's login asks for.
+
+    Printed only when asked for: paste it into the UI's password field, whole."""
+    from copydesk.prefect_server import server_auth_string
+    from copydesk.settings import Settings
+
+    auth = server_auth_string(Settings())
+    if auth is None:
+        err.print("no password yet: `copydesk server start` makes one")
+        raise typer.Exit(1)
+    if sys.stdout.isatty():
+        err.print("the UI's login: paste this whole line into its password field", highlight=False)
+    print(auth)
 
 
 # ------------------------------------------------------------------------------ standalone

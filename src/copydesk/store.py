@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from copydesk.client import ChatRequest, Completion, Usage
+from copydesk.private import open_private
 from copydesk.rundir import CALLS_NAME
 
 log = logging.getLogger("copydesk.store")
@@ -57,7 +58,7 @@ class CallStore:
         if path is not None:
             complete = self._load(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
+            self._file = open_private(path, "a")  # 0600: every prompt and answer of the run
             if not complete:
                 # End the cut-short last line, so the next record starts a line of its own.
                 self._file.write("\n")

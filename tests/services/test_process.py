@@ -31,6 +31,9 @@ SERVER = r"""
 import http.server, signal, sys
 if "ignore-term" in sys.argv:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+for arg in sys.argv:
+    if arg.startswith("write-file="):
+        open(arg.split("=", 1)[1], "w").write("the child's own file")
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b'{"ok": true}'
@@ -220,14 +223,33 @@ def _environ_of(pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
 
 
+#: What a shell running copydesk against its kept Prefect server, with a database of its own
+#: and a few tools' tokens, holds: a child server other than Prefect's gets none of it.
+PARENT_SECRETS = {
+    "OPENAI_API_KEY": "sk-parent-SECRET-123456",
+    "OPENAI_BASE_URL": "https://u:pw@api.example.test/v1",
+    "PREFECT_API_KEY": "pnu_prefect_cloud_secret",
+    "PREFECT_API_AUTH_STRING": "copydesk:client-auth-secret",
+    "PREFECT_SERVER_API_AUTH_STRING": "copydesk:server-auth-secret",
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://prefect:dbpw-secret@127.0.0.1/prefect",
+    "PREFECT_SERVER_DATABASE_PASSWORD": "dbpw-secret",
+    "PREFECT_API_DATABASE_CONNECTION_URL": "postgresql+asyncpg://prefect:olddb-secret@127.0.0.1/prefect",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "COPYDESK_SOME_TOKEN": "copydesk-token-secret",
+    "COPYDESK_DB_PASSWORD": "copydesk-pw-secret",
+    "COPYDESK_HOOK_AUTH": "copydesk-auth-secret",
+    "ANTHROPIC_API_KEY": "other-api-key-secret",
+}
+
+
 @pytest.mark.parametrize("background", [False, True])
 def test_children_get_a_minimal_environment_without_the_api_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: bool
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-SECRET-123456")
-    monkeypatch.setenv("OPENAI_BASE_URL", "https://u:pw@api.example.test/v1")
-    monkeypatch.setenv("PREFECT_API_KEY", "pnu_prefect_cloud_secret")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    """Read from the child's real /proc/PID/environ: no key, no Prefect auth string or database
+    setting, no *TOKEN*/*PASSWORD*/*SECRET*/*AUTH* (issue #20, finding 11)."""
+    for name, value in PARENT_SECRETS.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("SOME_OTHER_TOOL_SETTING", "x")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     monkeypatch.setenv("TZ", "Asia/Shanghai")
@@ -246,22 +268,51 @@ def test_children_get_a_minimal_environment_without_the_api_key(
         server.stop_background() if background else server.stop()
     assert os.environ["OPENAI_API_KEY"] == "sk-parent-SECRET-123456"  # the parent has it ...
     assert not any(name.startswith("OPENAI_") for name in env), env  # ... the child does not
-    assert "PREFECT_API_KEY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert not set(PARENT_SECRETS) & set(env), env
+    assert not any(name.startswith("PREFECT_") for name in env), env  # not a Prefect server: no PREFECT_* at all
     assert "SOME_OTHER_TOOL_SETTING" not in env
-    assert all("SECRET" not in value for value in env.values())
+    assert all("secret" not in value.lower() for value in env.values())
     assert env["PATH"] == os.environ["PATH"] and env["HOME"] == os.environ["HOME"]
     assert env["LC_ALL"] == "C.UTF-8" and env["TZ"] == "Asia/Shanghai"
-    assert env["COPYDESK_LANGUAGETOOL_HEAP"] == "256m" and env["PREFECT_LOGGING_LEVEL"] == "INFO"
+    assert env["COPYDESK_LANGUAGETOOL_HEAP"] == "256m"
     assert env["EXTRA_FOR_THIS_SERVER"] == "1"
 
 
 def test_child_environment_allowlist() -> None:
     base = {"PATH": "/bin", "OPENAI_API_KEY": "k", "OPENAI_ORG_ID": "o", "JAVA_HOME": "/jdk",
             "LANG": "C.UTF-8", "PREFECT_API_URL": "http://x/api", "PREFECT_API_KEY": "p",
-            "COPYDESK_STATE_DIR": "/s", "MY_TOKEN": "t", "GITHUB_TOKEN": "g", "TMPDIR": "/tmp"}
-    base["PREFECT_SERVER_DATABASE_PASSWORD"] = "db"  # the Prefect server's own secret: it needs it
+            "COPYDESK_STATE_DIR": "/s", "MY_TOKEN": "t", "GITHUB_TOKEN": "g", "TMPDIR": "/tmp",
+            "PREFECT_SERVER_DATABASE_PASSWORD": "db", "PREFECT_SERVER_API_AUTH_STRING": "u:p",
+            "PREFECT_API_AUTH_STRING": "u:p", "PREFECT_HOME": "/h", "COPYDESK_X_SECRET": "s"}
+    # LanguageTool, the local model, the warm-up: no PREFECT_* at all, no secret.
     assert child_environment({"PORT": "1"}, base=base) == {
-        "PREFECT_SERVER_DATABASE_PASSWORD": "db",
-        "PATH": "/bin", "JAVA_HOME": "/jdk", "LANG": "C.UTF-8", "PREFECT_API_URL": "http://x/api",
-        "COPYDESK_STATE_DIR": "/s", "TMPDIR": "/tmp", "PORT": "1",
+        "PATH": "/bin", "JAVA_HOME": "/jdk", "LANG": "C.UTF-8", "COPYDESK_STATE_DIR": "/s", "TMPDIR": "/tmp",
+        "PORT": "1",
     }
+    # The Prefect server: PREFECT_*, and of the secrets only its own (PREFECT_SERVER_*).
+    prefect = child_environment(base=base, prefixes=("PREFECT_",), keep=("PREFECT_SERVER_", "PREFECT_API_DATABASE_"))
+    assert prefect == {
+        "PATH": "/bin", "JAVA_HOME": "/jdk", "LANG": "C.UTF-8", "COPYDESK_STATE_DIR": "/s", "TMPDIR": "/tmp",
+        "PREFECT_API_URL": "http://x/api", "PREFECT_HOME": "/h",
+        "PREFECT_SERVER_DATABASE_PASSWORD": "db", "PREFECT_SERVER_API_AUTH_STRING": "u:p",
+    }
+
+
+def test_state_files_logs_and_locks_are_private(tmp_path: Path) -> None:
+    """Issue #20, finding 12: the state folder 0700; its logs folder, state file, log and lock
+    0600 whatever the umask; what the child itself writes is private too (umask 077)."""
+    state_dir = tmp_path / "state"
+    server = tiny(state_dir, f"write-file={state_dir / 'written-by-the-child'}")
+    old = os.umask(0o022)
+    try:
+        state, _ = server.start_background()
+        try:
+            modes = {path.relative_to(state_dir).as_posix(): path.stat().st_mode & 0o777
+                     for path in [state_dir, *state_dir.rglob("*")]}
+        finally:
+            server.stop_background()
+    finally:
+        os.umask(old)
+    assert modes == {".": 0o700, "logs": 0o700, "logs/tiny.log": 0o600, "tiny.json": 0o600, "tiny.lock": 0o600,
+                     "written-by-the-child": 0o600}, modes
+    assert state.pid > 0

@@ -6,6 +6,8 @@
                   under settings.state_dir lets `copydesk services start` (and
                   `copydesk server start`) leave one running for later processes;
                   ServerLease: `with` a server's URL, started for the block if needed.
+    environment   child_environment(): the minimal environment of every child (no
+                  secret: no API key, no Prefect auth string or database URL)
     languagetool  LanguageToolServer and `languagetool_url(settings)`.
     llama         LlamaServer (llama.cpp's OpenAI-compatible server with
                   SmolLM2) and `local_model_endpoint(settings)`.
@@ -17,6 +19,7 @@ run to fix it. Nothing here imports Prefect.
 
 from __future__ import annotations
 
-from copydesk.services.process import ManagedServer, ServerLease, ServerState, child_environment, find_running
+from copydesk.services.environment import child_environment
+from copydesk.services.process import ManagedServer, ServerLease, ServerState, find_running
 
 __all__ = ["ManagedServer", "ServerLease", "ServerState", "child_environment", "find_running"]

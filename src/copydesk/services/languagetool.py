@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from copydesk.errors import ServiceError
+from copydesk.private import open_private, private_dir, write_private
 from copydesk.services.process import ManagedServer, ServerLease, child_environment, find_running
 from copydesk.settings import Settings
 
@@ -190,7 +191,7 @@ class LanguageToolServer(ManagedServer):
             str(port),
         ]
         if self.server_properties:
-            command += ["--config", str(self._write_properties(port))]
+            command += ["--config", str(self._write_properties())]
         return command
 
     def start_background(self, timeout: float | None = None, *, extra: Any = None) -> tuple[Any, bool]:
@@ -203,22 +204,17 @@ class LanguageToolServer(ManagedServer):
                          words=self.settings.languagetool_warmup_words)
         return state, started
 
-    def _write_properties(self, port: int) -> Path:
-        """The server's --config file in the state folder (written whole under a name of this
-        process's own, then renamed: servers starting at once read one complete file)."""
-        folder = Path(self.state_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{NAME}.properties"
-        tmp = folder / f"{NAME}.properties.{os.getpid()}-{port}.tmp"
-        tmp.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties.items()), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+    def _write_properties(self) -> Path:
+        """The server's --config file in the state folder (0600, written whole under a temporary
+        name, then renamed: servers starting at once read one complete file)."""
+        path = private_dir(self.state_dir) / f"{NAME}.properties"
+        return write_private(path, "".join(f"{key}={value}\n" for key, value in self.server_properties.items()))
 
 
 def start_warmup(url: str, log_path: Path, *, words: int) -> subprocess.Popen[bytes]:
     """The warm-up, detached and at a lower CPU priority (it ends by itself; see copydesk.services.warmup)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    private_dir(log_path.parent)
+    with open_private(log_path, "ab") as log:
         return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
             [sys.executable, "-m", "copydesk.services.warmup", url, "--words", str(words)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -15,10 +15,15 @@
   pid reuse) and the health URL answers. `stop_background()` stops it. Its
   output goes to `<state_dir>/logs/<name>.log`.
 
-Every child gets `child_environment()`: an allowlist of the caller's
-environment (PATH, HOME, locale, TZ, TMPDIR, JAVA_HOME, the PREFECT_* and
-COPYDESK_* settings), never OPENAI_* nor any *_API_KEY, plus what the server
-itself is given (`env=`).
+Every child gets `child_environment()` (copydesk.services.environment): an
+allowlist of the caller's environment (PATH, HOME, locale, TZ, TMPDIR, JAVA_HOME,
+the COPYDESK_* settings, and the prefixes the server asks for in `env_prefixes`),
+never a secret (OPENAI_*, *_API_KEY, *PASSWORD*, *TOKEN*, *SECRET*, *AUTH*) unless
+its name starts with one of `env_keep`, plus what the server itself is given
+(`env=`). It starts with umask 077: what it writes is its owner's alone.
+
+The state folder and its logs folder are 0700, the state files, logs and locks
+0600 (copydesk.private).
 
 A foreground server shares the caller's process group, so Ctrl-C reaches it
 too, and it is stopped when the interpreter exits normally. A caller killed
@@ -50,42 +55,13 @@ import httpx
 
 from copydesk.errors import ServiceError
 from copydesk.locks import file_lock
+from copydesk.private import PRIVATE_UMASK, open_private, private_dir, write_private
+from copydesk.services.environment import child_environment
 
 HOST = "127.0.0.1"
 #: Lines of the server's log quoted in an error.
 LOG_TAIL_LINES = 25
 _BIND_ERRORS = ("address already in use", "bindexception", "errno 98")
-
-#: Variables a child server may inherit, by exact name ...
-CHILD_ENV_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
-    "JAVA_HOME", "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
-    "DO_NOT_TRACK",
-})
-#: ... and by prefix (locale categories and copydesk's and Prefect's own settings).
-CHILD_ENV_PREFIXES = ("LC_", "COPYDESK_", "PREFECT_")
-
-
-def child_environment(extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a child server starts with: the allowlisted part of `base` (default:
-    this process's), then `extra`. Secrets stay out: nothing named OPENAI_*, and nothing
-    ending in _API_KEY (PREFECT_API_KEY included), whatever the allowlist says."""
-    base = os.environ if base is None else base
-    env = {
-        name: value
-        for name, value in base.items()
-        if (name in CHILD_ENV_NAMES or name.startswith(CHILD_ENV_PREFIXES)) and not _secret_name(name)
-    }
-    env.update(extra or {})
-    return env
-
-
-def _secret_name(name: str) -> bool:
-    """The API's secrets: OPENAI_* and any *_API_KEY. (A Prefect server's own secrets, such as
-    PREFECT_SERVER_DATABASE_PASSWORD or PREFECT_SERVER_API_AUTH_STRING, are settings it needs.)"""
-    upper = name.upper()
-    return upper.startswith("OPENAI_") or upper.endswith("_API_KEY")
-
 
 @dataclass(frozen=True)
 class ServerState:
@@ -262,15 +238,13 @@ def find_running(name: str, state_dir: Path, *, health_timeout: float = 2.0) -> 
 
 def _state_lock(name: str, state_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Serialises background starts and stops of one service across processes."""
-    return file_lock(Path(state_dir) / f"{name}.lock")
+    return file_lock(private_dir(state_dir) / f"{name}.lock")
 
 
 def write_state(state: ServerState, state_dir: Path) -> None:
     """Record `state` atomically (a reader never sees half a file)."""
-    path = state_path(state.name, state_dir)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(state.to_json(), encoding="utf-8")
-    os.replace(tmp, path)
+    private_dir(state_dir)
+    write_private(state_path(state.name, state_dir), state.to_json())
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace: float, group: bool = False) -> None:
@@ -304,6 +278,10 @@ class ManagedServer:
     url_path: str = ""
     #: Variables the child must not inherit even though `child_environment()` allows them.
     drop_env: tuple[str, ...] = ()
+    #: Name prefixes the child inherits on top of `child_environment()`'s allowlist ...
+    env_prefixes: tuple[str, ...] = ()
+    #: ... and the prefixes of secrets it needs (every other secret stays out).
+    env_keep: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -408,13 +386,14 @@ class ManagedServer:
         port = self.fixed_port or free_port()
         if self.fixed_port and port_open(port):
             raise ServiceError(f"port {port} on {HOST} is already in use; {self.name} needs another port")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
+        private_dir(self.logs_dir)
         log_path = self.logs_dir / (f"{self.name}.log" if background else f"{self.name}-{port}.log")
         argv = self.build_command(port)
-        env = child_environment(self.env)
+        env = child_environment(self.env, prefixes=self.env_prefixes, keep=self.env_keep)
         for name in self.drop_env:
             env.pop(name, None)
-        with open(log_path, "wb") as log:
+        with open_private(log_path, "wb") as log:
             log.write(f"$ {' '.join(argv)}\n".encode())
             log.flush()
             try:
@@ -427,6 +406,7 @@ class ManagedServer:
                     cwd=self.cwd,
                     start_new_session=background,
                     close_fds=True,
+                    umask=PRIVATE_UMASK,
                 )
             except OSError as exc:
                 raise ServiceError(f"cannot start {self.name} ({argv[0]}): {exc}") from exc
