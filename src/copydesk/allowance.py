@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from copydesk import boundedjson
 from copydesk.errors import BudgetExhausted, CopydeskError, InputError
 from copydesk.spec import SharedBudgetSpec
 
@@ -293,7 +294,7 @@ class ReservationJournal:
             return []
         for line in raw.splitlines():
             try:
-                row = json.loads(line.decode("utf-8"))
+                row = boundedjson.loads(line.decode("utf-8"))  # too deep: skipped like any unreadable line
                 rid, state = str(row["id"]), str(row["state"])
             except (ValueError, KeyError, TypeError):
                 continue
