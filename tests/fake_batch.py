@@ -13,7 +13,7 @@ line: `line_faults` maps a substring of a `custom_id` to a list of faults consum
 one per batch that carries the line ("error": a line in the error file with an
 `error` object; "500"/"400": a line in the error file with that status code; "echo": a 401
 line quoting every header of the batch's creation, in every encoding; "huge"/"deep": an output
-line `huge_bytes` large or nested 100,000 deep). `batch_ids` gives created batches odd ids,
+line `huge_bytes` large or nested `deep_levels` deep). `batch_ids` gives created batches odd ids,
 `poll_faults` answers polls with deep or huge JSON; `paths` records every request.
 
 Everything is recorded: `uploads` (the JSONL lines of every file), `batches`
@@ -248,7 +248,7 @@ class FakeBatchAPI(FakeOpenAI):
         """An output line too large ("huge": its content `huge_bytes` long) or too deep ("deep")."""
         head = f'{{"id": "batch_req_x", "custom_id": {json.dumps(line["custom_id"])}, "response": '
         if fault == "deep":
-            return head + '{"status_code": 200, "body": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+            return head + '{"status_code": 200, "body": ' + "[" * self.deep_levels + "]" * self.deep_levels + "}}"
         body = self._completion(line["custom_id"], line["body"])
         body["choices"][0]["message"]["content"] = "word " * (self.huge_bytes // 5)
         return head + json.dumps({"status_code": 200, "body": body}) + "}"

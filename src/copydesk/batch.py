@@ -229,7 +229,10 @@ class BatchGateway(CallGateway):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave a caller waiting forever
-            log.exception("batch mode failed")
+            if isinstance(exc, ApiError):  # said in full by its message
+                log.warning("batch mode failed: %s", exc)
+            else:
+                log.exception("batch mode failed")
             for line in list(self._lines.values()):
                 self._fail(line, exc if isinstance(exc, ApiError) else ApiError(f"batch mode failed: {exc}"))
 
