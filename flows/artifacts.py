@@ -12,7 +12,9 @@ latest text of an article. Everything is read back from the run folder (CSV,
 Markdown, qc_report.json; names and formats from copydesk.rundir), so what the
 UI shows is what was exported, also after a review decision. Model output is
 untrusted: every Markdown artifact and description passes through
-`copydesk.sanitize.inert_markdown`, every table cell through `inert_text`.
+`copydesk.sanitize.inert_markdown`, every table cell through `inert_text`. Secrets are
+redacted (copydesk.redact): fully in everything but the article's own text, which loses
+the known secrets only (an article may well show an `Authorization:` header).
 
 The artifacts are created after the run has finished and closed its API
 client, concurrently over one Prefect client (ARTIFACT_CONCURRENCY requests in
@@ -33,6 +35,7 @@ from prefect.artifacts import MarkdownArtifact, TableArtifact
 from prefect.client.orchestration import get_client
 
 from copydesk import rundir
+from copydesk.redact import redact, redact_known
 from copydesk.sanitize import inert_markdown, inert_text
 
 log = logging.getLogger("copydesk.flows")
@@ -84,7 +87,7 @@ def _body(text: str) -> tuple[dict[str, Any], str]:
 
 def _description(text: str) -> str:
     """An artifact's description (the UI renders it as Markdown): short and inert."""
-    return inert_markdown(text[:500])
+    return inert_markdown(redact(text)[:500])
 
 
 def _cell(value: Any) -> str:
@@ -138,7 +141,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             f"rejected {', '.join(review.get('rejected', [])) or 'none'}; "
             f"still waiting {', '.join(review.get('pending', [])) or 'none'}",
         ]
-    return inert_markdown("\n".join(lines) + "\n")
+    return inert_markdown(redact("\n".join(lines) + "\n"))
 
 
 def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None = None) -> str:
@@ -150,7 +153,7 @@ def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None =
         "",
     ]
     if row.get("reasons"):
-        lines += [f"**Reasons:** {row['reasons']}", ""]
+        lines += [f"**Reasons:** {redact(row['reasons'])}", ""]
     checks = ((qc or {}).get("qc") or {}).get("checks") or []
     if checks:
         lines += ["| check | result | severity | detail |", "|---|---|---|---|"]
@@ -158,7 +161,7 @@ def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None =
             result = "could not run" if not check.get("ran", True) else "passed" if check.get("passed") else "failed"
             lines.append(
                 f"| {_cell(check.get('name', ''))} | {result} | {_cell(check.get('severity', ''))} | "
-                f"{_cell(check.get('detail', ''))} |"
+                f"{_cell(redact(str(check.get('detail', ''))))} |"
             )
         lines.append("")
     review = front.get("review")
@@ -168,7 +171,7 @@ def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None =
     if len(body) > MAX_ARTICLE_CHARS:
         body = body[:MAX_ARTICLE_CHARS] + f"\n\n… (cut; the whole article is in `{row.get('path', '')}`)\n"
     lines += ["---", "", body]
-    return inert_markdown("\n".join(lines))
+    return inert_markdown(redact_known("\n".join(lines)))
 
 
 def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str] | None = None) -> list[Any]:
@@ -180,7 +183,7 @@ def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str]
     artifacts: list[Any] = [
         TableArtifact(
             key=artifact_key(pipeline, "articles"),
-            table=[{k: inert_text(v) for k, v in row.items()} for row in rows]
+            table=[{k: inert_text(redact(v)) for k, v in row.items()} for row in rows]
             or [{"run_id": inert_text(str(summary.get("run_id"))), "note": f"no {rundir.CSV_NAME}"}],
             description=_description(f"{rundir.CSV_NAME} of run {summary.get('run_id')} ({len(rows)} rows)"),
         ),
@@ -258,10 +261,10 @@ async def publish_batch_artifact(pipeline: str, line: str, event: Any) -> None:
     try:
         await MarkdownArtifact(
             key=artifact_key(pipeline, "batch", event.batch_id),
-            markdown=inert_markdown(
+            markdown=inert_markdown(redact(
                 f"| batch | stages | status | done / total | failed |\n|---|---|---|---|---|\n"
                 f"| `{_cell(event.batch_id)}` | {_cell(event.stages)} | {_cell(event.status)} | "
-                f"{event.completed} / {event.total} | {event.failed} |\n"),
+                f"{event.completed} / {event.total} | {event.failed} |\n")),
             description=_description(line),
         ).acreate()
     except Exception as exc:  # artifacts are a view; the run's files are the record

@@ -11,7 +11,10 @@ made like the chat endpoint's (`reply`, the same word counts for `usage`), plus
 `usage.prompt_tokens_details.cached_tokens` when `cached_share` is set. Faults per
 line: `line_faults` maps a substring of a `custom_id` to a list of faults consumed
 one per batch that carries the line ("error": a line in the error file with an
-`error` object; "500"/"400": a line in the error file with that status code).
+`error` object; "500"/"400": a line in the error file with that status code; "echo": a 401
+line quoting every header of the batch's creation, in every encoding; "huge"/"deep": an output
+line `huge_bytes` large or nested `deep_levels` deep). `batch_ids` gives created batches odd ids,
+`poll_faults` answers polls with deep or huge JSON; `paths` records every request.
 
 Everything is recorded: `uploads` (the JSONL lines of every file), `batches`
 (every batch object as created), `polls`, `cancels`, `downloads`; the chat
@@ -28,7 +31,7 @@ import threading
 import time
 from typing import Any
 
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, echo_headers
 
 STATES = ("validating", "in_progress", "finalizing", "completed")
 
@@ -52,6 +55,14 @@ class FakeBatchAPI(FakeOpenAI):
         self.hold = threading.Event()
         self.fail_creates: list[int] = []  # HTTP statuses to answer the next batch creations with
         self.usage_by_custom_id: dict[str, dict[str, Any]] = {}
+        #: Every request's method and path, as received.
+        self.paths: list[tuple[str, str]] = []
+        #: The headers of the last batch creation (an "echo" line fault quotes them back).
+        self.create_headers: dict[str, str] = {}
+        #: Ids to give the next created batches instead of "batch-NNNN" (an API gone wrong).
+        self.batch_ids: list[str] = []
+        #: Answers to the next polls instead of the batch: "deep" (nested JSON), "huge" (a big body).
+        self.poll_faults: list[str] = []
         self._counter = 0
 
     # -- routing ------------------------------------------------------------------------
@@ -62,6 +73,8 @@ class FakeBatchAPI(FakeOpenAI):
             return f"{prefix}-{self._counter:04d}"
 
     def _extra_get(self, handler: Any) -> bool:
+        with self._lock:
+            self.paths.append(("GET", handler.path))
         path = handler.path.split("?", 1)[0].rstrip("/")
         if not self.batch_api and ("/files" in path or "/batches" in path):
             self._send(handler, 404, {"detail": "Not Found"})
@@ -84,11 +97,21 @@ class FakeBatchAPI(FakeOpenAI):
             self._send(handler, 200, {"object": "list", "data": data, "has_more": False})
             return True
         if m := re.search(r"/v1/batches/([^/]+)$", path):
-            self._send(handler, *self._poll(m.group(1)))
+            with self._lock:
+                fault = self.poll_faults.pop(0) if self.poll_faults else None
+            if fault == "deep":
+                self._send(handler, 200, None, raw=b'{"status": "in_progress", "x": ' + b"[" * 100_000
+                           + b"]" * 100_000 + b"}")
+            elif fault == "huge":
+                self._send(handler, 200, {"status": "in_progress", "x": "y" * self.huge_bytes})
+            else:
+                self._send(handler, *self._poll(m.group(1)))
             return True
         return False
 
     def _extra_post(self, handler: Any, raw: bytes) -> bool:
+        with self._lock:
+            self.paths.append(("POST", handler.path))
         path = handler.path.split("?", 1)[0].rstrip("/")
         if not self.batch_api and ("/files" in path or "/batches" in path):
             self._send(handler, 404, {"detail": "Not Found"})
@@ -97,6 +120,7 @@ class FakeBatchAPI(FakeOpenAI):
             self._upload(handler, raw)
             return True
         if path.endswith("/v1/batches"):
+            self.create_headers = dict(handler.headers)
             self._create(handler, json.loads(raw))
             return True
         if m := re.search(r"/v1/batches/([^/]+)/cancel$", path):
@@ -148,8 +172,10 @@ class FakeBatchAPI(FakeOpenAI):
             self._send(handler, 400, {"error": {"message": "No such file"}})
             return
         total = len(self._lines(file_id))
+        with self._lock:
+            given = self.batch_ids.pop(0) if self.batch_ids else None
         batch = {
-            "id": self._new_id("batch"), "object": "batch", "endpoint": body["endpoint"],
+            "id": given or self._new_id("batch"), "object": "batch", "endpoint": body["endpoint"],
             "input_file_id": file_id, "completion_window": "24h", "status": "validating",
             "output_file_id": None, "error_file_id": None, "created_at": int(time.time()),
             "request_counts": {"total": total, "completed": 0, "failed": 0},
@@ -188,7 +214,14 @@ class FakeBatchAPI(FakeOpenAI):
         outputs, errors = [], []
         for line in lines:
             fault = self._line_fault(line["custom_id"])
-            if fault == "error":
+            if fault == "echo":  # the line refused, quoting the headers of the batch's creation
+                errors.append({"id": f"batch_req_{line['custom_id']}", "custom_id": line["custom_id"],
+                               "response": {"status_code": 401, "request_id": "req-x", "body": {"error": {
+                                   "message": echo_headers("/v1/chat/completions", self.create_headers)}}},
+                               "error": None})
+            elif fault in ("huge", "deep"):
+                outputs.append(self._odd_line(line, fault))
+            elif fault == "error":
                 errors.append({"id": f"batch_req_{line['custom_id']}", "custom_id": line["custom_id"], "response": None,
                                "error": {"code": "server_error", "message": "the line failed"}})
             elif fault in ("500", "400"):
@@ -205,10 +238,20 @@ class FakeBatchAPI(FakeOpenAI):
         batch["request_counts"] = {"total": len(self._lines(batch["input_file_id"])), "completed": len(outputs),
                                    "failed": len(errors)}
         if outputs:
-            batch["output_file_id"] = self._store_file("\n".join(json.dumps(o) for o in outputs) + "\n")
+            batch["output_file_id"] = self._store_file(
+                "\n".join(o if isinstance(o, str) else json.dumps(o) for o in outputs) + "\n")
         if errors:
             batch["error_file_id"] = self._store_file("\n".join(json.dumps(e) for e in errors) + "\n")
         batch["status"] = final
+
+    def _odd_line(self, line: dict[str, Any], fault: str) -> str:
+        """An output line too large ("huge": its content `huge_bytes` long) or too deep ("deep")."""
+        head = f'{{"id": "batch_req_x", "custom_id": {json.dumps(line["custom_id"])}, "response": '
+        if fault == "deep":
+            return head + '{"status_code": 200, "body": ' + "[" * self.deep_levels + "]" * self.deep_levels + "}}"
+        body = self._completion(line["custom_id"], line["body"])
+        body["choices"][0]["message"]["content"] = "word " * (self.huge_bytes // 5)
+        return head + json.dumps({"status_code": 200, "body": body}) + "}"
 
     def _store_file(self, text: str) -> str:
         file_id = self._new_id("file")

@@ -8,6 +8,7 @@ dropped connections, malformed JSON, a missing `usage`.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -73,9 +74,26 @@ def default_reply(body: dict[str, Any]) -> str:
     return f"Here we look at {name.lower()}. " + " ".join(picks)
 
 
+def echo_headers(path: str, headers: dict[str, str]) -> str:
+    """What a careless proxy says when it refuses a request: the request line and every header,
+    raw, percent- and plus-encoded, JSON-encoded, and in base64 at 3 alignments (after 0, 1
+    and 2 bytes of prefix) so that a secret's base64 appears at each of its 3 offsets."""
+    block = "\n".join(f"{name}: {value}" for name, value in headers.items())
+    raw = block.encode()
+    return "\n".join([
+        f"refused {path}",
+        *(f"b64/{n}: " + base64.b64encode(b"x" * n + raw).decode() for n in range(3)),
+        *(f"b64url/{n}: " + base64.urlsafe_b64encode(b"x" * n + raw).decode() for n in range(3)),
+        "percent: " + urllib.parse.quote(block, safe=""),
+        "plus: " + urllib.parse.quote_plus(block),
+        "json: " + json.dumps(headers), block,
+    ])
+
+
 @dataclass
 class Fault:
-    kind: str  # "429", "500", "401", "403", "404", "400", "echo", "timeout", "drop", "malformed", "nousage"
+    kind: str  # "429", "500", "401", "403", "404", "400", "echo", "echo_headers", "timeout", "drop", "malformed",
+    # "nousage", "huge" (a 200 whose content is `huge_bytes` long), "deep" (a 200 nested `deep_levels` deep)
     retry_after: str | None = None
     delay: float = 0.0
 
@@ -91,7 +109,17 @@ class FakeState:
     faults: list[Fault] = field(default_factory=list)
 
 
+def deep_json(levels: int) -> bytes:
+    """A chat completion whose `usage` is nested `levels` lists deep."""
+    return (b'{"id": "chatcmpl-deep", "choices": [{"message": {"content": "deep"}}], "usage": '
+            + b"[" * levels + b"]" * levels + b"}")
+
+
 class FakeOpenAI:
+    #: The size of a "huge" fault's content and the nesting of a "deep" fault's answer.
+    huge_bytes = 3_000_000
+    deep_levels = 100_000
+
     def __init__(
         self,
         *,
@@ -318,6 +346,9 @@ class FakeOpenAI:
                 auth = urllib.parse.quote(handler.headers.get("Authorization", ""), safe="")
                 self._send(handler, 400, {"error": {"message": f"refused {handler.path} (authorization {auth})"}})
                 return
+            if kind == "echo_headers":  # a proxy that quotes every request header back, in every encoding
+                self._send(handler, 401, {"error": {"message": echo_headers(handler.path, dict(handler.headers))}})
+                return
             if kind == "drop":
                 handler.close_connection = True
                 handler.connection.shutdown(2)
@@ -362,6 +393,11 @@ class FakeOpenAI:
             payload["usage"]["prompt_tokens_details"] = {"cached_tokens": int(prompt_tokens * self.cached_share)}
         if fault is not None and fault.kind == "nousage":
             del payload["usage"]
+        if fault is not None and fault.kind == "huge":
+            payload["choices"][0]["message"]["content"] = "word " * (self.huge_bytes // 5)
+        if fault is not None and fault.kind == "deep":
+            self._send(handler, 200, None, raw=deep_json(self.deep_levels))
+            return
         if fault is not None and fault.kind == "malformed":
             self._send(handler, 200, None, raw=b'{"id": "chatcmpl-fake", "choices": [')
             return

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from copydesk import boundedjson
 from copydesk.private import open_private
 
 
@@ -109,7 +110,7 @@ class ReservationJournal:
         if not line.strip():
             return None
         try:
-            row = json.loads(line.decode("utf-8"))
+            row = boundedjson.loads(line.decode("utf-8"))  # too deep: refused like any unreadable line
         except (ValueError, RecursionError):
             return "not a JSON record (a line cut by a kill?)"
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or row.get("state") not in STATES:

@@ -3,8 +3,8 @@
     choose_mode   `mode: realtime | batch | auto` against the server: a server without a
                   Batch API (404 on /v1/files: llama.cpp, Ollama, the embedded model) is an
                   input error for `batch` (exit 2) and a warning and realtime for `auto`
-    BatchApi      the five requests of the Batch API over `ChatClient` (upload, create,
-                  poll, cancel, download), with the run's retry policy
+    BatchApi      the requests of the Batch API (copydesk.batchapi: ids checked before they go
+                  into a URL, downloads read line by line within the size and depth caps)
     BatchGateway  a `CallGateway` whose `complete()` queues the request instead of calling
                   chat/completions; the queue is submitted as one batch once every article
                   in progress waits on it
@@ -36,7 +36,10 @@ One round, with nothing else in flight:
 
 Closing the gateway (the run ends, Ctrl-C, a cancelled flow run) while a batch is in
 flight cancels it (`POST /batches/{id}/cancel`) and says so; its record stays open, so a
-re-run collects what the batch finished before the cancel and submits only the rest.
+re-run collects what the batch finished before the cancel and submits only the rest. A
+round that fails after its batch was created (an unusable answer while polling, a lost
+server) cancels that batch too, best effort and logged; a batch created under an id that is
+not an id is looked up by its file and cancelled when the listing gives a usable id.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ from copydesk import events
 from copydesk.budget import Reservation, call_token_bound
 from copydesk.calls import CallGateway, CallResult, CallSite
 from copydesk.client import ApiEndpoint, ChatClient, ChatRequest, Completion, RetryPolicy, parse_completion
+from copydesk.batchapi import ENDPOINT, LIMIT_KEY, BatchApi
+from copydesk.redact import redact
 from copydesk.errors import (
     ApiError,
     AuthenticationError,
@@ -65,13 +70,12 @@ from copydesk.errors import (
     InputError,
     MalformedResponseError,
     ServerError,
+    UnusableResponseError,
 )
 
 log = logging.getLogger("copydesk.batch")
 
 MODES = ("realtime", "batch", "auto")
-ENDPOINT = "/v1/chat/completions"
-COMPLETION_WINDOW = "24h"
 #: The Batch API's own limit of requests per file.
 MAX_LINES = 50_000
 #: The default poll interval: from FIRST_POLL seconds, doubling, to at most MAX_POLL.
@@ -116,72 +120,6 @@ async def choose_mode(mode: str, client: ChatClient, endpoint: ApiEndpoint, *, l
         )
     log.warning("mode: auto: %s; running with realtime calls", why)
     return "realtime"
-
-
-# ------------------------------------------------------------------------------ the API
-
-
-class BatchApi:
-    """The Batch API's requests; each retried per `retry` (429, 5xx, timeouts)."""
-
-    def __init__(self, client: ChatClient, retry: RetryPolicy) -> None:
-        self.client = client
-        self.retry = retry
-
-    async def upload(self, data: bytes) -> str:
-        answer = await self.client.request_json(
-            "POST", "files", retry=self.retry,
-            files={"file": ("copydesk-batch.jsonl", data, "application/jsonl")}, data={"purpose": "batch"},
-        )
-        return _field(answer, "id", "files")
-
-    async def create(self, file_id: str, metadata: dict[str, str]) -> dict[str, Any]:
-        answer = await self.client.post_json(
-            "batches",
-            {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": COMPLETION_WINDOW,
-             "metadata": metadata},
-            retry=self.retry,
-        )
-        _field(answer, "id", "batches")
-        return answer
-
-    async def get(self, batch_id: str) -> dict[str, Any]:
-        answer = await self.client.request_json("GET", f"batches/{batch_id}", retry=self.retry)
-        _field(answer, "status", f"batches/{batch_id}")
-        return answer
-
-    async def find(self, file_id: str) -> dict[str, Any] | None:
-        """The batch made from `file_id`, among the most recent ones (after a kill between
-        creating a batch and recording its id)."""
-        answer = await self.client.request_json("GET", "batches", params={"limit": 100}, retry=self.retry)
-        for batch in answer.get("data", []) if isinstance(answer, dict) else []:
-            if isinstance(batch, dict) and batch.get("input_file_id") == file_id:
-                return batch
-        return None
-
-    async def cancel(self, batch_id: str) -> dict[str, Any]:
-        return await self.client.request_json("POST", f"batches/{batch_id}/cancel", retry=self.retry)
-
-    async def content(self, file_id: str) -> list[dict[str, Any]]:
-        raw = await self.client.get_bytes(f"files/{file_id}/content", retry=self.retry)
-        rows = []
-        for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                log.warning("file %s, line %d: not JSON; the line is treated as failed", file_id, number)
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
-
-
-def _field(answer: Any, name: str, path: str) -> Any:
-    if not isinstance(answer, dict) or not answer.get(name):
-        raise MalformedResponseError(f"{path}: the answer has no {name!r}")
-    return answer[name]
 
 
 def poll_delays(fixed: float | None) -> Iterator[float]:
@@ -291,7 +229,10 @@ class BatchGateway(CallGateway):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave a caller waiting forever
-            log.exception("batch mode failed")
+            if isinstance(exc, ApiError):  # said in full by its message
+                log.warning("batch mode failed: %s", exc)
+            else:
+                log.exception("batch mode failed")
             for line in list(self._lines.values()):
                 self._fail(line, exc if isinstance(exc, ApiError) else ApiError(f"batch mode failed: {exc}"))
 
@@ -399,7 +340,7 @@ class BatchGateway(CallGateway):
             file_id = await self.api.upload(data)
             self.store.put_batch({"ref": ref, "file_id": file_id, "stages": stages,
                                   "lines": {cid: line.key for cid, line in by_cid.items()}})
-            batch = await self.api.create(file_id, {"copydesk_run": self.run_id[:500], "copydesk_ref": ref})
+            batch = await self._create(file_id, {"copydesk_run": self.run_id[:500], "copydesk_ref": ref})
         except ApiError as exc:
             if shared is not None:
                 await self.shared.release(shared)  # type: ignore[union-attr]
@@ -414,6 +355,21 @@ class BatchGateway(CallGateway):
         charged = await self._follow(ref, batch["id"], by_cid)
         if shared is not None:
             await self.shared.settle(shared, charged)  # type: ignore[union-attr]
+
+    async def _create(self, file_id: str, metadata: dict[str, str]) -> dict[str, Any]:
+        """Create the batch; when its id is unusable, cancel it by its file (best effort)."""
+        try:
+            return await self.api.create(file_id, metadata)
+        except UnusableResponseError as exc:
+            try:
+                found = await self.api.find(file_id)
+            except ApiError:
+                found = None
+            if found is not None:
+                await self._cancel(found["id"], f"batch mode failed ({exc})")
+            else:
+                log.warning("%s; the batch made from file %s may be running: cancel it yourself", exc, file_id)
+            raise
 
     async def _follow(self, ref: str, batch_id: str, by_cid: dict[str, _Line],
                       others: dict[str, str] | None = None) -> int:
@@ -438,6 +394,9 @@ class BatchGateway(CallGateway):
                 await asyncio.sleep(next(delays))
         except asyncio.CancelledError:
             await self._cancel(batch_id, "the run was stopped")
+            raise
+        except Exception as exc:  # what this run created does not run on without it
+            await self._cancel(batch_id, f"batch mode failed ({exc})")
             raise
         except BaseException:
             self._in_flight = None
@@ -483,7 +442,7 @@ class BatchGateway(CallGateway):
     async def _cancel(self, batch_id: str, why: str) -> None:
         self._in_flight = None
         try:
-            await asyncio.wait_for(self.api.client.request_json("POST", f"batches/{batch_id}/cancel"), 15)
+            await asyncio.wait_for(self.api.cancel(batch_id, retry=False), 15)
         except (ApiError, asyncio.TimeoutError, OSError) as exc:
             log.warning("%s: could not cancel batch %s (%s); cancel it yourself", why, batch_id, exc)
             return
@@ -582,6 +541,8 @@ class BatchGateway(CallGateway):
 
 def _line_error(custom_id: str, status: Any, row: dict[str, Any], response: dict[str, Any] | None) -> ApiError:
     """The error of a failed line: retryable unless the API refused the request itself (4xx but 408/409/429)."""
+    if row.get(LIMIT_KEY):  # too large or too deep to read (copydesk.batchapi)
+        return UnusableResponseError(f"batch line {custom_id} failed: {row[LIMIT_KEY]}", charged=True)
     error = row.get("error") if isinstance(row.get("error"), dict) else None
     body = response.get("body") if response else None
     detail = ""
@@ -590,7 +551,8 @@ def _line_error(custom_id: str, status: Any, row: dict[str, Any], response: dict
     elif isinstance(body, dict):
         inner = body.get("error", body)
         detail = str(inner.get("message") if isinstance(inner, dict) else inner)
-    message = f"batch line {custom_id} failed ({'HTTP ' + str(status) if status else 'no response'}: {detail[:300]})"
+    detail = redact(detail[:4000])[:300]  # redacted before it is cut: no part of a secret survives
+    message = f"batch line {custom_id} failed ({'HTTP ' + str(status) if status else 'no response'}: {detail})"
     if isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429):
         if status in (401, 403):
             return AuthenticationError(message, status_code=status)

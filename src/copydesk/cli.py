@@ -27,6 +27,7 @@ from rich.table import Table
 from copydesk import launch
 from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
+from copydesk.redact import install_log_redaction
 
 app = typer.Typer(
     name="copydesk",
@@ -305,6 +306,7 @@ app.add_typer(budget_app, name="budget")
 
 
 def main() -> None:
+    install_log_redaction()  # every log record of the process, whatever handler sends it on
     try:
         app()
     except CopydeskError as exc:  # pragma: no cover - commands translate their own

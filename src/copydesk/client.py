@@ -1,9 +1,8 @@
 """copydesk's one OpenAI HTTP layer, over `httpx.AsyncClient`.
 
     ApiEndpoint     where the API is and its key: headers, `describe()` (the URL fit for a
-                    message: no userinfo, no query string) and `redact()` (the key raw,
-                    percent-encoded and JSON-escaped, OpenAI's "sk-..." echoes, the base
-                    URL's own credentials, and userinfo/query of any URL in the text)
+                    message: no userinfo, no query string) and `redact()` (copydesk.redact, the
+                    one redaction, to which the endpoint registers its key and credentials)
     ChatClient      `complete()` (chat completions), `list_models()` (/v1/models),
                     `post_json()`/`request_json()` (moderation; /v1/batches, and /v1/files
                     with `files=`) and `get_bytes()` (a file's content); every HTTP error
@@ -32,14 +31,16 @@ import logging
 import random
 import re
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import SecretStr
 
+from copydesk import boundedjson, redact
+from copydesk.boundedjson import JsonLimitError
+from copydesk.redact import strip_url_secrets
 from copydesk.errors import (
     ApiError,
     AuthenticationError,
@@ -47,6 +48,7 @@ from copydesk.errors import (
     InputError,
     MalformedResponseError,
     ModelNotFoundError,
+    UnusableResponseError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
@@ -57,38 +59,11 @@ log = logging.getLogger("copydesk.client")
 
 T = TypeVar("T")
 
-REDACTED = "[redacted]"
-#: OpenAI echoes keys as "sk-abc1****wxyz"; any such token is cut from messages.
-_SK_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}")
-#: A URL in free text, with its userinfo and query string as groups.
-_URL_IN_TEXT = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^\s/@?#]*@)?(?P<rest>[^\s?#]*)(?P<query>\?[^\s#]*)?(?P<fragment>#\S*)?")
-#: Values from a base URL shorter than this are not treated as secrets (too likely to appear anyway).
-_MIN_SECRET = 6
 
 
 def public_url(url: str) -> str:
     """`url` without userinfo, query string and fragment: what a message may show."""
-    return _URL_IN_TEXT.sub(_strip_url, url)
-
-
-def strip_url_secrets(text: str) -> str:
-    """`text` with the userinfo and query string of every URL in it removed."""
-    return _URL_IN_TEXT.sub(_strip_url, text)
-
-
-def _strip_url(match: re.Match[str]) -> str:
-    return match.group("scheme") + match.group("rest")
-
-
-def _encoded_forms(secret: str) -> set[str]:
-    """The forms a secret takes in URLs, form bodies and JSON."""
-    return {
-        secret,
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote(secret),
-        urllib.parse.quote_plus(secret),
-        json.dumps(secret)[1:-1],
-    }
+    return strip_url_secrets(url)
 
 
 def is_loopback(host: str) -> bool:
@@ -102,6 +77,18 @@ def is_loopback(host: str) -> bool:
 
 
 _warned_insecure: set[str] = set()
+
+#: The default of COPYDESK_MAX_ANSWER_BYTES: 1 MiB, far above any answer a stage asks for
+#: (max_tokens 600 x 8 bytes = 4.8 KB; even 16,384 x 8 = 128 KiB, plus the JSON around it).
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CutLine:
+    """A line of a JSONL answer longer than the client reads: only its first HEAD bytes."""
+
+    head: bytes
+    HEAD: ClassVar[int] = 1024
 
 
 @dataclass(frozen=True)
@@ -157,6 +144,11 @@ class ApiEndpoint:
     base_url: str
     api_key: SecretStr | None = None
 
+    def __post_init__(self) -> None:
+        # Every sink's redaction (copydesk.redact) knows this endpoint's key and credentials.
+        redact.register(self._key())
+        redact.register_url(self.base_url)
+
     def __repr__(self) -> str:
         return f"ApiEndpoint(base_url={self.describe()!r}, api_key={'set' if self._key() else None})"
 
@@ -187,29 +179,10 @@ class ApiEndpoint:
         base = public_url(self.base_url).rstrip("/")
         return f"{base}/{path.lstrip('/')}" if path else base
 
-    def secrets(self) -> set[str]:
-        """Everything `redact` removes: the key and the base URL's password, user and query values."""
-        found: set[str] = set()
-        if key := self._key():
-            found |= _encoded_forms(key)
-        try:
-            url = httpx.URL(self.base_url)
-        except httpx.InvalidURL:
-            return found
-        candidates = [url.password or "", url.username or "", *url.params.values()]
-        for value in candidates:
-            if len(value) >= _MIN_SECRET:
-                found |= _encoded_forms(value)
-        return {s for s in found if s}
-
     def redact(self, text: str) -> str:
-        """`text` fit for a message or a log: URLs lose userinfo and query, and every form of
-        every secret (see `secrets`) and any OpenAI-style "sk-..." token become "[redacted]".
-        Applied to whatever the server says before it is shortened or quoted."""
-        text = strip_url_secrets(text)
-        for secret in sorted(self.secrets(), key=len, reverse=True):
-            text = re.sub(re.escape(secret), REDACTED, text, flags=re.IGNORECASE)
-        return _SK_PATTERN.sub(REDACTED, text)
+        """`text` fit for a message or a log (`copydesk.redact.redact`, which knows this endpoint's
+        key and credentials): applied to whatever the server says before it is shortened or quoted."""
+        return redact.redact(text)
 
     def insecure_warning(self) -> str | None:
         """Why sending the key here is unsafe (plain http to a host other than loopback), or None."""
@@ -261,8 +234,11 @@ class ChatClient:
         connect_timeout: float = 10.0,
         max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.endpoint = endpoint
+        #: The most bytes read of one answer (decoded); a larger one is cut off and fails the call.
+        self.max_answer_bytes = max_answer_bytes
         try:
             endpoint.warn_if_insecure()
             base, params, auth = endpoint.request_base()
@@ -303,7 +279,7 @@ class ChatClient:
         if response.status_code >= 400:
             raise await self._error(response, "models", None)
         try:
-            data = response.json()
+            data = _json(response)
             return sorted(str(item["id"]) for item in data.get("data", []))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedResponseError(f"{self.endpoint.describe('models')}: unexpected answer") from exc
@@ -329,11 +305,57 @@ class ChatClient:
         async def once() -> Any:
             response = await self._checked(method, path, **kwargs)
             try:
-                return response.json()
+                return _json(response)
+            except JsonLimitError as exc:
+                raise UnusableResponseError(f"{self.endpoint.describe(path)}: {exc}") from None
             except ValueError as exc:
                 raise MalformedResponseError(f"{self.endpoint.describe(path)}: the answer is not JSON") from exc
 
         return await self._retrying(retry, path, once)
+
+    async def get_lines(self, path: str, *, retry: RetryPolicy | None = None,
+                        max_lines: int = 1_000_000) -> list[bytes | CutLine]:
+        """GET a JSONL body (a batch's output or error file) read streaming, line by line: each
+        line at most `max_answer_bytes` (a longer one is a `CutLine`, its head only: never all in
+        memory), at most `max_lines` lines (the rest is not read); see `request_json` for `retry`."""
+
+        async def once() -> list[bytes | CutLine]:
+            result = await self._send("GET", path, reader=lambda r, p: self._read_lines(r, p, max_lines))
+            if isinstance(result, httpx.Response):  # an error answer
+                raise await self._error(result, path, None)
+            return result
+
+        return await self._retrying(retry, path, once)
+
+    async def _read_lines(self, response: httpx.Response, path: str, max_lines: int) -> Any:
+        if response.status_code >= 400:
+            return await self._read_capped(response, path)
+        limit = self.max_answer_bytes
+        lines: list[bytes | CutLine] = []
+        line, cut = bytearray(), False
+
+        def add(part: bytes) -> None:
+            nonlocal line, cut
+            if not cut and len(line) + len(part) > limit:
+                line, cut = bytearray((line + part[:CutLine.HEAD])[:CutLine.HEAD]), True
+            elif not cut:
+                line += part
+
+        try:
+            async for chunk in response.aiter_bytes():
+                *done, rest = chunk.split(b"\n")
+                for part in done:
+                    add(part)
+                    lines.append(CutLine(bytes(line)) if cut else bytes(line))
+                    line, cut = bytearray(), False
+                add(rest)
+                if len(lines) >= max_lines:
+                    break
+        finally:
+            await response.aclose()
+        if line.strip() or cut:
+            lines.append(CutLine(bytes(line)) if cut else bytes(line))
+        return lines[:max_lines]
 
     async def get_bytes(self, path: str, *, retry: RetryPolicy | None = None) -> bytes:
         """GET a raw body (a file's content: /files/{id}/content); see `request_json` for `retry`."""
@@ -362,10 +384,15 @@ class ChatClient:
                 log.info("retrying %s in %.1f s after %s (attempt %d)", self.endpoint.describe(path), wait, exc, attempt)
                 await asyncio.sleep(wait)
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, path: str, *, reader: Callable[..., Awaitable[Any]] | None = None,
+                    **kwargs: Any) -> Any:
+        """One request; its answer read streaming by `reader` (default `_read_capped`), every
+        transport failure (also while reading) mapped to a `TransportError`."""
         where = self.endpoint.describe()
         try:
-            return await self._http.request(method, path, **kwargs)
+            request = self._http.build_request(method, path, **kwargs)
+            response = await self._http.send(request, stream=True)
+            return await (reader or self._read_capped)(response, path)
         # Nothing was sent (so nothing charged) when no connection could be made or taken from the pool.
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransportError(
@@ -379,6 +406,33 @@ class ChatClient:
             raise TransportError(f"{where} did not answer in time ({type(exc).__name__})", sent=True) from exc
         except httpx.TransportError as exc:
             raise TransportError(f"the connection to {where} failed ({type(exc).__name__})", sent=True) from exc
+
+    async def _read_capped(self, response: httpx.Response, path: str) -> httpx.Response:
+        """The answer read streaming, at most `max_answer_bytes` of it (after content decoding):
+        a larger body is cut off before it is all in memory and fails the call (not retried)."""
+        limit = self.max_answer_bytes
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            declared = int(response.headers.get("content-length") or 0)
+            if declared <= limit:
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                    chunks.append(chunk)
+        finally:
+            await response.aclose()
+        if declared > limit or size > limit:
+            raise UnusableResponseError(
+                f"{self.endpoint.describe(path)}: the answer (HTTP {response.status_code}) is larger than "
+                f"{limit:,} bytes (COPYDESK_MAX_ANSWER_BYTES); it was cut off and not read",
+                charged=response.status_code < 400,
+            )
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                              request=response.request, extensions=response.extensions)
 
     async def _error(self, response: httpx.Response, path: str, model: str | None) -> ApiError:
         """The `ApiError` for an HTTP error answer; the one place statuses are mapped."""
@@ -436,7 +490,9 @@ def parse_completion(
 ) -> Completion:
     """The completion in a 200 answer; `redact` cleans the server's text quoted in errors."""
     try:
-        data = response.json()
+        data = _json(response)
+    except JsonLimitError as exc:
+        raise UnusableResponseError(f"the chat-completions answer: {exc}", charged=True) from None
     except ValueError as exc:
         raise MalformedResponseError(
             f"the chat-completions answer is not JSON: {redact(response.text)[:120]!r}", charged=True
@@ -458,6 +514,11 @@ def parse_completion(
     return Completion(
         text=text, finish_reason=finish_reason, usage=_parse_usage(data.get("usage")), model=str(data.get("model") or model)
     )
+
+
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON, depth-capped (copydesk.boundedjson); the size was capped while reading."""
+    return boundedjson.loads(response.content)
 
 
 def _parse_usage(raw: Any) -> Usage | None:
@@ -485,7 +546,7 @@ def _error_detail(response: httpx.Response, redact: Callable[[str], str]) -> str
     """The server's own explanation of an error, redacted before it is shortened
     (so that no part of the key survives a cut)."""
     try:
-        data = response.json()
+        data = _json(response)
         error = data.get("error", data) if isinstance(data, dict) else data
         if isinstance(error, dict):
             message = error.get("message") or error.get("detail") or redact(json.dumps(error))[:300]
@@ -493,7 +554,7 @@ def _error_detail(response: httpx.Response, redact: Callable[[str], str]) -> str
             message = str(error)
     except ValueError:
         message = response.text.strip() or response.reason_phrase
-    return redact(str(message))[:500]
+    return redact(str(message)[:4000])[:500]
 
 
 def _is_model_error(detail: str, model: str) -> bool:

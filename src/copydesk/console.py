@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from copydesk.errors import CopydeskError
+from copydesk.redact import redact
 
 out = Console()
 err = Console(stderr=True)
@@ -44,8 +45,9 @@ def strip_control(text: str) -> str:
 
 
 def safe(value: object) -> str:
-    """`str(value)` made inert for Rich: no escape sequences, no control characters, markup escaped."""
-    return escape(strip_control(str(value)))
+    """`str(value)` made inert for Rich: secrets redacted, no escape sequences, no control characters,
+    markup escaped."""
+    return escape(strip_control(redact(str(value))))
 
 
 def fail(exc: CopydeskError) -> typer.Exit:

@@ -16,6 +16,7 @@
     │   ├── ServerError                5xx after every retry
     │   ├── TransportError             timeout or dropped connection after every retry
     │   └── MalformedResponseError     a body that is not a chat completion
+    │       └── UnusableResponseError  too large, too deep, or an id that is not one (never retried)
     ├── BudgetExhausted                exit 3: the next call cannot fit in the token budget
     ├── ServiceError                   an embedded server (llama.cpp, LanguageTool) failed
     └── ReviewInterrupted              a review decision cut short; the next review finishes it (copydesk.review)
@@ -25,16 +26,23 @@ they are drawn here so that the whole tree is in one picture.
 
 Every message names what the user should look at (the file, the field, the
 environment variable) and never contains an API key, nor a URL's userinfo or
-query string (`ApiEndpoint.redact`).
+query string: every message is passed through `copydesk.redact.redact` when the exception
+is made, so a server's echo of a key or an `Authorization:` header cannot reach a file, a
+log, an artifact or the terminal through an exception.
 """
 
 from __future__ import annotations
+
+from copydesk.redact import redact
 
 
 class CopydeskError(Exception):
     """Base of every error copydesk raises on purpose."""
 
     exit_code: int = 1
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class InputError(CopydeskError):
@@ -118,6 +126,14 @@ class MalformedResponseError(ApiError):
     """A 200 whose body is not a usable chat completion; retried, and counted as charged."""
 
     retryable = True
+
+
+class UnusableResponseError(MalformedResponseError):
+    """An answer copydesk will not use: larger than COPYDESK_MAX_ANSWER_BYTES, nested deeper than
+    copydesk reads, or an id that is not an id (copydesk.batchapi): that call (or batch line)
+    fails with this reason, the run goes on; not retried (the answer would be the same)."""
+
+    retryable = False
 
 
 class BudgetExhausted(CopydeskError):

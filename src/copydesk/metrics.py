@@ -82,6 +82,7 @@ from prometheus_client.registry import Collector
 from copydesk import rundir
 from copydesk.locks import file_lock
 from copydesk.pricing import PriceLike, estimate_cost
+from copydesk.redact import redact
 from copydesk.spec import STAGE_NAMES
 
 log = logging.getLogger(__name__)
@@ -377,7 +378,7 @@ class RunMetrics:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, got {model!r}")
-        return {"stage": stage, "model": model, "pipeline": self.pipeline}
+        return {"stage": stage, "model": redact(model), "pipeline": self.pipeline}
 
 
 # --------------------------------------------------------------------------- names

@@ -40,6 +40,7 @@ from copydesk.article import Article
 from copydesk.errors import InputError
 from copydesk.limiter import article_order
 from copydesk.locks import LockHeld, file_lock
+from copydesk.redact import install_log_redaction
 from copydesk.request import RunRequest
 from copydesk.runner import ARTICLE_WRITTEN, PipelineRun, RunSummary
 from copydesk.settings import Settings
@@ -85,7 +86,9 @@ async def execute_run(
     articles_in_flight: int | None = None,
 ) -> R:
     """Run one batch, start to end (see the module docstring). Bad input raises an
-    `InputError` before anything starts; whatever `open` started is closed on every path."""
+    `InputError` before anything starts; whatever `open` started is closed on every path.
+    Every log record of the process is redacted from here on (copydesk.redact)."""
+    install_log_redaction()
     run = PipelineRun.prepare(request, settings)
     with run_folder_lock(run.run_dir, run.run_id):
         run.claim_folder()

@@ -139,6 +139,7 @@ async def open_resources(
             connect_timeout=settings.connect_timeout,
             max_connections=max(concurrency, 1),
             transport=transport,
+            max_answer_bytes=settings.max_answer_bytes,
         )
         stack.push_async_callback(client.aclose)
         mode = await choose_mode(mode, client, endpoint, local_model=local_model)

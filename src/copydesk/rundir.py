@@ -52,7 +52,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from copydesk import boundedjson
 from copydesk.errors import InputError
+from copydesk.redact import redact_bytes, redact_known
 from copydesk.slugs import windows_name_problem
 
 if TYPE_CHECKING:
@@ -165,7 +167,9 @@ os.umask(_UMASK)
 def atomic_write(path: Path, data: str | bytes, encoding: str = "utf-8", *, durable: bool = False) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file.
 
-    `durable` also fsyncs the file and its folder, so the write survives a power cut."""
+    `durable` also fsyncs the file and its folder, so the write survives a power cut. No known
+    secret reaches the file in any encoding (`copydesk.redact.redact_known`)."""
+    data = redact_known(data) if isinstance(data, str) else redact_bytes(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -205,7 +209,7 @@ def write_json(path: Path, data: Any, *, durable: bool = False) -> Path:
 def read_json(path: Path) -> Any | None:
     """The JSON document at `path`, or None when it is missing or unreadable."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return boundedjson.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -449,7 +453,7 @@ def read_manifest(run_dir: Path) -> RunManifest | None:
     """The manifest of `run_dir`, None when it has none; RunFolderError when it is unreadable."""
     path = run_dir / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = boundedjson.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_attempts: int = Field(8, ge=1, le=20, description="Attempts per call, the first included.")
     backoff_initial: float = Field(1.0, ge=0, description="First retry delay in seconds (doubles each time).")
     backoff_max: float = Field(60.0, ge=0, description="Longest delay between two attempts, in seconds.")
+    max_answer_bytes: int = Field(
+        1024 * 1024, ge=1024, description="The most bytes read of one API answer or one line of a batch's "
+        "output file (1 MiB: far above max_tokens x 8); a larger one is cut off while it is read and fails "
+        "that call or line, not the run."
+    )
     batch_poll_seconds: float | None = Field(
         None, gt=0, description="Batch mode: seconds between two polls of a batch; unset backs off from 5 s to 60 s."
     )

@@ -28,9 +28,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from copydesk import boundedjson
 from copydesk.client import ChatRequest, Completion, Usage
 from copydesk.private import open_private
-from copydesk.rundir import CALLS_NAME
+from copydesk.redact import redact_known
+from copydesk.rundir import CALLS_NAME, RunFolderError
 
 log = logging.getLogger("copydesk.store")
 
@@ -78,7 +80,14 @@ class CallStore:
             for number, raw in enumerate(handle, 1):
                 complete = raw.endswith(b"\n")
                 try:
-                    row = json.loads(raw.decode("utf-8"))
+                    row = boundedjson.loads(raw.decode("utf-8"))
+                except boundedjson.JsonLimitError as exc:  # not a cut-short line: a damaged (or forged) file
+                    raise RunFolderError(f"{path}, line {number}: {exc}; this run cannot be resumed "
+                                         "(move the file away to start its calls again)") from None
+                except ValueError:
+                    log.warning("%s:%d: skipping an unreadable record", path, number)
+                    continue
+                try:
                     if isinstance(row.get("batch"), dict) and isinstance(row["batch"].get("ref"), str):
                         self.batches.setdefault(row["batch"]["ref"], {}).update(row["batch"])
                         continue
@@ -86,7 +95,7 @@ class CallStore:
                     self._records[row["key"]] = Completion(
                         text=row["text"], finish_reason=row.get("finish_reason"), usage=usage, model=row["model"]
                     )
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, AttributeError):
                     # The last line of a killed process may be cut short; anything else is worth a word.
                     # (UnicodeDecodeError is a ValueError.)
                     log.warning("%s:%d: skipping an unreadable record", path, number)
@@ -109,7 +118,7 @@ class CallStore:
                           usage.cached_prompt_tokens] if usage else None,
                 "text": completion.text,
             }
-            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._file.write(redact_known(json.dumps(row, ensure_ascii=False)) + "\n")
             self._file.flush()
 
     def put_batch(self, record: dict[str, Any]) -> None:
@@ -118,7 +127,7 @@ class CallStore:
             self.batches.setdefault(record["ref"], {}).update(record)
             if self._file is None:
                 return
-            self._file.write(json.dumps({"batch": record}, ensure_ascii=False) + "\n")
+            self._file.write(redact_known(json.dumps({"batch": record}, ensure_ascii=False)) + "\n")
             self._file.flush()
 
     def close(self) -> None:
