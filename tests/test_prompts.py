@@ -466,3 +466,68 @@ def test_template_file_size_is_capped(basic_spec: Path) -> None:
     (prompts_dir(basic_spec) / "title.j2").write_text("{{ topic }}" + "x" * (300 * 1024), encoding="utf-8")
     with pytest.raises(TemplateError, match="title.j2: template 'title.j2' is larger than 256 KiB"):
         library(basic_spec)
+
+
+# ----------------------------------------------------------------------------- what may be a template
+
+
+@pytest.mark.parametrize(
+    "setup, include, needle",
+    [
+        ({".secrets/token.j2": "TOKEN-123"}, ".secrets/token.j2", "lies in a dot-folder or is a dot-file"),
+        ({"notes.txt": "TOKEN-123"}, "notes.txt", "is not a template file: templates are *.j2, *.jinja, *.md"),
+        ({".hidden/token.j2": "TOKEN-123", "link.j2": "->.hidden/token.j2"}, "link.j2", "lies in a dot-folder"),
+        ({"token.cfg": "TOKEN-123", "cfg.j2": "->token.cfg"}, "cfg.j2", "is not a template file"),
+        ({"bin.j2": "TOKEN-123\0"}, "bin.j2", "is not a text file"),
+    ],
+)
+@pytest.mark.parametrize("tag", ["{% include NAME %}", "{% import NAME as m %}", "{% extends NAME %}"])
+def test_include_import_extends_load_only_template_files(
+    basic_spec: Path, setup: dict[str, str], include: str, needle: str, tag: str
+) -> None:
+    for name, content in setup.items():
+        path = prompts_dir(basic_spec) / name
+        path.parent.mkdir(exist_ok=True)
+        if content.startswith("->"):
+            path.symlink_to(content[2:])
+        else:
+            path.write_text(content, encoding="utf-8")
+    (prompts_dir(basic_spec) / "title.j2").write_text(tag.replace("NAME", repr(include)) + " {{ topic }}", encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    message = str(info.value)
+    assert f"title.j2:1: included template {include!r} {needle}" in message
+    assert "TOKEN-123" not in message
+
+
+@pytest.mark.parametrize("variable", ["COPYDESK_OUTPUT_DIR", "COPYDESK_STATE_DIR"])
+def test_templates_in_the_output_or_state_folder_are_refused(
+    basic_spec: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    folder = prompts_dir(basic_spec) / "generated"
+    (folder / "run-1").mkdir(parents=True)
+    (folder / "run-1" / "article.md").write_text("MODEL OUTPUT {{ topic }}", encoding="utf-8")
+    monkeypatch.setenv(variable, str(folder))
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% include 'generated/run-1/article.md' %}", encoding="utf-8")
+    with pytest.raises(TemplateError, match="included template 'generated/run-1/article.md' lies in copydesk's output or state folder"):
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    spec = with_title_prompt(load_spec(basic_spec), "generated/run-1/article.md")
+    with pytest.raises(TemplateError) as info:
+        PromptLibrary(spec)
+    assert f"{basic_spec.resolve()}: stages.title.prompt: template 'generated/run-1/article.md' lies in copydesk's output" in str(info.value)
+
+
+def test_a_prompts_dir_in_the_output_folder_is_refused_by_the_library(basic_spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from copydesk.errors import SpecError
+
+    monkeypatch.setenv("COPYDESK_OUTPUT_DIR", str(prompts_dir(basic_spec)))
+    with pytest.raises(SpecError, match="prompts_dir: may not be or lie in copydesk's output or state folder"):
+        library(basic_spec)
+
+
+def test_jinja_and_markdown_templates_load(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "parts").mkdir()
+    (prompts_dir(basic_spec) / "parts" / "tone.md").write_text("Be brief.", encoding="utf-8")
+    (prompts_dir(basic_spec) / "t.jinja").write_text("{% include 'parts/tone.md' %} {{ topic }}", encoding="utf-8")
+    spec = with_title_prompt(load_spec(basic_spec), "t.jinja")
+    assert PromptLibrary(spec).render("t.jinja", {"topic": "T"}) == "Be brief. T"

@@ -156,3 +156,74 @@ def test_run_refuses_a_runaway_template_before_any_call(
     assert f"{title.resolve()}:1: template limit: a repeated value would be 300,000,000 long" in output(result)
     assert not (tmp_path / "out").exists()  # refused before a run folder was made
     assert_clean(output(result))
+
+
+# ----------------------------------------------------------------------------- issue 20, finding 11
+
+TOKEN = "ghp_token-in-git-config-7c1d"
+
+
+def project_with_secrets(basic_spec: Path) -> Path:
+    """The fixture project with a token in .git/config, a server log and another run's calls."""
+    project = basic_spec.parent.parent
+    (project / ".git").mkdir()
+    (project / ".git" / "config").write_text(f"[http]\n  extraheader = AUTHORIZATION: bearer {TOKEN}\n", encoding="utf-8")
+    (project / ".copydesk" / "logs").mkdir(parents=True)
+    (project / ".copydesk" / "logs" / "llama.log.md").write_text(f"key {TOKEN}\n", encoding="utf-8")
+    (project / "outputs" / "run-1").mkdir(parents=True)
+    (project / "outputs" / "run-1" / "calls.jsonl").write_text(f'{{"auth": "{TOKEN}"}}\n', encoding="utf-8")
+    (project / "outputs" / "run-1" / "article.md").write_text(f"{TOKEN}\n", encoding="utf-8")
+    return project
+
+
+@pytest.mark.parametrize(
+    "prompts_dir, prompt, include, needle",
+    [
+        ("..", ".git/config", None, "prompts_dir: may not be the project folder"),
+        ("../.git", "config", None, "prompts_dir: may not be or lie in a dot-folder"),
+        ("../.copydesk/logs", "llama.log.md", None, "prompts_dir: may not be or lie in a dot-folder"),
+        ("../outputs", "run-1/calls.jsonl", None, "prompts_dir: may not be or lie in copydesk's output or state folder"),
+        ("../prompts", ".git/config", None, "stages.title.prompt: template '.git/config' lies in a dot-folder"),
+        ("../prompts", "notes.txt", None, "stages.title.prompt: template 'notes.txt' is not a template file"),
+        ("../prompts", "title.j2", "'.git/config'", "title.j2:1: included template '.git/config' lies in a dot-folder"),
+        ("../prompts", "title.j2", "'calls.jsonl'", "title.j2:1: included template 'calls.jsonl' is not a template file"),
+        ("../prompts", "title.j2", "'generated/run-1/article.md'",
+         "title.j2:1: included template 'generated/run-1/article.md' lies in copydesk's output or state folder"),
+        ("../prompts", "generated/run-1/article.md", None,
+         "stages.title.prompt: template 'generated/run-1/article.md' lies in copydesk's output or state folder"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_only_template_files_are_templates(
+    basic_spec: Path, env: dict[str, str], fake_api, tmp_path: Path,
+    prompts_dir: str, prompt: str, include: str | None, needle: str, command: str,
+) -> None:
+    """Issue 20, finding 11: no file of the project but a prompt template can become a prompt."""
+    project = project_with_secrets(basic_spec)
+    prompts = project / "prompts"
+    # the same kinds of files inside prompts_dir (links out of it are refused as outside);
+    # the output folder is set to one inside prompts_dir, so that its articles would be found
+    (prompts / ".git").mkdir()
+    (prompts / ".git" / "config").write_text(f"token = {TOKEN}\n", encoding="utf-8")
+    (prompts / "calls.jsonl").write_text(f'{{"auth": "{TOKEN}"}}\n', encoding="utf-8")
+    (prompts / "notes.txt").write_text(f"{TOKEN}\n", encoding="utf-8")
+    (prompts / "generated" / "run-1").mkdir(parents=True)
+    (prompts / "generated" / "run-1" / "article.md").write_text(f"{TOKEN}\n", encoding="utf-8")
+    if include:
+        (prompts / "title.j2").write_text("{% include " + include + " %} {{ topic }}\n", encoding="utf-8")
+    text = basic_spec.read_text(encoding="utf-8")
+    text = text.replace("prompts_dir: ../prompts", f"prompts_dir: {prompts_dir}").replace("prompt: title.j2", f"prompt: {prompt}")
+    basic_spec.write_text(text, encoding="utf-8")
+    env = {**env, "OPENAI_BASE_URL": fake_api.url, "COPYDESK_OUTPUT_DIR": str(prompts / "generated")}
+    args = [command, str(basic_spec)] + (["--topic", "T", "--out", str(tmp_path / "out")] if command == "run" else [])
+
+    result = run_cli(args, env, timeout=120)
+
+    assert result.returncode == 2, output(result)
+    assert needle in output(result)
+    assert str(basic_spec) in output(result) or str(basic_spec.resolve()) in output(result)
+    assert ("prompts_dir" if needle.startswith("prompts_dir") else "stages.title.prompt") in output(result)
+    assert TOKEN not in output(result)
+    assert fake_api.state.requests == []  # nothing reached the API
+    assert not (tmp_path / "out").exists()
+    assert_clean(output(result))

@@ -65,20 +65,33 @@ class TemplateOutsideError(TemplateNotFound):
     """A template name that leads out of the prompts folder (absolute, `..`, or a symlink)."""
 
 
+class TemplateRefusedError(TemplateNotFound):
+    """A path inside the prompts folder that may not be a template; `reason` says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name)
+        self.reason = reason
+
+
 # ----------------------------------------------------------------------------- loading
 
 
 class ConfinedLoader(BaseLoader):
-    """Loads `name` from `root` only if its real path lies inside `root`."""
+    """Loads `name` from `root` only if its real path lies inside `root`, and both the name
+    and the real path end with one of `suffixes`, pass through no dot-folder (and name no
+    dot-file) below `root`, and lie in none of the `reserved` folders (real paths)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, suffixes: tuple[str, ...] = (".j2",), reserved: tuple[Path, ...] = ()) -> None:
         self.root = Path(os.path.realpath(root))
+        self.suffixes = suffixes
+        self.reserved = tuple(Path(os.path.realpath(folder)) for folder in reserved)
 
     def locate(self, name: str) -> Path:
-        """The real path of template `name`; TemplateOutsideError or TemplateNotFound otherwise.
+        """The real path of template `name`; TemplateOutsideError, TemplateRefusedError or
+        TemplateNotFound otherwise.
 
-        Whether a name leads out is decided from the path alone, before asking
-        whether the file exists."""
+        Whether a name leads out or is refused is decided from the path alone, before
+        asking whether the file exists."""
         parts = name.split("/")
         if (
             not name
@@ -92,9 +105,20 @@ class ConfinedLoader(BaseLoader):
         real = Path(os.path.realpath(self.root.joinpath(*parts)))
         if not real.is_relative_to(self.root) or real == self.root:
             raise TemplateOutsideError(name)
+        self._refuse(name, parts, real)
         if not real.is_file():
             raise TemplateNotFound(name)
         return real
+
+    def _refuse(self, name: str, parts: list[str], real: Path) -> None:
+        """TemplateRefusedError when the name or the real path is no template's."""
+        if any(part.startswith(".") for part in (*parts, *real.relative_to(self.root).parts)):
+            raise TemplateRefusedError(name, "lies in a dot-folder or is a dot-file (.git, .copydesk, ...); templates may not")
+        if not (name.endswith(self.suffixes) and real.name.endswith(self.suffixes)):
+            listed = ", ".join("*" + suffix for suffix in self.suffixes)
+            raise TemplateRefusedError(name, f"is not a template file: templates are {listed} text files")
+        if any(real.is_relative_to(folder) for folder in self.reserved):
+            raise TemplateRefusedError(name, "lies in copydesk's output or state folder; templates may not")
 
     def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
         real = self.locate(template)
@@ -107,6 +131,8 @@ class ConfinedLoader(BaseLoader):
         if len(data) > MAX_TEMPLATE_BYTES:
             raise RenderLimitError(f"template {template[:60]!r} is larger than {MAX_TEMPLATE_BYTES // 1024} KiB")
         source = data.decode("utf-8")  # a UnicodeDecodeError is the caller's to report
+        if "\0" in source:
+            raise TemplateRefusedError(template, "is not a text file (it holds NUL bytes)")
 
         def uptodate() -> bool:
             try:
@@ -405,8 +431,10 @@ class BoundedSandbox(SandboxedEnvironment):
     concat = staticmethod(bounded_concat)  # type: ignore[assignment]
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
-    def __init__(self, prompts_dir: Path, **options: Any) -> None:
-        super().__init__(loader=ConfinedLoader(prompts_dir), **options)
+    def __init__(
+        self, prompts_dir: Path, *, suffixes: tuple[str, ...] = (".j2",), reserved: tuple[Path, ...] = (), **options: Any
+    ) -> None:
+        super().__init__(loader=ConfinedLoader(prompts_dir, suffixes, reserved), **options)
         self.globals["range"] = bounded_range
         self.globals["lipsum"] = bounded_lipsum
         self.filters = {name: _guarded_filter(name, func) for name, func in self.filters.items()}
@@ -492,5 +520,6 @@ __all__ = [
     "ConfinedLoader",
     "RenderLimitError",
     "TemplateOutsideError",
+    "TemplateRefusedError",
     "check_deadline",
 ]
