@@ -328,6 +328,10 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
 # ----------------------------------------------------------------------------- bounded rendering
 
 
+#: A value that doubles 40 times from shared parts (2**40 leaves once expanded, a few objects in memory).
+DOUBLING = "{{% set ns = namespace(l=[]) %}}{{% for i in range(40) %}}{{% set ns.l = {} %}}{{% endfor %}}{{{{ ns.l }}}}"
+
+
 @pytest.mark.parametrize(
     "source, needle",
     [
@@ -379,6 +383,32 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
         ("{{ 'x'.encode().center(1000000000) }}", "a width for center"),
         ("{{ '%1000000000d'.encode() % 1 }}", "a format width of 1000000000"),
         ("{{ '{:.1000000000f}'.format(1.0) }}", "a format width of 1000000000"),
+        # issue 20, finding 4: values built from shared parts, counted once expanded
+        (DOUBLING.format("[ns.l, ns.l]"), "a list, tuple or mapping would be 262,146 long"),
+        (DOUBLING.format("(ns.l, ns.l)"), "a list, tuple or mapping would be 262,146 long"),
+        (DOUBLING.format("{'a': ns.l, 'b': ns.l}"), "a list, tuple or mapping would be 262,146 long"),
+        (DOUBLING.format("dict(a=ns.l, b=ns.l)"), "a value would be 262,146 long"),
+        (DOUBLING.format("cycler(ns.l, ns.l).items"), "a value would be 262,146 long"),
+        (DOUBLING.format("[ns.l, ns.l]|list"), "a list, tuple or mapping would be"),
+        (DOUBLING.format("'x'.join([ns.l, ns.l]|map('string'))"), "would be"),
+        (DOUBLING.format("'{0}{0}'.format(ns.l)"), "the formatted string would be"),
+        (DOUBLING.format("'%s%s'|format(ns.l, ns.l)"), "would be"),
+        ("{% set s = 'x' * 4000 %}{{ ('{0}' * 60000).format(s) }}", "the formatted string would be 241,620,000 long"),
+        ("{% set s = 'x' * 4000 %}{{ ('%(a)s' * 50000) % {'a': s} }}", "the formatted string would be"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(900) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l|tojson(indent=64) }}",
+         "the JSON text would be"),
+        ("{{ ([[1] * 20] * 10000)|sum(start=[]) }}", "a repeated value would be"),
+        ("{{ ([[1] * 20] * 5000)|sum(start=[]) }}", "summing 5,000 sequences would copy about"),
+        ("{{ ('http://a.co ' * 20000)|urlize(target='t' * 100000) }}", "the linked text would be"),
+        ("{{ (1).to_bytes(10 ** 9, 'big') }}", "a to_bytes length 1,000,000,000 is too large"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}"
+         "{% set ns.l = ns.l + [namespace(v='x' * 200000 ~ i)] %}{% endfor %}", "built more than 8,388,608"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}"
+         "{% set ns.l = ns.l + [('x' * 200000 ~ i)|map('upper')] %}{% endfor %}", "built more than 8,388,608"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}{% set s = 'x' * 200000 ~ i %}"
+         "{% macro m() %}{{ s }}{% endmacro %}{% set ns.l = ns.l + [m] %}{% endfor %}", "built more than 8,388,608"),
+        ("{% set l = ['x' * 200000] %}{% set x %}{% for i in range(10000) %}{{ l }}{% endfor %}{% endset %}",
+         "built more than 8,388,608"),
     ],
 )
 def test_rendering_is_bounded(basic_spec: Path, source: str, needle: str) -> None:
@@ -531,3 +561,68 @@ def test_jinja_and_markdown_templates_load(basic_spec: Path) -> None:
     (prompts_dir(basic_spec) / "t.jinja").write_text("{% include 'parts/tone.md' %} {{ topic }}", encoding="utf-8")
     spec = with_title_prompt(load_spec(basic_spec), "t.jinja")
     assert PromptLibrary(spec).render("t.jinja", {"topic": "T"}) == "Be brief. T"
+
+
+# ----------------------------------------------------------------------------- nothing grows after it was weighed
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("{% set l = [] %}{% set _ = l.append(l) %}", "a template may not change a list in place ('append')"),
+        ("{% set d = {} %}{% set _ = d.setdefault('k', 1) %}", "a template may not change a dict in place ('setdefault')"),
+        ("{% set l = [2, 1] %}{% set _ = l.sort() %}", "a template may not change a list in place ('sort')"),
+        ("{% set l = [2, 1] %}{% set _ = l.pop() %}", "a template may not change a list in place ('pop')"),
+        ("{% set _ = {}.update(a=1) %}", "a template may not change a dict in place ('update')"),
+    ],
+)
+def test_lists_mappings_and_sets_cannot_change_in_place(basic_spec: Path, source: str, needle: str) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text(source + "{{ topic }}", encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    assert needle in str(info.value)
+
+
+def test_the_spec_vars_are_not_changed_by_a_render(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% set _ = audience.append('x') %}{{ topic }}", encoding="utf-8")
+    lib = library(basic_spec)
+    with pytest.raises(TemplateError, match="may not change a list in place"):
+        lib.render("title.j2", {"topic": "x", "audience": lib.spec.vars.setdefault("who", ["devs"])})
+    assert lib.spec.vars["who"] == ["devs"]
+
+
+def test_namespaces_and_accumulation_still_work(basic_spec: Path) -> None:
+    source = (
+        "{% set ns = namespace(items=[], n=0) %}{% for s in outline %}{% set ns.items = ns.items + [s|upper] %}"
+        "{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.items|join(',') }} {{ ns.n }} {{ ns }} "
+        "{{ {'b': [1, 2.5], 'a': none}|tojson }} {{ [[1], [2, 3]]|sum(start=[]) }} {{ '%s-%s' % (1, 'x') }} "
+        "{{ (1, 2) }} {{ {'k': 'v'}.items()|list }} {{ [1, 2] + [3] }} {{ 'http://a.co'|urlize(target='_blank') }}"
+    )
+    (prompts_dir(basic_spec) / "title.j2").write_text(source, encoding="utf-8")
+    rendered = library(basic_spec).render("title.j2", {"topic": "x", "outline": ["p", "q"]})
+    assert rendered == (
+        'P,Q 2 <namespace> {"a": null, "b": [1, 2.5]} [1, 2, 3] 1-x (1, 2) [(\'k\', \'v\')] [1, 2, 3] '
+        '<a href="http://a.co" rel="noopener" target="_blank">http://a.co</a>'
+    )
+
+
+@pytest.mark.parametrize("variable", [None, "COPYDESK_OUTPUT_DIR", "copydesk_output_dir", "COPYDESK_STATE_DIR"])
+def test_reserved_folders_agree_with_the_settings(
+    basic_spec: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str | None
+) -> None:
+    import os
+
+    from copydesk.prompts import reserved_folders
+    from copydesk.settings import Settings
+
+    for name in list(os.environ):
+        if name.upper() in ("COPYDESK_OUTPUT_DIR", "COPYDESK_STATE_DIR"):
+            monkeypatch.delenv(name)
+    if variable:
+        monkeypatch.setenv(variable, str(tmp_path / "elsewhere"))
+    settings = Settings()
+    reserved = reserved_folders(load_spec(basic_spec))
+    assert Path(os.path.realpath(settings.output_dir)) in reserved
+    state = Path(os.path.realpath(settings.state_dir))
+    default_state = variable is None or "STATE" not in variable.upper()
+    assert state in reserved or (default_state and state.name == ".copydesk")

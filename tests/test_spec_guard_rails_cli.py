@@ -6,6 +6,10 @@ The subprocess timeouts are the guard against hangs; no test measures durations 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +231,70 @@ def test_only_template_files_are_templates(
     assert fake_api.state.requests == []  # nothing reached the API
     assert not (tmp_path / "out").exists()
     assert_clean(output(result))
+
+
+# ----------------------------------------------------------------------------- issue 20, finding 4
+
+#: Through the real `copydesk validate`, each of these exits 2 within TIME_LIMIT seconds and
+#: under MEMORY_LIMIT_MB of peak memory (before the fix the first ran for minutes past 830 MB).
+TIME_LIMIT = 5.0
+MEMORY_LIMIT_MB = 200
+_DOUBLE = "{{% set ns = namespace(l={start}) %}}{{% for i in range(40) %}}{{% set ns.l = {step} %}}{{% endfor %}}{out}"
+HOSTILE_TEMPLATES = [
+    (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l }}"), "a list, tuple or mapping would be"),
+    (_DOUBLE.format(start="{}", step="{'a': ns.l, 'b': ns.l}", out="{{ ns.l }}"), "a list, tuple or mapping would be"),
+    (_DOUBLE.format(start="()", step="(ns.l, ns.l)", out="{{ {ns.l: 1} }}"), "a list, tuple or mapping would be"),
+    (_DOUBLE.format(start="[]", step="dict(a=ns.l, b=ns.l)", out="{{ ns.l|string }}"), "a value would be"),
+    (_DOUBLE.format(start="'x'", step="'x'.join([ns.l, ns.l])", out="{{ ns.l }}"), "would be"),
+    (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l|join }}"), "would be"),
+    (_DOUBLE.format(start="'x'", step="ns.l * 2", out="{{ ns.l }}"), "a repeated value would be"),
+    (_DOUBLE.format(start="'x'", step="ns.l ~ ns.l", out="{{ ns.l }}"), "a value would be 524,288 long"),
+    (_DOUBLE.format(start="'x'", step="'{0}{0}'.format(ns.l)", out="{{ ns.l }}"), "the formatted string would be"),
+    (_DOUBLE.format(start="'x'", step="'%s%s'|format(ns.l, ns.l)", out="{{ ns.l }}"), "would be"),
+    (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l|tojson }}"), "a list, tuple or mapping would be"),
+    ("{{ range(10 ** 18)|list }}", "range() is limited to 10,000 items"),
+    ("{{ 'x'|center(10 ** 12) }}", "a width for center"),
+    ("{{ 'x'|indent(10 ** 12, true) }}", "the indented text would be"),
+    ("{{ 'ab'|wordwrap(1, wrapstring='y' * 200000) }}", "the wrapped text would be"),
+    ("{% set s = 'x' * 4000 %}{{ ('{0}' * 60000).format(s) }}", "the formatted string would be"),
+    ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(100) }}", "longer than 2 s"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "templates call or include each other too deeply"),
+    ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}{% set ns.l = ns.l + [namespace(v='x' * 200000 ~ i)] %}"
+     "{% endfor %}", "built more than 8,388,608"),
+    ("{{ (1).to_bytes(10 ** 9, 'big') }}", "a to_bytes length"),
+]
+
+
+def run_measured(args: list[str], env: dict[str, str], tmp_path: Path, timeout: float = 60) -> tuple[int, str, float, float]:
+    """Exit code, output, wall seconds and peak memory (MB, the child's own max RSS) of one
+    `copydesk` command."""
+    exe = Path(sys.executable).with_name("copydesk")
+    log = tmp_path / "command.log"
+    with log.open("w", encoding="utf-8") as out:
+        start = time.monotonic()
+        proc = subprocess.Popen([str(exe), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.monotonic() - start
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, log.read_text(encoding="utf-8"), seconds, usage.ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("source, needle", HOSTILE_TEMPLATES)
+def test_hostile_templates_exit_2_quickly_in_little_memory(
+    basic_spec: Path, env: dict[str, str], tmp_path: Path, source: str, needle: str
+) -> None:
+    """Issue 20, finding 4: rendering is bounded whatever the template does."""
+    title = basic_spec.parent.parent / "prompts" / "title.j2"
+    title.write_text("A title about {{ topic }}\n" + source + "\n", encoding="utf-8")
+
+    code, text, seconds, peak_mb = run_measured(["validate", str(basic_spec)], env, tmp_path)
+
+    assert code == 2, text
+    assert f"{title.resolve()}:2: " in text and needle in text
+    assert f"(rendering stages.title.prompt of {basic_spec.resolve()})" in text
+    assert seconds < TIME_LIMIT, f"{seconds:.1f} s"
+    assert peak_mb < MEMORY_LIMIT_MB, f"{peak_mb:.0f} MB"
+    assert_clean(text)

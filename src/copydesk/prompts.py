@@ -24,7 +24,6 @@ from jinja2.exceptions import SecurityError, UndefinedError
 
 from copydesk.errors import TemplateError
 from copydesk.sandbox import BoundedSandbox, RenderLimitError, TemplateOutsideError, TemplateRefusedError
-from copydesk.settings import Settings
 from copydesk.spec import PROJECT_OUTPUT_FOLDER, TEMPLATE_SUFFIXES, PipelineSpec, short, validate_vars
 
 #: Variables each stage's template context holds on top of topic, language and vars.
@@ -211,9 +210,16 @@ class PromptLibrary:
 
 def reserved_folders(spec: PipelineSpec) -> tuple[Path, ...]:
     """Real paths of the folders that never hold templates: the project's `outputs/`, the
-    output folder (`COPYDESK_OUTPUT_DIR`) and the state folder (`COPYDESK_STATE_DIR`)."""
-    settings = Settings()
-    folders = (spec.project_dir / PROJECT_OUTPUT_FOLDER, settings.output_dir, settings.state_dir)
+    output folder (`COPYDESK_OUTPUT_DIR`, default `outputs` in the working folder) and the
+    state folder (`COPYDESK_STATE_DIR`; its default, `.copydesk`, is a dot-folder).
+
+    Read as `copydesk.settings.Settings` reads them (case-insensitive names), without
+    importing pydantic-settings, which would add ~20 ms to `copydesk validate`;
+    tests/test_prompts.py checks that both agree."""
+    env = {name.upper(): value for name, value in os.environ.items() if name.upper().startswith("COPYDESK_")}
+    folders = [spec.project_dir / PROJECT_OUTPUT_FOLDER, Path(env.get("COPYDESK_OUTPUT_DIR") or "outputs")]
+    if env.get("COPYDESK_STATE_DIR"):
+        folders.append(Path(env["COPYDESK_STATE_DIR"]))
     return tuple(Path(os.path.realpath(folder)) for folder in folders)
 
 

@@ -8,9 +8,11 @@ A template may compute, but not read the machine or exhaust it:
   outside exists is never revealed: every name that leads out gets the same error.
   Inside, only template files load: `*.j2`/`*.jinja`/`*.md` (the caller's `suffixes`),
   UTF-8 text, in no dot-folder and none of the `reserved` folders (output and state).
-- `BoundedSandbox.render_template` stops a render past `MAX_RENDER_CHARS` of output or
-  `MAX_RENDER_SECONDS`; each `for` step, each call and each intercepted operator
-  checks the deadline, so nested empty loops and runaway recursion stop too.
+- `BoundedSandbox.render_template` stops a render past `MAX_RENDER_CHARS` of output,
+  `MAX_RENDER_SECONDS`, or `MAX_RENDER_WORK` characters and items built in all (every
+  value is counted as it is built, so many values kept in namespaces cannot add up);
+  each `for` step, each call and each intercepted operator checks the deadline, so
+  nested empty loops and runaway recursion stop too.
 - No value a template holds is larger than `MAX_RENDER_CHARS` once expanded (text,
   items and digits, a list shared n times counted n times; `limits.weight`), so that
   what Python does in one uninterruptible step (print, compare, hash, join a value)
@@ -34,7 +36,6 @@ turns it, and any other rendering exception, into a `TemplateError`.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,10 @@ from copydesk.sandbox.limits import (
     MAX_RANGE,
     MAX_RENDER_CHARS,
     MAX_RENDER_SECONDS,
+    MAX_RENDER_WORK,
     MAX_TEMPLATE_BYTES,
     BoundedNamespace,
+    RenderBudget,
     RenderLimitError,
     bounded_concat,
     bounded_dumps,
@@ -61,8 +64,9 @@ from copydesk.sandbox.limits import (
     guard_str_method,
     guarded_filter,
     mutates,
-    render_deadline,
+    current_render,
     sized,
+    sized_output,
     steps,
 )
 
@@ -189,7 +193,7 @@ class BoundedSandbox(SandboxedEnvironment):
     def __init__(
         self, prompts_dir: Path, *, suffixes: tuple[str, ...] = (".j2",), reserved: tuple[Path, ...] = (), **options: Any
     ) -> None:
-        super().__init__(loader=ConfinedLoader(prompts_dir, suffixes, reserved), finalize=sized, **options)
+        super().__init__(loader=ConfinedLoader(prompts_dir, suffixes, reserved), finalize=sized_output, **options)
         self.globals["range"] = bounded_range
         self.globals["lipsum"] = bounded_lipsum
         self.globals["namespace"] = BoundedNamespace
@@ -241,8 +245,8 @@ class BoundedSandbox(SandboxedEnvironment):
 
     def render_template(self, template: Any, context: dict[str, Any]) -> str:
         """Render `template` with `context`, streaming; RenderLimitError past
-        MAX_RENDER_CHARS of output or MAX_RENDER_SECONDS."""
-        token = render_deadline.set(time.monotonic() + MAX_RENDER_SECONDS)
+        MAX_RENDER_CHARS of output, MAX_RENDER_SECONDS or MAX_RENDER_WORK built in all."""
+        token = current_render.set(RenderBudget())
         try:
             parts: list[str] = []
             size = 0
@@ -254,7 +258,7 @@ class BoundedSandbox(SandboxedEnvironment):
                 check_deadline()
             return "".join(parts)
         finally:
-            render_deadline.reset(token)
+            current_render.reset(token)
 
 
 __all__ = [
@@ -262,6 +266,7 @@ __all__ = [
     "MAX_RANGE",
     "MAX_RENDER_CHARS",
     "MAX_RENDER_SECONDS",
+    "MAX_RENDER_WORK",
     "MAX_TEMPLATE_BYTES",
     "BoundedSandbox",
     "ConfinedLoader",

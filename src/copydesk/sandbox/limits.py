@@ -29,8 +29,22 @@ MAX_RANGE = 10_000
 MAX_INT_BITS = 4096
 #: Largest template file, in bytes.
 MAX_TEMPLATE_BYTES = 256 * 1024
+#: All that one render may build, in characters, items and digits (each value counted as
+#: it is built, whether kept or not): bounds the memory a render holds at once.
+MAX_RENDER_WORK = 32 * MAX_RENDER_CHARS
 
-render_deadline: ContextVar[float | None] = ContextVar("copydesk_render_deadline", default=None)
+
+class RenderBudget:
+    """One render's deadline and how much it has built so far."""
+
+    __slots__ = ("deadline", "spent")
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.spent = 0
+
+
+current_render: ContextVar[RenderBudget | None] = ContextVar("copydesk_render", default=None)
 
 
 class RenderLimitError(SecurityError):
@@ -42,8 +56,8 @@ class RenderLimitError(SecurityError):
 
 def check_deadline() -> None:
     """Raise RenderLimitError when the current render has run out of time."""
-    deadline = render_deadline.get()
-    if deadline is not None and time.monotonic() > deadline:
+    render = current_render.get()
+    if render is not None and time.monotonic() > render.deadline:
         raise RenderLimitError(f"rendering took longer than {MAX_RENDER_SECONDS:g} s")
 
 
@@ -101,12 +115,38 @@ _WEIGHED = (*TEXT, *CONTAINERS, *_VIEWS, Cycler)
 
 
 def sized(value: Any, what: str = "a value") -> Any:
-    """`value`, unless its text and items (`weight`) exceed MAX_RENDER_CHARS."""
+    """`value`, unless its text and items (`weight`) exceed MAX_RENDER_CHARS; its size is
+    charged to the render (`charge`)."""
     if isinstance(value, _WEIGHED):
         size = weight(value)
         if size > MAX_RENDER_CHARS:
             raise too_long(what, size)
+        charge(size)
     return value
+
+
+def sized_output(value: Any) -> Any:
+    """What `{{ ... }}` prints, checked like `sized`; a string is printed as it is, so only
+    a value that must be turned into new text (a list, say) is charged."""
+    if isinstance(value, str):
+        if len(value) > MAX_RENDER_CHARS:
+            raise too_long("a printed value", len(value))
+        return value
+    return sized(value, "a printed value")
+
+
+def charge(size: int) -> None:
+    """Count `size` towards what the current render has built; RenderLimitError past
+    MAX_RENDER_WORK (values kept by a namespace, a macro or a generator would otherwise
+    add up without one of them being large)."""
+    render = current_render.get()
+    if render is not None:
+        render.spent += size
+        if render.spent > MAX_RENDER_WORK:
+            raise RenderLimitError(
+                f"the template built more than {MAX_RENDER_WORK:,} characters and items in all "
+                f"(each value counted as it is built)"
+            )
 
 
 def bounded_concat(parts: Iterable[str]) -> str:
@@ -118,6 +158,7 @@ def bounded_concat(parts: Iterable[str]) -> str:
         total += len(part)
         if total > MAX_RENDER_CHARS:
             raise too_long("a block's output", total)
+    charge(total)
     return "".join(parts)
 
 
@@ -212,9 +253,11 @@ def guard_str_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     """Size checks for the str methods that can grow a string; returns the (maybe listed) args."""
     target = inspect.unwrap(obj)
     s = getattr(target, "__self__", None)
+    name = getattr(target, "__name__", "")
+    if name == "to_bytes" and isinstance(s, int):
+        _count(args[0] if args else kwargs.get("length", 1), "a to_bytes length")
     if not isinstance(s, TEXT):
         return args
-    name = getattr(target, "__name__", "")
     if name in ("center", "ljust", "rjust", "zfill") and args:
         _count(args[0], f"a width for {name}")
     elif name == "expandtabs":
@@ -385,9 +428,11 @@ def _bounded_stream(items: Iterator[Any]) -> Iterator[Any]:
     total = 0
     for item in items:
         check_deadline()
-        total += weight(item)
+        size = weight(item)
+        total += size
         if total > MAX_RENDER_CHARS:
             raise too_long("a filter's items", total)
+        charge(size)
         yield item
 
 
