@@ -340,11 +340,13 @@ DOUBLING = "{{% set ns = namespace(l=[]) %}}{{% for i in range(40) %}}{{% set ns
         ("{{ 9 ** (9 ** 8) }}", "a power would exceed 4096 bits"),
         ("{{ (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) }}", "a product would exceed"),
         ("{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", "longer than 2 s"),
-        ("{% for a in 'x' * 200000 %}{% for b in 'x' * 200000 %}{% endfor %}{% endfor %}", "longer than 2 s"),
+        ("{% set s = 'x' * 200000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}", "longer than 2 s"),
         ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}", "longer than 2 s"),
         ("{{ range(10 ** 9) }}", "range() is limited to 10,000 items"),
         ("{{ range(10 ** 100)|list }}", "range() is limited to 10,000 items"),
-        ("{% set s = 'x' * 200000 %}{{ s ~ s }}", "a value would be 400,000 long"),
+        ("{% set s = 'x' * 200000 %}{{ s ~ s }}", "a ~ concatenation would be 400,000 long"),
+        ("{% set s = 'x' * 200000 %}{{ s" + " ~ s" * 5000 + " }}", "a ~ concatenation would be 400,000 long"),
+
         ("{% set s = 'x' * 200000 %}{{ s + s }}", "a sum would be 400,000 long"),
         ("{% set s = 'x' * 200000 %}{% for i in range(3) %}{{ s }}{% endfor %}", "rendered prompt is longer than 262,144"),
         ("{{ 'x'|center(1000000000) }}", "a width for center"),
@@ -626,3 +628,19 @@ def test_reserved_folders_agree_with_the_settings(
     state = Path(os.path.realpath(settings.state_dir))
     default_state = variable is None or "STATE" not in variable.upper()
     assert state in reserved or (default_state and state.name == ".copydesk")
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("{% set x %}{% for i in range(10000) %}{{ m }}{% endfor %}{% endset %}", "built more than 8,388,608"),
+        ("{{ ('%s' * 5000) % m }}", "the formatted string would be"),
+        ("{{ m ~ m }}", "a ~ concatenation would be"),
+    ],
+)
+def test_an_imported_templates_text_counts_where_it_is_printed(basic_spec: Path, source: str, needle: str) -> None:
+    (prompts_dir(basic_spec) / "body.j2").write_text("{{ 'x' * 200000 }}", encoding="utf-8")
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% import 'body.j2' as m %}" + source, encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    assert needle in str(info.value)

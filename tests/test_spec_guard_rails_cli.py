@@ -248,7 +248,7 @@ HOSTILE_TEMPLATES = [
     (_DOUBLE.format(start="'x'", step="'x'.join([ns.l, ns.l])", out="{{ ns.l }}"), "would be"),
     (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l|join }}"), "would be"),
     (_DOUBLE.format(start="'x'", step="ns.l * 2", out="{{ ns.l }}"), "a repeated value would be"),
-    (_DOUBLE.format(start="'x'", step="ns.l ~ ns.l", out="{{ ns.l }}"), "a value would be 524,288 long"),
+    (_DOUBLE.format(start="'x'", step="ns.l ~ ns.l", out="{{ ns.l }}"), "a ~ concatenation would be 524,288 long"),
     (_DOUBLE.format(start="'x'", step="'{0}{0}'.format(ns.l)", out="{{ ns.l }}"), "the formatted string would be"),
     (_DOUBLE.format(start="'x'", step="'%s%s'|format(ns.l, ns.l)", out="{{ ns.l }}"), "would be"),
     (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l|tojson }}"), "a list, tuple or mapping would be"),

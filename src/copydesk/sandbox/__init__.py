@@ -26,8 +26,9 @@ A template may compute, but not read the machine or exhaust it:
   `join`, `replace`, `wordwrap`, `batch`, `slice`, `sum`, `urlize`, `lipsum`, the
   str/bytes methods `center`, `ljust`, `rjust`, `zfill`, `expandtabs`, `replace`,
   `join`, `translate`, `format` (widths, and fields times the largest argument);
-  `tojson` is counted as it is encoded; the items of lazy filter results (`map`,
-  `select`...) are counted as they come.
+  `tojson` is counted as it is encoded; the operands of `~` and what `{{ }}` prints are
+  turned into text one by one and counted before they are joined; the items of lazy
+  filter results (`map`, `select`...) are counted as they come.
 
 Every limit raises `RenderLimitError` (a Jinja `SecurityError`); `copydesk.prompts`
 turns it, and any other rendering exception, into a `TemplateError`.
@@ -55,10 +56,12 @@ from copydesk.sandbox.limits import (
     BoundedNamespace,
     RenderBudget,
     RenderLimitError,
+    as_text,
     bounded_concat,
     bounded_dumps,
     bounded_lipsum,
     bounded_range,
+    bounded_str_join,
     check_binop,
     check_deadline,
     guard_str_method,
@@ -66,7 +69,6 @@ from copydesk.sandbox.limits import (
     mutates,
     current_render,
     sized,
-    sized_output,
     steps,
 )
 
@@ -160,9 +162,16 @@ class _BoundedCodeGenerator(CodeGenerator):
     """Weighs every `~` concatenation and every list, tuple and dict literal as it is built."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.sized_text(")
-        super().visit_Concat(node, frame)
-        self.write(")")
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:  # Markup joins: checked after
+            self.write("environment.sized_text(")
+            super().visit_Concat(node, frame)
+            self.write(")")
+            return
+        self.write("environment.str_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
     def visit_List(self, node: nodes.List, frame: Frame) -> None:
         self.write("environment.sized_literal(")
@@ -193,7 +202,7 @@ class BoundedSandbox(SandboxedEnvironment):
     def __init__(
         self, prompts_dir: Path, *, suffixes: tuple[str, ...] = (".j2",), reserved: tuple[Path, ...] = (), **options: Any
     ) -> None:
-        super().__init__(loader=ConfinedLoader(prompts_dir, suffixes, reserved), finalize=sized_output, **options)
+        super().__init__(loader=ConfinedLoader(prompts_dir, suffixes, reserved), finalize=as_text, **options)
         self.globals["range"] = bounded_range
         self.globals["lipsum"] = bounded_lipsum
         self.globals["namespace"] = BoundedNamespace
@@ -214,6 +223,10 @@ class BoundedSandbox(SandboxedEnvironment):
     @staticmethod
     def sized_text(text: Any) -> Any:
         return sized(text)
+
+    @staticmethod
+    def str_join(values: Any) -> str:
+        return bounded_str_join(values)
 
     @staticmethod
     def sized_literal(value: Any) -> Any:

@@ -125,14 +125,36 @@ def sized(value: Any, what: str = "a value") -> Any:
     return value
 
 
-def sized_output(value: Any) -> Any:
-    """What `{{ ... }}` prints, checked like `sized`; a string is printed as it is, so only
-    a value that must be turned into new text (a list, say) is charged."""
+def as_text(value: Any, what: str = "a printed value") -> str:
+    """`str(value)`: a list, tuple or mapping is weighed before it is turned into text, and
+    new text is charged to the render (a string is used as it is: no new text)."""
     if isinstance(value, str):
-        if len(value) > MAX_RENDER_CHARS:
-            raise too_long("a printed value", len(value))
-        return value
-    return sized(value, "a printed value")
+        text = value
+    else:
+        if isinstance(value, _WEIGHED):
+            size = weight(value)
+            if size > MAX_RENDER_CHARS:
+                raise too_long(what, size)
+        text = str(value)
+        charge(len(text))
+    if len(text) > MAX_RENDER_CHARS:
+        raise too_long(what, len(text))
+    return text
+
+
+def bounded_str_join(values: Iterable[Any]) -> str:
+    """What `a ~ b ~ c` compiles to: each operand turned into text (`as_text`) and the total
+    refused before the join, so that many operands cannot add up in one step."""
+    texts = []
+    total = 0
+    for value in values:
+        text = as_text(value, "a ~ operand")
+        total += len(text)
+        if total > MAX_RENDER_CHARS:
+            raise too_long("a ~ concatenation", total)
+        texts.append(text)
+    charge(total)
+    return "".join(texts)
 
 
 def charge(size: int) -> None:
@@ -178,10 +200,18 @@ _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 def _check_fields(fmt: str, fields: int, args: Iterable[Any]) -> None:
     """A format string with `fields` fields can repeat its largest argument that often."""
     if fields:
-        largest = max((weight(arg) + 24 for arg in args), default=0)  # 24: a number's digits
+        largest = max((_text_size(arg) for arg in args), default=0)
         size = len(fmt) + fields * largest
         if size > MAX_RENDER_CHARS:
             raise too_long("the formatted string", size)
+
+
+def _text_size(value: Any) -> int:
+    """About how long `str(value)` is: its weight (+24 for a number's digits) for text,
+    numbers and containers, the text itself for anything else (an imported template's body)."""
+    if isinstance(value, (*_WEIGHED, int, float)):
+        return weight(value) + 24
+    return len(str(value))
 
 
 def check_printf(fmt: str, args: Iterable[Any]) -> None:
