@@ -267,7 +267,8 @@ class BoundedSandbox(SandboxedEnvironment):
                 size += len(chunk)
                 if size > MAX_RENDER_CHARS:
                     raise RenderLimitError(f"the rendered prompt is longer than {MAX_RENDER_CHARS:,} characters")
-                parts.append(chunk)
+                if chunk:  # empty ones would pile up uncounted in a long loop
+                    parts.append(chunk)
                 check_deadline()
             return "".join(parts)
         finally:
