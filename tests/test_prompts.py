@@ -328,6 +328,10 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
 # ----------------------------------------------------------------------------- bounded rendering
 
 
+#: A value that doubles 40 times from shared parts (2**40 leaves once expanded, a few objects in memory).
+DOUBLING = "{{% set ns = namespace(l=[]) %}}{{% for i in range(40) %}}{{% set ns.l = {} %}}{{% endfor %}}{{{{ ns.l }}}}"
+
+
 @pytest.mark.parametrize(
     "source, needle",
     [
@@ -336,11 +340,13 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
         ("{{ 9 ** (9 ** 8) }}", "a power would exceed 4096 bits"),
         ("{{ (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) * (10 ** 1000) }}", "a product would exceed"),
         ("{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", "longer than 2 s"),
-        ("{% for a in 'x' * 200000 %}{% for b in 'x' * 200000 %}{% endfor %}{% endfor %}", "longer than 2 s"),
+        ("{% set s = 'x' * 200000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}", "longer than 2 s"),
         ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}", "longer than 2 s"),
         ("{{ range(10 ** 9) }}", "range() is limited to 10,000 items"),
         ("{{ range(10 ** 100)|list }}", "range() is limited to 10,000 items"),
-        ("{% set s = 'x' * 200000 %}{{ s ~ s }}", "a value would be 400,000 long"),
+        ("{% set s = 'x' * 200000 %}{{ s ~ s }}", "a ~ concatenation would be 400,000 long"),
+        ("{% set s = 'x' * 200000 %}{{ s" + " ~ s" * 5000 + " }}", "a ~ concatenation would be 400,000 long"),
+
         ("{% set s = 'x' * 200000 %}{{ s + s }}", "a sum would be 400,000 long"),
         ("{% set s = 'x' * 200000 %}{% for i in range(3) %}{{ s }}{% endfor %}", "rendered prompt is longer than 262,144"),
         ("{{ 'x'|center(1000000000) }}", "a width for center"),
@@ -362,7 +368,7 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
         ("{{ 'abc'|wordwrap(1, wrapstring='y' * 200000) }}", "the wrapped text would be"),
         ("{{ lipsum(1000000) }}", "lipsum() asked for too much text"),
         ("{% set ns = namespace(s=[1]) %}{% for i in range(40) %}{% set _ = ns.s.extend(ns.s) %}{% endfor %}",
-         "a list or mapping would be"),
+         "a template may not change a list in place ('extend')"),
         ("{{ ['x' * 200000] * 200000 }}", "a repeated value would be"),
         ("{{ 'x'.encode() * 1000000000 }}", "a repeated value would be 1,000,000,000 long"),
         ("{% set b = 'x' * 200000 %}{% set x %}{% for i in range(10000) %}{{ b }}{% endfor %}{% endset %}{{ x|length }}",
@@ -370,7 +376,7 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
         ("{% set b = 'x' * 200000 %}{% macro m() %}{% for i in range(10000) %}{{ b }}{% endfor %}{% endmacro %}{{ m()|length }}",
          "a block's output would be"),
         ("{% set b = 'x' * 200000 %}{% set d = {} %}{% for i in range(10000) %}{% set _ = d.update({i: b}) %}{% endfor %}",
-         "a list or mapping would be"),
+         "a template may not change a dict in place ('update')"),
         ("{{ {'a': [1, 2]}|tojson(indent=1000000000) }}", "a tojson indent"),
         ("{{ [2 ** 4000] * 200000 }}", "a repeated value would be"),
         ("{{ range(10000)|map('center', 200000)|list|length }}", "a filter's items would be"),
@@ -379,6 +385,32 @@ def test_prompts_dir_outside_the_project_is_refused_by_the_library_too(basic_spe
         ("{{ 'x'.encode().center(1000000000) }}", "a width for center"),
         ("{{ '%1000000000d'.encode() % 1 }}", "a format width of 1000000000"),
         ("{{ '{:.1000000000f}'.format(1.0) }}", "a format width of 1000000000"),
+        # issue 20, finding 4: values built from shared parts, counted once expanded
+        (DOUBLING.format("[ns.l, ns.l]"), "a list, tuple or mapping would be 262,146 long"),
+        (DOUBLING.format("(ns.l, ns.l)"), "a list, tuple or mapping would be 262,146 long"),
+        (DOUBLING.format("{'a': ns.l, 'b': ns.l}"), "a list, tuple or mapping would be 262,146 long"),
+        (DOUBLING.format("dict(a=ns.l, b=ns.l)"), "a value would be 262,146 long"),
+        (DOUBLING.format("cycler(ns.l, ns.l).items"), "a value would be 262,146 long"),
+        (DOUBLING.format("[ns.l, ns.l]|list"), "a list, tuple or mapping would be"),
+        (DOUBLING.format("'x'.join([ns.l, ns.l]|map('string'))"), "would be"),
+        (DOUBLING.format("'{0}{0}'.format(ns.l)"), "the formatted string would be"),
+        (DOUBLING.format("'%s%s'|format(ns.l, ns.l)"), "would be"),
+        ("{% set s = 'x' * 4000 %}{{ ('{0}' * 60000).format(s) }}", "the formatted string would be 241,620,000 long"),
+        ("{% set s = 'x' * 4000 %}{{ ('%(a)s' * 50000) % {'a': s} }}", "the formatted string would be"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(900) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l|tojson(indent=64) }}",
+         "the JSON text would be"),
+        ("{{ ([[1] * 20] * 10000)|sum(start=[]) }}", "a repeated value would be"),
+        ("{{ ([[1] * 20] * 5000)|sum(start=[]) }}", "summing 5,000 sequences would copy about"),
+        ("{{ ('http://a.co ' * 20000)|urlize(target='t' * 100000) }}", "the linked text would be"),
+        ("{{ (1).to_bytes(10 ** 9, 'big') }}", "a to_bytes length 1,000,000,000 is too large"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}"
+         "{% set ns.l = ns.l + [namespace(v='x' * 200000 ~ i)] %}{% endfor %}", "built more than 8,388,608"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}"
+         "{% set ns.l = ns.l + [('x' * 200000 ~ i)|map('upper')] %}{% endfor %}", "built more than 8,388,608"),
+        ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}{% set s = 'x' * 200000 ~ i %}"
+         "{% macro m() %}{{ s }}{% endmacro %}{% set ns.l = ns.l + [m] %}{% endfor %}", "built more than 8,388,608"),
+        ("{% set l = ['x' * 200000] %}{% set x %}{% for i in range(10000) %}{{ l }}{% endfor %}{% endset %}",
+         "built more than 8,388,608"),
     ],
 )
 def test_rendering_is_bounded(basic_spec: Path, source: str, needle: str) -> None:
@@ -466,3 +498,149 @@ def test_template_file_size_is_capped(basic_spec: Path) -> None:
     (prompts_dir(basic_spec) / "title.j2").write_text("{{ topic }}" + "x" * (300 * 1024), encoding="utf-8")
     with pytest.raises(TemplateError, match="title.j2: template 'title.j2' is larger than 256 KiB"):
         library(basic_spec)
+
+
+# ----------------------------------------------------------------------------- what may be a template
+
+
+@pytest.mark.parametrize(
+    "setup, include, needle",
+    [
+        ({".secrets/token.j2": "TOKEN-123"}, ".secrets/token.j2", "lies in a dot-folder or is a dot-file"),
+        ({"notes.txt": "TOKEN-123"}, "notes.txt", "is not a template file: templates are *.j2, *.jinja, *.md"),
+        ({".hidden/token.j2": "TOKEN-123", "link.j2": "->.hidden/token.j2"}, "link.j2", "lies in a dot-folder"),
+        ({"token.cfg": "TOKEN-123", "cfg.j2": "->token.cfg"}, "cfg.j2", "is not a template file"),
+        ({"bin.j2": "TOKEN-123\0"}, "bin.j2", "is not a text file"),
+    ],
+)
+@pytest.mark.parametrize("tag", ["{% include NAME %}", "{% import NAME as m %}", "{% extends NAME %}"])
+def test_include_import_extends_load_only_template_files(
+    basic_spec: Path, setup: dict[str, str], include: str, needle: str, tag: str
+) -> None:
+    for name, content in setup.items():
+        path = prompts_dir(basic_spec) / name
+        path.parent.mkdir(exist_ok=True)
+        if content.startswith("->"):
+            path.symlink_to(content[2:])
+        else:
+            path.write_text(content, encoding="utf-8")
+    (prompts_dir(basic_spec) / "title.j2").write_text(tag.replace("NAME", repr(include)) + " {{ topic }}", encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    message = str(info.value)
+    assert f"title.j2:1: included template {include!r} {needle}" in message
+    assert "TOKEN-123" not in message
+
+
+@pytest.mark.parametrize("variable", ["COPYDESK_OUTPUT_DIR", "COPYDESK_STATE_DIR"])
+def test_templates_in_the_output_or_state_folder_are_refused(
+    basic_spec: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    folder = prompts_dir(basic_spec) / "generated"
+    (folder / "run-1").mkdir(parents=True)
+    (folder / "run-1" / "article.md").write_text("MODEL OUTPUT {{ topic }}", encoding="utf-8")
+    monkeypatch.setenv(variable, str(folder))
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% include 'generated/run-1/article.md' %}", encoding="utf-8")
+    with pytest.raises(TemplateError, match="included template 'generated/run-1/article.md' lies in copydesk's output or state folder"):
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    spec = with_title_prompt(load_spec(basic_spec), "generated/run-1/article.md")
+    with pytest.raises(TemplateError) as info:
+        PromptLibrary(spec)
+    assert f"{basic_spec.resolve()}: stages.title.prompt: template 'generated/run-1/article.md' lies in copydesk's output" in str(info.value)
+
+
+def test_a_prompts_dir_in_the_output_folder_is_refused_by_the_library(basic_spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from copydesk.errors import SpecError
+
+    monkeypatch.setenv("COPYDESK_OUTPUT_DIR", str(prompts_dir(basic_spec)))
+    with pytest.raises(SpecError, match="prompts_dir: may not be or lie in copydesk's output or state folder"):
+        library(basic_spec)
+
+
+def test_jinja_and_markdown_templates_load(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "parts").mkdir()
+    (prompts_dir(basic_spec) / "parts" / "tone.md").write_text("Be brief.", encoding="utf-8")
+    (prompts_dir(basic_spec) / "t.jinja").write_text("{% include 'parts/tone.md' %} {{ topic }}", encoding="utf-8")
+    spec = with_title_prompt(load_spec(basic_spec), "t.jinja")
+    assert PromptLibrary(spec).render("t.jinja", {"topic": "T"}) == "Be brief. T"
+
+
+# ----------------------------------------------------------------------------- nothing grows after it was weighed
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("{% set l = [] %}{% set _ = l.append(l) %}", "a template may not change a list in place ('append')"),
+        ("{% set d = {} %}{% set _ = d.setdefault('k', 1) %}", "a template may not change a dict in place ('setdefault')"),
+        ("{% set l = [2, 1] %}{% set _ = l.sort() %}", "a template may not change a list in place ('sort')"),
+        ("{% set l = [2, 1] %}{% set _ = l.pop() %}", "a template may not change a list in place ('pop')"),
+        ("{% set _ = {}.update(a=1) %}", "a template may not change a dict in place ('update')"),
+    ],
+)
+def test_lists_mappings_and_sets_cannot_change_in_place(basic_spec: Path, source: str, needle: str) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text(source + "{{ topic }}", encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    assert needle in str(info.value)
+
+
+def test_the_spec_vars_are_not_changed_by_a_render(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% set _ = audience.append('x') %}{{ topic }}", encoding="utf-8")
+    lib = library(basic_spec)
+    with pytest.raises(TemplateError, match="may not change a list in place"):
+        lib.render("title.j2", {"topic": "x", "audience": lib.spec.vars.setdefault("who", ["devs"])})
+    assert lib.spec.vars["who"] == ["devs"]
+
+
+def test_namespaces_and_accumulation_still_work(basic_spec: Path) -> None:
+    source = (
+        "{% set ns = namespace(items=[], n=0) %}{% for s in outline %}{% set ns.items = ns.items + [s|upper] %}"
+        "{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.items|join(',') }} {{ ns.n }} {{ ns }} "
+        "{{ {'b': [1, 2.5], 'a': none}|tojson }} {{ [[1], [2, 3]]|sum(start=[]) }} {{ '%s-%s' % (1, 'x') }} "
+        "{{ (1, 2) }} {{ {'k': 'v'}.items()|list }} {{ [1, 2] + [3] }} {{ 'http://a.co'|urlize(target='_blank') }}"
+    )
+    (prompts_dir(basic_spec) / "title.j2").write_text(source, encoding="utf-8")
+    rendered = library(basic_spec).render("title.j2", {"topic": "x", "outline": ["p", "q"]})
+    assert rendered == (
+        'P,Q 2 <namespace> {"a": null, "b": [1, 2.5]} [1, 2, 3] 1-x (1, 2) [(\'k\', \'v\')] [1, 2, 3] '
+        '<a href="http://a.co" rel="noopener" target="_blank">http://a.co</a>'
+    )
+
+
+@pytest.mark.parametrize("variable", [None, "COPYDESK_OUTPUT_DIR", "copydesk_output_dir", "COPYDESK_STATE_DIR"])
+def test_reserved_folders_agree_with_the_settings(
+    basic_spec: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str | None
+) -> None:
+    import os
+
+    from copydesk.prompts import reserved_folders
+    from copydesk.settings import Settings
+
+    for name in list(os.environ):
+        if name.upper() in ("COPYDESK_OUTPUT_DIR", "COPYDESK_STATE_DIR"):
+            monkeypatch.delenv(name)
+    if variable:
+        monkeypatch.setenv(variable, str(tmp_path / "elsewhere"))
+    settings = Settings()
+    reserved = reserved_folders(load_spec(basic_spec))
+    assert Path(os.path.realpath(settings.output_dir)) in reserved
+    state = Path(os.path.realpath(settings.state_dir))
+    default_state = variable is None or "STATE" not in variable.upper()
+    assert state in reserved or (default_state and state.name == ".copydesk")
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("{% set x %}{% for i in range(10000) %}{{ m }}{% endfor %}{% endset %}", "built more than 8,388,608"),
+        ("{{ ('%s' * 5000) % m }}", "the formatted string would be"),
+        ("{{ m ~ m }}", "a ~ concatenation would be"),
+    ],
+)
+def test_an_imported_templates_text_counts_where_it_is_printed(basic_spec: Path, source: str, needle: str) -> None:
+    (prompts_dir(basic_spec) / "body.j2").write_text("{{ 'x' * 200000 }}", encoding="utf-8")
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% import 'body.j2' as m %}" + source, encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        library(basic_spec).render("title.j2", {"topic": "x"})
+    assert needle in str(info.value)

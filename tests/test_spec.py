@@ -510,7 +510,54 @@ def spec_error_at(path: Path) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("prompts_dir", ["../prompts", "../prompts/../prompts", "..", "prompts-here"])
+@pytest.mark.parametrize(
+    "prompts_dir, needle",
+    [
+        ("..", "may not be the project folder"),
+        ("../prompts/..", "may not be the project folder"),
+        ("../.git", "may not be or lie in a dot-folder"),
+        ("../.copydesk/logs", "may not be or lie in a dot-folder"),
+        ("../prompts/.hidden", "may not be or lie in a dot-folder"),
+        ("../outputs", "may not be or lie in copydesk's output or state folder"),
+        ("../outputs/run-1", "may not be or lie in copydesk's output or state folder"),
+    ],
+)
+def test_prompts_dir_may_not_be_the_project_a_dot_folder_or_outputs(tmp_path: Path, prompts_dir: str, needle: str) -> None:
+    path = project(tmp_path, prompts_dir)
+    message = spec_error_at(path)
+    assert f"{path}:{line_of(BASE, 'prompts_dir')}: prompts_dir: {needle}" in message
+
+
+@pytest.mark.parametrize(
+    "field, name, needle",
+    [
+        ("prompt: title.j2", ".git/config", "lies in a dot-folder or is a dot-file"),
+        ("prompt: title.j2", "sub/.env.j2", "lies in a dot-folder or is a dot-file"),
+        ("prompt: outline.j2", "config", "is not a template file: templates are *.j2, *.jinja, *.md text files"),
+        ("prompt: section.j2", "calls.jsonl", "is not a template file"),
+        ("system_prompt: system.j2", "notes.txt", "is not a template file"),
+        ("prompt: title.j2", "../outputs/run/article.md", "is outside prompts_dir"),
+        ("prompt: title.j2", "/etc/passwd.j2", "is outside prompts_dir"),
+    ],
+)
+def test_template_names_must_be_template_files_outside_dot_folders(
+    tmp_path: Path, field: str, name: str, needle: str
+) -> None:
+    key = field.split(":")[0]
+    text = replaced(field, f"{key}: {name}")
+    path = write(tmp_path, text)
+    message = spec_error_at(path)
+    dotted = {"prompt: title.j2": "stages.title.prompt", "prompt: outline.j2": "stages.outline.prompt",
+              "prompt: section.j2": "stages.expansion.prompt", "system_prompt: system.j2": "system_prompt"}[field]
+    assert f"{path}:{line_of(text, f'{key}: {name}')}: {dotted}: template {name!r} {needle}" in message
+
+
+@pytest.mark.parametrize("name", ["title.j2", "parts/title.jinja", "title.md", "title.v2.j2"])
+def test_template_names_that_are_fine(tmp_path: Path, name: str) -> None:
+    assert load_spec(write(tmp_path, replaced("prompt: title.j2", f"prompt: {name}"))).stages.title.prompt == name
+
+
+@pytest.mark.parametrize("prompts_dir", ["../prompts", "../prompts/../prompts", ".", "prompts-here"])
 def test_prompts_dir_inside_the_project_is_fine(tmp_path: Path, prompts_dir: str) -> None:
     path = project(tmp_path, prompts_dir)
     assert load_spec(path).resolved_prompts_dir.is_relative_to((tmp_path / "proj").resolve())

@@ -6,6 +6,10 @@ The subprocess timeouts are the guard against hangs; no test measures durations 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +160,141 @@ def test_run_refuses_a_runaway_template_before_any_call(
     assert f"{title.resolve()}:1: template limit: a repeated value would be 300,000,000 long" in output(result)
     assert not (tmp_path / "out").exists()  # refused before a run folder was made
     assert_clean(output(result))
+
+
+# ----------------------------------------------------------------------------- issue 20, finding 11
+
+TOKEN = "ghp_token-in-git-config-7c1d"
+
+
+def project_with_secrets(basic_spec: Path) -> Path:
+    """The fixture project with a token in .git/config, a server log and another run's calls."""
+    project = basic_spec.parent.parent
+    (project / ".git").mkdir()
+    (project / ".git" / "config").write_text(f"[http]\n  extraheader = AUTHORIZATION: bearer {TOKEN}\n", encoding="utf-8")
+    (project / ".copydesk" / "logs").mkdir(parents=True)
+    (project / ".copydesk" / "logs" / "llama.log.md").write_text(f"key {TOKEN}\n", encoding="utf-8")
+    (project / "outputs" / "run-1").mkdir(parents=True)
+    (project / "outputs" / "run-1" / "calls.jsonl").write_text(f'{{"auth": "{TOKEN}"}}\n', encoding="utf-8")
+    (project / "outputs" / "run-1" / "article.md").write_text(f"{TOKEN}\n", encoding="utf-8")
+    return project
+
+
+@pytest.mark.parametrize(
+    "prompts_dir, prompt, include, needle",
+    [
+        ("..", ".git/config", None, "prompts_dir: may not be the project folder"),
+        ("../.git", "config", None, "prompts_dir: may not be or lie in a dot-folder"),
+        ("../.copydesk/logs", "llama.log.md", None, "prompts_dir: may not be or lie in a dot-folder"),
+        ("../outputs", "run-1/calls.jsonl", None, "prompts_dir: may not be or lie in copydesk's output or state folder"),
+        ("../prompts", ".git/config", None, "stages.title.prompt: template '.git/config' lies in a dot-folder"),
+        ("../prompts", "notes.txt", None, "stages.title.prompt: template 'notes.txt' is not a template file"),
+        ("../prompts", "title.j2", "'.git/config'", "title.j2:1: included template '.git/config' lies in a dot-folder"),
+        ("../prompts", "title.j2", "'calls.jsonl'", "title.j2:1: included template 'calls.jsonl' is not a template file"),
+        ("../prompts", "title.j2", "'generated/run-1/article.md'",
+         "title.j2:1: included template 'generated/run-1/article.md' lies in copydesk's output or state folder"),
+        ("../prompts", "generated/run-1/article.md", None,
+         "stages.title.prompt: template 'generated/run-1/article.md' lies in copydesk's output or state folder"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_only_template_files_are_templates(
+    basic_spec: Path, env: dict[str, str], fake_api, tmp_path: Path,
+    prompts_dir: str, prompt: str, include: str | None, needle: str, command: str,
+) -> None:
+    """Issue 20, finding 11: no file of the project but a prompt template can become a prompt."""
+    project = project_with_secrets(basic_spec)
+    prompts = project / "prompts"
+    # the same kinds of files inside prompts_dir (links out of it are refused as outside);
+    # the output folder is set to one inside prompts_dir, so that its articles would be found
+    (prompts / ".git").mkdir()
+    (prompts / ".git" / "config").write_text(f"token = {TOKEN}\n", encoding="utf-8")
+    (prompts / "calls.jsonl").write_text(f'{{"auth": "{TOKEN}"}}\n', encoding="utf-8")
+    (prompts / "notes.txt").write_text(f"{TOKEN}\n", encoding="utf-8")
+    (prompts / "generated" / "run-1").mkdir(parents=True)
+    (prompts / "generated" / "run-1" / "article.md").write_text(f"{TOKEN}\n", encoding="utf-8")
+    if include:
+        (prompts / "title.j2").write_text("{% include " + include + " %} {{ topic }}\n", encoding="utf-8")
+    text = basic_spec.read_text(encoding="utf-8")
+    text = text.replace("prompts_dir: ../prompts", f"prompts_dir: {prompts_dir}").replace("prompt: title.j2", f"prompt: {prompt}")
+    basic_spec.write_text(text, encoding="utf-8")
+    env = {**env, "OPENAI_BASE_URL": fake_api.url, "COPYDESK_OUTPUT_DIR": str(prompts / "generated")}
+    args = [command, str(basic_spec)] + (["--topic", "T", "--out", str(tmp_path / "out")] if command == "run" else [])
+
+    result = run_cli(args, env, timeout=120)
+
+    assert result.returncode == 2, output(result)
+    assert needle in output(result)
+    assert str(basic_spec) in output(result) or str(basic_spec.resolve()) in output(result)
+    assert ("prompts_dir" if needle.startswith("prompts_dir") else "stages.title.prompt") in output(result)
+    assert TOKEN not in output(result)
+    assert fake_api.state.requests == []  # nothing reached the API
+    assert not (tmp_path / "out").exists()
+    assert_clean(output(result))
+
+
+# ----------------------------------------------------------------------------- issue 20, finding 4
+
+#: Through the real `copydesk validate`, each of these exits 2 within TIME_LIMIT seconds and
+#: under MEMORY_LIMIT_MB of peak memory (before the fix the first ran for minutes past 830 MB).
+TIME_LIMIT = 5.0
+MEMORY_LIMIT_MB = 200
+_DOUBLE = "{{% set ns = namespace(l={start}) %}}{{% for i in range(40) %}}{{% set ns.l = {step} %}}{{% endfor %}}{out}"
+HOSTILE_TEMPLATES = [
+    (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l }}"), "a list, tuple or mapping would be"),
+    (_DOUBLE.format(start="{}", step="{'a': ns.l, 'b': ns.l}", out="{{ ns.l }}"), "a list, tuple or mapping would be"),
+    (_DOUBLE.format(start="()", step="(ns.l, ns.l)", out="{{ {ns.l: 1} }}"), "a list, tuple or mapping would be"),
+    (_DOUBLE.format(start="[]", step="dict(a=ns.l, b=ns.l)", out="{{ ns.l|string }}"), "a value would be"),
+    (_DOUBLE.format(start="'x'", step="'x'.join([ns.l, ns.l])", out="{{ ns.l }}"), "would be"),
+    (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l|join }}"), "would be"),
+    (_DOUBLE.format(start="'x'", step="ns.l * 2", out="{{ ns.l }}"), "a repeated value would be"),
+    (_DOUBLE.format(start="'x'", step="ns.l ~ ns.l", out="{{ ns.l }}"), "a ~ concatenation would be 524,288 long"),
+    (_DOUBLE.format(start="'x'", step="'{0}{0}'.format(ns.l)", out="{{ ns.l }}"), "the formatted string would be"),
+    (_DOUBLE.format(start="'x'", step="'%s%s'|format(ns.l, ns.l)", out="{{ ns.l }}"), "would be"),
+    (_DOUBLE.format(start="[]", step="[ns.l, ns.l]", out="{{ ns.l|tojson }}"), "a list, tuple or mapping would be"),
+    ("{{ range(10 ** 18)|list }}", "range() is limited to 10,000 items"),
+    ("{{ 'x'|center(10 ** 12) }}", "a width for center"),
+    ("{{ 'x'|indent(10 ** 12, true) }}", "the indented text would be"),
+    ("{{ 'ab'|wordwrap(1, wrapstring='y' * 200000) }}", "the wrapped text would be"),
+    ("{% set s = 'x' * 4000 %}{{ ('{0}' * 60000).format(s) }}", "the formatted string would be"),
+    ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(100) }}", "longer than 2 s"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "templates call or include each other too deeply"),
+    ("{% set ns = namespace(l=[]) %}{% for i in range(10000) %}{% set ns.l = ns.l + [namespace(v='x' * 200000 ~ i)] %}"
+     "{% endfor %}", "built more than 8,388,608"),
+    ("{{ (1).to_bytes(10 ** 9, 'big') }}", "a to_bytes length"),
+]
+
+
+def run_measured(args: list[str], env: dict[str, str], tmp_path: Path, timeout: float = 60) -> tuple[int, str, float, float]:
+    """Exit code, output, wall seconds and peak memory (MB, the child's own max RSS) of one
+    `copydesk` command."""
+    exe = Path(sys.executable).with_name("copydesk")
+    log = tmp_path / "command.log"
+    with log.open("w", encoding="utf-8") as out:
+        start = time.monotonic()
+        proc = subprocess.Popen([str(exe), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.monotonic() - start
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, log.read_text(encoding="utf-8"), seconds, usage.ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("source, needle", HOSTILE_TEMPLATES)
+def test_hostile_templates_exit_2_quickly_in_little_memory(
+    basic_spec: Path, env: dict[str, str], tmp_path: Path, source: str, needle: str
+) -> None:
+    """Issue 20, finding 4: rendering is bounded whatever the template does."""
+    title = basic_spec.parent.parent / "prompts" / "title.j2"
+    title.write_text("A title about {{ topic }}\n" + source + "\n", encoding="utf-8")
+
+    code, text, seconds, peak_mb = run_measured(["validate", str(basic_spec)], env, tmp_path)
+
+    assert code == 2, text
+    assert f"{title.resolve()}:2: " in text and needle in text
+    assert f"(rendering stages.title.prompt of {basic_spec.resolve()})" in text
+    assert seconds < TIME_LIMIT, f"{seconds:.1f} s"
+    assert peak_mb < MEMORY_LIMIT_MB, f"{peak_mb:.0f} MB"
+    assert_clean(text)

@@ -12,8 +12,10 @@ Jinja can tell), with quoted values shortened.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,8 +23,8 @@ from jinja2 import StrictUndefined, TemplateNotFound, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
 
 from copydesk.errors import TemplateError
-from copydesk.sandbox import BoundedSandbox, RenderLimitError, TemplateOutsideError
-from copydesk.spec import PipelineSpec, short, validate_vars
+from copydesk.sandbox import BoundedSandbox, RenderLimitError, TemplateOutsideError, TemplateRefusedError
+from copydesk.spec import PROJECT_OUTPUT_FOLDER, TEMPLATE_SUFFIXES, PipelineSpec, short, validate_vars
 
 #: Variables each stage's template context holds on top of topic, language and vars.
 STAGE_CONTEXT = {
@@ -62,37 +64,38 @@ class PromptLibrary:
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
-        self.directory = spec.checked_prompts_dir()
+        reserved = reserved_folders(spec)
+        self.directory = spec.checked_prompts_dir(reserved)
         self._env = BoundedSandbox(
             self.directory,
+            suffixes=TEMPLATE_SUFFIXES,
+            reserved=reserved,
             undefined=StrictUndefined,
             keep_trailing_newline=False,
             autoescape=False,
         )
         self._templates: dict[str, Any] = {}
         self._required: dict[str, frozenset[str]] = {}
-        names = [stage.prompt for _, stage in spec.stages.items()]
-        if spec.system_prompt:
-            names.append(spec.system_prompt)
-        for name in names:
-            self._load(name)
+        for loc, name in spec.template_fields():
+            self._load(name, ".".join(loc))
 
     # -- loading --------------------------------------------------------------
 
-    def _load(self, name: str) -> None:
+    def _load(self, name: str, field: str) -> None:
         if name in self._templates:
             return
         where = self.directory / name
+        named = f"{self._spec_name()}: {field}: template {short(name)}"
         try:
             source, _, _ = self._env.loader.get_source(self._env, name)  # type: ignore[union-attr]
             ast = self._env.parse(source, name=name, filename=str(where))
             self._templates[name] = self._env.get_template(name)
         except TemplateOutsideError:
-            raise TemplateError(f"{self._spec_name()}: template {short(name)} {_OUTSIDE}") from None
+            raise TemplateError(f"{named} {_OUTSIDE}") from None
+        except TemplateRefusedError as exc:
+            raise TemplateError(f"{named} {exc.reason}") from None
         except TemplateNotFound:
-            raise TemplateError(
-                f"{self._spec_name()}: template {short(name)} not found in prompts_dir {self.directory}"
-            ) from None
+            raise TemplateError(f"{named} not found in prompts_dir {self.directory}") from None
         except UnicodeDecodeError as exc:
             raise TemplateError(f"{where}: not UTF-8 text ({exc.reason})") from None
         except TemplateSyntaxError as exc:
@@ -157,6 +160,8 @@ class PromptLibrary:
             problem = _shortened(exc.message or "undefined variable")
         elif isinstance(exc, TemplateOutsideError):
             problem = f"included template {short(exc.name)} {_OUTSIDE}"
+        elif isinstance(exc, TemplateRefusedError):
+            problem = f"included template {short(exc.name)} {exc.reason}"
         elif isinstance(exc, TemplateNotFound):
             problem = f"included template {short(exc.name)} not found in prompts_dir {self.directory}"
         elif isinstance(exc, TemplateSyntaxError):
@@ -186,12 +191,36 @@ class PromptLibrary:
         self._check_variables(overrides)
         base = self.context(SAMPLE_CONTEXT["topic"], overrides)
         rendered = {}
-        for stage_name, _ in self.spec.stages.items():
+        for stage_name, stage in self.spec.stages.items():
             ctx = dict(base)
             for key in STAGE_CONTEXT[stage_name]:
                 ctx[key] = SAMPLE_CONTEXT[key]
-            rendered[stage_name] = self.prompt(stage_name, ctx)
+            system = self._sample(self.spec.system_prompt, ctx, "system_prompt") if self.spec.system_prompt else None
+            rendered[stage_name] = PromptSet(system=system, user=self._sample(stage.prompt, ctx, f"stages.{stage_name}.prompt"))
         return rendered
+
+    def _sample(self, name: str, context: dict[str, Any], field: str) -> str:
+        """`render`, its TemplateError saying which spec field led there (the failing file's line
+        may be an included template's)."""
+        try:
+            return self.render(name, context)
+        except TemplateError as exc:
+            raise TemplateError(f"{exc} (rendering {field} of {self._spec_name()})") from None
+
+
+def reserved_folders(spec: PipelineSpec) -> tuple[Path, ...]:
+    """Real paths of the folders that never hold templates: the project's `outputs/`, the
+    output folder (`COPYDESK_OUTPUT_DIR`, default `outputs` in the working folder) and the
+    state folder (`COPYDESK_STATE_DIR`; its default, `.copydesk`, is a dot-folder).
+
+    Read as `copydesk.settings.Settings` reads them (case-insensitive names), without
+    importing pydantic-settings, which would add ~20 ms to `copydesk validate`;
+    tests/test_prompts.py checks that both agree."""
+    env = {name.upper(): value for name, value in os.environ.items() if name.upper().startswith("COPYDESK_")}
+    folders = [spec.project_dir / PROJECT_OUTPUT_FOLDER, Path(env.get("COPYDESK_OUTPUT_DIR") or "outputs")]
+    if env.get("COPYDESK_STATE_DIR"):
+        folders.append(Path(env["COPYDESK_STATE_DIR"]))
+    return tuple(Path(os.path.realpath(folder)) for folder in folders)
 
 
 _OUTSIDE = (

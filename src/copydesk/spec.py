@@ -11,7 +11,11 @@ A spec is trusted to describe a pipeline, not to read or exhaust the machine:
   uses, `MAX_YAML_NODES` nodes once expanded, `MAX_YAML_DEPTH` levels), so an alias
   bomb is refused at once; a key written twice in one mapping is an error naming both lines;
 - `prompts_dir` must resolve, after symlinks, inside the spec's project: the folder
-  that holds the spec's folder (`P/pipelines/x.yaml` → `P`);
+  that holds the spec's folder (`P/pipelines/x.yaml` → `P`), and be a folder of it, not
+  the project itself, a dot-folder (`.git`, `.copydesk`) or the output folder;
+- template names (stage prompts, `system_prompt`) are `*.j2`, `*.jinja` or `*.md` files
+  relative to `prompts_dir`, outside any dot-folder (`template_name_problem`; the
+  template loader applies the same rule to real paths and to what templates include);
 - template variables (`vars`, `schedule.vars`, and every run's overrides through
   `validate_vars`) are identifiers that the template context does not reserve, with
   JSON-like values, bounded in number and size.
@@ -42,6 +46,11 @@ RESERVED_VARS = frozenset(
     | {"range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "self", "caller",
        "varargs", "kwargs", "true", "false", "none", "True", "False", "None"}
 )
+
+#: What a template may be: stage prompts, `system_prompt`, and whatever they include.
+TEMPLATE_SUFFIXES = (".j2", ".jinja", ".md")
+#: The project's own output folder (`copydesk init`'s layout); never a prompts folder.
+PROJECT_OUTPUT_FOLDER = "outputs"
 
 #: Largest spec file read, in bytes.
 MAX_SPEC_BYTES = 256 * 1024
@@ -78,6 +87,24 @@ def short(value: Any) -> str:
         return _repr.repr(value)
     except Exception:  # a repr that fails must not hide the real problem
         return f"<{type(value).__name__}>"
+
+
+def template_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a template, judged from the name alone (None when it can).
+
+    The template loader (`copydesk.sandbox.ConfinedLoader`) applies the same rules to the
+    real path, after symlinks, and to every `include`/`import`/`extends`."""
+    parts = name.split("/")
+    if not name or "\\" in name or "\0" in name or os.path.isabs(name) or ".." in parts:
+        return "is outside prompts_dir: template names are paths relative to that folder, without '..'"
+    if any(part.startswith(".") for part in parts):
+        return "lies in a dot-folder or is a dot-file (.git, .copydesk, ...); templates may not"
+    if not name.endswith(TEMPLATE_SUFFIXES):
+        return f"is not a template file: templates are {_SUFFIX_LIST} text files"
+    return None
+
+
+_SUFFIX_LIST = ", ".join("*" + suffix for suffix in TEMPLATE_SUFFIXES)
 
 
 def _var_value_problem(value: Any, depth: int) -> str | None:
@@ -545,11 +572,37 @@ class PipelineSpec(_Model):
         base = self.source.parent if self.source else Path.cwd()
         return Path(os.path.realpath(base / self.prompts_dir))
 
-    def prompts_dir_problem(self) -> str | None:
-        """Why `prompts_dir` may not be used, or None when it resolves inside the project.
+    def template_fields(self) -> list[tuple[tuple[str, ...], str]]:
+        """Each spec field that names a template, as (dotted location, template name)."""
+        fields = [(("stages", stage, "prompt"), spec.prompt) for stage, spec in self.stages.items()]
+        if self.system_prompt is not None:
+            fields.append((("system_prompt",), self.system_prompt))
+        return fields
+
+    def prompts_dir_problem(self, reserved: tuple[Path, ...] = ()) -> str | None:
+        """Why `prompts_dir` may not be used, or None when it resolves to a folder of the
+        project that is not the project itself, a dot-folder, the project's `outputs/`, nor in
+        one of the `reserved` folders (real paths: the output and state folders).
 
         The answer depends only on where the path leads, never on whether anything
         exists there, and quotes no value."""
+        problem = self._outside_problem()
+        if problem:
+            return problem
+        resolved = self.resolved_prompts_dir
+        inside = resolved.relative_to(self.project_dir).parts
+        if not inside:
+            return (
+                f"may not be the project folder {self.project_dir} itself (it holds .git, .copydesk "
+                "and outputs): name the folder that holds the prompts, e.g. ../prompts"
+            )
+        if any(part.startswith(".") for part in inside):
+            return "may not be or lie in a dot-folder (.git, .copydesk, ...)"
+        if inside[0] == PROJECT_OUTPUT_FOLDER or any(resolved.is_relative_to(folder) for folder in reserved):
+            return "may not be or lie in copydesk's output or state folder"
+        return None
+
+    def _outside_problem(self) -> str | None:
         project = self.project_dir
         if project == Path(project.anchor):
             return (
@@ -567,9 +620,9 @@ class PipelineSpec(_Model):
             )
         return None
 
-    def checked_prompts_dir(self) -> Path:
-        """`resolved_prompts_dir`, or a SpecError when it lies outside the project."""
-        problem = self.prompts_dir_problem()
+    def checked_prompts_dir(self, reserved: tuple[Path, ...] = ()) -> Path:
+        """`resolved_prompts_dir`, or a SpecError when it may not be used (`prompts_dir_problem`)."""
+        problem = self.prompts_dir_problem(reserved)
         if problem:
             raise SpecError(f"{self.source or self.name}: prompts_dir: {problem}")
         return self.resolved_prompts_dir
@@ -719,6 +772,12 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
         line = lines.get(("prompts_dir",))
         where = f"{path}:{line}" if line else str(path)
         raise SpecError(f"{where}: prompts_dir: {problem}")
+    for loc, name in spec.template_fields():
+        problem = template_name_problem(name)
+        if problem:
+            line = _nearest_line(lines, loc)
+            where = f"{path}:{line}" if line else str(path)
+            raise SpecError(f"{where}: {'.'.join(loc)}: template {short(name)} {problem}")
     return spec
 
 
