@@ -95,9 +95,10 @@ def safe_url(url: str) -> bool:
 
 def inert_text(text: str) -> str:
     """One line of text that no HTML or Markdown renderer takes as markup: every tag opener
-    (`\\<` too) becomes `&lt;`, and a Markdown link to a script or data URL points to `#`
+    (`\\<` too) becomes `&lt;`, a `{` before a `}` `&#123;`, and a Markdown link to a script or data URL points to `#`
     (a theme may run a title through Markdown)."""
     text = re.sub(r"\\?<(?=[A-Za-z/!?])", "&lt;", text)
+    text = re.sub(r"\{(?=[^{}]*\})", "&#123;", text)  # no attribute list where a theme renders it as Markdown
     out: list[str] = []
     i = 0
     while (found := text.find("](", i)) >= 0:
