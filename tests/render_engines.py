@@ -137,6 +137,9 @@ unsafe = true
 block = true
 title = true
 
+[markup.highlight]
+noClasses = false  # classes, not inline styles: any style attribute left comes from the content
+
 [markup.goldmark.extensions]
 linkify = true
 typographer = true
