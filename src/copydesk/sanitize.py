@@ -65,6 +65,8 @@ _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _INVISIBLE = re.compile(r"[\s\x00-\x20\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
                         r"\u2066-\u206f\ufeff]+")
 _ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_WORD_BEFORE = re.compile(r"\S+\Z")
+_LINKIFIED = re.compile(r"[:@]|www\.", re.IGNORECASE)
 _SHORTCODE = re.compile(r"\{\{(?=[<%])")
 # A fence at the start of a line (CommonMark: a backtick fence's info has no backtick).
 _FENCE_OPEN = re.compile(r"(`{3,}|~{3,})(.*)")
@@ -280,12 +282,14 @@ def _inline(text: str, *, spans: bool) -> str:
 
 
 def _backticks(text: str, i: int, out: list[str], spans: bool) -> int:
-    """A code span closed on the same line is kept (Hugo's shortcodes broken); any other
-    backtick run is escaped, so that no engine pairs it."""
+    """A code span closed on the same line is kept (Hugo's shortcodes broken), unless a bare
+    URL or e-mail address that a linkifier (mistune's, goldmark's) would run over its opening
+    backtick stands just before it; any other backtick run is escaped, so that no engine
+    pairs it."""
     j = i
     while j < len(text) and text[j] == "`":
         j += 1
-    if spans:
+    if spans and not _linkified_before(text, i):
         line_end = text.find("\n", j)
         closing = re.compile(r"(?<!`)`{%d}(?!`)" % (j - i)).search(text, j, len(text) if line_end < 0 else line_end)
         if closing is not None and closing.start() > j:
@@ -298,6 +302,17 @@ def _backticks(text: str, i: int, out: list[str], spans: bool) -> int:
 def _at_block_start(text: str, i: int) -> bool:
     """Only indentation and quote or list markers before `i` on its line."""
     return _LINE_PREFIX.fullmatch(text, text.rfind("\n", 0, i) + 1, i) is not None
+
+
+def _linkified_before(text: str, i: int) -> bool:
+    """Could a bare URL or address that a linkifier takes end after `i`? (Its word, the run of
+    non-space characters before `i`, has a scheme's colon, an `@` or `www.`; a word longer
+    than 2,000 characters counts as one.)"""
+    start = max(0, i - 2000)
+    word = _WORD_BEFORE.search(text, start, i)
+    if word is None:
+        return False
+    return word.start() == start > 0 or _LINKIFIED.search(word.group(0)) is not None
 
 
 def _angle(text: str, i: int, out: list[str]) -> int:
@@ -333,9 +348,9 @@ def _link_target(text: str, i: int, out: list[str]) -> int:
 
 def _target_end(text: str, start: int) -> int | None:
     """Index of the `)` closing a link's parenthesis opened just before `start` (nested
-    parentheses balanced, backslash escapes skipped), None when a blank line or the end
-    of the text comes first."""
-    depth, k, n = 0, start, len(text)
+    parentheses balanced, backslash escapes skipped), None when a blank line, the end of
+    the text or 2,000 characters come first."""
+    depth, k, n = 0, start, min(len(text), start + 2000)  # no destination is longer
     while k < n:
         char = text[k]
         if char == "\\":
