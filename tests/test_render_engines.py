@@ -234,7 +234,7 @@ def test_the_hugo_site_renders_raw_html_and_shortcodes(tmp_path: Path) -> None:
 PIECES = ["`", "``", "```", "\n", "\n\n", "> ", "- ", "1. ", "    ", "  ", "\t", "[", "]", "(", ")", "<", ">", "\\",
           "&", ":", "<b>", "</b>", "javascript:", "data:", "&#106;", "![", "](", "]: ", "[^1]: ", ": ", "{", "}",
           "{: onclick=x}", "|", "---\n", "~~~\n", "<!--", "-->", '"', "*", "_", "https://x/", "www.x.org",
-          "{{<", ">}}", "!!! note\n", "??? note\n", '=== "Tab"\n', "Term\n", "*[HTML]: x"]
+          "{{<", ">}}", "!!! note\n", "??? note\n", '=== "Tab"\n', "Term\n", "*[HTML]: x", "&#", "&#;"]
 
 
 def test_random_mixtures_render_inert_on_every_python_engine() -> None:

@@ -59,8 +59,11 @@ _SAFE_AUTOLINK = re.compile(r"<(?:https?://|mailto:)%s+>" % _URL_CHARS, re.IGNOR
 _EMAIL_AUTOLINK = re.compile(r"<[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
                              r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*>")
 # What may stand before a block on its line: indentation, quote and list markers (any engine's).
-_LINE_PREFIX = re.compile(r"(?:[ \t]*(?:>|[-*+:]|\d+[.)])(?=[ \t]|$))*[ \t]*")
-_SPECIAL = re.compile(r"[\\`<{\]~]")
+_LINE_PREFIX = re.compile(r"(?:[ \t]*(?:>|(?:[-*+:]|\d+[.)])(?=[ \t]|$)))*[ \t]*")
+_SPECIAL = re.compile(r"[\\`<{\]~&]")
+# `&#` that is not a whole numeric character reference (python-markdown's HTML reader loses
+# track of the text after one at the start of a line).
+_BROKEN_CHARREF = re.compile(r"&#(?!\d{1,7};|[xX][0-9a-fA-F]{1,6};)")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _INVISIBLE = re.compile(r"[\s\x00-\x20\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
                         r"\u2066-\u206f\ufeff]+")
@@ -121,11 +124,12 @@ def inert_markdown(markdown: str) -> str:
     """`markdown` with nothing active on any engine; see the module doc."""
     if not any(char in markdown for char in "<:&{"):
         return markdown  # nothing could be active: no tag, no scheme (plain or encoded), no braces
-    lines = _normalise_fences(markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
-    code = _code_lines(lines, frozenset(range(len(lines))))
+    lines, fences = _normalise_fences(markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    # First guess: the code of the text once no raw HTML is left (HTML blocks swallow fences).
+    code = _code_lines([line.replace("<", "&lt;") for line in lines], frozenset(range(len(lines))), fences)
     for _ in range(6):
         out = _rewrite(lines, code, spans=True)
-        confirmed = _code_lines(out, code)
+        confirmed = _code_lines(out, code, fences)
         if confirmed == code:
             return "\n".join(out)
         code = confirmed
@@ -149,12 +153,14 @@ def _parser() -> Any:
     return md
 
 
-def _normalise_fences(lines: list[str]) -> list[str]:
+def _normalise_fences(lines: list[str]) -> tuple[list[str], frozenset[tuple[int, int]]]:
     """Every fence that starts a line made one that python-markdown (fenced_code and
     superfences) reads as CommonMark does: a blank line before it, the opening line the
     fence and at most a language word, the closing line exactly the opening fence, and a
-    fence left open closed at the end."""
+    fence left open closed at the end. Also returns each fence's [first, last + 1) lines.
+    Fences pair as in CommonMark without HTML blocks (which the rewrite leaves none of)."""
     out: list[str] = []
+    spans: set[tuple[int, int]] = set()
     i = 0
     while i < len(lines):
         opened = _FENCE_OPEN.fullmatch(lines[i])
@@ -167,6 +173,7 @@ def _normalise_fences(lines: list[str]) -> list[str]:
         if out and out[-1].strip():
             out.append("")
         out.append(fence + (language.group(1) if language else ""))
+        first = len(out) - 1
         closing = re.compile(r" {0,3}%s{%d,}[ \t]*" % (re.escape(fence[0]), len(fence)))
         j = i + 1
         while j < len(lines) and not closing.fullmatch(lines[j]):
@@ -174,16 +181,18 @@ def _normalise_fences(lines: list[str]) -> list[str]:
         out.extend(lines[i + 1 : j])
         if j == len(lines) and out[-1] == "":
             out[-1] = fence
+            spans.add((first, len(out)))
             out.append("")
         else:
             out.append(fence)
+            spans.add((first, len(out)))
         i = j + 1
-    return out
+    return out, frozenset(spans)
 
 
-def _code_lines(lines: list[str], allowed: frozenset[int] | set[int]) -> frozenset[int]:
+def _code_lines(lines: list[str], allowed: frozenset[int] | set[int], fences: frozenset[tuple[int, int]]) -> frozenset[int]:
     """The lines among `allowed` that are code on every engine, read from markdown-it's parse
-    of `lines`: top-level fences that start a line with an exact closing line, and top-level
+    of `lines`: top-level fences that are one of `fences` (normalised ones), and top-level
     indented blocks after a paragraph that is no list or quote on any engine."""
     tokens = _parser().parse("\n".join(lines))
     found: set[int] = set()
@@ -193,11 +202,9 @@ def _code_lines(lines: list[str], allowed: frozenset[int] | set[int]) -> frozens
         begin, end = token.map
         end = min(end, len(lines))
         if token.type == "fence":
-            first, last = lines[begin], lines[end - 1] if end - 1 > begin else ""
-            opened = _FENCE_OPEN.fullmatch(first)
-            if opened is None or last != opened.group(1) or first != _normalise_fences([first])[0]:
+            if (begin, end) not in fences:
                 continue
-        elif not _plain_indented_block(lines, begin, end):
+        elif not _plain_indented_block(lines, begin, end) or any(_BROKEN_CHARREF.search(line) for line in lines[begin:end]):
             continue
         block = set(range(begin, end))
         if block <= set(allowed):
@@ -270,6 +277,9 @@ def _inline(text: str, *, spans: bool) -> str:
             i += 1
         elif char == "]" and text.startswith("](", i):
             i = _link_target(text, i, out)
+        elif char == "&" and _BROKEN_CHARREF.match(text, i):
+            out.append("&amp;")
+            i += 1
         elif char == "~" and text.startswith("~~~", i) and _at_block_start(text, i):
             out.append("&#126;")  # a fence that is not code everywhere (in a quote, a list) is no fence
             i += 1
@@ -292,7 +302,7 @@ def _backticks(text: str, i: int, out: list[str], spans: bool) -> int:
     if spans and not _linkified_before(text, i):
         line_end = text.find("\n", j)
         closing = re.compile(r"(?<!`)`{%d}(?!`)" % (j - i)).search(text, j, len(text) if line_end < 0 else line_end)
-        if closing is not None and closing.start() > j:
+        if closing is not None and closing.start() > j and not _BROKEN_CHARREF.search(text, j, closing.start()):
             out.append(_SHORTCODE.sub("{{ ", text[i : closing.end()]))
             return closing.end()
     out.append("\\`" * (j - i))
