@@ -12,6 +12,7 @@ no control, bidi or zero-width character where the issue forbids them.
 from __future__ import annotations
 
 import json
+from html import unescape
 import math
 import os
 import re
@@ -195,6 +196,18 @@ def test_ordinary_markdown_comes_out_unchanged() -> None:
     assert inert_markdown(ordinary) == ordinary
 
 
+def test_a_fence_in_a_list_item_stays_code_on_every_engine() -> None:
+    """A list item's fence (python-markdown's fenced_code does not read it) is moved to the
+    start of its lines: code on every engine, shown as written."""
+    text = "1. Install:\n\n   ```html\n   <div class=\"x\">hi</div>\n   ```\n\n2. Done.\n"
+    out = inert_markdown(text)
+    assert "```html\n<div class=\"x\">hi</div>\n```" in out
+    for render in PYTHON_ENGINES.values():
+        html = render(out)
+        shown = unescape(re.sub(r"<[^>]*>", "", html))  # the text a reader sees (highlighting dropped)
+        assert problems(html) == [] and "<pre" in html and '<div class="x">hi</div>' in shown
+
+
 # ------------------------------------------------------------------------------ finding 10: control characters
 
 
@@ -234,7 +247,8 @@ def test_the_hugo_site_renders_raw_html_and_shortcodes(tmp_path: Path) -> None:
 PIECES = ["`", "``", "```", "\n", "\n\n", "> ", "- ", "1. ", "    ", "  ", "\t", "[", "]", "(", ")", "<", ">", "\\",
           "&", ":", "<b>", "</b>", "javascript:", "data:", "&#106;", "![", "](", "]: ", "[^1]: ", ": ", "{", "}",
           "{: onclick=x}", "|", "---\n", "~~~\n", "<!--", "-->", '"', "*", "_", "https://x/", "www.x.org",
-          "{{<", ">}}", "!!! note\n", "??? note\n", '=== "Tab"\n', "Term\n", "*[HTML]: x", "&#", "&#;"]
+          "{{<", ">}}", "!!! note\n", "??? note\n", '=== "Tab"\n', "Term\n", "*[HTML]: x", "&#", "&#;",
+          "\n   ```\n   <img src=x onerror=alert(1)>\n   ```\n", "\n  ~~~\n"]
 
 
 def test_random_mixtures_render_inert_on_every_python_engine() -> None:

@@ -73,6 +73,7 @@ _LINKIFIED = re.compile(r"[:@]|www\.", re.IGNORECASE)
 _SHORTCODE = re.compile(r"\{\{(?=[<%])")
 # A fence at the start of a line (CommonMark: a backtick fence's info has no backtick).
 _FENCE_OPEN = re.compile(r"(`{3,}|~{3,})(.*)")
+_INDENTED_FENCE = re.compile(r"( {1,3})(`{3,}|~{3,})(.*)")
 _LANGUAGE = re.compile(r"[ \t]*\.?([\w#+\-][\w#.+\-]*)")
 # A line after which python-markdown (with MkDocs' extensions) may continue a block with indented
 # lines: lists, quotes, definitions (def_list), footnotes, admonitions, details, tabs.
@@ -159,11 +160,14 @@ def _normalise_fences(lines: list[str]) -> tuple[list[str], frozenset[tuple[int,
     fence and at most a language word, the closing line exactly the opening fence, and a
     fence left open closed at the end. Also returns each fence's [first, last + 1) lines.
     Fences pair as in CommonMark without HTML blocks (which the rewrite leaves none of)."""
+    lines = list(lines)
     out: list[str] = []
     spans: set[tuple[int, int]] = set()
     i = 0
     while i < len(lines):
         opened = _FENCE_OPEN.fullmatch(lines[i])
+        if opened is None and _dedent_fence(lines, i):
+            continue  # a list item's fence, now at the start of its lines: read it again
         if opened is None or (opened.group(1)[0] == "`" and "`" in opened.group(2)):
             out.append(lines[i])
             i += 1
@@ -190,7 +194,30 @@ def _normalise_fences(lines: list[str]) -> tuple[list[str], frozenset[tuple[int,
     return out, frozenset(spans)
 
 
-def _code_lines(lines: list[str], allowed: frozenset[int] | set[int], fences: frozenset[tuple[int, int]]) -> frozenset[int]:
+def _dedent_fence(lines: list[str], i: int) -> bool:
+    """A fence indented by 1-3 spaces (a list item's) whose lines all keep that indentation and
+    whose closing line has it too, moved to the start of its lines in place (the list ends
+    there on every engine; python-markdown's fenced_code reads no indented fence). False,
+    and nothing changed, for anything else."""
+    opened = _INDENTED_FENCE.fullmatch(lines[i])
+    if opened is None or (opened.group(2)[0] == "`" and "`" in opened.group(3)):
+        return False
+    indent, fence = opened.group(1), opened.group(2)
+    closing = re.compile(r" *%s{%d,}[ \t]*" % (re.escape(fence[0]), len(fence)))
+    for j in range(i + 1, len(lines)):
+        if lines[j].strip() and not lines[j].startswith(indent):
+            return False
+        if closing.fullmatch(lines[j]):
+            if len(lines[j]) - len(lines[j].lstrip(" ")) != len(indent):
+                return False
+            lines[i : j + 1] = [line[len(indent) :] for line in lines[i : j + 1]]
+            if j + 1 < len(lines) and lines[j + 1].strip():
+                lines.insert(j + 1, "")
+            return True
+    return False
+
+
+def _code_lines(lines: list[str], allowed: frozenset[int], fences: frozenset[tuple[int, int]]) -> frozenset[int]:
     """The lines among `allowed` that are code on every engine, read from markdown-it's parse
     of `lines`: top-level fences that are one of `fences` (normalised ones), and top-level
     indented blocks after a paragraph that is no list or quote on any engine."""
@@ -204,10 +231,10 @@ def _code_lines(lines: list[str], allowed: frozenset[int] | set[int], fences: fr
         if token.type == "fence":
             if (begin, end) not in fences:
                 continue
-        elif not _plain_indented_block(lines, begin, end) or any(_BROKEN_CHARREF.search(line) for line in lines[begin:end]):
+        elif not _plain_indented_block(lines, begin, end) or any(map(_BROKEN_CHARREF.search, lines[begin:end])):
             continue
         block = set(range(begin, end))
-        if block <= set(allowed):
+        if block <= allowed:
             found |= block
     return frozenset(found)
 
