@@ -9,15 +9,20 @@ over two lines), so a rewrite that trusts one parser's reading is not enough.
 engine decides:
 
 * code is kept as written only where every engine agrees it is code: a fence at the
-  start of a line whose opening line is the fence and at most a language word
-  (normalised to that) and whose closing line is exactly the opening fence (added at
-  the end when missing); an indented block at the top level after a paragraph that no
-  engine can read as a list's or a quote's continuation; a code span whose closing
-  backticks are on the same line. Everything else is text, even where one engine
-  would show it as code (a fence inside a list item shows `&lt;` there);
-* in text every `<` that could open a tag (`\\<` too) becomes `&lt;`, except inline
-  `ALLOWED_TAGS` written bare (`<b>`, `</em>`, `<br/>`) in the middle of a line and
-  `<https://…>` / `<mailto:…>` / `<a@b.c>` autolinks of plain URL characters;
+  start of a line, after a blank line, whose opening line is the fence and at most a
+  language word (normalised to that) and whose closing line is exactly the opening
+  fence (added at the end when missing); a list item's fence indented 1-3 spaces is
+  moved to the start of its lines first. An indented block at the top level after a
+  paragraph that no engine can read as a list's, quote's, footnote's or admonition's
+  continuation; a code span closed on the same line, with no bare URL just before it
+  (a linkifier would take its backtick). Code holding an `&#` that is no whole
+  character reference is not kept (python-markdown's HTML reader loses track after
+  one). Everything else is text, even where one engine would show it as code (a fence
+  in a quote shows `&lt;` there);
+* in text every `<` that could open a tag (`\\<` too) becomes `&lt;` (and a broken `&#`
+  `&amp;#`), except inline `ALLOWED_TAGS` written bare (`<b>`, `</em>`, `<br/>`) in the
+  middle of a line and `<https://…>` / `<mailto:…>` / `<a@b.c>` autolinks of plain URL
+  characters;
 * a backtick that does not open or close such a code span is escaped (`\\``), so no
   engine can pair it with another one and turn code into text or text into code; a
   `~~~` fence that is not code everywhere starts with `&#126;` instead, so it is no fence;
