@@ -75,6 +75,7 @@ _INVISIBLE = re.compile(r"[\s\x00-\x20\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u
 _ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _WORD_BEFORE = re.compile(r"\S+\Z")
 _LINKIFIED = re.compile(r"[:@]|www\.", re.IGNORECASE)
+_ACTIVE_BRACES = re.compile(r"\{(?=[^{}]*(?:=|on[a-z])[^{}]*\})", re.IGNORECASE)
 _SHORTCODE = re.compile(r"\{\{(?=[<%])")
 # A fence at the start of a line (CommonMark: a backtick fence's info has no backtick).
 _FENCE_OPEN = re.compile(r"(`{3,}|~{3,})(.*)")
@@ -106,10 +107,13 @@ def safe_url(url: str) -> bool:
 
 def inert_text(text: str) -> str:
     """One line of text that no HTML or Markdown renderer takes as markup: every tag opener
-    (`\\<` too) becomes `&lt;`, a `{` before a `}` `&#123;`, and a Markdown link to a script or data URL points to `#`
-    (a theme may run a title through Markdown)."""
+    (`\\<` too) becomes `&lt;`, the `{` of an attribute list that sets a value or an
+    event handler `&#123;`, a Hugo shortcode's `{{<` `{{ <`, and a Markdown link to a
+    script or data URL points to `#` (a theme may run a title through Markdown, and Hugo's
+    `markdownify` expands shortcodes)."""
     text = re.sub(r"\\?<(?=[A-Za-z/!?])", "&lt;", text)
-    text = re.sub(r"\{(?=[^{}]*\})", "&#123;", text)  # no attribute list where a theme renders it as Markdown
+    text = _ACTIVE_BRACES.sub("&#123;", text)  # no attribute list where a theme renders it as Markdown
+    text = _SHORTCODE.sub("{{ ", text)  # nor a Hugo shortcode (`markdownify` expands them)
     out: list[str] = []
     i = 0
     while (found := text.find("](", i)) >= 0:
