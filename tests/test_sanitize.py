@@ -223,7 +223,8 @@ def test_attribute_lists_that_set_active_attributes_stay_text(text: str) -> None
     out = inert_markdown(text)
     assert "\\{" in out and out.replace("\\{", "{") == text
     assert "{" in render_like_an_ssg(out)  # CommonMark shows the same text as before
-    assert inert_markdown("`" + text.replace("`", "") + "`").count("\\{") == 0  # not in code
+    # not in code (a code span on one line: one over two lines is not code on every engine)
+    assert inert_markdown("`" + text.replace("`", "").replace("\n", " ") + "`").count("\\{") == 0
 
 
 def test_random_mixtures_of_markup_render_inert() -> None:

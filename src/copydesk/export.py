@@ -16,6 +16,7 @@ from typing import Any
 
 from copydesk import rundir
 from copydesk.article import Article
+from copydesk.controls import clean_line, clean_value
 from copydesk.rundir import CSV_COLUMNS, CSV_NAME, Status, atomic_write, neutralise
 from copydesk.sanitize import inert_markdown, inert_text
 from copydesk.text import count_words
@@ -51,7 +52,7 @@ class RunExporter:
     def markdown(self, article: Article, *, created: datetime | None = None) -> str:
         usage = article.usage
         front: dict[str, Any] = {
-            "title": inert_text(article.display_title),
+            "title": inert_text(clean_line(article.display_title)),
             "topic": inert_text(article.topic),
             "slug": article.slug,
             "status": article.status.value,
@@ -107,7 +108,8 @@ class RunExporter:
         return rundir.write_csv(self.run_dir, rows, bom=bom)
 
     def write_json(self, name: str, data: Any) -> Path:
-        return rundir.write_json(self.run_dir / name, data)
+        """qc_report.json, summary.json: strings from model output without control or bidi characters."""
+        return rundir.write_json(self.run_dir / name, clean_value(data))
 
     def remove_stale(self, keep: set[str]) -> None:
         """Drop Markdown files of an earlier attempt of this run that no article owns now."""

@@ -6,6 +6,8 @@ Pure functions, no I/O; Markdown and truncation come from `copydesk.text`.
 - `parse_outline`: section headings from JSON or from numbered/bulleted lines,
   markdown stripped, duplicates removed, clamped to the spec's bounds.
 - `clean_section`: the body of one section, without a repeated heading.
+
+Control, bidi and zero-width characters go first (`copydesk.controls`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import re
 import unicodedata
 
+from copydesk.controls import clean_line, clean_text
 from copydesk.text import strip_inline, truncate
 
 MAX_TITLE_CHARS = 200
@@ -48,9 +51,10 @@ def _strip_quotes(text: str) -> str:
 
 
 def clean_title(raw: str) -> str:
-    """The first meaningful line of the model's answer, as a bare title."""
-    for raw_line in raw.replace("\r", "\n").split("\n"):
-        line = _LABEL.sub("", strip_inline(raw_line))
+    """The first meaningful line of the model's answer, as a bare title (no control, bidi
+    or zero-width characters)."""
+    for raw_line in clean_text(raw).split("\n"):
+        line = _LABEL.sub("", strip_inline(clean_line(raw_line)))
         line = _strip_quotes(_LIST_MARKER.sub("", line) if _LIST_MARKER.match(line) and len(line) > 3 else line)
         line = _LABEL.sub("", line)
         line = re.sub(r"\s+", " ", line).strip().rstrip(".。")
@@ -141,7 +145,7 @@ def _strip_list_marker(line: str) -> str:
 
 
 def _clean_heading(heading: str) -> str:
-    heading = strip_inline(heading)
+    heading = strip_inline(clean_line(heading))
     heading = _HEADING_LABEL.sub("", heading)
     heading = _strip_quotes(heading)
     # "Heading: a sentence describing it" -> keep the heading when the rest is long.
@@ -153,8 +157,9 @@ def _clean_heading(heading: str) -> str:
 
 
 def clean_section(raw: str, heading: str) -> str:
-    """The section body: no leading repeat of the heading, no trailing whitespace."""
-    text = raw.replace("\r\n", "\n").strip()
+    """The section body: no leading repeat of the heading, no trailing whitespace, no control
+    or bidi characters (newlines and tabs kept)."""
+    text = clean_text(raw).strip()
     lines = text.split("\n")
     while lines:
         first = strip_inline(lines[0]).strip().rstrip(":：")

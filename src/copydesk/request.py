@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from copydesk import rundir
+from copydesk.controls import clean_line
 from copydesk.errors import TopicError
 
 #: Topics one run accepts at most (the CLI's --topic/--topics-file, a RunRequest); the
@@ -47,12 +48,12 @@ def _too_many(where: str) -> TopicError:
 
 
 def clean_topics(topics: Iterable[str]) -> list[str]:
-    """Whitespace folded, each topic non-empty, at most `MAX_TOPICS_PER_RUN` of them."""
+    """Whitespace folded, control, bidi and zero-width characters dropped, each topic non-empty, at most `MAX_TOPICS_PER_RUN` of them."""
     cleaned = []
     for number, topic in enumerate(topics, 1):
         if number > MAX_TOPICS_PER_RUN:
             raise _too_many("topics")
-        text = re.sub(r"\s+", " ", str(topic)).strip()
+        text = re.sub(r"\s+", " ", clean_line(str(topic))).strip()
         if not text:
             raise TopicError(f"topic {number} is empty; every topic needs some text")
         cleaned.append(text)

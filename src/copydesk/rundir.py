@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from copydesk import boundedjson
+from copydesk.controls import clean_text, clean_value
 from copydesk.errors import InputError
 from copydesk.redact import redact_bytes, redact_known
 from copydesk.slugs import windows_name_problem
@@ -251,9 +252,11 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def neutralise(cell: Any) -> Any:
-    """Prefix a text cell that a spreadsheet would evaluate (OWASP's CSV injection advice).
+    """A text cell without control or bidi characters, prefixed when a spreadsheet would
+    evaluate it (OWASP's CSV injection advice).
 
     Idempotent: a neutralised cell starts with `'` and is left as it is."""
+    cell = clean_value(cell)
     if isinstance(cell, str) and cell.startswith(_FORMULA_START):
         return "'" + cell
     return cell
@@ -333,9 +336,10 @@ def _write_frame(run_dir: Path, frame: Any, bom: bool) -> Path:
 
 
 def render_front_matter(front: Mapping[str, Any], body: str) -> str:
-    """`---`, the YAML mapping, `---`, then `body` as given (export passes a leading blank line)."""
-    header = yaml.safe_dump(dict(front), allow_unicode=True, sort_keys=False, width=1000)
-    return f"---\n{header}---\n{body}"
+    """`---`, the YAML mapping, `---`, then `body` (export passes a leading blank line); no
+    control or bidi character in either (`copydesk.controls`)."""
+    header = yaml.safe_dump(clean_value(dict(front)), allow_unicode=True, sort_keys=False, width=1000)
+    return f"---\n{header}---\n{clean_text(body)}"
 
 
 def split_front_matter(text: str) -> tuple[str | None, str]:

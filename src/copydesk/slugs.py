@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from slugify import slugify
 
+from copydesk.controls import clean_line
+
 MAX_SLUG_LENGTH = 80
 
 #: Device names Windows reserves, alone or before a dot ("nul.md" is the null device too).
@@ -33,7 +35,7 @@ def make_slug(text: str, *, fallback: str = "article") -> str:
     slashes, so it can never name a folder outside the run or a hidden file;
     never a name Windows cannot hold (`con`, `nul`, `com1`, ...: those get `-1`;
     `windows_name_problem`)."""
-    slug = slugify(text or "", max_length=MAX_SLUG_LENGTH, word_boundary=True, save_order=True, allow_unicode=False)
+    slug = slugify(clean_line(text or ""), max_length=MAX_SLUG_LENGTH, word_boundary=True, save_order=True, allow_unicode=False)
     slug = slug or fallback
     return f"{slug}-1" if windows_name_problem(slug) else slug
 

@@ -27,7 +27,9 @@ from copydesk.text import FENCE, SETEXT
 _TOP_HEADING = re.compile(r"^ {0,3}(#{1,2})(?=[ \t]|$)[ \t]*(.*)$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
-_HTML_TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9-]*)(\s[^<>]*)?/?>")
+#: A tag: its name, then what follows it up to `>` or, for a tag split over lines, the line's end
+#: (`<svg/onload=…>`, `<img src=x` + `onerror=…>` on the next line).
+_HTML_TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9-]*)(?=[\s/>]|$)([^<>]*)(>|$)")
 #: HTML elements a model writes as markup (the exporter shows them as text: `copydesk.sanitize`).
 #: Inline formatting it lets through (`<b>`, `<em>`, `<br>`) is fine; `List<String>` is prose.
 _HTML_ELEMENTS = frozenset(
@@ -39,6 +41,13 @@ _HTML_ELEMENTS = frozenset(
 _INLINE_CODE = re.compile(r"(`+).+?\1")
 _AUTOLINK = re.compile(r"<(?:https?|ftp|mailto):[^>\s]+>")
 _LINK_DEF = re.compile(r"^ {0,3}\[[^\]^][^\]]*\]:[ \t]*\S")
+
+
+def _raw_html(tag: re.Match[str]) -> bool:
+    """A known HTML element, a tag with attributes, or one split over lines with an `=` in it
+    (`a <b and c` is prose, `List<String>` too)."""
+    name, rest, closed = tag.group(1).lower(), tag.group(2), tag.group(3) == ">"
+    return name in _HTML_ELEMENTS or "=" in rest or (closed and bool(rest.strip(" \t/")))
 
 
 def _lines_outside_fences(body: str) -> tuple[list[tuple[int, str]], int | None]:
@@ -139,8 +148,7 @@ def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: 
             prose = _INLINE_CODE.sub("", line)
             if _HTML_COMMENT.search(prose):
                 found.append(finding(i, heading, line, problem="HTML comment (hidden when rendered)", line=n))
-            elif any(m.group(2) or m.group(1).lower() in _HTML_ELEMENTS
-                     for m in _HTML_TAG.finditer(_AUTOLINK.sub("", prose))):
+            elif any(_raw_html(m) for m in _HTML_TAG.finditer(_AUTOLINK.sub("", prose))):
                 found.append(finding(i, heading, line, problem="raw HTML (shown as text once exported)", line=n))
             elif _LINK_DEF.match(line):
                 found.append(finding(i, heading, line, problem="link reference definition (not shown)", line=n))
