@@ -13,6 +13,11 @@ line: `line_faults` maps a substring of a `custom_id` to a list of faults consum
 one per batch that carries the line ("error": a line in the error file with an
 `error` object; "500"/"400": a line in the error file with that status code).
 
+`refuse_uploads` answers every `POST /v1/files` with that (status, message) while
+`GET /v1/files` still lists (a gateway without file storage set up). A one-line file whose
+line is copydesk's preflight probe (custom_id "copydesk-preflight") is recorded in `probes`,
+not `uploads`; `DELETE /v1/files/{id}` deletes a file and records it in `deleted`.
+
 Everything is recorded: `uploads` (the JSONL lines of every file), `batches`
 (every batch object as created), `polls`, `cancels`, `downloads`; the chat
 endpoint's own `state.requests` stays empty when nothing called it directly.
@@ -52,6 +57,10 @@ class FakeBatchAPI(FakeOpenAI):
         self.hold = threading.Event()
         self.fail_creates: list[int] = []  # HTTP statuses to answer the next batch creations with
         self.usage_by_custom_id: dict[str, dict[str, Any]] = {}
+        self.refuse_uploads: tuple[int, str] | None = None
+        self.probes: list[list[dict[str, Any]]] = []
+        self.deleted: list[str] = []
+        self.upload_attempts = 0
         self._counter = 0
 
     # -- routing ------------------------------------------------------------------------
@@ -109,9 +118,28 @@ class FakeBatchAPI(FakeOpenAI):
             return True
         return False
 
+    def _extra_delete(self, handler: Any) -> bool:
+        path = handler.path.split("?", 1)[0].rstrip("/")
+        m = re.search(r"/v1/files/([^/]+)$", path)
+        if not self.batch_api or m is None:
+            return False
+        with self._lock:
+            found = self.files.pop(m.group(1), None) is not None
+            if found:
+                self.deleted.append(m.group(1))
+        self._send(handler, 200 if found else 404,
+                   {"id": m.group(1), "object": "file", "deleted": True} if found else {"error": {"message": "No such file"}})
+        return True
+
     # -- files ----------------------------------------------------------------------------
 
     def _upload(self, handler: Any, raw: bytes) -> None:
+        with self._lock:
+            self.upload_attempts += 1
+        if self.refuse_uploads is not None:
+            status, message = self.refuse_uploads
+            self._send(handler, status, {"error": {"message": message, "type": "internal_server_error"}})
+            return
         header = f"Content-Type: {handler.headers.get('Content-Type')}\r\n\r\n".encode()
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + raw)
         fields: dict[str, bytes] = {}
@@ -127,8 +155,11 @@ class FakeBatchAPI(FakeOpenAI):
         file_id = self._new_id("file")
         with self._lock:
             self.files[file_id] = content
-            self.uploads.append(lines)
-            self.upload_purposes.append(purpose)
+            if len(lines) == 1 and lines[0].get("custom_id") == "copydesk-preflight":
+                self.probes.append(lines)
+            else:
+                self.uploads.append(lines)
+                self.upload_purposes.append(purpose)
         self._send(handler, 200, {"id": file_id, "object": "file", "bytes": len(content), "purpose": "batch",
                                   "filename": "batch.jsonl", "created_at": int(time.time())})
 
