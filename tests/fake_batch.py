@@ -219,7 +219,14 @@ class FakeBatchAPI(FakeOpenAI):
         outputs, errors = [], []
         for line in lines:
             fault = self._line_fault(line["custom_id"])
-            if fault == "error":
+            if fault is None and line["body"].get("model") not in self.models:
+                fault = "model"  # like OpenAI: a line naming a model this server does not have fails with 404
+            if fault == "model":
+                errors.append({"id": f"batch_req_{line['custom_id']}", "custom_id": line["custom_id"],
+                               "response": {"status_code": 404, "request_id": "req-x", "body": {"error": {
+                                   "message": f"The model `{line['body'].get('model')}` does not exist",
+                                   "code": "model_not_found"}}}, "error": None})
+            elif fault == "error":
                 errors.append({"id": f"batch_req_{line['custom_id']}", "custom_id": line["custom_id"], "response": None,
                                "error": {"code": "server_error", "message": "the line failed"}})
             elif fault in ("500", "400"):
