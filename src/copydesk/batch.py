@@ -189,6 +189,7 @@ class BatchGateway(CallGateway):
         self.batch_models = dict(batch_models or {})
         #: Why the run went on in realtime (mode: auto after a failed upload or creation), or None.
         self.realtime: str | None = None
+        self._realtime: CallGateway | None = None
         self._realtime_calls: set[asyncio.Task[None]] = set()
         self.api = BatchApi(self.client, self.retry)
         self._lines: dict[str, _Line] = {}  # every unanswered request by call key
@@ -215,7 +216,7 @@ class BatchGateway(CallGateway):
 
     async def complete(self, stage: str, request: ChatRequest, key: str, site: CallSite | None = None) -> CallResult:
         if self.realtime is not None:
-            return await super().complete(stage, request, key, site)
+            return await self._realtime_call(stage, request, key, site)
         if cached := self.store.get(key):
             self.stats.cached += 1
             events.emit(events.CallFinished(stage, cached.usage.total_tokens if cached.usage else 0, True,
@@ -489,6 +490,10 @@ class BatchGateway(CallGateway):
                 self._fail(line, error)
             return
         self.realtime = str(error)
+        self._realtime = CallGateway(  # the same budget, limiter, store and counts: realtime from here on
+            self.client, self.budget, self.limiter, rate_limiter=self.rate_limiter, store=self.store,
+            retry=self.retry, fallback_model=self.fallback_model, metrics=self.metrics, shared=self.shared)
+        self._realtime.stats = self.stats
         log.warning("mode: auto: the Batch API failed (%s); the rest of the run uses realtime calls", error)
         for line in [*lines, *self._pending.values()]:
             self._pending.pop(line.key, None)
@@ -499,7 +504,7 @@ class BatchGateway(CallGateway):
     async def _call_now(self, line: _Line) -> None:
         """One queued line as a realtime call (after the switch to realtime); answers its callers."""
         try:
-            result = await CallGateway.complete(self, line.site.stage, line.request, line.key, line.site)
+            result = await self._realtime_call(line.site.stage, line.request, line.key, line.site)
         except asyncio.CancelledError:
             self._fail(line, ApiError("the run stopped before this call finished"))
             raise
@@ -507,6 +512,13 @@ class BatchGateway(CallGateway):
             self._fail(line, exc)
             return
         self._resolve(line, result.completion)
+
+    async def _realtime_call(self, stage: str, request: ChatRequest, key: str, site: CallSite | None) -> CallResult:
+        assert self._realtime is not None
+        try:
+            return await self._realtime.complete(stage, request, key, site)
+        finally:
+            self.fatal = self.fatal or self._realtime.fatal  # a refused key stops the run, as in realtime
 
     # -- one line -------------------------------------------------------------------------
 
