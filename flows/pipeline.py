@@ -36,7 +36,7 @@ from prefect.logging.handlers import APILogHandler
 from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.orchestration import RunHooks, StartedRun, execute_run
-from copydesk.errors import CopydeskError
+from copydesk.errors import CopydeskError, NothingProduced
 from copydesk.progress import batch_line
 from copydesk.spec import load_spec
 from copydesk.request import RunRequest
@@ -103,6 +103,10 @@ class FlowHooks(RunHooks[dict[str, Any]]):
         if run.fatal is not None:
             run.fatal.summary = result  # type: ignore[attr-defined]  # the CLI still prints what was exported
             raise run.fatal
+        if failure := summary.failure():  # nothing produced: the flow run is Failed, with this one line
+            error = NothingProduced(failure)
+            error.summary = result  # type: ignore[attr-defined]
+            raise error
         if self.review_timeout > 0 and any(a.status == Status.NEEDS_REVIEW for a in run.articles):
             outcome = await review_run(run.run_dir, timeout=self.review_timeout, pipeline=run.spec.name)
             if outcome is not None:
@@ -158,6 +162,20 @@ class _BatchProgress:
             task = asyncio.get_running_loop().create_task(publish_batch_artifact(self.pipeline, line, event))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+
+class _ExpectedErrors(logging.Filter):
+    """copydesk's own errors (bad input, a refused key, a run that produced nothing) end the flow
+    run Failed with their one-line message, which its state and `Finished in state Failed(...)`
+    carry and `copydesk run` prints as `error: ...`. Prefect's "Encountered exception" record of
+    them, a traceback printed before that line, is left out; any other exception keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, CopydeskError)
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_ExpectedErrors())
 
 
 def get_run_logger_or(fallback: logging.Logger) -> Any:

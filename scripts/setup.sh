@@ -8,7 +8,9 @@
 #   scripts/setup.sh --dev      also the test tools: pytest, Playwright's driver, and
 #                               (as root, with apt) Debian's prometheus (promtool),
 #                               chromium for the browser test and postgresql for the
-#                               several-machines test (Prefect on PostgreSQL)
+#                               several-machines test (Prefect on PostgreSQL); and
+#                               LiteLLM's proxy in a virtualenv of its own, .venv-litellm
+#                               (the gateway tests; its pins never meet Prefect's)
 #
 # Needs: Python 3.11+, Java 17+ and Maven (LanguageTool), a C/C++ toolchain and
 # cmake (llama.cpp). Only package registries are contacted.
@@ -20,7 +22,7 @@ dev=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +50,19 @@ else
 fi
 
 bash scripts/fetch-languagetool.sh
+
+# LiteLLM's proxy for tests/test_gateway.py, apart from copydesk's own dependencies. 1.107.0 was a
+# compromised release: the version is pinned, and changed only on purpose.
+LITELLM_VERSION="1.108.7"
+if [ "$dev" = 1 ]; then
+  if [ "$(cat .venv-litellm/.installed 2>/dev/null || true)" != "$LITELLM_VERSION" ]; then
+    say "installing LiteLLM's proxy $LITELLM_VERSION into .venv-litellm (the gateway tests)"
+    [ -x .venv-litellm/bin/python ] || "$PYTHON" -m venv .venv-litellm
+    .venv-litellm/bin/python -m pip install -q --upgrade pip
+    .venv-litellm/bin/python -m pip install -q "litellm[proxy]==$LITELLM_VERSION"
+    echo "$LITELLM_VERSION" > .venv-litellm/.installed
+  fi
+fi
 
 if [ "$dev" = 1 ]; then
   missing=()

@@ -16,6 +16,11 @@ line quoting every header of the batch's creation, in every encoding; "huge"/"de
 line `huge_bytes` large or nested `deep_levels` deep). `batch_ids` gives created batches odd ids,
 `poll_faults` answers polls with deep or huge JSON; `paths` records every request.
 
+`refuse_uploads` answers every `POST /v1/files` with that (status, message) while
+`GET /v1/files` still lists (a gateway without file storage set up). A one-line file whose
+line is copydesk's preflight probe (custom_id "copydesk-preflight") is recorded in `probes`,
+not `uploads`; `DELETE /v1/files/{id}` deletes a file and records it in `deleted`.
+
 Everything is recorded: `uploads` (the JSONL lines of every file), `batches`
 (every batch object as created), `polls`, `cancels`, `downloads`; the chat
 endpoint's own `state.requests` stays empty when nothing called it directly.
@@ -63,6 +68,10 @@ class FakeBatchAPI(FakeOpenAI):
         self.batch_ids: list[str] = []
         #: Answers to the next polls instead of the batch: "deep" (nested JSON), "huge" (a big body).
         self.poll_faults: list[str] = []
+        self.refuse_uploads: tuple[int, str] | None = None
+        self.probes: list[list[dict[str, Any]]] = []
+        self.deleted: list[str] = []
+        self.upload_attempts = 0
         self._counter = 0
 
     # -- routing ------------------------------------------------------------------------
@@ -133,9 +142,28 @@ class FakeBatchAPI(FakeOpenAI):
             return True
         return False
 
+    def _extra_delete(self, handler: Any) -> bool:
+        path = handler.path.split("?", 1)[0].rstrip("/")
+        m = re.search(r"/v1/files/([^/]+)$", path)
+        if not self.batch_api or m is None:
+            return False
+        with self._lock:
+            found = self.files.pop(m.group(1), None) is not None
+            if found:
+                self.deleted.append(m.group(1))
+        self._send(handler, 200 if found else 404,
+                   {"id": m.group(1), "object": "file", "deleted": True} if found else {"error": {"message": "No such file"}})
+        return True
+
     # -- files ----------------------------------------------------------------------------
 
     def _upload(self, handler: Any, raw: bytes) -> None:
+        with self._lock:
+            self.upload_attempts += 1
+        if self.refuse_uploads is not None:
+            status, message = self.refuse_uploads
+            self._send(handler, status, {"error": {"message": message, "type": "internal_server_error"}})
+            return
         header = f"Content-Type: {handler.headers.get('Content-Type')}\r\n\r\n".encode()
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + raw)
         fields: dict[str, bytes] = {}
@@ -151,8 +179,11 @@ class FakeBatchAPI(FakeOpenAI):
         file_id = self._new_id("file")
         with self._lock:
             self.files[file_id] = content
-            self.uploads.append(lines)
-            self.upload_purposes.append(purpose)
+            if len(lines) == 1 and lines[0].get("custom_id") == "copydesk-preflight":
+                self.probes.append(lines)
+            else:
+                self.uploads.append(lines)
+                self.upload_purposes.append(purpose)
         self._send(handler, 200, {"id": file_id, "object": "file", "bytes": len(content), "purpose": "batch",
                                   "filename": "batch.jsonl", "created_at": int(time.time())})
 
@@ -214,7 +245,14 @@ class FakeBatchAPI(FakeOpenAI):
         outputs, errors = [], []
         for line in lines:
             fault = self._line_fault(line["custom_id"])
-            if fault == "echo":  # the line refused, quoting the headers of the batch's creation
+            if fault is None and line["body"].get("model") not in self.models:
+                fault = "model"  # like OpenAI: a line naming a model this server does not have fails with 404
+            if fault == "model":
+                errors.append({"id": f"batch_req_{line['custom_id']}", "custom_id": line["custom_id"],
+                               "response": {"status_code": 404, "request_id": "req-x", "body": {"error": {
+                                   "message": f"The model `{line['body'].get('model')}` does not exist",
+                                   "code": "model_not_found"}}}, "error": None})
+            elif fault == "echo":  # the line refused, quoting the headers of the batch's creation
                 errors.append({"id": f"batch_req_{line['custom_id']}", "custom_id": line["custom_id"],
                                "response": {"status_code": 401, "request_id": "req-x", "body": {"error": {
                                    "message": echo_headers("/v1/chat/completions", self.create_headers)}}},

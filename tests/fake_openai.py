@@ -187,6 +187,10 @@ class FakeOpenAI:
                 else:
                     fake._send(self, 404, {"error": {"message": "not found"}})
 
+            def do_DELETE(self) -> None:  # noqa: N802
+                if not fake._extra_delete(self):
+                    fake._send(self, 404, {"error": {"message": "not found"}})
+
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
@@ -229,6 +233,10 @@ class FakeOpenAI:
 
     def _extra_get(self, handler: BaseHTTPRequestHandler) -> bool:
         """A subclass's own GET routes (tests/fake_batch.py); True when it answered."""
+        return False
+
+    def _extra_delete(self, handler: BaseHTTPRequestHandler) -> bool:
+        """A subclass's own DELETE routes (tests/fake_batch.py); True when it answered."""
         return False
 
     def _extra_post(self, handler: BaseHTTPRequestHandler, raw: bytes) -> bool:

@@ -107,6 +107,8 @@ def test_mode_batch_without_a_batch_api_exits_2_and_auto_falls_back(basic_spec, 
         result = run_cli(_args(basic_spec, tmp_path / "out", ["one"], "--mode", "batch"), env)
         assert result.returncode == 2, result.stderr
         assert "mode: batch" in result.stderr and plain.url in result.stderr.replace("\n", "")
+        assert "Traceback" not in result.stderr  # Prefect's traceback of it no longer comes first
+        assert result.stderr.count("error: mode: batch") == 1
         assert plain.state.requests == []
         result = run_cli(_args(basic_spec, tmp_path / "out", ["one"], "--mode", "auto", "-v"), env)
         assert result.returncode == 0, result.stderr

@@ -1,8 +1,7 @@
 """Batch mode: the run's calls through the OpenAI Batch API, stage by stage, at batch prices.
 
-    choose_mode   `mode: realtime | batch | auto` against the server: a server without a
-                  Batch API (404 on /v1/files: llama.cpp, Ollama, the embedded model) is an
-                  input error for `batch` (exit 2) and a warning and realtime for `auto`
+    (the mode)    `mode: realtime | batch | auto` is chosen by the run's preflight
+                  (copydesk.preflight: a one-line upload, then deleted)
     BatchApi      the requests of the Batch API (copydesk.batchapi: ids checked before they go
                   into a URL, downloads read line by line within the size and depth caps)
     BatchGateway  a `CallGateway` whose `complete()` queues the request instead of calling
@@ -34,6 +33,12 @@ One round, with nothing else in flight:
    (`COPYDESK_MAX_ATTEMPTS`), then their caller gets the error (the article ends
    `incomplete` with it); the batch is recorded done.
 
+A failed upload or batch creation (after the API layer's own retries: one layer, not two)
+ends batch mode. `mode: auto` then makes the rest of the run's calls in realtime, said
+once (`realtime`); `mode: batch` stops the run with the server's message (`fatal`).
+Each line's body carries the stage's batch model (`batch.model`, a stage's `batch_model`:
+behind a gateway that passes batch files through unchanged, the upstream's name).
+
 Closing the gateway (the run ends, Ctrl-C, a cancelled flow run) while a batch is in
 flight cancels it (`POST /batches/{id}/cancel`) and says so; its record stays open, so a
 re-run collects what the batch finished before the cancel and submits only the rest. A
@@ -59,15 +64,14 @@ import httpx
 from copydesk import events
 from copydesk.budget import Reservation, call_token_bound
 from copydesk.calls import CallGateway, CallResult, CallSite
-from copydesk.client import ApiEndpoint, ChatClient, ChatRequest, Completion, RetryPolicy, parse_completion
 from copydesk.batchapi import ENDPOINT, LIMIT_KEY, BatchApi
+from copydesk.client import ChatClient, ChatRequest, Completion, RetryPolicy, parse_completion
 from copydesk.redact import redact
 from copydesk.errors import (
     ApiError,
     AuthenticationError,
     BadRequestError,
     BudgetExhausted,
-    InputError,
     MalformedResponseError,
     ServerError,
     UnusableResponseError,
@@ -86,40 +90,6 @@ SETTLE_SECONDS = 0.05
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
-# ------------------------------------------------------------------------------ the mode
-
-
-async def has_batch_api(client: ChatClient) -> bool:
-    """False when the server has no /v1/files (404 or 405): llama.cpp, Ollama, vLLM's server."""
-    try:
-        await client.request_json("GET", "files", params={"purpose": "batch", "limit": 1})
-    except ApiError as exc:
-        if getattr(exc, "status_code", None) in (404, 405):
-            return False
-        raise
-    return True
-
-
-async def choose_mode(mode: str, client: ChatClient, endpoint: ApiEndpoint, *, local_model: str | None) -> str:
-    """The mode a run uses: `realtime` or `batch`. `batch` against a server without a Batch
-    API raises InputError (exit 2) naming the mode and the server; `auto` falls back to
-    realtime with a warning."""
-    if mode == "realtime":
-        return "realtime"
-    if local_model is not None:
-        where, supported = f"the embedded local model ({endpoint.describe()})", False
-    else:
-        where, supported = endpoint.describe(), await has_batch_api(client)
-    if supported:
-        return "batch"
-    why = f"{where} has no Batch API (no {endpoint.describe('files')})"
-    if mode == "batch":
-        raise InputError(
-            f"mode: batch needs the OpenAI Batch API (/v1/files, /v1/batches), but {why}; "
-            "use mode: realtime, or mode: auto to fall back to realtime calls"
-        )
-    log.warning("mode: auto: %s; running with realtime calls", why)
-    return "realtime"
 
 
 def poll_delays(fixed: float | None) -> Iterator[float]:
@@ -148,10 +118,19 @@ class BatchGateway(CallGateway):
     """A `CallGateway` for batch mode (see the module docstring). asyncio only: every article
     of the run runs on the loop that runs the gateway."""
 
-    def __init__(self, *args: Any, run_id: str, poll_seconds: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, run_id: str, poll_seconds: float | None = None, auto: bool = False,
+                 batch_models: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run_id = run_id
         self.poll_seconds = poll_seconds
+        #: mode: auto: a failed upload or creation sends the rest of the run to realtime calls.
+        self.auto = auto
+        #: stage -> the model name its batch lines carry, where it differs from the request's.
+        self.batch_models = dict(batch_models or {})
+        #: Why the run went on in realtime (mode: auto after a failed upload or creation), or None.
+        self.realtime: str | None = None
+        self._realtime: CallGateway | None = None
+        self._realtime_calls: set[asyncio.Task[None]] = set()
         self.api = BatchApi(self.client, self.retry)
         self._lines: dict[str, _Line] = {}  # every unanswered request by call key
         self._pending: dict[str, _Line] = {}  # those waiting for the next round
@@ -176,6 +155,8 @@ class BatchGateway(CallGateway):
             self._version += 1
 
     async def complete(self, stage: str, request: ChatRequest, key: str, site: CallSite | None = None) -> CallResult:
+        if self.realtime is not None:
+            return await self._realtime_call(stage, request, key, site)
         if cached := self.store.get(key):
             self.stats.cached += 1
             events.emit(events.CallFinished(stage, cached.usage.total_tokens if cached.usage else 0, True,
@@ -207,6 +188,9 @@ class BatchGateway(CallGateway):
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
+        for call in list(self._realtime_calls):
+            call.cancel()
+        await asyncio.gather(*self._realtime_calls, return_exceptions=True)
         for line in list(self._lines.values()):
             self._fail(line, BudgetExhausted("the run stopped before its batch finished")
                        if self.budget.closed else ApiError("the run stopped before its batch finished"))
@@ -330,7 +314,7 @@ class BatchGateway(CallGateway):
                 raise
         by_cid = {line.custom_id: line for line in fitting}
         data = "".join(
-            json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": line.request.payload()},
+            json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": self._body(line)},
                        ensure_ascii=False) + "\n"
             for cid, line in by_cid.items()
         ).encode("utf-8")
@@ -346,9 +330,9 @@ class BatchGateway(CallGateway):
                 await self.shared.release(shared)  # type: ignore[union-attr]
             for line in fitting:
                 self._release(line)
-                self._failed_attempt(line, exc)
             if isinstance(exc, AuthenticationError):
                 raise
+            self._batch_refused(exc, fitting)
             return
         self.store.put_batch({"ref": ref, "batch_id": batch["id"]})
         log.info("batch %s submitted: %d request(s) (%s)", batch["id"], len(fitting), stages)
@@ -449,6 +433,53 @@ class BatchGateway(CallGateway):
         log.warning("%s: batch %s cancelled; re-run with the same --run-id to collect what it finished",
                     why, batch_id)
         events.emit(events.BatchUpdate(batch_id, "", "cancelling", 0, 0, 0))
+
+    def _body(self, line: _Line) -> dict[str, Any]:
+        """The line's request body, with the stage's batch model when it has one."""
+        body = line.request.payload()
+        if model := self.batch_models.get(line.site.stage):
+            body["model"] = model
+        return body
+
+    def _batch_refused(self, error: ApiError, lines: list[_Line]) -> None:
+        """An upload or creation failed after the API layer's retries: auto goes on in realtime
+        (these lines and every later call); batch stops the run with the server's message."""
+        if not self.auto:
+            self.fatal = error
+            log.error("batch mode stops: %s", error)
+            for line in list(self._lines.values()):
+                self._fail(line, error)
+            return
+        self.realtime = str(error)
+        self._realtime = CallGateway(  # the same budget, limiter, store and counts: realtime from here on
+            self.client, self.budget, self.limiter, rate_limiter=self.rate_limiter, store=self.store,
+            retry=self.retry, fallback_model=self.fallback_model, metrics=self.metrics, shared=self.shared)
+        self._realtime.stats = self.stats
+        log.warning("mode: auto: the Batch API failed (%s); the rest of the run uses realtime calls", error)
+        for line in [*lines, *self._pending.values()]:
+            self._pending.pop(line.key, None)
+            call = asyncio.get_running_loop().create_task(self._call_now(line))
+            self._realtime_calls.add(call)
+            call.add_done_callback(self._realtime_calls.discard)
+
+    async def _call_now(self, line: _Line) -> None:
+        """One queued line as a realtime call (after the switch to realtime); answers its callers."""
+        try:
+            result = await self._realtime_call(line.site.stage, line.request, line.key, line.site)
+        except asyncio.CancelledError:
+            self._fail(line, ApiError("the run stopped before this call finished"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller gets it, as from any call
+            self._fail(line, exc)
+            return
+        self._resolve(line, result.completion)
+
+    async def _realtime_call(self, stage: str, request: ChatRequest, key: str, site: CallSite | None) -> CallResult:
+        assert self._realtime is not None
+        try:
+            return await self._realtime.complete(stage, request, key, site)
+        finally:
+            self.fatal = self.fatal or self._realtime.fatal  # a refused key stops the run, as in realtime
 
     # -- one line -------------------------------------------------------------------------
 

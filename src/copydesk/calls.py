@@ -163,7 +163,11 @@ class CallGateway:
         except ApiError as exc:
             self.stats.failed += 1
             self._record(stage, request.model, "failed", 0.0)
-            log.warning("%s call failed after %d attempt(s): %s", stage, self.retry.max_attempts, exc)
+            attempts = int(retrying.statistics.get("attempt_number", 1))
+            if exc.retryable:
+                log.warning("%s call failed after %d attempt(s): %s", stage, attempts, exc)
+            else:  # a refusal (a 4xx, an unsupported response_format): said once by whoever handles it
+                log.info("%s call refused (not retried, %d attempt(s)): %s", stage, attempts, exc)
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 

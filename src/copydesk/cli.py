@@ -1,8 +1,10 @@
 """The `copydesk` command line.
 
-Exit codes: 0 finished (whatever QC decided), 2 invalid input, 3 stopped by the
-budget (everything so far exported), 4 the API refused the credentials, 1 any
-other failure. Only `run` and `serve` import Prefect, through copydesk.launch.
+Exit codes: 0 finished (whatever QC decided; some articles incomplete included: the
+summary table shows how many and the first reason), 2 invalid input (a failed
+preflight too: no chat call was made), 3 stopped by the budget (everything so far
+exported), 4 the API refused the credentials, 1 any other failure, and a run that
+produced nothing (every article incomplete, not for the budget). Only `run` and `serve` import Prefect, through copydesk.launch.
 
 Each command imports the library modules it uses inside its own body: the command
 line starts in ~0.15 s instead of ~3 s (pandas, the classifier, Prefect), and

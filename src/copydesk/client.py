@@ -470,12 +470,33 @@ class ChatClient:
             # llama-cpp-python answers a request its schema rejects (a response_format type it does not
             # know) with HTTP 500 "1 validation error ... ('body', ...)": retrying cannot help.
             return BadRequestError(f"{where} rejected the request (HTTP {status}): {detail}", status_code=status)
+        if status == 501 or (status >= 500 and _NOT_CONFIGURED.search(detail)):
+            # a gateway without that feature set up (LiteLLM: 500 "files_settings is not set", "Missing
+            # credentials" for a moderation model it lacks): like a 404, retrying cannot help
+            return BadRequestError(f"{where} is not set up for this (HTTP {status}): {detail}", status_code=status)
         if status >= 500 or status in (408, 409):
             return ServerError(f"{where} failed (HTTP {status}): {detail}", status_code=status, retry_after=retry_after)
         return BadRequestError(f"{where} rejected the request (HTTP {status}): {detail}", status_code=status)
 
 
 # ------------------------------------------------------------------------------ parsing
+
+#: A 5xx whose message says the feature is not configured on this server (a gateway's way of a 404).
+_NOT_CONFIGURED = re.compile(
+    r"\bnot (?:configured|set up|set|enabled|supported|implemented)\b|\bmissing credentials\b"
+    r"|\bno (?:deployments?|models?) (?:configured|available|found)\b|\bnot implemented\b",
+    re.IGNORECASE,
+)
+
+
+def feature_missing(exc: ApiError) -> bool:
+    """Whether `exc` says the server has no such endpoint or feature: 404, 405, 501, or a 5xx
+    saying it is not configured (mapped to a `BadRequestError` by `ChatClient`)."""
+    status = exc.status_code
+    if status in (404, 405, 501):
+        return True
+    return status is not None and status >= 500 and not exc.retryable and bool(_NOT_CONFIGURED.search(str(exc)))
+
 
 #: A request-validation error reported as a 500 (pydantic's wording, as llama-cpp-python's server sends it).
 _REQUEST_VALIDATION = re.compile(r"\bvalidation errors?\b.*'loc': \('body'", re.DOTALL)

@@ -18,6 +18,7 @@
     │   └── MalformedResponseError     a body that is not a chat completion
     │       └── UnusableResponseError  too large, too deep, or an id that is not one (never retried)
     ├── BudgetExhausted                exit 3: the next call cannot fit in the token budget
+    ├── NothingProduced                exit 1: every article incomplete, not for the budget (the run's summary attached)
     ├── ServiceError                   an embedded server (llama.cpp, LanguageTool) failed
     └── ReviewInterrupted              a review decision cut short; the next review finishes it (copydesk.review)
 
@@ -140,6 +141,11 @@ class BudgetExhausted(CopydeskError):
     """Raised instead of starting a call that could push the run past its budget."""
 
     exit_code = 3
+
+
+class NothingProduced(CopydeskError):
+    """A run that finished with every article incomplete for a reason other than the budget: the
+    flow run ends Failed with this one-line reason, `copydesk run` exits 1."""
 
 
 class ServiceError(CopydeskError):

@@ -78,7 +78,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("", justify="right")
     by_status = summary.get("by_status", {})
     for status in STATUSES:
-        table.add_row(status, str(by_status.get(status, 0)))
+        count = by_status.get(status, 0)
+        first = summary.get("first_incomplete_reason") if status == "incomplete" and count else None
+        table.add_row(status, str(count) + (f" (first: {safe(_one_line(first, 160))})" if first else ""))
     table.add_row("prompt tokens", f"{summary['prompt_tokens']:,}")
     table.add_row("completion tokens", f"{summary['completion_tokens']:,}")
     table.add_row("total tokens", f"{summary['total_tokens']:,}")
@@ -93,4 +95,11 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("calls (cached)", f"{summary['calls']} ({summary['cached_calls']})")
     table.add_row("retries (429s)", f"{summary['retries']} ({summary['rate_limited']})")
     table.add_row("seconds", f"{summary['seconds']:.1f}")
+    for note in summary.get("notes") or []:
+        table.add_row("note", safe(_one_line(note, 240)))
     return table
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -21,7 +21,7 @@ import logging
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ import httpx
 
 from copydesk.allowance import SERVER_NEEDED, Allowance, AllowanceStore, ReservationJournal, SharedBudget
 from copydesk.allowance_admin import recorded_allowance, spec_origin
-from copydesk.batch import BatchGateway, choose_mode
+from copydesk.batch import BatchGateway
 from copydesk.budget import TokenBudget
 from copydesk.calls import CallGateway, RetryPolicy
 from copydesk.client import ApiEndpoint, ChatClient
@@ -37,6 +37,7 @@ from copydesk.errors import CopydeskError, InputError, ServiceError
 from copydesk.export import RunExporter
 from copydesk.limiter import AdaptiveLimiter, RateLimiter
 from copydesk.metrics import CUMULATIVE_TEXTFILE, RunMetrics
+from copydesk.preflight import check_moderation, choose_mode
 from copydesk.pricing import Price
 from copydesk.prompts import PromptLibrary
 from copydesk.qc.gate import QualityGate
@@ -88,6 +89,8 @@ class RunResources:
     shared: SharedBudget | None = None
     #: How the calls go: "realtime", or "batch" through the Batch API (copydesk.batch).
     mode: str = "realtime"
+    #: What the preflight changed (copydesk.preflight): auto's realtime, moderation's policy.
+    notes: list[str] = field(default_factory=list)
 
     async def quality_gate(self) -> QualityGate:
         """The quality gate, once built; raises what building it raised."""
@@ -142,11 +145,17 @@ async def open_resources(
             max_answer_bytes=settings.max_answer_bytes,
         )
         stack.push_async_callback(client.aclose)
-        mode = await choose_mode(mode, client, endpoint, local_model=local_model)
+        # the preflight, before any paid call: the moderation endpoint, then the Batch API
+        moderator, moderation_note = await check_moderation(_moderator(spec, settings), spec.qc.moderation)
+        asked = mode
+        mode, mode_note = await choose_mode(mode, client, endpoint, local_model=local_model,
+                                            model=spec.batch_model_for("title"))
+        notes = [note for note in (mode_note, moderation_note) if note]
         metrics.batch = mode == "batch"
         store = CallStore(run_dir / CallStore.FILENAME)
         stack.callback(store.close)
-        batch = {"run_id": run_id, "poll_seconds": settings.batch_poll_seconds} if mode == "batch" else {}
+        batch = {"run_id": run_id, "poll_seconds": settings.batch_poll_seconds, "auto": asked == "auto",
+                 "batch_models": _batch_models(spec)} if mode == "batch" else {}
         gateway = (BatchGateway if batch else CallGateway)(
             client,
             budget,
@@ -166,12 +175,17 @@ async def open_resources(
         if isinstance(gateway, BatchGateway):
             stack.push_async_callback(gateway.aclose)  # before the client closes: cancels a batch in flight
         writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model)
-        moderator = _moderator(spec, settings)  # a configuration error fails here, before any call
         gate_stack = AsyncExitStack()
         gate_build = asyncio.create_task(_build_gate(spec, settings, moderator, gate_stack, run_dir))
         stack.push_async_callback(_close_gate, gate_build, gate_stack)
         yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate_build,
-                           shared, mode)
+                           shared, mode, notes)
+
+
+def _batch_models(spec: PipelineSpec) -> dict[str, str]:
+    """stage -> the model its batch lines carry, where that differs from the stage's model."""
+    return {stage: spec.batch_model_for(stage) for stage, _ in spec.stages.items()
+            if spec.batch_model_for(stage) != spec.model_for(stage)}
 
 
 async def _shared_budget(allowance: Allowance | None, store: AllowanceStore | None, metrics: RunMetrics,

@@ -81,12 +81,33 @@ class RunSummary:
     batches: dict[str, Any] = field(default_factory=dict)
     #: Prompt tokens the API served from its prompt cache (usage.prompt_tokens_details.cached_tokens).
     cached_prompt_tokens: int = 0
+    #: What the preflight or the run changed on its own (copydesk.preflight; auto's switch to realtime).
+    notes: list[str] = field(default_factory=list)
+    #: The first incomplete article's reason (topic order), when any article is incomplete.
+    first_incomplete_reason: str | None = None
+
+    @property
+    def nothing_produced(self) -> bool:
+        """Every article incomplete, and not because the budget stopped the run."""
+        return (self.articles > 0 and self.by_status.get(Status.INCOMPLETE.value, 0) == self.articles
+                and not self.stopped_by_budget)
 
     @property
     def exit_code(self) -> int:
+        """0 finished (whatever QC decided, some articles incomplete included), 1 nothing was produced,
+        3 stopped by the budget, or the fatal API error's own code."""
         if self.fatal_exit_code is not None:
             return self.fatal_exit_code
-        return 3 if self.stopped_by_budget else 0
+        if self.stopped_by_budget:
+            return 3
+        return 1 if self.nothing_produced else 0
+
+    def failure(self) -> str | None:
+        """The run's one-line failure when it produced nothing (see `nothing_produced`), else None."""
+        if not self.nothing_produced:
+            return None
+        reason = " ".join((self.first_incomplete_reason or "no reason recorded").split())
+        return f"no article was produced: all {self.articles} incomplete; the first: {reason[:300]}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "exit_code": self.exit_code}
@@ -292,6 +313,10 @@ class PipelineRun:
         """Write the CSV, the QC report, the summary and the metrics; say how the run ended."""
         resources = self.resources
         exporter, metrics = resources.exporter, resources.metrics
+        notes = list(resources.notes)
+        if switched := getattr(resources.gateway, "realtime", None):  # mode: auto after a failed batch
+            self.mode = "realtime"  # costs at realtime prices: an upper bound for what batches did before
+            notes.append(f"mode: auto: the Batch API failed ({switched}); the rest of the run used realtime calls")
         for article in self.articles:
             if not article.slug:  # never exported (cancelled before its turn): still gets its row
                 article.fail("not exported: the run stopped before this article finished")
@@ -316,6 +341,7 @@ class PipelineRun:
         )
         usage_total = [a.usage for a in self.articles]
         stats = resources.gateway.stats
+        incomplete = [a for a in self.articles if a.status == Status.INCOMPLETE]
         fatal = self.fatal = resources.gateway.fatal
         summary = RunSummary(
             run_id=self.run_id,
@@ -343,6 +369,8 @@ class PipelineRun:
             mode=self.mode,
             batches=dict(getattr(resources.gateway, "batches", {})),
             cached_prompt_tokens=sum(u.cached_prompt_tokens for u in usage_total),
+            notes=notes,
+            first_incomplete_reason=(incomplete[0].reasons or [None])[0] if incomplete else None,
         )
         exporter.write_json(rundir.SUMMARY_NAME, summary.to_dict())
         metrics.set_budget(self.budget.limit, self.budget.remaining)

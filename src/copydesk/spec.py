@@ -222,6 +222,10 @@ class StageSpec(_Model):
 
     prompt: str = Field(description="Template file name, resolved in prompts_dir.")
     model: str | None = Field(None, description="Overrides the pipeline's model for this stage.")
+    batch_model: str | None = Field(
+        None, min_length=1,
+        description="Batch mode: the model name written into this stage's batch lines (a gateway's upstream "
+        "name); unset: batch.model, else the stage's model.")
     temperature: Temperature | None = None
     top_p: TopP | None = None
     max_tokens: int = Field(600, ge=1, le=200_000)
@@ -334,6 +338,27 @@ class ModerationPolicy(_Model):
     enabled: bool = True
     provider: Literal["auto", "openai", "local"] = "auto"
     threshold: float = Field(0.8, ge=0.0, le=1.0)
+    #: What a run does when the preflight finds the moderation endpoint unavailable (copydesk.preflight):
+    #: fail (exit 2 before any chat call), local (the local classifier), review (every article held for
+    #: review). Unset: local for provider auto, fail for provider openai.
+    on_unavailable: Literal["fail", "local", "review"] | None = None
+
+    @property
+    def unavailable_action(self) -> str:
+        """`on_unavailable`, or its default for the provider."""
+        if self.on_unavailable is not None:
+            return self.on_unavailable
+        return "fail" if self.provider == "openai" else "local"
+
+
+class BatchSpec(_Model):
+    """Batch mode's own settings."""
+
+    model: str | None = Field(
+        None, min_length=1,
+        description="The model name written into batch lines, for every stage without its own batch_model; "
+        "unset: each stage's model. Behind a gateway that rewrites model names for realtime calls but "
+        "passes batch files through (LiteLLM), this is the upstream's name.")
 
 
 class CheckPolicy(_Model):
@@ -549,6 +574,8 @@ class PipelineSpec(_Model):
         "auto: batch where the server has a Batch API, realtime elsewhere.",
     )
 
+    batch: BatchSpec = Field(default_factory=BatchSpec)
+
     #: Where the spec was read from; set by `load_spec`, not by the YAML.
     source: Path | None = Field(None, exclude=True)
 
@@ -559,6 +586,10 @@ class PipelineSpec(_Model):
 
     def model_for(self, stage: str) -> str:
         return getattr(self.stages, stage).model or self.model
+
+    def batch_model_for(self, stage: str) -> str:
+        """The model name a batch line of `stage` carries: its batch_model, batch.model, or its model."""
+        return getattr(self.stages, stage).batch_model or self.batch.model or self.model_for(stage)
 
     @property
     def project_dir(self) -> Path:

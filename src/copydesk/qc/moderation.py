@@ -15,7 +15,9 @@ OpenAI moderation result, with OpenAI's 13 categories.
   (`assessed_categories`). It does not read Chinese (or any non-English text):
   the gate treats a non-English article moderated only locally as not moderated.
 
-`choose_moderator` picks one from the spec's `qc.moderation.provider`.
+`choose_moderator` picks one from the spec's `qc.moderation.provider`; the run's preflight
+(copydesk.preflight) probes the endpoint once and applies `qc.moderation.on_unavailable`
+(`UnavailableModerator` for `review`).
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from copydesk.client import ApiEndpoint, ChatClient, RetryPolicy
+from copydesk.client import ApiEndpoint, ChatClient, RetryPolicy, feature_missing
 from copydesk.errors import (
     ApiError,
     BadRequestError,
     InputError,
     MalformedResponseError,
     ModelNotFoundError,
+    ServiceError,
 )
 from copydesk.text import plain_text, split_sentences
 
@@ -304,6 +307,18 @@ class OpenAIModerator:
                 raise MalformedResponseError(f"{where} answered with a result lacking flagged/categories/scores")
         return results
 
+    async def probe(self, attempts: int = 2) -> None:
+        """One tiny input, one request (a second after a transient failure): the preflight
+        (copydesk.preflight). Raises the endpoint's `ApiError` when it cannot moderate."""
+        client = ChatClient(
+            self.endpoint, timeout=min(self.timeout, 30.0), connect_timeout=min(self.timeout, 10.0),
+            transport=self._transport,
+        )
+        retry = RetryPolicy(max_attempts=max(1, attempts), initial=0.5, max_delay=2.0, jitter=0.0)
+        async with client:
+            body = await client.post_json("moderations", {"model": self.model, "input": ["preflight"]}, retry=retry)
+        self._parse(body, 1)
+
     # -- the call ---------------------------------------------------------------
 
     async def moderate(self, texts: Sequence[str]) -> ModerationResult:
@@ -366,7 +381,7 @@ class EndpointOrLocalModerator:
             try:
                 return await self.primary.moderate(texts)
             except ApiError as exc:
-                if exc.status_code not in (404, 405):
+                if not feature_missing(exc):
                     raise
                 self.using_fallback = True
                 log.warning(
@@ -375,6 +390,20 @@ class EndpointOrLocalModerator:
                 )
         return await self.fallback.moderate(texts)
 
+
+class UnavailableModerator:
+    """`qc.moderation.on_unavailable: review`: the endpoint failed the preflight, so no article is
+    sent to it; each one's moderation 'could not run' at once, with the preflight's reason (the
+    gate then holds the article for review)."""
+
+    languages: frozenset[str] | None = None
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    async def moderate(self, texts: Sequence[str]) -> ModerationResult:
+        raise ServiceError(self.reason)
 
 
 def choose_moderator(
