@@ -6,6 +6,7 @@ The subprocess timeouts are the guard against hangs; no test measures durations 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -265,21 +266,36 @@ HOSTILE_TEMPLATES = [
 ]
 
 
+# Linux counts the RSS a process had before exec() in its max RSS, so a command started
+# straight from this (large) pytest process would report pytest's own size. A small launcher
+# process forks and execs the command, and reports the command's own peak.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def run_measured(args: list[str], env: dict[str, str], tmp_path: Path, timeout: float = 60) -> tuple[int, str, float, float]:
-    """Exit code, output, wall seconds and peak memory (MB, the child's own max RSS) of one
+    """Exit code, output, wall seconds and peak memory (MB, the command's own max RSS) of one
     `copydesk` command."""
     exe = Path(sys.executable).with_name("copydesk")
-    log = tmp_path / "command.log"
+    log, report = tmp_path / "command.log", tmp_path / "command.rusage"
     with log.open("w", encoding="utf-8") as out:
         start = time.monotonic()
-        proc = subprocess.Popen([str(exe), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-        killer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen([sys.executable, "-I", "-c", _LAUNCHER, str(report), str(exe), *args], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         killer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc.wait()
         seconds = time.monotonic() - start
         killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, log.read_text(encoding="utf-8"), seconds, usage.ru_maxrss / 1024
+    code, max_rss_kb = (int(value) for value in report.read_text(encoding="utf-8").split())
+    return code, log.read_text(encoding="utf-8"), seconds, max_rss_kb / 1024
 
 
 @pytest.mark.parametrize("source, needle", HOSTILE_TEMPLATES)
