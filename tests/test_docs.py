@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import subprocess
 import sys
 import types
@@ -198,6 +199,37 @@ def test_a_stale_reference_fails_the_strict_build(caplog):
         assert generator.on_page_markdown(stale, page=page) == committed
     assert [r.name for r in caplog.records] == ["mkdocs.hooks.spec_reference"]
     assert "differs from copydesk.spec's models" in caplog.records[0].getMessage()
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub and MkDocs' toc both give the headings of `page`."""
+    headings = re.findall(r"^#{1,6} (.+)$", page.read_text(encoding="utf-8"), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def broken_links(readme: str) -> list[str]:
+    """The README's relative links whose file, or anchor, does not exist."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        page = ROOT / path
+        if not page.is_file() or (anchor and anchor not in _anchors(page)):
+            broken.append(target)
+    return broken
+
+
+def test_the_readme_links_to_the_docs_pages():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    for command in ("bash scripts/quickstart.sh", "bash scripts/test.sh"):
+        assert command in readme
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.md)", readme))
+    assert linked == {page.name for page in DOCS.glob("*.md")}
+    assert broken_links(readme) == []
+    assert broken_links(readme.replace("(docs/budgets.md#shared-allowances-budgetshared)",
+                                       "(docs/budgets.md#shared-budgets)")) == ["docs/budgets.md#shared-budgets"]
 
 
 def test_a_field_without_a_description_stops_the_generator(monkeypatch):
