@@ -141,7 +141,7 @@ def _read_from(url: str, offset: int) -> Iterator[bytes]:
         response.raise_for_status()
         if offset and response.status_code != 206:
             raise ServiceError(f"{url}: the server ignored the Range request")  # start over
-        yield from response.iter_bytes(CHUNK)
+        yield from response.iter_bytes()  # as it arrives: a cut-off answer keeps what came
 
 
 def _download(jar: Jar, base_url: str, dest: Path, advance: Advance) -> None:
@@ -165,7 +165,7 @@ def _download(jar: Jar, base_url: str, dest: Path, advance: Advance) -> None:
             if isinstance(exc, ServiceError):  # no Range support: start this file again
                 advance(-_size(part))
                 part.unlink(missing_ok=True)
-            time.sleep(min(2.0**attempt, 20.0))
+            time.sleep(min(2.0 ** (attempt - 1), 20.0))
     if _size(part) != jar.size or sha1_of(part) != jar.sha1:
         part.unlink(missing_ok=True)
         raise ServiceError(
