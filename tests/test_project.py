@@ -208,3 +208,16 @@ def test_the_shipped_lock_is_the_poms_languagetool():
     assert not any(name.startswith("language-all") for name in names)
     pom = (ROOT / "scripts" / "languagetool" / "pom.xml").read_text()
     assert f"<languagetool.version>{lock.version}</languagetool.version>" in pom
+
+
+def test_run_without_languagetool_names_copydesk_setup(basic_spec, cli_env, tmp_path):
+    """What a wheel's user sees before `copydesk setup`: the command to run, no script of a checkout."""
+    from conftest import run_cli
+
+    basic_spec.write_text(basic_spec.read_text().replace("grammar:\n    enabled: false", "grammar:\n    enabled: true"))
+    assert "enabled: true" in basic_spec.read_text()
+    env = {**cli_env, "COPYDESK_LANGUAGETOOL_DIR": str(tmp_path / "no-jars-yet")}
+    result = run_cli(["run", str(basic_spec), "--out", str(tmp_path / "out"), "-t", "Rust lifetimes"], env)
+    said = result.stdout + result.stderr
+    assert "copydesk setup" in said, said
+    assert "scripts/" not in said
