@@ -55,7 +55,7 @@ def example_reply(body: dict[str, object]) -> str:
     return " ".join([lead, *picks[:3]]) + "\n\n" + " ".join(picks[3:])
 
 
-def _build(dist: Path) -> Path:
+def _build(dist: Path) -> tuple[Path, str]:
     """sdist and wheel of the checkout; both pass `twine check`; the wheel holds only the package."""
     _sh([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)], cwd=dist.parent)
     (wheel,) = dist.glob("copydesk-*.whl")
@@ -68,7 +68,7 @@ def _build(dist: Path) -> Path:
     assert "copydesk/examples/pipelines/zh-tech-blog.yaml" in names and "copydesk/languagetool.lock" in names
     metadata = zipfile.ZipFile(wheel).read(wheel.name.split("-py3")[0] + ".dist-info/METADATA").decode()
     assert "License-Expression: Apache-2.0" in metadata and "Project-URL: Documentation" in metadata
-    return wheel
+    return wheel, metadata
 
 
 def _venv(folder: Path, wheel: Path) -> Path:
@@ -102,7 +102,8 @@ def _mirror(folder: Path) -> str:
 @pytest.mark.integration
 def test_the_wheel_in_a_fresh_virtualenv_makes_and_runs_a_project(tmp_path, prefect_server):
     assert (JARS / "languagetool-server-6.8.jar").is_file(), "run scripts/setup.sh first (the jars in vendor/)"
-    venv = _venv(tmp_path / "venv", _build(tmp_path / "dist"))
+    wheel, metadata = _build(tmp_path / "dist")
+    venv = _venv(tmp_path / "venv", wheel)
     before = _snapshot(venv / "lib")
     work, data = tmp_path / "work", tmp_path / "user-data"
     work.mkdir()
@@ -116,6 +117,8 @@ def test_the_wheel_in_a_fresh_virtualenv_makes_and_runs_a_project(tmp_path, pref
                  "print(copydesk.__file__, copydesk_flows.__file__)"], cwd=work, env=env)
     assert str(ROOT) not in where and where.count(str(venv / "lib")) == 2, where
 
+    version = metadata.split("\nVersion: ")[1].split("\n")[0]
+    assert _sh([copydesk, "--version"], cwd=work, env=env).strip() == f"copydesk {version}"
     assert "copydesk setup" in _sh([copydesk, "init", "site"], cwd=work, env=env)
     site_dir = work / "site"
     assert (site_dir / "copydesk.toml").is_file() and (site_dir / "pipelines" / "zh-tech-blog.yaml").is_file()

@@ -39,6 +39,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from copydesk import __version__
+
+        out.print(f"copydesk {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print copydesk's version and exit.")] = False,
+) -> None:
+    pass
+
+
 services_app = typer.Typer(help="Keep the embedded servers (local model, LanguageTool) running between runs.")
 app.add_typer(services_app, name="services")
 

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 def init(
     directory: Annotated[Path, typer.Argument(help="The project folder (created if missing).")] = Path("."),
 ) -> None:
-    """Make a ready project: example pipelines (English, Chinese), prompts, outputs/, prefect.yaml,
-    .gitignore, a README and the project marker copydesk.toml. Never overwrites a file."""
+    """Make a ready project: example pipelines and prompts, outputs/, prefect.yaml, .gitignore, README, copydesk.toml.
+
+    Never overwrites a file: when one exists, nothing is written (exit 2).
+    """
     from copydesk.scaffold import init_project
 
     try:
@@ -40,8 +42,10 @@ def setup(
     force: Annotated[bool, typer.Option("--force", help="Check every jar's SHA-1 and download again what differs.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Then start LanguageTool once and check it answers.")] = False,
 ) -> None:
-    """Download LanguageTool (pinned jars, checksums verified, resumable) into the user data folder,
-    check Java, and say what the embedded local model needs. Exit 0 when ready, 1 if not."""
+    """Download LanguageTool into the user data folder, check Java, say what the local model needs.
+
+    The jars are pinned (the package's languagetool.lock), checked against their SHA-1 and resumed when interrupted. Exit 0 when ready, 1 if not.
+    """
     from copydesk.settings import Settings
 
     settings = Settings()
