@@ -1,4 +1,7 @@
-"""Build hook: a wheel installs the repository's `flows/` folder as the package `copydesk_flows`.
+"""Build hook: a wheel installs the repository's `flows/` folder as the package `copydesk_flows`,
+and carries the repository's `pipelines/`, `prompts/` and `prefect.yaml` as the examples
+`copydesk init` copies (`copydesk/examples/`; copydesk.scaffold reads them from the
+checkout in editable installs). The repository keeps one copy of each.
 
 The folder keeps its product name in the repository; installed, it takes copydesk's own
 name instead of a generic top-level `flows`. Editable installs (and PYTHONPATH=src) need
@@ -14,6 +17,8 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
+EXAMPLE_FOLDERS = ("pipelines", "prompts")
+
 
 class FlowsPackageHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
@@ -21,5 +26,11 @@ class FlowsPackageHook(BuildHookInterface):
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel" or version != "standard":
             return
-        for source in sorted((Path(self.root) / "flows").glob("*.py")):
+        root = Path(self.root)
+        for source in sorted((root / "flows").glob("*.py")):
             build_data["force_include"][str(source)] = f"copydesk_flows/{source.name}"
+        for folder in EXAMPLE_FOLDERS:
+            for source in sorted((root / folder).rglob("*")):
+                if source.is_file() and "__pycache__" not in source.parts:
+                    build_data["force_include"][str(source)] = f"copydesk/examples/{source.relative_to(root).as_posix()}"
+        build_data["force_include"][str(root / "prefect.yaml")] = "copydesk/examples/prefect.yaml"

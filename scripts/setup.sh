@@ -5,6 +5,7 @@
 #                               (llama-cpp-python is compiled from source the first
 #                               time: ~5-6 min on 2 cores; pip caches the wheel),
 #                               and the LanguageTool jars from Maven Central
+#                               (`copydesk setup`, into vendor/languagetool: copydesk.toml)
 #   scripts/setup.sh --dev      also the test tools: pytest, Playwright's driver, and
 #                               (as root, with apt) Debian's prometheus (promtool),
 #                               chromium for the browser test and postgresql for the
@@ -12,8 +13,8 @@
 #                               LiteLLM's proxy in a virtualenv of its own, .venv-litellm
 #                               (the gateway tests; its pins never meet Prefect's)
 #
-# Needs: Python 3.11+, Java 17+ and Maven (LanguageTool), a C/C++ toolchain and
-# cmake (llama.cpp). Only package registries are contacted.
+# Needs: Python 3.11+, Java 17+ (LanguageTool), a C/C++ toolchain and cmake
+# (llama.cpp). Only package registries (PyPI, Maven Central) are contacted.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

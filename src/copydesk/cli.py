@@ -29,6 +29,7 @@ from rich.table import Table
 from copydesk import launch
 from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
+from copydesk.project import adopt_project_of
 from copydesk.redact import install_log_redaction
 
 app = typer.Typer(
@@ -38,6 +39,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from copydesk import __version__
+
+        out.print(f"copydesk {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print copydesk's version and exit.")] = False,
+) -> None:
+    pass
+
+
 services_app = typer.Typer(help="Keep the embedded servers (local model, LanguageTool) running between runs.")
 app.add_typer(services_app, name="services")
 
@@ -132,6 +151,8 @@ def validate(specs: Annotated[list[Path], typer.Argument(help="Pipeline specs to
     from copydesk.spec import load_spec
 
     failed = 0
+    if specs:
+        adopt_project_of(specs[0])
     for path in specs:
         try:
             spec = load_spec(path)
@@ -160,6 +181,7 @@ def plan(
     from copydesk.spec import load_spec
 
     try:
+        adopt_project_of(spec_path)
         spec = load_spec(spec_path)
         chosen = mode.value if mode else spec.mode
         result = make_plan(spec, _topics(topic, topics_file), budget=budget, overrides=_vars(var),
@@ -209,6 +231,10 @@ def run(
     from copydesk.request import RunRequest
     from copydesk.runner import PipelineRun
 
+    try:
+        adopt_project_of(spec_path)  # its .copydesk/ keeps the servers' records, for this process and its children
+    except CopydeskError as exc:
+        raise _fail(exc) from None
     _prefect_environment()
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
@@ -300,7 +326,11 @@ from copydesk.serve_cli import review as review_command  # noqa: E402
 from copydesk.serve_cli import serve as serve_command  # noqa: E402
 from copydesk.serve_cli import server_app  # noqa: E402
 from copydesk.budget_cli import budget_app  # noqa: E402
+from copydesk.setup_cli import init as init_command  # noqa: E402
+from copydesk.setup_cli import setup as setup_command  # noqa: E402
 
+app.command("init")(init_command)
+app.command("setup")(setup_command)
 app.command("serve")(serve_command)
 app.command("review")(review_command)
 app.add_typer(server_app, name="server")

@@ -54,6 +54,10 @@ class SpecError(InputError):
     """A pipeline spec is unreadable or invalid."""
 
 
+class ProjectError(InputError):
+    """A project marker (copydesk.toml, [tool.copydesk]) is unreadable, or `copydesk init` would overwrite a file."""
+
+
 class TemplateError(InputError):
     """A prompt template is missing, broken, or needs a variable nobody provides."""
 

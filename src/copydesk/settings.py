@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from copydesk.project import current_project, user_data_dir
+
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2"
 
 
 class Settings(BaseSettings):
@@ -47,11 +49,21 @@ class Settings(BaseSettings):
     )
 
     # --- where things live ---------------------------------------------------
-    output_dir: Path = Field(Path("outputs"), description="Where runs export their folders.")
-    pipelines_dir: Path = Field(Path("pipelines"), description="Where served flows look up specs by name.")
+    # Unset, each folder comes from the project (copydesk.project): its marker's setting,
+    # relative to the project, else the default below. The project is the one found from
+    # the spec (COPYDESK_PROJECT_DIR) or from the current folder upwards.
+    output_dir: Path = Field(Path("outputs"), description="Where runs export their folders [<project>/outputs].")
+    pipelines_dir: Path = Field(
+        Path("pipelines"), description="Where served flows look up specs by name [<project>/pipelines]."
+    )
     state_dir: Path = Field(
-        PROJECT_ROOT / ".copydesk",
-        description="Where `copydesk services` keeps pid files and logs of the embedded servers.",
+        Path(".copydesk"),
+        description="The project's state: the kept servers' records, logs, locks, the Prefect server's "
+        "database and password [<project>/.copydesk].",
+    )
+    data_dir: Path | None = Field(
+        None, description="Per-user data shared by every project (the LanguageTool jars) "
+        "[the user data folder, e.g. ~/.local/share/copydesk]."
     )
 
     keep_servers: bool = Field(
@@ -67,9 +79,12 @@ class Settings(BaseSettings):
     languagetool_url: str | None = Field(
         default=None, description="A running LanguageTool server; unset starts the embedded one."
     )
-    languagetool_dir: Path = Field(
-        PROJECT_ROOT / "vendor" / "languagetool",
-        description="Folder of the LanguageTool jars resolved from Maven Central by scripts/setup.",
+    languagetool_dir: Path | None = Field(
+        None, description="Folder of the LanguageTool jars `copydesk setup` downloads [<data_dir>/languagetool]."
+    )
+    maven_url: str = Field(
+        MAVEN_CENTRAL, description="Maven repository `copydesk setup` downloads LanguageTool from "
+        "(a mirror; file:// URLs work too)."
     )
     languagetool_heap: str = Field("512m", description="Maximum Java heap of the embedded LanguageTool.")
     languagetool_warmup_words: int = Field(
@@ -85,6 +100,31 @@ class Settings(BaseSettings):
 
     # --- observability -------------------------------------------------------
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of `copydesk serve`'s /metrics.")
+
+    @model_validator(mode="after")
+    def _project_folders(self) -> Settings:
+        """Fill the folders nobody set from the project (its marker, else the defaults)."""
+        project = current_project()
+        given = self.model_fields_set
+        for name in ("output_dir", "pipelines_dir", "state_dir", "data_dir"):
+            if name in given:
+                continue
+            if name in project.folders:
+                setattr(self, name, project.folders[name])
+            elif name == "data_dir":
+                self.data_dir = user_data_dir()
+            elif project.marker is not None or name == "state_dir":
+                setattr(self, name, project.root / getattr(self, name))
+        if "languagetool_dir" not in given:
+            assert self.data_dir is not None
+            self.languagetool_dir = project.folders.get("languagetool_dir", self.data_dir / "languagetool")
+        return self
+
+    @property
+    def jar_dir(self) -> Path:
+        """The LanguageTool jars' folder (always set once the settings are built)."""
+        assert self.languagetool_dir is not None
+        return self.languagetool_dir
 
     @property
     def api_configured(self) -> bool:

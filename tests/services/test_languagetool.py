@@ -1,6 +1,6 @@
 """The embedded LanguageTool server: prerequisites, command line, and the real thing.
 
-The integration tests use the jars from scripts/fetch-languagetool.sh and Java
+The integration tests use the jars `copydesk setup` put in vendor/languagetool (copydesk.toml) and Java
 17+. Without them they fail (they are not skipped) with the command to run.
 """
 
@@ -22,14 +22,15 @@ from copydesk.services.languagetool import (
     normalize_url,
 )
 from copydesk.services.process import ServerState, pid_alive, process_start_ticks, state_path
-from copydesk.settings import PROJECT_ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------- without a server
 
 
 def test_missing_jars_say_what_to_run(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "state", languagetool_dir=tmp_path / "nowhere")
-    with pytest.raises(ServiceError, match=r"scripts/fetch-languagetool\.sh"):
+    with pytest.raises(ServiceError, match=r"copydesk setup"):
         LanguageToolServer(settings).start()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -115,7 +116,8 @@ def test_a_recorded_background_server_is_reused(languagetool_base_url: str, tmp_
 @pytest.mark.integration
 async def test_a_server_is_started_for_the_block_and_stopped_after(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "state")
-    assert settings.languagetool_dir == PROJECT_ROOT / "vendor" / "languagetool"
+    # this checkout's copydesk.toml keeps the jars in vendor/ (the tests run from the checkout)
+    assert settings.languagetool_dir == ROOT / "vendor" / "languagetool"
     endpoint = languagetool_url(settings)
     started = time.monotonic()
     try:

