@@ -41,6 +41,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SECRET_KEY = "sk-test-NEVER-PRINT-ME-1234567890"
 
 sys.path.insert(0, str(Path(__file__).parent))
+from fake_batch import FakeBatchAPI  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
 
 # Session fixtures for the real LanguageTool and llama.cpp servers.
@@ -57,6 +58,19 @@ def free_port() -> int:
 def fake_api() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture
+def batch_api() -> Iterator[FakeBatchAPI]:
+    """A fake OpenAI-compatible server with the Batch API (tests/fake_batch.py)."""
+    with FakeBatchAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def batch_env(cli_env: dict[str, str], batch_api: FakeBatchAPI) -> dict[str, str]:
+    """`cli_env` pointed at the fake Batch API, polling every 0.1 s."""
+    return {**cli_env, "OPENAI_BASE_URL": batch_api.url, "COPYDESK_BATCH_POLL_SECONDS": "0.1"}
 
 
 @pytest.fixture

@@ -19,17 +19,6 @@ from conftest import ROOT, run_cli
 from fake_batch import FakeBatchAPI
 
 
-@pytest.fixture
-def batch_api():
-    with FakeBatchAPI() as fake:
-        yield fake
-
-
-@pytest.fixture
-def batch_env(cli_env, batch_api):
-    return {**cli_env, "OPENAI_BASE_URL": batch_api.url, "COPYDESK_BATCH_POLL_SECONDS": "0.1"}
-
-
 def _args(spec: Path, out: Path, topics: list[str], *extra: str) -> list[str]:
     args = ["run", str(spec), "--out", str(out), *extra]
     for topic in topics:

@@ -13,24 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import run_cli
-from fake_batch import FakeBatchAPI
 from fake_openai import Fault, FakeOpenAI
 
 
 def _rows(out: Path) -> pd.DataFrame:
     (csv,) = out.glob("*/articles.csv")
     return pd.read_csv(csv, encoding="utf-8-sig", keep_default_na=False)
-
-
-@pytest.fixture
-def batch_api():
-    with FakeBatchAPI() as fake:
-        yield fake
-
-
-@pytest.fixture
-def batch_env(cli_env, batch_api):
-    return {**cli_env, "OPENAI_BASE_URL": batch_api.url, "COPYDESK_BATCH_POLL_SECONDS": "0.1"}
 
 
 # ------------------------------------------------------------------------------ finding 8: ids
