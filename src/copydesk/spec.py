@@ -36,6 +36,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from copydesk.errors import SpecError
+from copydesk.qc.registry import QCSpec
 
 NAME_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 STAGE_NAMES = ("title", "outline", "expansion")
@@ -327,30 +328,6 @@ class RateLimits(_Model):
     tpm: int | None = Field(None, ge=1, description="Tokens per minute (reserved upper bounds), at most.")
 
 
-class GrammarPolicy(_Model):
-    enabled: bool = True
-    max_issues_per_100_words: float = Field(1.0, ge=0)
-    ignore_rules: list[str] = Field(default_factory=list)
-    autocorrect: bool = False
-
-
-class ModerationPolicy(_Model):
-    enabled: bool = True
-    provider: Literal["auto", "openai", "local"] = "auto"
-    threshold: float = Field(0.8, ge=0.0, le=1.0)
-    #: What a run does when the preflight finds the moderation endpoint unavailable (copydesk.preflight):
-    #: fail (exit 2 before any chat call), local (the local classifier), review (every article held for
-    #: review). Unset: local for provider auto, fail for provider openai.
-    on_unavailable: Literal["fail", "local", "review"] | None = None
-
-    @property
-    def unavailable_action(self) -> str:
-        """`on_unavailable`, or its default for the provider."""
-        if self.on_unavailable is not None:
-            return self.on_unavailable
-        return "fail" if self.provider == "openai" else "local"
-
-
 class BatchSpec(_Model):
     """Batch mode's own settings."""
 
@@ -359,114 +336,6 @@ class BatchSpec(_Model):
         description="The model name written into batch lines, for every stage without its own batch_model; "
         "unset: each stage's model. Behind a gateway that rewrites model names for realtime calls but "
         "passes batch files through (LiteLLM), this is the upstream's name.")
-
-
-class CheckPolicy(_Model):
-    """An editorial check with nothing to tune but whether it runs."""
-
-    enabled: bool = True
-
-
-class PromptEchoPolicy(CheckPolicy):
-    #: A heading sharing a run of this many words with the prompt's own instructions echoes it.
-    heading_words: int = Field(4, ge=2, le=20)
-    #: A sentence sharing a run of this many words with the instructions echoes it.
-    sentence_words: int = Field(8, ge=3, le=50)
-    #: ...or has this share of its words in 3-word phrases of the instructions (1.0: off).
-    sentence_share: float = Field(0.5, gt=0.0, le=1.0)
-
-
-class MetaTalkPolicy(CheckPolicy):
-    #: Cut a preamble or sign-off addressed to the requester when what is left is clean text.
-    trim: bool = True
-
-
-class MarkdownPolicy(CheckPolicy):
-    #: A heading inside a section at the level of the article's own (# or ##): demote it to ###, or hold the article.
-    extra_headings: Literal["demote", "review"] = "demote"
-
-
-class LanguagePolicy(CheckPolicy):
-    #: Sections with fewer letters than this are too short to identify and are not judged.
-    min_chars: int = Field(60, ge=1, le=10_000)
-
-
-class DuplicationPolicy(CheckPolicy):
-    #: Share of a section's word 5-grams found in another section of the same article.
-    max_section_overlap: float = Field(0.5, gt=0.0, le=1.0)
-
-
-class OriginalityPolicy(CheckPolicy):
-    #: Estimated Jaccard similarity (MinHash) of two articles' word 5-grams at which the later is held.
-    max_similarity: float = Field(0.5, gt=0.0, le=1.0)
-    #: Compare with the articles already published under the same output folder, not only this run's.
-    against_published: bool = True
-
-
-class LinksPolicy(CheckPolicy):
-    #: Domains whose links may be published (a domain allows its subdomains too).
-    allow: list[str] = Field(default_factory=list)
-    #: review: an article with any other link needs review; strip: such links are removed (text kept).
-    policy: Literal["review", "strip"] = "review"
-
-    @field_validator("allow")
-    @classmethod
-    def _domains(cls, value: list[str]) -> list[str]:
-        bad = [d for d in value if not re.fullmatch(r"(?:[a-z0-9-]+\.)+[a-z]{2,}|localhost", d.strip().lower())]
-        if bad:
-            raise ValueError(f"not a domain name: {', '.join(map(repr, bad))} (write docs.python.org, not a URL)")
-        return [d.strip().lower() for d in value]
-
-
-class ThinSectionsPolicy(CheckPolicy):
-    #: A section is thin when it is shorter than this share of what its max_tokens allows...
-    min_share: float = Field(0.2, ge=0.0, le=1.0)
-    #: ...and shorter than this many words (characters in Chinese and Japanese).
-    min_words: int = Field(40, ge=0, le=100_000)
-
-
-class RelevancePolicy(CheckPolicy):
-    #: Content words (Chinese: character pairs) a title, or a section's heading and body, must share with the topic.
-    min_shared_terms: int = Field(1, ge=1, le=20)
-    #: A section sharing none with the topic is off-topic when less than this share of its terms is found
-    #: anywhere else in the article.
-    min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
-    #: Share of the topic's terms the headings and bodies must use somewhere (0: not checked).
-    min_topic_coverage: float = Field(0.0, ge=0.0, le=1.0)
-    #: Words that never count as shared (a brand or series name every title carries).
-    ignore_terms: list[str] = Field(default_factory=list)
-
-
-class RepairPolicy(_Model):
-    #: How often a section failing a section-level check is written again (0: never).
-    max_attempts: int = Field(1, ge=0, le=5)
-
-
-class QCSpec(_Model):
-    grammar: GrammarPolicy = Field(default_factory=GrammarPolicy)
-    moderation: ModerationPolicy = Field(default_factory=ModerationPolicy)
-    min_words: int = Field(300, ge=0)
-    max_words: int | None = Field(None, ge=1)
-    max_repetition: float = Field(0.25, ge=0.0, le=1.0)
-    require_outline_coverage: bool = True
-    # Editorial checks, section by section (copydesk.qc.editorial).
-    prompt_echo: PromptEchoPolicy = Field(default_factory=PromptEchoPolicy)
-    meta_talk: MetaTalkPolicy = Field(default_factory=MetaTalkPolicy)
-    refusal: CheckPolicy = Field(default_factory=CheckPolicy)
-    placeholders: CheckPolicy = Field(default_factory=CheckPolicy)
-    markdown: MarkdownPolicy = Field(default_factory=MarkdownPolicy)
-    language: LanguagePolicy = Field(default_factory=LanguagePolicy)
-    duplication: DuplicationPolicy = Field(default_factory=DuplicationPolicy)
-    originality: OriginalityPolicy = Field(default_factory=OriginalityPolicy)
-    links: LinksPolicy = Field(default_factory=LinksPolicy)
-    thin_sections: ThinSectionsPolicy = Field(default_factory=ThinSectionsPolicy)
-    relevance: RelevancePolicy = Field(default_factory=RelevancePolicy)
-    citations: CheckPolicy = Field(default_factory=CheckPolicy)
-    unfinished: CheckPolicy = Field(default_factory=CheckPolicy)
-    #: A section cut off by max_tokens: review (keep it, hold the article) or trim (cut it back to its
-    #: last complete sentence, recorded).
-    truncation: Literal["review", "trim"] = "review"
-    repair: RepairPolicy = Field(default_factory=RepairPolicy)
 
 
 class ExportSpec(_Model):
