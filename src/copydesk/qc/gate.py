@@ -36,6 +36,12 @@ no editor time", *needs_review* means "an editor can fix or approve this"):
 A check that raises is recorded with `ran=False` and its error; a disabled
 check (`enabled: false`, `require_outline_coverage: false`) is skipped and
 listed in `Verdict.skipped`.
+
+Every check except grammar, moderation and originality is a component
+(`copydesk.qc.check`) registered in `copydesk.qc.registry.CHECKS`. `assess` runs the
+text checks' repairs (truncation's trim), then the editorial phase (its checks'
+repairs, then their runs; only with a draft), grammar and moderation concurrently,
+the text checks, and originality, in that order.
 """
 
 from __future__ import annotations
