@@ -33,7 +33,8 @@ from copydesk.qc.content import (  # noqa: E402
 )
 from copydesk.qc.gate import QualityGate  # noqa: E402
 from copydesk.qc.moderation import LocalModerator, local_model_load_seconds  # noqa: E402
-from copydesk.spec import GrammarPolicy, QCSpec  # noqa: E402
+from copydesk.qc.grammar import GrammarPolicy  # noqa: E402
+from copydesk.spec import QCSpec  # noqa: E402
 from copydesk.text import count_words, plain_text, split_sentences  # noqa: E402
 
 EN_SENTENCES = [

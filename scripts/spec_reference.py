@@ -112,6 +112,8 @@ NOTES: dict[str, str] = {
     "QCSpec.citations": "Studies, surveys and papers cited (they cannot be checked).",
     "QCSpec.unfinished": "A section that stops mid-sentence although the server said it was done.",
     "QCSpec.repair": "Rewriting a section that fails a section-level check.",
+    "QCSpec.heading_depth": "Headings nested deeper than a level (the worked example of a check component; "
+                            "off unless `max_depth` is set).",
     "CheckPolicy.enabled": "Run this check.",
     "LinksPolicy.allow": "Domain names, not URLs (`docs.python.org`).",
     "ExportSpec.markdown": "Write one Markdown file per article.",
@@ -170,7 +172,7 @@ def _description(model: type[BaseModel], name: str, info: FieldInfo, used: set[s
             break
     if not parts:
         raise SystemExit(f"spec reference: {model.__name__}.{name} has no description: give it one in "
-                         "copydesk/spec.py or in NOTES of scripts/spec_reference.py")
+                         "its model (copydesk/spec.py, a check's module in copydesk/qc/) or in NOTES of scripts/spec_reference.py")
     return " ".join(parts)
 
 
@@ -364,7 +366,7 @@ def render() -> str:
     out: list[str] = []
     for path, model in _sections():
         out += [f"## {_TITLES.get(path, f'`{path}`')}", ""]
-        if model.__doc__ and model.__module__ == "copydesk.spec" and "__doc__" in vars(model):
+        if model.__doc__ and model.__module__.startswith("copydesk.") and "__doc__" in vars(model):
             out += [" ".join(inspect.cleandoc(model.__doc__).split()), ""]
         out += ["| key | type | default | bounds | description |", "|---|---|---|---|---|"]
         for name, info in model.model_fields.items():

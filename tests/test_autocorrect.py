@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 from copydesk.article import Article, Section
 from copydesk.qc.gate import QualityGate
-from copydesk.spec import GrammarPolicy, ModerationPolicy, QCSpec
+from copydesk.qc.grammar import GrammarPolicy
+from copydesk.qc.moderation import ModerationPolicy
+from copydesk.spec import QCSpec
 
 
 def make_article() -> Article:

@@ -26,7 +26,8 @@ from copydesk.qc.moderation import EndpointOrLocalModerator, LocalModerator, Ope
 from copydesk.request import RunRequest
 from copydesk.runner import RunSummary
 from copydesk.settings import Settings
-from copydesk.spec import ModerationPolicy, load_spec
+from copydesk.qc.moderation import ModerationPolicy
+from copydesk.spec import load_spec
 
 KEY = SecretStr("sk-test-preflight-0123456789")
 

@@ -30,8 +30,13 @@ from copydesk.batchapi import ENDPOINT as BATCH_ENDPOINT
 from copydesk.batchapi import ID_PATTERN
 from copydesk.client import ApiEndpoint, ChatClient, RetryPolicy, feature_missing
 from copydesk.errors import ApiError, AuthenticationError, InputError
-from copydesk.qc.moderation import EndpointOrLocalModerator, LocalModerator, OpenAIModerator, UnavailableModerator
-from copydesk.spec import ModerationPolicy
+from copydesk.qc.moderation import (
+    EndpointOrLocalModerator,
+    LocalModerator,
+    ModerationPolicy,
+    OpenAIModerator,
+    UnavailableModerator,
+)
 
 log = logging.getLogger("copydesk.preflight")
 

@@ -26,16 +26,23 @@ from __future__ import annotations
 import math
 import os
 import re
-import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from copydesk.errors import SpecError
+from copydesk.qc.registry import QCSpec
+from copydesk.specyaml import (  # noqa: F401 - the YAML bounds are part of the spec's documented limits
+    MAX_YAML_ALIASES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    nearest_line,
+    read_yaml,
+    short,
+)
 
 NAME_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 STAGE_NAMES = ("title", "outline", "expansion")
@@ -54,13 +61,6 @@ PROJECT_OUTPUT_FOLDER = "outputs"
 
 #: Largest spec file read, in bytes.
 MAX_SPEC_BYTES = 256 * 1024
-#: YAML aliases (`*name`) one spec may use.
-MAX_YAML_ALIASES = 100
-#: Nodes of the YAML document once every alias is expanded (what pydantic would walk).
-MAX_YAML_NODES = 100_000
-#: Nesting depth of the YAML document.
-MAX_YAML_DEPTH = 64
-
 #: Template variables: at most this many names, each at most `MAX_VAR_NAME_CHARS` long,
 #: values JSON-like (str, int, float, bool, null, lists, objects with string keys) nested at
 #: most `MAX_VAR_DEPTH` deep, all values together at most `MAX_VARS_CHARS` as JSON.
@@ -72,22 +72,6 @@ MAX_VARS_CHARS = 64 * 1024
 MAX_VAR_INT = 2**63 - 1
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-_repr = reprlib.Repr()
-_repr.maxstring = 60
-_repr.maxother = 60
-_repr.maxlong = 40
-_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
-_repr.maxlevel = 3
-
-
-def short(value: Any) -> str:
-    """A repr of `value` shortened for messages (at most about 60 characters per string)."""
-    try:
-        return _repr.repr(value)
-    except Exception:  # a repr that fails must not hide the real problem
-        return f"<{type(value).__name__}>"
-
 
 def template_name_problem(name: str) -> str | None:
     """Why `name` cannot name a template, judged from the name alone (None when it can).
@@ -327,30 +311,6 @@ class RateLimits(_Model):
     tpm: int | None = Field(None, ge=1, description="Tokens per minute (reserved upper bounds), at most.")
 
 
-class GrammarPolicy(_Model):
-    enabled: bool = True
-    max_issues_per_100_words: float = Field(1.0, ge=0)
-    ignore_rules: list[str] = Field(default_factory=list)
-    autocorrect: bool = False
-
-
-class ModerationPolicy(_Model):
-    enabled: bool = True
-    provider: Literal["auto", "openai", "local"] = "auto"
-    threshold: float = Field(0.8, ge=0.0, le=1.0)
-    #: What a run does when the preflight finds the moderation endpoint unavailable (copydesk.preflight):
-    #: fail (exit 2 before any chat call), local (the local classifier), review (every article held for
-    #: review). Unset: local for provider auto, fail for provider openai.
-    on_unavailable: Literal["fail", "local", "review"] | None = None
-
-    @property
-    def unavailable_action(self) -> str:
-        """`on_unavailable`, or its default for the provider."""
-        if self.on_unavailable is not None:
-            return self.on_unavailable
-        return "fail" if self.provider == "openai" else "local"
-
-
 class BatchSpec(_Model):
     """Batch mode's own settings."""
 
@@ -359,114 +319,6 @@ class BatchSpec(_Model):
         description="The model name written into batch lines, for every stage without its own batch_model; "
         "unset: each stage's model. Behind a gateway that rewrites model names for realtime calls but "
         "passes batch files through (LiteLLM), this is the upstream's name.")
-
-
-class CheckPolicy(_Model):
-    """An editorial check with nothing to tune but whether it runs."""
-
-    enabled: bool = True
-
-
-class PromptEchoPolicy(CheckPolicy):
-    #: A heading sharing a run of this many words with the prompt's own instructions echoes it.
-    heading_words: int = Field(4, ge=2, le=20)
-    #: A sentence sharing a run of this many words with the instructions echoes it.
-    sentence_words: int = Field(8, ge=3, le=50)
-    #: ...or has this share of its words in 3-word phrases of the instructions (1.0: off).
-    sentence_share: float = Field(0.5, gt=0.0, le=1.0)
-
-
-class MetaTalkPolicy(CheckPolicy):
-    #: Cut a preamble or sign-off addressed to the requester when what is left is clean text.
-    trim: bool = True
-
-
-class MarkdownPolicy(CheckPolicy):
-    #: A heading inside a section at the level of the article's own (# or ##): demote it to ###, or hold the article.
-    extra_headings: Literal["demote", "review"] = "demote"
-
-
-class LanguagePolicy(CheckPolicy):
-    #: Sections with fewer letters than this are too short to identify and are not judged.
-    min_chars: int = Field(60, ge=1, le=10_000)
-
-
-class DuplicationPolicy(CheckPolicy):
-    #: Share of a section's word 5-grams found in another section of the same article.
-    max_section_overlap: float = Field(0.5, gt=0.0, le=1.0)
-
-
-class OriginalityPolicy(CheckPolicy):
-    #: Estimated Jaccard similarity (MinHash) of two articles' word 5-grams at which the later is held.
-    max_similarity: float = Field(0.5, gt=0.0, le=1.0)
-    #: Compare with the articles already published under the same output folder, not only this run's.
-    against_published: bool = True
-
-
-class LinksPolicy(CheckPolicy):
-    #: Domains whose links may be published (a domain allows its subdomains too).
-    allow: list[str] = Field(default_factory=list)
-    #: review: an article with any other link needs review; strip: such links are removed (text kept).
-    policy: Literal["review", "strip"] = "review"
-
-    @field_validator("allow")
-    @classmethod
-    def _domains(cls, value: list[str]) -> list[str]:
-        bad = [d for d in value if not re.fullmatch(r"(?:[a-z0-9-]+\.)+[a-z]{2,}|localhost", d.strip().lower())]
-        if bad:
-            raise ValueError(f"not a domain name: {', '.join(map(repr, bad))} (write docs.python.org, not a URL)")
-        return [d.strip().lower() for d in value]
-
-
-class ThinSectionsPolicy(CheckPolicy):
-    #: A section is thin when it is shorter than this share of what its max_tokens allows...
-    min_share: float = Field(0.2, ge=0.0, le=1.0)
-    #: ...and shorter than this many words (characters in Chinese and Japanese).
-    min_words: int = Field(40, ge=0, le=100_000)
-
-
-class RelevancePolicy(CheckPolicy):
-    #: Content words (Chinese: character pairs) a title, or a section's heading and body, must share with the topic.
-    min_shared_terms: int = Field(1, ge=1, le=20)
-    #: A section sharing none with the topic is off-topic when less than this share of its terms is found
-    #: anywhere else in the article.
-    min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
-    #: Share of the topic's terms the headings and bodies must use somewhere (0: not checked).
-    min_topic_coverage: float = Field(0.0, ge=0.0, le=1.0)
-    #: Words that never count as shared (a brand or series name every title carries).
-    ignore_terms: list[str] = Field(default_factory=list)
-
-
-class RepairPolicy(_Model):
-    #: How often a section failing a section-level check is written again (0: never).
-    max_attempts: int = Field(1, ge=0, le=5)
-
-
-class QCSpec(_Model):
-    grammar: GrammarPolicy = Field(default_factory=GrammarPolicy)
-    moderation: ModerationPolicy = Field(default_factory=ModerationPolicy)
-    min_words: int = Field(300, ge=0)
-    max_words: int | None = Field(None, ge=1)
-    max_repetition: float = Field(0.25, ge=0.0, le=1.0)
-    require_outline_coverage: bool = True
-    # Editorial checks, section by section (copydesk.qc.editorial).
-    prompt_echo: PromptEchoPolicy = Field(default_factory=PromptEchoPolicy)
-    meta_talk: MetaTalkPolicy = Field(default_factory=MetaTalkPolicy)
-    refusal: CheckPolicy = Field(default_factory=CheckPolicy)
-    placeholders: CheckPolicy = Field(default_factory=CheckPolicy)
-    markdown: MarkdownPolicy = Field(default_factory=MarkdownPolicy)
-    language: LanguagePolicy = Field(default_factory=LanguagePolicy)
-    duplication: DuplicationPolicy = Field(default_factory=DuplicationPolicy)
-    originality: OriginalityPolicy = Field(default_factory=OriginalityPolicy)
-    links: LinksPolicy = Field(default_factory=LinksPolicy)
-    thin_sections: ThinSectionsPolicy = Field(default_factory=ThinSectionsPolicy)
-    relevance: RelevancePolicy = Field(default_factory=RelevancePolicy)
-    citations: CheckPolicy = Field(default_factory=CheckPolicy)
-    unfinished: CheckPolicy = Field(default_factory=CheckPolicy)
-    #: A section cut off by max_tokens: review (keep it, hold the article) or trim (cut it back to its
-    #: last complete sentence, recorded).
-    truncation: Literal["review", "trim"] = "review"
-    repair: RepairPolicy = Field(default_factory=RepairPolicy)
 
 
 class ExportSpec(_Model):
@@ -659,93 +511,6 @@ class PipelineSpec(_Model):
         return self.resolved_prompts_dir
 
 
-# --------------------------------------------------------------------------- loading
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` with bounds: alias uses, nesting depth, and duplicate keys are
-    refused while composing, before anything is expanded or constructed."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._aliases = 0
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_YAML_ALIASES:
-                raise yaml.composer.ComposerError(
-                    None, None, f"more than {MAX_YAML_ALIASES} aliases (*name) in one spec", self.peek_event().start_mark
-                )
-            return super().compose_node(parent, index)
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
-        seen: dict[tuple[str, str], yaml.Mark] = {}
-        for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
-                continue
-            ident = (key.tag, key.value)
-            if ident in seen:
-                first, again = seen[ident], key.start_mark
-                where = (
-                    f"on lines {first.line + 1} and {again.line + 1}"
-                    if first.line != again.line
-                    else f"twice on line {again.line + 1} (columns {first.column + 1} and {again.column + 1})"
-                )
-                raise yaml.composer.ComposerError(None, None, f"duplicate key {short(key.value)} {where}", again)
-            seen[ident] = key.start_mark
-        return node
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a document whose aliases would expand past MAX_YAML_NODES nodes, or refer to
-    themselves. Each shared node is counted once per use, without expanding anything."""
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        key = id(node)
-        if finished:
-            open_nodes.discard(key)
-            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
-            if sizes[key] > MAX_YAML_NODES:
-                raise yaml.composer.ComposerError(
-                    None, None,
-                    f"the aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?)",
-                    node.start_mark,
-                )
-            continue
-        if key in sizes:
-            continue
-        if key in open_nodes:
-            raise yaml.composer.ComposerError(None, None, "an alias refers to its own anchor", node.start_mark)
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
-
-
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read, parse and validate one pipeline spec (at most MAX_SPEC_BYTES)."""
     path = Path(path)
@@ -769,28 +534,7 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     """Parse and validate spec text read from `path` (which anchors `prompts_dir`)."""
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 1024} KiB; a pipeline spec is a short YAML file")
-    try:
-        loader = _SpecLoader(text)
-    except yaml.reader.ReaderError as exc:  # a control character, checked before any parsing
-        line = text.count("\n", 0, exc.position) + 1
-        raise SpecError(
-            f"{path}:{line}: invalid YAML: character {exc.character:#x} is not allowed in YAML text"
-        ) from None
-    try:
-        root = loader.get_single_node()
-        if root is not None:
-            _check_expansion(root)
-        lines = _line_index(root)
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise SpecError(f"{where}: invalid YAML: {problem}") from None
-    except RecursionError:
-        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
-    finally:
-        loader.dispose()
+    data, lines = read_yaml(text, path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a pipeline spec must be a YAML mapping, got {type(data).__name__}")
     try:
@@ -806,7 +550,7 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     for loc, name in spec.template_fields():
         problem = template_name_problem(name)
         if problem:
-            line = _nearest_line(lines, loc)
+            line = nearest_line(lines, loc)
             where = f"{path}:{line}" if line else str(path)
             raise SpecError(f"{where}: {'.'.join(loc)}: template {short(name)} {problem}")
     return spec
@@ -826,39 +570,7 @@ def _describe(exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int
             message = "required but missing"
         elif "input" in error and error["type"] not in ("model_type", "dict_type"):
             message = f"{message} (got {short(error['input'])})"
-        line = _nearest_line(lines, loc)
+        line = nearest_line(lines, loc)
         where = f"{path}:{line}" if line else str(path)
         problems.append(f"{where}: {field}: {message}")
     return "invalid pipeline spec\n  " + "\n  ".join(problems)
-
-
-def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        loc = loc[:-1]
-    return None
-
-
-def _line_index(root: yaml.Node | None) -> dict[tuple[str, ...], int]:
-    """Map each mapping key's dotted path to its 1-based line in the YAML (a node shared
-    through aliases is indexed where it is first reached, and walked once)."""
-    index: dict[tuple[str, ...], int] = {}
-    seen: set[int] = set()
-    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())] if root is not None else []
-    while stack:
-        node, prefix = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                path = (*prefix, str(key.value) if isinstance(key, yaml.ScalarNode) else "?")
-                index.setdefault(path, key.start_mark.line + 1)
-                stack.append((value, path))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                path = (*prefix, str(i))
-                index.setdefault(path, item.start_mark.line + 1)
-                stack.append((item, path))
-    return index

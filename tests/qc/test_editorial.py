@@ -249,12 +249,12 @@ def test_chinese_heading_echo():
 
 
 def test_a_check_that_raises_is_not_run_never_passed(monkeypatch):
-    import copydesk.qc.editorial as editorial
+    import copydesk.qc.language as language_check
 
     def broken(*args, **kwargs):
         raise RuntimeError("model file missing")
 
-    monkeypatch.setattr(editorial, "check_language", broken)
+    monkeypatch.setattr(language_check, "check_language", broken)
     outcome = run_editorial(Draft("t", "T", ["A"], [("A", CLEAN_A)], "en-US"), QCSpec())
     language = next(c for c in outcome.checks if c.name == "language")
     assert not language.ran and "model file missing" in language.detail

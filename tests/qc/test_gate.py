@@ -13,7 +13,9 @@ from copydesk.errors import ServerError, ServiceError
 from copydesk.qc.content import CheckResult
 from copydesk.qc.gate import QualityGate, Verdict, decide, qc_report_entry
 from copydesk.qc.moderation import OPENAI_CATEGORIES, LocalModerator, ModerationResult
-from copydesk.spec import GrammarPolicy, ModerationPolicy, QCSpec
+from copydesk.qc.grammar import GrammarPolicy
+from copydesk.qc.moderation import ModerationPolicy
+from copydesk.spec import QCSpec
 
 OUTLINE = ["Why retries matter", "Configuring backoff", "Watching the logs", "Budgets"]
 

@@ -20,6 +20,7 @@ from copydesk.errors import (
     TransportError,
 )
 from copydesk.qc.moderation import (
+    ModerationPolicy,
     OPENAI_CATEGORIES,
     LocalModerator,
     ModerationResult,
@@ -29,7 +30,6 @@ from copydesk.qc.moderation import (
     chunk_text,
     local_model_load_seconds,
 )
-from copydesk.spec import ModerationPolicy
 
 CLEAN_PROSE = """\
 # Scheduling retries in Prefect

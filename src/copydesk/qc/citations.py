@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from copydesk.qc.check import BaseCheck, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, split_sentences
@@ -52,3 +53,10 @@ def check_citations(sections: Sequence[tuple[str, str]]) -> CheckResult:
     first = found[0]
     detail = f"cites a source that cannot be checked in {place(first)}: \"{first['text']}\""
     return CheckResult.found("citations", detail, found)
+
+
+class CitationsCheck(BaseCheck):
+    name = key = "citations"
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_citations(draft.sections)

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import Field
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.qc.terms import content_terms, shingle_size, shingles, tokens
@@ -80,3 +83,16 @@ def check_section_duplicates(
     detail = (f"{place(first)} repeats section {first['copies_section']} {first['copies_heading']!r} "
               f"({first['overlap']:.0%} of its wording)")
     return CheckResult.found("duplication", detail, found)
+
+
+class DuplicationPolicy(CheckPolicy):
+    #: Share of a section's word 5-grams found in another section of the same article.
+    max_section_overlap: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class DuplicationCheck(BaseCheck):
+    name = key = "duplication"
+    Policy = DuplicationPolicy
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_section_duplicates(draft.sections, draft.language, self.policy.max_section_overlap, draft.topic)

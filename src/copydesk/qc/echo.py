@@ -24,6 +24,9 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from pydantic import Field
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.qc.terms import shingles, tokens
@@ -129,3 +132,25 @@ def check_prompt_echo(
     first = found[0]
     detail = f"{place(first)} {first['where']} copies the {first['prompt']} prompt: \"{first['text']}\""
     return CheckResult.found("prompt_echo", detail, found)
+
+
+class PromptEchoPolicy(CheckPolicy):
+    #: A heading sharing a run of this many words with the prompt's own instructions echoes it.
+    heading_words: int = Field(4, ge=2, le=20)
+    #: A sentence sharing a run of this many words with the instructions echoes it.
+    sentence_words: int = Field(8, ge=3, le=50)
+    #: ...or has this share of its words in 3-word phrases of the instructions (1.0: off).
+    sentence_share: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class PromptEchoCheck(BaseCheck):
+    name = key = "prompt_echo"
+    Policy = PromptEchoPolicy
+
+    def applies(self, draft: Draft) -> bool:
+        return bool(draft.outline_prompt or any(draft.section_prompts))
+
+    def run(self, draft: Draft) -> CheckResult:
+        p = self.policy
+        return check_prompt_echo(draft.outline, draft.outline_prompt, draft.sections, draft.section_prompts,
+                                 draft.fills, draft.language, p.heading_words, p.sentence_words, p.sentence_share)

@@ -36,6 +36,12 @@ no editor time", *needs_review* means "an editor can fix or approve this"):
 A check that raises is recorded with `ran=False` and its error; a disabled
 check (`enabled: false`, `require_outline_coverage: false`) is skipped and
 listed in `Verdict.skipped`.
+
+Every check except grammar, moderation and originality is a component
+(`copydesk.qc.check`) registered in `copydesk.qc.registry.CHECKS`. `assess` runs the
+text checks' repairs (truncation's trim), then the editorial phase (its checks'
+repairs, then their runs; only with a draft), grammar and moderation concurrently,
+the text checks, and originality, in that order.
 """
 
 from __future__ import annotations
@@ -49,23 +55,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from copydesk.qc.content import (
-    CheckResult,
-    check_length,
-    check_outline_coverage,
-    check_repetition,
-    check_section_repetition,
-    check_truncation,
-)
-from copydesk.qc.editorial import Draft, run_editorial
+from copydesk.qc.check import CheckEnv, Draft, apply_repairs, run_checks
+from copydesk.qc.content import CheckResult
+from copydesk.qc.editorial import run_editorial
 from copydesk.qc.evidence import excerpt
 from copydesk.qc.language import LanguageDetector
-from copydesk.qc.truncation import trim_incomplete
-from copydesk.text import count_words, plain_text, primary_language
+from copydesk.qc.registry import QCSpec, build_checks
+from copydesk.text import primary_language
 
 if TYPE_CHECKING:
     from copydesk.qc.moderation import Moderator, ModerationResult
-    from copydesk.spec import QCSpec
 
 Status = Literal["published", "needs_review", "rejected"]
 
@@ -166,6 +165,26 @@ def _timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
     return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 6))
 
 
+def _patched(markdown: str, before: Sequence[tuple[str, str]], after: Sequence[tuple[str, str]]) -> str:
+    """`markdown` with each section body that a repair changed replaced (first occurrence)."""
+    for (_, old), (_, new) in zip(before, after):
+        if old != new:
+            markdown = markdown.replace(old, new, 1)
+    return markdown
+
+
+@dataclass
+class _Services:
+    """What the grammar and moderation checks give a verdict besides their results."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    grammar: dict[str, Any] | None = None
+    grammar_issues: int | None = None
+    corrected: str | None = None
+    moderation: dict[str, Any] | None = None
+    moderation_flagged: bool | None = None
+
+
 # --------------------------------------------------------------------------- the gate
 
 
@@ -217,6 +236,9 @@ class QualityGate:
 
             moderator = LocalModerator(policy.moderation.threshold)
         self.moderator = moderator
+        #: The registered checks (copydesk.qc.registry), built for this gate.
+        self.checks = build_checks(policy, CheckEnv(language, self.detector))
+        self._text_checks = [check for check in self.checks if check.phase == "text"]
 
     async def assess(
         self,
@@ -230,130 +252,83 @@ class QualityGate:
         editorial checks run too, and their repairs come back in `Verdict.section_bodies`; the
         other checks then read the repaired text."""
         started = time.perf_counter()
-        policy = self.policy
-        skipped: list[str] = []
-        editorial = None
+        text = Draft(topic="", title="", outline=list(outline), sections=list(sections), language=self.language,
+                     markdown=markdown_body, finish_reasons=list(finish_reasons))
+        text, repairs = apply_repairs(self._text_checks, text)
         section_bodies = None
-        trimmed: list[dict[str, Any]] = []
-        if policy.truncation == "trim":
-            sections, finish_reasons, trimmed = self._trim_truncated(list(sections), list(finish_reasons))
-            if trimmed:
-                for item in trimmed:
-                    markdown_body = markdown_body.replace(item["_old"], item["_new"], 1)
-                section_bodies = [b for _, b in sections]
-                if draft is not None:
-                    draft = dataclasses.replace(draft, sections=list(sections))
+        if repairs:
+            text = dataclasses.replace(text, markdown=_patched(text.markdown, sections, text.sections))
+            section_bodies = [b for _, b in text.sections]
+            if draft is not None:
+                draft = dataclasses.replace(draft, sections=list(text.sections))
+        editorial = None
         if draft is not None:
-            editorial = await asyncio.to_thread(run_editorial, draft, policy, self.detector)
-            skipped += editorial.skipped
+            draft = dataclasses.replace(draft, repaired=text.repaired)
+            editorial = await asyncio.to_thread(run_editorial, draft, self.policy, self.detector, self.checks)
             if editorial.changed:
                 section_bodies = list(editorial.bodies)
-                for (_, old), new in zip(sections, section_bodies):
-                    if old != new:
-                        markdown_body = markdown_body.replace(old, new, 1)
-                sections = [(h, b) for (h, _), b in zip(sections, section_bodies)]
-
-        async def none() -> None:
-            return None
-
-        if policy.grammar.enabled:
-            grammar_job = self._grammar(markdown_body)
-        else:
-            skipped.append("grammar")
-            grammar_job = none()
-        if policy.moderation.enabled:
-            moderation_job = self._moderation(markdown_body)
-        else:
-            skipped.append("moderation")
-            moderation_job = none()
-        (grammar_out, moderation_out) = await asyncio.gather(grammar_job, moderation_job)
-
-        checks: list[CheckResult] = []
-        moderation_dict = moderation_flagged = None
-        if moderation_out is not None:
-            check, moderation_dict, moderation_flagged = moderation_out
-            checks.append(check)
-        grammar_dict = grammar_issues = corrected = None
-        if grammar_out is not None:
-            check, grammar_dict, grammar_issues, corrected = grammar_out
-            checks.append(check)
-
-        def length() -> CheckResult:
-            words = count_words(plain_text(markdown_body), self.language)
-            return check_length(words, policy.min_words, policy.max_words)
-
-        checks.append(_timed("length", length))
-        if policy.require_outline_coverage:
-            checks.append(_timed("outline_coverage", lambda: check_outline_coverage(list(outline), list(sections))))
-        else:
-            skipped.append("outline_coverage")
-        checks.append(
-            _timed(
-                "repetition",
-                lambda: check_section_repetition(list(sections), self.language, policy.max_repetition)
-                if sections
-                else check_repetition(markdown_body, self.language, policy.max_repetition),
-            )
-        )
-        labels = [heading for heading, _ in sections]
-        truncation = _timed("truncation", lambda: check_truncation(list(finish_reasons), labels))
-        if trimmed:
-            evidence = tuple({k: v for k, v in t.items() if not k.startswith("_")} for t in trimmed)
-            detail = f"{truncation.detail}; trimmed {len(trimmed)} cut-off section(s) to their last sentence"
-            truncation = dataclasses.replace(truncation, detail=detail, evidence=evidence)
-        checks.append(truncation)
+                repaired = [(h, b) for (h, _), b in zip(text.sections, section_bodies)]
+                text = dataclasses.replace(text, markdown=_patched(text.markdown, text.sections, repaired),
+                                           sections=repaired)
+        skipped = list(editorial.skipped) if editorial is not None else []
+        services = await self._services(text.markdown, skipped)
+        text_results, text_skipped = run_checks(self._text_checks, text)
+        checks = services.checks + text_results
+        skipped += text_skipped
         if editorial is not None:
             checks += editorial.checks
-
-        if draft is None:
-            pass  # no editorial pass: the caller checks the text only (as before the editorial checks)
-        elif not policy.originality.enabled:
-            skipped.append("originality")
-        elif self.originality is None:
-            checks.append(CheckResult.not_run("originality", f"no article index: {self._originality_error}"))
-        else:
-            checks.append(_timed("originality", lambda: self._originality(markdown_body)))
+            repairs += editorial.repairs
+        checks += self._check_originality(text.markdown, draft, skipped)
         status, reasons = decide(checks)
         if status == "published" and draft is not None and self.originality is not None:
             # Checked and added with no await in between: of two near-duplicates, the second is held.
             # Keys are unique: two articles of a run may share a title.
             self._indexed += 1
             label = f"this run: {draft.title or draft.topic!r} (#{self._indexed})"
-            self.originality.add(label, markdown_body, self.language)
+            self.originality.add(label, text.markdown, self.language)
         return Verdict(
-            status=status,
-            reasons=reasons,
-            checks=checks,
-            grammar_issues=grammar_issues,
-            moderation_flagged=moderation_flagged,
-            moderation=moderation_dict,
-            grammar=grammar_dict,
-            seconds=round(time.perf_counter() - started, 6),
-            skipped=skipped,
-            corrected_markdown=corrected,
-            section_bodies=section_bodies,
-            repairs=([f"{len(trimmed)} cut-off section(s) trimmed to the last complete sentence"] if trimmed else [])
-            + (list(editorial.repairs) if editorial is not None else []),
+            status=status, reasons=reasons, checks=checks, grammar_issues=services.grammar_issues,
+            moderation_flagged=services.moderation_flagged, moderation=services.moderation,
+            grammar=services.grammar, seconds=round(time.perf_counter() - started, 6), skipped=skipped,
+            corrected_markdown=services.corrected, section_bodies=section_bodies, repairs=repairs,
         )
 
-    @staticmethod
-    def _trim_truncated(
-        sections: list[tuple[str, str]], finish_reasons: list[str | None]
-    ) -> tuple[list[tuple[str, str]], list[str | None], list[dict[str, Any]]]:
-        """`qc.truncation: trim`: sections cut off by max_tokens end at their last complete sentence."""
-        if len(finish_reasons) != len(sections):
-            return sections, finish_reasons, []
-        trimmed = []
-        for i, ((heading, body), reason) in enumerate(zip(sections, finish_reasons)):
-            if reason != "length":
-                continue
-            kept, cut = trim_incomplete(body)
-            if cut:
-                sections[i] = (heading, kept)
-                finish_reasons[i] = "stop"
-                trimmed.append({"section": i + 1, "heading": heading, "action": "trimmed to the last sentence",
-                                "text": excerpt(cut), "_old": body, "_new": kept})
-        return sections, finish_reasons, trimmed
+    async def _services(self, markdown: str, skipped: list[str]) -> _Services:
+        """Grammar and moderation, concurrently (each skipped when switched off)."""
+
+        async def none() -> None:
+            return None
+
+        policy = self.policy
+        if policy.grammar.enabled:
+            grammar_job = self._grammar(markdown)
+        else:
+            skipped.append("grammar")
+            grammar_job = none()
+        if policy.moderation.enabled:
+            moderation_job = self._moderation(markdown)
+        else:
+            skipped.append("moderation")
+            moderation_job = none()
+        (grammar_out, moderation_out) = await asyncio.gather(grammar_job, moderation_job)
+        out = _Services()
+        if moderation_out is not None:
+            check, out.moderation, out.moderation_flagged = moderation_out
+            out.checks.append(check)
+        if grammar_out is not None:
+            check, out.grammar, out.grammar_issues, out.corrected = grammar_out
+            out.checks.append(check)
+        return out
+
+    def _check_originality(self, markdown: str, draft: Draft | None, skipped: list[str]) -> list[CheckResult]:
+        if draft is None:
+            return []  # no editorial pass: the caller checks the text only (as before the editorial checks)
+        if not self.policy.originality.enabled:
+            skipped.append("originality")
+            return []
+        if self.originality is None:
+            return [CheckResult.not_run("originality", f"no article index: {self._originality_error}")]
+        return [_timed("originality", lambda: self._originality(markdown))]
 
     def _originality(self, markdown: str) -> CheckResult:
         matches = self.originality.match(markdown, self.language)

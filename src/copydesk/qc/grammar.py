@@ -45,12 +45,15 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from pydantic import Field
 
 from copydesk.errors import ServiceError
+from copydesk.qc.check import Policy
 from copydesk.text import Prose, count_words, extract_prose
 
 __all__ = [
     "GrammarChecker",
+    "GrammarPolicy",
     "GrammarReport",
     "is_spelling_rule",
 ]
@@ -61,6 +64,13 @@ _SPELLING_RULE = re.compile(r"MORFOLOGIK|SPELLER|HUNSPELL|SPELLING")
 _START_RULES = frozenset({"UPPERCASE_SENTENCE_START"})
 _END_RULES = frozenset({"PUNCTUATION_PARAGRAPH_END"})
 TOP_RULES = 5
+
+
+class GrammarPolicy(Policy):
+    enabled: bool = True
+    max_issues_per_100_words: float = Field(1.0, ge=0)
+    ignore_rules: list[str] = Field(default_factory=list)
+    autocorrect: bool = False
 
 
 def is_spelling_rule(rule_id: str) -> bool:

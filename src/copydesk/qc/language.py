@@ -31,6 +31,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from pydantic import Field
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, primary_language, script_counts
@@ -174,3 +177,16 @@ def check_language(
     first = found[0]
     detail = f"{place(first)} is not in {language} (detected {first['detected']})"
     return CheckResult.found("language", detail, found)
+
+
+class LanguagePolicy(CheckPolicy):
+    #: Sections with fewer letters than this are too short to identify and are not judged.
+    min_chars: int = Field(60, ge=1, le=10_000)
+
+
+class LanguageCheck(BaseCheck):
+    name = key = "language"
+    Policy = LanguagePolicy
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_language(draft.sections, draft.language, self.env.detector, self.policy.min_chars)

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal
 from urllib.parse import urlsplit
 
+from pydantic import Field, field_validator
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 
@@ -97,3 +101,37 @@ def check_links(sections: Sequence[tuple[str, str]], allow: Sequence[str], strip
     shown = ", ".join(urls[:3]) + (f" (+{len(urls) - 3} more)" if len(urls) > 3 else "")
     detail = f"{len(urls)} link(s) not on qc.links.allow, check them: {shown} (first in {place(found[0])})"
     return CheckResult("links", False, "soft", detail, len(urls), evidence=tuple([*found, *stripped]))
+
+
+class LinksPolicy(CheckPolicy):
+    #: Domains whose links may be published (a domain allows its subdomains too).
+    allow: list[str] = Field(default_factory=list)
+    #: review: an article with any other link needs review; strip: such links are removed (text kept).
+    policy: Literal["review", "strip"] = "review"
+
+    @field_validator("allow")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        bad = [d for d in value if not re.fullmatch(r"(?:[a-z0-9-]+\.)+[a-z]{2,}|localhost", d.strip().lower())]
+        if bad:
+            raise ValueError(f"not a domain name: {', '.join(map(repr, bad))} (write docs.python.org, not a URL)")
+        return [d.strip().lower() for d in value]
+
+
+class LinksCheck(BaseCheck):
+    name = key = "links"
+    Policy = LinksPolicy
+
+    def repair(self, draft: Draft) -> Repair | None:
+        if self.policy.policy != "strip":
+            return None
+
+        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
+            body, removed = strip_links(body, self.policy.allow)
+            return body, [finding(n, heading, u, action="link removed") for u in removed]
+
+        repaired, found = repair_sections(draft, fix)
+        return Repair(repaired, found, f"{len(found)} link(s) not on qc.links.allow removed")
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_links(draft.sections, self.policy.allow, draft.repaired.get(self.name, ()))

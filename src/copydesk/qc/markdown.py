@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal
 
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import FENCE, SETEXT
@@ -66,6 +68,10 @@ def _lines_outside_fences(body: str) -> tuple[list[tuple[int, str]], int | None]
         elif m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line.strip()[len(m.group(1)):].strip():
             fence = None
     return out, (opened if fence is not None else None)
+
+
+#: The lines of a section outside fenced code (public: other checks read headings with it).
+lines_outside_fences = _lines_outside_fences
 
 
 def _extra_headings(body: str) -> list[tuple[int, str, str]]:
@@ -169,3 +175,27 @@ def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] 
     first = found[0]
     detail = f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\""
     return CheckResult.found("markdown", detail, found, evidence=[*found, *demoted])
+
+
+class MarkdownPolicy(CheckPolicy):
+    #: A heading inside a section at the level of the article's own (# or ##): demote it to ###, or hold the article.
+    extra_headings: Literal["demote", "review"] = "demote"
+
+
+class MarkdownCheck(BaseCheck):
+    name = key = "markdown"
+    Policy = MarkdownPolicy
+
+    def repair(self, draft: Draft) -> Repair | None:
+        if self.policy.extra_headings != "demote":
+            return None
+
+        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
+            body, changed = demote_headings(body)
+            return body, [finding(n, heading, c, action="demoted to ###") for c in changed]
+
+        repaired, found = repair_sections(draft, fix)
+        return Repair(repaired, found, f"{len(found)} heading(s) inside sections demoted to ###")
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_markdown(draft.sections, draft.repaired.get(self.name, ()))

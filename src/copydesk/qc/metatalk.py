@@ -15,6 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from pydantic import Field
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, split_sentences
@@ -122,3 +125,27 @@ def check_meta_talk(sections: Sequence[tuple[str, str]], trimmed: Sequence[dict]
     first = found[0]
     detail = f"talks to the requester in {place(first)}: \"{first['text']}\""
     return CheckResult.found("meta_talk", detail, found, evidence=[*found, *trimmed])
+
+
+class MetaTalkPolicy(CheckPolicy):
+    #: Cut a preamble or sign-off addressed to the requester when what is left is clean text.
+    trim: bool = True
+
+
+class MetaTalkCheck(BaseCheck):
+    name = key = "meta_talk"
+    Policy = MetaTalkPolicy
+
+    def repair(self, draft: Draft) -> Repair | None:
+        if not self.policy.trim:
+            return None
+
+        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
+            body, cut = trim_meta_talk(body)
+            return body, [finding(n, heading, c, action="trimmed") for c in cut]
+
+        repaired, found = repair_sections(draft, fix)
+        return Repair(repaired, found, f"meta-talk trimmed from {len({t['section'] for t in found})} section(s)")
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_meta_talk(draft.sections, draft.repaired.get(self.name, ()))

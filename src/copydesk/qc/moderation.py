@@ -29,10 +29,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from copydesk.client import ApiEndpoint, ChatClient, RetryPolicy, feature_missing
 from copydesk.errors import (
@@ -43,12 +43,28 @@ from copydesk.errors import (
     ModelNotFoundError,
     ServiceError,
 )
+from copydesk.qc.check import Policy
 from copydesk.text import plain_text, split_sentences
 
 log = logging.getLogger("copydesk.qc.moderation")
 
-if TYPE_CHECKING:
-    from copydesk.spec import ModerationPolicy
+
+
+class ModerationPolicy(Policy):
+    enabled: bool = True
+    provider: Literal["auto", "openai", "local"] = "auto"
+    threshold: float = Field(0.8, ge=0.0, le=1.0)
+    #: What a run does when the preflight finds the moderation endpoint unavailable (copydesk.preflight):
+    #: fail (exit 2 before any chat call), local (the local classifier), review (every article held for
+    #: review). Unset: local for provider auto, fail for provider openai.
+    on_unavailable: Literal["fail", "local", "review"] | None = None
+
+    @property
+    def unavailable_action(self) -> str:
+        """`on_unavailable`, or its default for the provider."""
+        if self.on_unavailable is not None:
+            return self.on_unavailable
+        return "fail" if self.provider == "openai" else "local"
 
 OPENAI_CATEGORIES: tuple[str, ...] = (
     "harassment",

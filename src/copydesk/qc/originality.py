@@ -19,6 +19,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from pydantic import Field
+
+from copydesk.qc.check import CheckPolicy
 from copydesk.qc.terms import shingle_size, shingles, tokens
 from copydesk.text import plain_text
 
@@ -27,6 +30,13 @@ NUM_PERM = 128
 MIN_SHINGLES = 20
 #: Signatures kept for texts seen last (articles checked at the same time).
 RECENT = 16
+
+
+class OriginalityPolicy(CheckPolicy):
+    #: Estimated Jaccard similarity (MinHash) of two articles' word 5-grams at which the later is held.
+    max_similarity: float = Field(0.5, gt=0.0, le=1.0)
+    #: Compare with the articles already published under the same output folder, not only this run's.
+    against_published: bool = True
 
 
 class ArticleIndex:

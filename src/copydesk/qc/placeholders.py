@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from copydesk.qc.check import BaseCheck, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import FENCE, extract_prose
@@ -81,3 +82,10 @@ def check_placeholders(sections: Sequence[tuple[str, str]]) -> CheckResult:
     first = found[0]
     detail = f"placeholder in {place(first)}: \"{first['text']}\""
     return CheckResult.found("placeholders", detail, found, more="more sections")
+
+
+class PlaceholdersCheck(BaseCheck):
+    name = key = "placeholders"
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_placeholders(draft.sections)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from copydesk.qc.check import BaseCheck, Draft
 from copydesk.qc.content import CheckResult, Severity
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, split_sentences
@@ -76,3 +77,10 @@ def check_refusal(sections: Sequence[tuple[str, str]]) -> CheckResult:
     kind, first = next((k, e) for k, e in found if severity == "soft" or k == "refusal")
     detail = f"{kind} in {place(first)}: \"{first['text']}\""
     return CheckResult.found("refusal", detail, found, severity=severity, evidence=[e for _, e in found])
+
+
+class RefusalCheck(BaseCheck):
+    name = key = "refusal"
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_refusal(draft.sections)

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import Field
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.qc.terms import content_terms, stem
@@ -88,3 +91,29 @@ def check_relevance(
     elif first["section"] is not None:
         detail = f"{what} shares no words with the topic {topic!r} and almost none with the rest of the article"
     return CheckResult.found("relevance", detail, found)
+
+
+class RelevancePolicy(CheckPolicy):
+    #: Content words (Chinese: character pairs) a title, or a section's heading and body, must share with the topic.
+    min_shared_terms: int = Field(1, ge=1, le=20)
+    #: A section sharing none with the topic is off-topic when less than this share of its terms is found
+    #: anywhere else in the article.
+    min_article_overlap: float = Field(0.05, ge=0.0, le=1.0)
+    #: Share of the topic's terms the headings and bodies must use somewhere (0: not checked).
+    min_topic_coverage: float = Field(0.0, ge=0.0, le=1.0)
+    #: Words that never count as shared (a brand or series name every title carries).
+    ignore_terms: list[str] = Field(default_factory=list)
+
+
+class RelevanceCheck(BaseCheck):
+    name = key = "relevance"
+    Policy = RelevancePolicy
+
+    def applies(self, draft: Draft) -> bool:
+        return bool(draft.topic)
+
+    def run(self, draft: Draft) -> CheckResult:
+        p = self.policy
+        return check_relevance(draft.topic, draft.title, draft.sections, draft.language, p.min_shared_terms,
+                               p.min_article_overlap, min_topic_coverage=p.min_topic_coverage,
+                               ignore_terms=p.ignore_terms)

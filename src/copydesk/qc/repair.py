@@ -18,7 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
+from copydesk.qc.check import Policy
 from copydesk.qc.content import CheckResult
+
+
+class RepairPolicy(Policy):
+    #: How often a section failing a section-level check is written again (0: never).
+    max_attempts: int = Field(1, ge=0, le=5)
 
 #: Checks whose section-level findings a rewrite of that section can fix, and what to ask.
 ADVICE = {

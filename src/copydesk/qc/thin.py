@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import Field
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import count_words, is_cjk_language, plain_text
@@ -38,3 +41,22 @@ def check_thin_sections(
     first = found[0]
     detail = f"{place(first)} has {first['words']} words where max_tokens {max_tokens} allows ~{round(slot)}"
     return CheckResult.found("thin_sections", detail, found)
+
+
+class ThinSectionsPolicy(CheckPolicy):
+    #: A section is thin when it is shorter than this share of what its max_tokens allows...
+    min_share: float = Field(0.2, ge=0.0, le=1.0)
+    #: ...and shorter than this many words (characters in Chinese and Japanese).
+    min_words: int = Field(40, ge=0, le=100_000)
+
+
+class ThinSectionsCheck(BaseCheck):
+    name = key = "thin_sections"
+    Policy = ThinSectionsPolicy
+
+    def applies(self, draft: Draft) -> bool:
+        return draft.section_max_tokens is not None
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_thin_sections(draft.sections, draft.language, draft.section_max_tokens or 0,
+                                   self.policy.min_share, self.policy.min_words)

@@ -10,7 +10,16 @@ sentence would be left, or when the cut would leave less than half of the sectio
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair
+from copydesk.qc.content import CheckResult, check_truncation
+from copydesk.qc.evidence import excerpt, finding, place
 
 #: The end of a sentence: . ! ? (then closing quotes/brackets) before whitespace or the end;
 #: Chinese 。！？ anywhere.
@@ -42,8 +51,6 @@ _FINISHED = re.compile(r"""(?:[.!?:;。！？：；…]["'”’」』）)\]*_`]
 def unfinished_findings(sections: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> list[dict]:
     """Sections whose text stops mid-sentence although the server said it was done ("stop"):
     the last line of prose ends in a letter or digit or a comma, not a sentence end."""
-    from copydesk.qc.evidence import finding  # noqa: PLC0415 - evidence imports nothing of ours
-
     found = []
     for i, (heading, body) in enumerate(sections, start=1):
         lines = [line for line in body.rstrip().split("\n") if line.strip()]
@@ -55,3 +62,60 @@ def unfinished_findings(sections: list[tuple[str, str]] | tuple[tuple[str, str],
         if not _FINISHED.search(last):
             found.append(finding(i, heading, last[-80:], where="end"))
     return found
+
+
+class TruncationCheck(BaseCheck):
+    """Sections cut off by max_tokens (soft) or stopped by the content filter (hard); with
+    `qc.truncation: trim` the cut-off ones are first trimmed to their last complete sentence."""
+
+    name = "truncation"
+    phase = "text"
+    fields = {"truncation": (Literal["review", "trim"], Field(
+        "review", description="A section cut off by max_tokens: review (keep it, hold the article) or trim "
+        "(cut it back to its last complete sentence, recorded)."))}
+
+    def enabled(self) -> bool:
+        return True
+
+    def repair(self, draft: Draft) -> Repair | None:
+        if self.qc.truncation != "trim" or len(draft.finish_reasons) != len(draft.sections):
+            return None
+        sections, reasons = list(draft.sections), list(draft.finish_reasons)
+        found: list[dict[str, Any]] = []
+        for i, ((heading, body), reason) in enumerate(zip(sections, reasons)):
+            if reason != "length":
+                continue
+            kept, cut = trim_incomplete(body)
+            if cut:
+                sections[i], reasons[i] = (heading, kept), "stop"
+                found.append({"section": i + 1, "heading": heading, "action": "trimmed to the last sentence",
+                              "text": excerpt(cut)})
+        repaired = dataclasses.replace(draft, sections=sections, finish_reasons=reasons)
+        return Repair(repaired, tuple(found), f"{len(found)} cut-off section(s) trimmed to the last complete sentence")
+
+    def run(self, draft: Draft) -> CheckResult:
+        result = check_truncation(list(draft.finish_reasons), [heading for heading, _ in draft.sections])
+        trimmed = draft.repaired.get(self.name, ())
+        if not trimmed:
+            return result
+        detail = f"{result.detail}; trimmed {len(trimmed)} cut-off section(s) to their last sentence"
+        return dataclasses.replace(result, detail=detail, evidence=tuple(trimmed))
+
+
+class UnfinishedCheck(BaseCheck):
+    name = key = "unfinished"
+    Policy = CheckPolicy
+
+    def run(self, draft: Draft) -> CheckResult:
+        return check_unfinished(draft.sections)
+
+
+def check_unfinished(sections: Sequence[tuple[str, str]]) -> CheckResult:
+    """A section that ends mid-sentence (the server said it stopped, not that max_tokens cut it:
+    that is the truncation check's). Soft."""
+    found = unfinished_findings(list(sections))
+    if not found:
+        return CheckResult("unfinished", True, "soft", "every section ends with a complete sentence", 0)
+    first = found[0]
+    detail = f"{place(first)} stops mid-sentence: \"…{first['text']}\""
+    return CheckResult.found("unfinished", detail, found)
