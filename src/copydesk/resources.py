@@ -132,10 +132,7 @@ async def open_resources(
                      concurrency, LOCAL_MODEL_CONCURRENCY)
             concurrency = LOCAL_MODEL_CONCURRENCY
         calls = CallPlan.of(spec, local_model)  # every stage's model, as the writer sends it
-        metrics = RunMetrics(spec.name, prices=prices)
-        for stage in calls.stages.values():
-            metrics.prepare(stage.stage, stage.model)
-        metrics.set_budget(budget.limit, budget.remaining)
+        metrics = _metrics(spec.name, calls, prices, budget)
         shared = await _shared_budget(allowance, allowance_store, metrics, budget, run_dir, stack)
         accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
@@ -164,11 +161,8 @@ async def open_resources(
             AdaptiveLimiter(concurrency),
             rate_limiter=RateLimiter(spec.rate_limits.rpm, spec.rate_limits.tpm),
             store=store,
-            retry=RetryPolicy(
-                max_attempts=settings.max_attempts,
-                initial=settings.backoff_initial,
-                max_delay=settings.backoff_max,
-            ),
+            retry=RetryPolicy(max_attempts=settings.max_attempts, initial=settings.backoff_initial,
+                              max_delay=settings.backoff_max),
             fallback_model=spec.fallback_model,
             metrics=metrics,
             shared=shared,
@@ -182,6 +176,15 @@ async def open_resources(
         stack.push_async_callback(_close_gate, gate_build, gate_stack)
         yield RunResources(exporter, endpoint, local_model, concurrency, metrics, gateway, writer, gate_build,
                            shared, mode, notes)
+
+
+def _metrics(pipeline: str, calls: CallPlan, prices: dict[str, Price], budget: TokenBudget) -> RunMetrics:
+    """The run's metrics, a series for every stage's model (as the CallPlan sends it) and the budget's."""
+    metrics = RunMetrics(pipeline, prices=prices)
+    for stage in calls.stages.values():
+        metrics.prepare(stage.stage, stage.model)
+    metrics.set_budget(budget.limit, budget.remaining)
+    return metrics
 
 
 async def _shared_budget(allowance: Allowance | None, store: AllowanceStore | None, metrics: RunMetrics,
