@@ -2,13 +2,11 @@
 
 For each call the run could make, the bound is the same one the budget reserves
 at run time (`copydesk.budget.call_token_bound`): the rendered prompt's UTF-8
-bytes plus fixed chat-template overheads, plus the stage's `max_tokens`. Values
-produced by earlier stages are not known yet, so they are rendered at their
-largest: a title of MAX_TITLE_CHARS four-byte characters, `max_sections`
-headings of MAX_HEADING_CHARS four-byte characters. Every article is assumed to
-get `max_sections` sections and to need its outline asked for twice
-(`OUTLINE_ATTEMPTS`), and every section to be written again `qc.repair.max_attempts`
-times with the longest re-ask note (`copydesk.qc.repair.MAX_NOTE_CHARS`). The result is therefore an upper bound of what a
+bytes plus fixed chat-template overheads, plus the stage's `max_tokens`. The calls
+are the writer's own description of them (`copydesk.callplan`), each at its largest
+(`TopicCalls.worst_case`: the longest title and headings, `max_sections` sections,
+every outline attempt, every section rewritten as often as `qc.repair.max_attempts`
+allows with the longest note). The result is therefore an upper bound of what a
 run without retries can spend; retried attempts that the API may have billed
 (timeouts) are still capped by the budget.
 
@@ -25,17 +23,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from copydesk.budget import call_token_bound
-from copydesk.postprocess import MAX_HEADING_CHARS, MAX_TITLE_CHARS
+from copydesk.callplan import CallPlan
 from copydesk.pricing import estimate_cost, resolve_prices
 from copydesk.prompts import PromptLibrary
-from copydesk.qc.repair import MAX_NOTE_CHARS
 from copydesk.request import clean_topics
 from copydesk.spec import PipelineSpec
-from copydesk.text import truncate
-from copydesk.writer import MAX_TOPIC_CHARS, OUTLINE_ATTEMPTS
-# Four bytes per character is the UTF-8 maximum, so an ASCII string four times
-# as long has as many bytes as the worst real one.
-_WIDE = 4
 
 
 @dataclass
@@ -78,41 +70,20 @@ def make_plan(
     topics = clean_topics(topics)
     prompts = PromptLibrary(spec)
     prompts.check(overrides)
-    outline_spec = spec.stages.outline
-    n_sections = outline_spec.max_sections
-    title = "x" * (MAX_TITLE_CHARS * _WIDE)
-    headings = [f"{i}" + "x" * (MAX_HEADING_CHARS * _WIDE - 1) for i in range(n_sections)]
+    call_plan = CallPlan.of(spec, model_override)
     price_overrides = resolve_prices(dict(spec.pricing))
 
-    totals = {name: [0, 0, 0] for name in ("title", "outline", "expansion")}  # calls, prompt, completion
+    totals = {name: [0, 0, 0] for name in call_plan.stages}  # calls, prompt, completion
     largest = dict.fromkeys(totals, 0)  # the largest single call per stage
     for topic in topics:
-        base = prompts.context(truncate(topic, MAX_TOPIC_CHARS), overrides)
-        contexts = {
-            "title": [base],
-            "outline": [{**base, "title": title}] * OUTLINE_ATTEMPTS,
-            "expansion": [
-                {**base, "title": title, "outline": headings, "section": headings[i],
-                 "section_index": i + 1, "section_count": n_sections}
-                for i in range(n_sections)
-            ],
-        }
-        repairs = spec.qc.repair.max_attempts
-        for stage, stage_contexts in contexts.items():
-            max_tokens = getattr(spec.stages, stage).max_tokens
-            for context in stage_contexts:
-                messages = prompts.prompt(stage, context).messages()
-                asks = [messages]
-                if stage == "expansion" and repairs:  # the re-ask: the same prompt plus a note
-                    note = "x" * (MAX_NOTE_CHARS * _WIDE)
-                    asks += [[*messages[:-1], {**messages[-1], "content": f"{messages[-1]['content']}\n\n{note}"}]
-                             ] * repairs
-                for ask in asks:
-                    bound = call_token_bound(ask, max_tokens)
-                    largest[stage] = max(largest[stage], bound)
-                    totals[stage][0] += 1
-                    totals[stage][1] += bound - max_tokens
-                    totals[stage][2] += max_tokens
+        for call in call_plan.topic(prompts, topic, overrides).worst_case():
+            messages, _ = call.render(prompts)
+            max_tokens = call.of.max_tokens
+            bound = call_token_bound(messages, max_tokens)
+            largest[call.stage] = max(largest[call.stage], bound)
+            totals[call.stage][0] += 1
+            totals[call.stage][1] += bound - max_tokens
+            totals[call.stage][2] += max_tokens
 
     limit = budget or spec.budget.max_total_tokens
     stages: dict[str, StagePlan] = {}
@@ -120,7 +91,7 @@ def make_plan(
     batch = mode == "batch"
     before = 0  # the worst case of the earlier stages
     for stage, (calls, prompt_tokens, completion_tokens) in totals.items():
-        model = model_override or spec.model_for(stage)
+        model = call_plan.stages[stage].model
         cost = estimate_cost(model, prompt_tokens, completion_tokens, price_overrides, batch=batch)
         cost_total = None if cost is None or cost_total is None else cost_total + cost
         worst_stage = prompt_tokens + completion_tokens

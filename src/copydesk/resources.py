@@ -31,6 +31,7 @@ from copydesk.allowance import SERVER_NEEDED, Allowance, AllowanceStore, Reserva
 from copydesk.allowance_admin import recorded_allowance, spec_origin
 from copydesk.batch import BatchGateway
 from copydesk.budget import TokenBudget
+from copydesk.callplan import CallPlan
 from copydesk.calls import CallGateway, RetryPolicy
 from copydesk.client import ApiEndpoint, ChatClient
 from copydesk.errors import CopydeskError, InputError, ServiceError
@@ -130,10 +131,8 @@ async def open_resources(
             log.info("the embedded model serves one call at a time: concurrency %d -> %d",
                      concurrency, LOCAL_MODEL_CONCURRENCY)
             concurrency = LOCAL_MODEL_CONCURRENCY
-        metrics = RunMetrics(spec.name, prices=prices)
-        for stage, _ in spec.stages.items():
-            metrics.prepare(stage, local_model or spec.model_for(stage))
-        metrics.set_budget(budget.limit, budget.remaining)
+        calls = CallPlan.of(spec, local_model)  # every stage's model, as the writer sends it
+        metrics = _metrics(spec.name, calls, prices, budget)
         shared = await _shared_budget(allowance, allowance_store, metrics, budget, run_dir, stack)
         accumulate_metrics(metrics, run_dir)  # every series exists at 0 in the cumulative file before it moves
         client = ChatClient(
@@ -149,24 +148,21 @@ async def open_resources(
         moderator, moderation_note = await check_moderation(_moderator(spec, settings), spec.qc.moderation)
         asked = mode
         mode, mode_note = await choose_mode(mode, client, endpoint, local_model=local_model,
-                                            model=spec.batch_model_for("title"))
+                                            model=calls.stages["title"].batch_model)
         notes = [note for note in (mode_note, moderation_note) if note]
         metrics.batch = mode == "batch"
         store = CallStore(run_dir / CallStore.FILENAME)
         stack.callback(store.close)
         batch = {"run_id": run_id, "poll_seconds": settings.batch_poll_seconds, "auto": asked == "auto",
-                 "batch_models": _batch_models(spec)} if mode == "batch" else {}
+                 "batch_models": calls.batch_models()} if mode == "batch" else {}
         gateway = (BatchGateway if batch else CallGateway)(
             client,
             budget,
             AdaptiveLimiter(concurrency),
             rate_limiter=RateLimiter(spec.rate_limits.rpm, spec.rate_limits.tpm),
             store=store,
-            retry=RetryPolicy(
-                max_attempts=settings.max_attempts,
-                initial=settings.backoff_initial,
-                max_delay=settings.backoff_max,
-            ),
+            retry=RetryPolicy(max_attempts=settings.max_attempts, initial=settings.backoff_initial,
+                              max_delay=settings.backoff_max),
             fallback_model=spec.fallback_model,
             metrics=metrics,
             shared=shared,
@@ -174,7 +170,7 @@ async def open_resources(
         )
         if isinstance(gateway, BatchGateway):
             stack.push_async_callback(gateway.aclose)  # before the client closes: cancels a batch in flight
-        writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model)
+        writer = ArticleWriter(spec, prompts, gateway, overrides, model_override=local_model, plan=calls)
         gate_stack = AsyncExitStack()
         gate_build = asyncio.create_task(_build_gate(spec, settings, moderator, gate_stack, run_dir))
         stack.push_async_callback(_close_gate, gate_build, gate_stack)
@@ -182,10 +178,13 @@ async def open_resources(
                            shared, mode, notes)
 
 
-def _batch_models(spec: PipelineSpec) -> dict[str, str]:
-    """stage -> the model its batch lines carry, where that differs from the stage's model."""
-    return {stage: spec.batch_model_for(stage) for stage, _ in spec.stages.items()
-            if spec.batch_model_for(stage) != spec.model_for(stage)}
+def _metrics(pipeline: str, calls: CallPlan, prices: dict[str, Price], budget: TokenBudget) -> RunMetrics:
+    """The run's metrics, a series for every stage's model (as the CallPlan sends it) and the budget's."""
+    metrics = RunMetrics(pipeline, prices=prices)
+    for stage in calls.stages.values():
+        metrics.prepare(stage.stage, stage.model)
+    metrics.set_budget(budget.limit, budget.remaining)
+    return metrics
 
 
 async def _shared_budget(allowance: Allowance | None, store: AllowanceStore | None, metrics: RunMetrics,

@@ -242,11 +242,11 @@ class PipelineRun:
         return verdict
 
     async def _repair(self, article: Article, verdict: Verdict) -> tuple[Verdict, list[dict[str, Any]]]:
-        """Sections failing a section-level check are written again (`qc.repair.max_attempts`), the
-        re-ask naming the failure, then the article is judged again: the final verdict, and a record
-        of every attempt (for the QC report)."""
+        """Sections failing a section-level check are written again (`qc.repair.max_attempts`, as
+        the writer's CallPlan counts them), the re-ask naming the failure, then the article is
+        judged again: the final verdict, and a record of every attempt (for the QC report)."""
         attempts: list[dict[str, Any]] = []
-        for attempt in range(1, self.spec.qc.repair.max_attempts + 1):
+        for attempt in range(1, self.resources.writer.plan.stages["expansion"].rewrites + 1):
             targets = {n: f for n, f in sections_to_repair(verdict.checks).items() if n <= len(article.sections)}
             if verdict.status == "published" or not targets:
                 break

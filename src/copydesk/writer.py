@@ -13,27 +13,15 @@ from typing import Any
 
 from copydesk import events
 from copydesk.article import Article, Section
+from copydesk.callplan import Call, CallPlan, TopicCalls
 from copydesk.calls import CallGateway, CallSite
-from copydesk.client import ChatRequest
 from copydesk.errors import ApiError, BadRequestError, BudgetExhausted, CopydeskError
 from copydesk.postprocess import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
 from copydesk.prompts import PromptLibrary
 from copydesk.spec import PipelineSpec
 from copydesk.store import call_key
-from copydesk.text import truncate
 
 log = logging.getLogger("copydesk.writer")
-
-#: An outline that does not parse into min_sections headings is asked for again, once
-#: (small models often get it right the second time); `copydesk plan` counts both calls.
-OUTLINE_ATTEMPTS = 2
-
-#: Topics longer than this are cut (on a word boundary) before they reach a prompt.
-MAX_TOPIC_CHARS = 500
-
-#: Call-store part numbers of a repair: attempt * REPAIR_PART + section number.
-REPAIR_PART = 1000
-
 
 #: HTTP statuses by which a server refuses a `response_format` it does not support (llama-cpp-python:
 #: 500 with a validation error, which copydesk.client maps to BadRequestError).
@@ -87,6 +75,8 @@ class OutlineFormats:
 
 
 class ArticleWriter:
+    """Executes the run's `CallPlan` (copydesk.callplan) for one article at a time."""
+
     def __init__(
         self,
         spec: PipelineSpec,
@@ -95,6 +85,7 @@ class ArticleWriter:
         overrides: dict[str, Any] | None = None,
         *,
         model_override: str | None = None,
+        plan: CallPlan | None = None,
     ) -> None:
         self.spec = spec
         self.prompts = prompts
@@ -102,6 +93,8 @@ class ArticleWriter:
         self.overrides = overrides or {}
         #: The embedded model answers to one name only; every stage then uses it.
         self.model_override = model_override
+        #: What every call sends (the run's resources pass theirs; else the spec's, with model_override).
+        self.plan = plan or CallPlan.of(spec, model_override)
         outline = spec.stages.outline
         forms = outline_formats(outline.structured, outline.min_sections, outline.max_sections)
         if model_override and outline.structured == "auto":
@@ -124,12 +117,15 @@ class ArticleWriter:
         events.emit(events.ArticleFinished(article.topic, article.status.value))
         return article
 
+    def calls(self, topic: str) -> TopicCalls:
+        """The calls this writer makes for `topic` (copydesk.callplan)."""
+        return self.plan.topic(self.prompts, topic, self.overrides)
+
     async def _write(self, article: Article) -> None:
-        topic = truncate(article.topic, MAX_TOPIC_CHARS)
-        base = self.prompts.context(topic, self.overrides)
+        calls = self.calls(article.topic)
 
         # title
-        completion, _ = await self._call(article, "title", 0, base)
+        completion, _ = await self._call(article, calls.title())
         article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
         article.title_finish_reason = completion.finish_reason
         if not article.title:
@@ -137,19 +133,17 @@ class ArticleWriter:
             return
 
         # outline
-        outline_stage = self.spec.stages.outline
-        for attempt in range(OUTLINE_ATTEMPTS):
-            completion, article.outline_prompt = await self._outline(article, attempt, {**base, "title": article.title})
-            article.outline = parse_outline(
-                completion.text, min_sections=outline_stage.min_sections, max_sections=outline_stage.max_sections
-            )
-            if len(article.outline) >= outline_stage.min_sections:
+        bounds = {"min_sections": self.plan.min_sections, "max_sections": self.plan.max_sections}
+        for attempt in range(self.plan.stages["outline"].attempts):
+            completion, article.outline_prompt = await self._outline(article, calls.outline(article.title, attempt))
+            article.outline = parse_outline(completion.text, **bounds)
+            if len(article.outline) >= self.plan.min_sections:
                 break
             log.info("outline of %r unusable (%d sections); asking again", article.topic, len(article.outline))
-        if len(article.outline) < outline_stage.min_sections:
+        if len(article.outline) < self.plan.min_sections:
             article.fail(
                 f"unusable outline: {len(article.outline)} section(s) parsed, at least "
-                f"{outline_stage.min_sections} needed"
+                f"{self.plan.min_sections} needed"
             )
             return
         article.sections = [Section(heading) for heading in article.outline]
@@ -157,7 +151,7 @@ class ArticleWriter:
 
         # expansion: one call per section, all at once; the gateway's limiter bounds them
         results = await asyncio.gather(
-            *(self._expand(article, base, i) for i in range(len(article.sections))), return_exceptions=True
+            *(self._expand(article, calls, i) for i in range(len(article.sections))), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
@@ -175,12 +169,12 @@ class ArticleWriter:
         if all(section.written for section in article.sections):
             article.generated = True
 
-    async def _outline(self, article: Article, attempt: int, context: dict[str, Any]) -> tuple[Any, str]:
+    async def _outline(self, article: Article, call: Call) -> tuple[Any, str]:
         """The outline call, with the structured form the server takes (see OutlineFormats)."""
         while True:
             form = self.outline_formats.current
             try:
-                return await self._call(article, "outline", attempt, context, response_format=form)
+                return await self._call(article, call, response_format=form)
             except BadRequestError as exc:
                 if form is None or exc.status_code not in REFUSED:
                     raise
@@ -190,44 +184,25 @@ class ArticleWriter:
         """Write section `index` (0-based) again, its own prompt followed by `note` (what the gate
         found wrong, `copydesk.qc.repair`). Same budget guard and call store as every call; raises
         what the gateway raises (BudgetExhausted, ApiError)."""
-        base = self.prompts.context(truncate(article.topic, MAX_TOPIC_CHARS), self.overrides)
-        await self._expand(article, base, index, note=note, part=REPAIR_PART * attempt + index + 1)
+        await self._expand(article, self.calls(article.topic), index, note=note, rewrite=attempt)
 
-    async def _expand(
-        self, article: Article, base: dict[str, Any], index: int, *, note: str | None = None, part: int | None = None
-    ) -> None:
+    async def _expand(self, article: Article, calls: TopicCalls, index: int, *, note: str | None = None,
+                      rewrite: int = 0) -> None:
         section = article.sections[index]
-        context = {
-            **base,
-            "title": article.title,
-            "outline": list(article.outline),
-            "section": section.heading,
-            "section_index": index + 1,
-            "section_count": len(article.sections),
-        }
-        completion, section.prompt = await self._call(
-            article, "expansion", index + 1 if part is None else part, context, note=note
-        )
+        headings = [s.heading for s in article.sections]
+        call = calls.section(article.title, article.outline, headings, index, note=note, rewrite=rewrite)
+        completion, section.prompt = await self._call(article, call)
         section.body = clean_section(completion.text, section.heading)
         section.finish_reason = completion.finish_reason
         section.written = True
 
-    async def _call(
-        self, article: Article, stage: str, part: int, context: dict[str, Any], *, note: str | None = None,
-        response_format: dict[str, Any] | None = None,
-    ) -> tuple[Any, str]:
+    async def _call(self, article: Article, call: Call, *, response_format: dict[str, Any] | None = None
+                    ) -> tuple[Any, str]:
         """The completion, and the rendered prompt that produced it (every message's text, without
         the `note`: a repair's re-ask, appended to the last user message, quotes the failed text)."""
-        prompt = self.prompts.prompt(stage, context)
-        stage_spec = getattr(self.spec.stages, stage)
-        messages = [dict(m) for m in prompt.messages()]
-        if note:
-            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{note}"
-        request = ChatRequest(
-            model=self.model_override or self.spec.model_for(stage),
-            messages=tuple(messages),
-            params={**stage_spec.sampling_params(), **({"response_format": response_format} if response_format else {})},
-        )
+        messages, prompt = call.render(self.prompts)
+        request = call.request(messages, response_format)
+        stage, part = call.stage, call.part
         result = await self.gateway.complete(stage, request, call_key(article.key, stage, part, request),
                                              site=CallSite(article.index, stage, part))
         article.calls += 1
@@ -237,4 +212,4 @@ class ArticleWriter:
         article.note_model(result.completion.model)
         if result.fallback_from:
             article.fallback_from = result.fallback_from
-        return result.completion, "\n\n".join(m["content"] for m in prompt.messages())
+        return result.completion, prompt
