@@ -67,7 +67,8 @@ def _build(dist: Path) -> tuple[Path, str]:
     assert not [n for n in names if "/tests/" in n or "bench" in n or "vendor" in n or n.endswith(".jar")]
     assert "copydesk/examples/pipelines/zh-tech-blog.yaml" in names and "copydesk/languagetool.lock" in names
     metadata = zipfile.ZipFile(wheel).read(wheel.name.split("-py3")[0] + ".dist-info/METADATA").decode()
-    assert "License-Expression: Apache-2.0" in metadata and "Project-URL: Documentation" in metadata
+    assert "License-Expression: Apache-2.0" in metadata and "Classifier: " in metadata
+    assert "copydesk/copydesk" not in metadata  # no placeholder address (pyproject has no URLs until a real one exists)
     return wheel, metadata
 
 
