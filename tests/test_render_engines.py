@@ -26,6 +26,7 @@ import pytest
 import yaml
 from conftest import FIXTURES, SECRET_KEY, run_cli
 from fake_openai import SENTENCES, FakeOpenAI
+import render_engines
 from render_engines import PYTHON_ENGINES, hugo_build, hugo_site, problems
 
 from copydesk.sanitize import inert_markdown
@@ -265,3 +266,24 @@ def test_random_mixtures_render_inert_on_every_python_engine() -> None:
         out = inert_markdown(text)
         found += [(engine, text) for engine, render in PYTHON_ENGINES.items() if problems(render(out))]
     assert not found, found[:3]
+
+
+@pytest.mark.parametrize("section", [
+    '--8<-- "secret.txt"',
+    '   --8<-- "secret.txt"',
+    "-8<-\nsecret.txt\n-8<-",
+    '```\n--8<-- "secret.txt"\n```',
+    '- item\n\n    ---8<--- "secret.txt"',
+])
+def test_no_snippet_include_reaches_a_mkdocs_site(tmp_path: Path, section: str) -> None:
+    """pymdownx.snippets (a common MkDocs extension) includes local files named after `--8<--`,
+    even inside code: the model's marker is broken, so nothing of the site's machine is read."""
+    (tmp_path / "secret.txt").write_text("SECRET-FILE-CONTENT\n", encoding="utf-8")
+    config = {"pymdownx.snippets": {"base_path": [str(tmp_path)], "check_paths": False}}
+    extensions = [*render_engines.MATERIAL_EXTENSIONS, "pymdownx.snippets"]
+
+    def render(text: str) -> str:
+        return render_engines.python_markdown.markdown(text, extensions=extensions, extension_configs=config)
+
+    assert "SECRET-FILE-CONTENT" in render(section)  # the include is real without the sanitizer
+    assert "SECRET-FILE-CONTENT" not in render(inert_markdown(section))

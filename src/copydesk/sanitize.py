@@ -29,7 +29,8 @@ engine decides:
 * every `{` in text is escaped (`\\{`): no attribute list (kramdown, python-markdown's
   attr_list, goldmark) and no Hugo shortcode can start there; in code, Hugo's
   shortcode openers `{{<` and `{{%` get a space (`{{ <`), since Hugo expands them even
-  inside code;
+  inside code; pymdownx.snippets' `--8<--` (an include of a local file, read even
+  inside code) becomes `--8 <--` everywhere;
 * a link's or image's destination, or a reference definition's, whose scheme (after
   entities, backslashes, spaces and control characters are taken out) is not http,
   https or mailto becomes `#`; a `](` whose destination is never closed is escaped.
@@ -77,6 +78,9 @@ _WORD_BEFORE = re.compile(r"\S+\Z")
 _LINKIFIED = re.compile(r"[:@]|www\.", re.IGNORECASE)
 _ACTIVE_BRACES = re.compile(r"\{(?=[^{}]*(?:=|on[a-z])[^{}]*\})", re.IGNORECASE)
 _SHORTCODE = re.compile(r"\{\{(?=[<%])")
+# pymdownx.snippets' marker (`--8<-- "file"` includes a file of the site's machine; it runs
+# before any other Markdown reading, so in code too): its `8<` gets a space.
+_SNIPPET = re.compile(r"(-8)<(?=-)")
 # A fence at the start of a line (CommonMark: a backtick fence's info has no backtick).
 _FENCE_OPEN = re.compile(r"(`{3,}|~{3,})(.*)")
 _INDENTED_FENCE = re.compile(r"( {1,3})(`{3,}|~{3,})(.*)")
@@ -134,6 +138,7 @@ def inert_markdown(markdown: str) -> str:
     """`markdown` with nothing active on any engine; see the module doc."""
     if not any(char in markdown for char in "<:&{"):
         return markdown  # nothing could be active: no tag, no scheme (plain or encoded), no braces
+    markdown = _SNIPPET.sub(r"\1 <", markdown)  # no snippet include, in text or code
     lines, fences = _normalise_fences(markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
     # First guess: the code of the text once no raw HTML is left (HTML blocks swallow fences).
     code = _code_lines([line.replace("<", "&lt;") for line in lines], frozenset(range(len(lines))), fences)
