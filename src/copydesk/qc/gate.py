@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from copydesk.qc.check import CheckEnv, Draft, apply_repairs, run_checks
 from copydesk.qc.content import CheckResult
@@ -61,12 +61,11 @@ from copydesk.qc.editorial import run_editorial
 from copydesk.qc.evidence import excerpt
 from copydesk.qc.language import LanguageDetector
 from copydesk.qc.registry import QCSpec, build_checks
+from copydesk.rundir import Status
 from copydesk.text import primary_language
 
 if TYPE_CHECKING:
     from copydesk.qc.moderation import Moderator, ModerationResult
-
-Status = Literal["published", "needs_review", "rejected"]
 
 #: Grammar matches kept in a verdict's `grammar` dict (and so in the QC report).
 MAX_REPORTED_MATCHES = 100
@@ -112,10 +111,10 @@ def decide(checks: Sequence[CheckResult]) -> tuple[Status, list[str]]:
     reviewing = [c for c in checks if c not in rejecting and (not c.ran or not c.passed)]
     reasons = [_reason(c) for c in rejecting + reviewing]
     if rejecting:
-        return "rejected", reasons
+        return Status.REJECTED, reasons
     if reviewing:
-        return "needs_review", reasons
-    return "published", reasons
+        return Status.NEEDS_REVIEW, reasons
+    return Status.PUBLISHED, reasons
 
 
 # --------------------------------------------------------------------------- helpers
