@@ -33,7 +33,7 @@ from typing import Any
 
 from copydesk.errors import ServiceError
 from copydesk.private import private_dir, write_private
-from copydesk.services.process import ManagedServer, ServerLease, child_environment, find_running, start_detached
+from copydesk.services.process import ManagedServer, ServerLease, command_output, find_running, start_detached
 from copydesk.settings import Settings
 
 NAME = "languagetool"
@@ -104,13 +104,8 @@ def find_java() -> str:
 @functools.lru_cache(maxsize=8)
 def java_major_version(java: str) -> int | None:
     """Major version of `java` (8 for 1.8), or None when it cannot be told."""
-    try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, check=False, env=child_environment()
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = _JAVA_VERSION.search(out.stderr + out.stdout)
+    output = command_output([java, "-version"])
+    match = _JAVA_VERSION.search(output) if output is not None else None
     if match is None:
         return None
     major = int(match.group(1))

@@ -247,6 +247,19 @@ def write_state(state: ServerState, state_dir: Path) -> None:
     write_private(state_path(state.name, state_dir), state.to_json())
 
 
+def command_output(argv: Sequence[str], *, timeout: float = 30) -> str | None:
+    """stdout and stderr of a short command run with `child_environment()` (`java -version`), or None
+    when it cannot run or does not end within `timeout` seconds."""
+    try:
+        done = subprocess.run(  # noqa: S603 - the caller's fixed arguments
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=child_environment(),
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stderr + done.stdout
+
+
 def start_detached(argv: Sequence[str], log_path: Path, *, nice: int = 0) -> subprocess.Popen[bytes]:
     """A helper process that ends by itself, in its own session (it outlives the caller), with
     `child_environment()`, umask 077, its output appended to `log_path` (0600) and, with `nice`, a
