@@ -166,15 +166,12 @@ def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: 
 
 def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] = ()) -> CheckResult:
     """Soft failure for anything that renders differently from the text; `demoted` is recorded."""
-    found = markdown_findings(sections)
-    if not found:
-        detail = "Markdown renders as written"
-        if demoted:
-            detail = f"demoted {len(demoted)} heading(s) inside sections to ###"
-        return CheckResult("markdown", True, "soft", detail, 0, evidence=tuple(demoted))
-    first = found[0]
-    detail = f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\""
-    return CheckResult.found("markdown", detail, found, evidence=[*found, *demoted])
+    passed = (f"demoted {len(demoted)} heading(s) inside sections to ###" if demoted
+              else "Markdown renders as written")
+    return CheckResult.from_findings(
+        "markdown", markdown_findings(sections), passed,
+        lambda first: f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\"",
+        recorded=demoted)
 
 
 class MarkdownPolicy(CheckPolicy):

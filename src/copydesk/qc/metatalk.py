@@ -116,15 +116,11 @@ def meta_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
 
 def check_meta_talk(sections: Sequence[tuple[str, str]], trimmed: Sequence[dict] = ()) -> CheckResult:
     """Meta-talk left in the sections is a soft failure; `trimmed` (what was cut) is recorded."""
-    found = meta_findings(sections)
-    if not found:
-        detail = "no meta-talk"
-        if trimmed:
-            detail = f"trimmed meta-talk from {len({t['section'] for t in trimmed})} section(s)"
-        return CheckResult("meta_talk", True, "soft", detail, 0, evidence=tuple(trimmed))
-    first = found[0]
-    detail = f"talks to the requester in {place(first)}: \"{first['text']}\""
-    return CheckResult.found("meta_talk", detail, found, evidence=[*found, *trimmed])
+    passed = (f"trimmed meta-talk from {len({t['section'] for t in trimmed})} section(s)" if trimmed
+              else "no meta-talk")
+    return CheckResult.from_findings(
+        "meta_talk", meta_findings(sections), passed,
+        lambda first: f"talks to the requester in {place(first)}: \"{first['text']}\"", recorded=trimmed)
 
 
 class MetaTalkPolicy(CheckPolicy):
