@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import FENCE, SETEXT
@@ -186,12 +186,7 @@ class MarkdownCheck(BaseCheck):
     def repair(self, draft: Draft) -> Repair | None:
         if self.policy.extra_headings != "demote":
             return None
-
-        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
-            body, changed = demote_headings(body)
-            return body, [finding(n, heading, c, action="demoted to ###") for c in changed]
-
-        repaired, found = repair_sections(draft, fix)
+        repaired, found = repair_each(draft, demote_headings, "demoted to ###")
         return Repair(repaired, found, f"{len(found)} heading(s) inside sections demoted to ###")
 
     def run(self, draft: Draft) -> CheckResult:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, split_sentences
@@ -135,12 +135,7 @@ class MetaTalkCheck(BaseCheck):
     def repair(self, draft: Draft) -> Repair | None:
         if not self.policy.trim:
             return None
-
-        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
-            body, cut = trim_meta_talk(body)
-            return body, [finding(n, heading, c, action="trimmed") for c in cut]
-
-        repaired, found = repair_sections(draft, fix)
+        repaired, found = repair_each(draft, trim_meta_talk, "trimmed")
         return Repair(repaired, found, f"meta-talk trimmed from {len({t['section'] for t in found})} section(s)")
 
     def run(self, draft: Draft) -> CheckResult:
