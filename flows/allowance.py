@@ -52,6 +52,7 @@ from prefect.client.schemas.actions import (
     VariableUpdate,
 )
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import get_current_settings
 from pydantic import ValidationError
 
 from copydesk.allowance import (
@@ -316,8 +317,6 @@ def allowance_store_for(shared: SharedBudgetSpec | None) -> AbstractAsyncContext
     environment or the active profile) this raises `InputError` saying how to start one."""
     if shared is None:
         return contextlib.nullcontext(None)
-    from prefect.settings import get_current_settings
-
     require_server(shared, {"PREFECT_API_URL": get_current_settings().api.url or ""})
     return PrefectAllowanceStore()
 

@@ -556,18 +556,18 @@ class BatchGateway(CallGateway):
         self._fail(line, error)
 
     def _resolve(self, line: _Line, completion: Completion) -> None:
-        self._lines.pop(line.key, None)
-        self._pending.pop(line.key, None)
-        for waiter in line.waiters:
-            if not waiter.done():
-                waiter.set_result(completion)
+        for waiter in self._forget(line):
+            waiter.set_result(completion)
 
     def _fail(self, line: _Line, error: BaseException) -> None:
+        for waiter in self._forget(line):
+            waiter.set_exception(error)
+
+    def _forget(self, line: _Line) -> list[asyncio.Future[Completion]]:
+        """`line` forgotten (queued and pending); its waiters still waiting."""
         self._lines.pop(line.key, None)
         self._pending.pop(line.key, None)
-        for waiter in line.waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
+        return [waiter for waiter in line.waiters if not waiter.done()]
 
 
 def _line_error(custom_id: str, status: Any, row: dict[str, Any], response: dict[str, Any] | None) -> ApiError:

@@ -21,18 +21,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from copydesk import launch
+from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
 from copydesk.private import open_private, private_dir
 
 budget_app = typer.Typer(help="Shared allowances (budget.shared) held by the Prefect server.", no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
 log = logging.getLogger("copydesk.allowance")
 
 NameArg = Annotated[str, typer.Argument(help="The allowance's name (budget.shared.name).", show_default=False)]
@@ -49,7 +46,7 @@ def _note(filename: str, line: str) -> None:
     """Print an operator's change and append it to STATE_DIR/logs/FILENAME."""
     from copydesk.settings import Settings
 
-    err.print(escape(line), highlight=False, soft_wrap=True)
+    err.print(safe(line), highlight=False, soft_wrap=True)
     record = Path(Settings().state_dir) / "logs" / filename
     try:
         private_dir(private_dir(record.parent.parent) / record.parent.name)  # the state folder, its logs
@@ -73,12 +70,7 @@ def _server() -> str:
 
 
 def _warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _fail(exc: CopydeskError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(exc.exit_code)
+    warn(safe(message))
 
 
 @budget_app.command("create")
@@ -97,14 +89,14 @@ def create(
         url = _server()
         created = launch.create_allowance(allowance)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _note("budget-changes.log", f"created shared allowance {name} on {url} by {who}: {describe(allowance)}")
     if created.adopted is not None and (created.adopted.used or created.adopted.closed):
         a = created.adopted
-        err.print(escape(f"adopted what the server already counted for it this period: {a.spent:,} spent, "
+        err.print(safe(f"adopted what the server already counted for it this period: {a.spent:,} spent, "
                          f"{a.reserved:,} reserved (limit {a.limit:,} -> {allowance.max_tokens:,})"), highlight=False)
     if created.left:
-        err.print(escape("counters of the same name under another period or timezone are left as they were "
+        err.print(safe("counters of the same name under another period or timezone are left as they were "
                          f"(no run uses them now): {', '.join(created.left)}"), highlight=False, soft_wrap=True)
 
 
@@ -126,7 +118,7 @@ def set_(
         url = _server()
         before, after = launch.set_allowance(name, max_tokens=max_tokens, period=period, timezone=timezone, who=who)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _note("budget-changes.log", f"changed shared allowance {name} on {url} by {who}: {describe(before)} -> "
                                 f"{describe(after)}")
     if (before.period, before.timezone) != (after.period, after.timezone):
@@ -144,9 +136,9 @@ def status(
         url = _server()
         statuses = launch.allowance_statuses(name)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if name is not None and not statuses:
-        raise _fail(InputError(f"no shared allowance named {name[:80]!r} is recorded on {url}: "
+        raise fail(InputError(f"no shared allowance named {name[:80]!r} is recorded on {url}: "
                                f"`copydesk budget create {name[:80]} --max-tokens N --period P` records it"))
     if as_json:
         print(json.dumps([{
@@ -163,7 +155,7 @@ def status(
         state = "spent (closed)" if s.closed else "open"
         if not s.recorded:
             state += "; not recorded: `copydesk budget create`"
-        table.add_row(escape(s.name), f"{s.period} {s.key} {escape(s.timezone)}", f"{s.spent:,}", f"{s.reserved:,}",
+        table.add_row(safe(s.name), f"{s.period} {s.key} {safe(s.timezone)}", f"{s.spent:,}", f"{s.reserved:,}",
                       f"{s.limit:,}", f"{s.left:,}", state, end)
     out.print(table)
 
@@ -176,9 +168,9 @@ def reset(name: NameArg) -> None:
         url = _server()
         before = launch.reset_allowance(name, who=who)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if not before:
-        raise _fail(InputError(f"no shared allowance named {name[:80]!r} is recorded or counted on {url}"))
+        raise fail(InputError(f"no shared allowance named {name[:80]!r} is recorded or counted on {url}"))
     for s in before:
         _note("budget-resets.log", f"reset shared allowance {s.name} ({s.period} {s.key}) on {url} by {who}: it was "
                                    f"{s.spent:,} spent and {s.reserved:,} reserved of {s.limit:,}")

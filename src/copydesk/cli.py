@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from copydesk import launch
+from copydesk import __version__, launch
 from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
 from copydesk.project import adopt_project_of
@@ -43,8 +43,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from copydesk import __version__
-
         out.print(f"copydesk {__version__}", highlight=False)
         raise typer.Exit()
 

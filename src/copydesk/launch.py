@@ -11,7 +11,11 @@ imports its part of copydesk_flows on first use: importing Prefect takes about
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: importing this module stays cheap
@@ -28,9 +32,6 @@ async def run_flow(request: RunRequest, spec: PipelineSpec) -> dict[str, Any]:
     start at once while a worker thread imports Prefect, and the flow run then adopts the run
     in progress (copydesk_flows.pipeline.adopt_run): the same flow run, artifacts and summary.
     """
-    import asyncio
-    import importlib
-
     from copydesk.orchestration import can_start_early, start_run
     from copydesk.resources import startup_executor
 
@@ -99,7 +100,6 @@ def profile_api_url() -> str | None:
 def check_shared_allowance(spec: PipelineSpec) -> None:
     """`copydesk run` with budget.shared: the allowance is recorded and the spec agrees with it
     (`InputError` otherwise), before the flow run starts."""
-    import asyncio
 
     from copydesk_flows.allowance import check_recorded  # lazy: Prefect's import time
 
@@ -108,7 +108,6 @@ def check_shared_allowance(spec: PipelineSpec) -> None:
 
 def allowance_statuses(name: str | None) -> list[Any]:
     """`copydesk budget status`: shared allowances held by the Prefect server."""
-    import asyncio
 
     from copydesk_flows.allowance import allowance_statuses as read  # lazy: Prefect's import time
 
@@ -117,7 +116,6 @@ def allowance_statuses(name: str | None) -> list[Any]:
 
 def create_allowance(allowance: Any) -> Any:
     """`copydesk budget create NAME ...`: record an allowance (a copydesk.allowance_admin.Created)."""
-    import asyncio
 
     from copydesk_flows.allowance import record_allowance  # lazy: Prefect's import time
 
@@ -127,7 +125,6 @@ def create_allowance(allowance: Any) -> Any:
 def set_allowance(name: str, *, max_tokens: int | None, period: str | None, timezone: str | None,
                   who: str) -> tuple[Any, Any]:
     """`copydesk budget set NAME ...`: change a recorded allowance; (before, after)."""
-    import asyncio
 
     from copydesk_flows.allowance import change_allowance  # lazy: Prefect's import time
 
@@ -136,7 +133,6 @@ def set_allowance(name: str, *, max_tokens: int | None, period: str | None, time
 
 def reset_allowance(name: str, *, who: str) -> list[Any]:
     """`copydesk budget reset NAME`: the current period of that allowance starts again from 0."""
-    import asyncio
 
     from copydesk_flows.allowance import reset_allowance as reset  # lazy: Prefect's import time
 
@@ -149,8 +145,6 @@ def exit_now(code: int) -> None:
     not. First, whatever must leave the process does: Prefect's log and event workers are
     drained, as their own exit hooks would (a Prefect without that internal API just exits
     the usual way); the run closed its files; stdout and stderr are flushed."""
-    import os
-    import sys
 
     flows = sys.modules.get("copydesk_flows.pipeline")
     if flows is not None and not flows.drain_prefect_services():

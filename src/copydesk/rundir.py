@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from jinja2 import Environment, TemplateSyntaxError, meta
 
 from copydesk import boundedjson
 from copydesk.controls import clean_text, clean_value
@@ -432,8 +433,6 @@ def fingerprint(spec: Path | bytes, templates: Mapping[str, Path]) -> str:
 def template_files(prompts_dir: Path, names: Iterable[str]) -> dict[str, Path]:
     """The templates `names` and every template they include, import or extend by a constant
     name, inside `prompts_dir`: what `fingerprint` hashes besides the spec."""
-    from jinja2 import Environment, TemplateSyntaxError, meta
-
     root = prompts_dir.resolve()
     found: dict[str, Path] = {}
     queue = list(names)

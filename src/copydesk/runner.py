@@ -26,7 +26,7 @@ import httpx
 
 from copydesk import events, rundir
 from copydesk.article import Article, Status
-from copydesk.allowance import AllowanceStore
+from copydesk.allowance import AllowanceStore, period_end
 from copydesk.budget import TokenBudget
 from copydesk.errors import ApiError, BudgetExhausted, CopydeskError, InputError
 from copydesk.metrics import RUN_TEXTFILE
@@ -396,8 +396,6 @@ def _shared_summary(resources: RunResources) -> dict[str, Any] | None:
     shared = resources.shared
     if shared is None or shared.last is None:
         return None
-    from copydesk.allowance import period_end
-
     end = period_end(shared.allowance.period, shared.allowance.timezone)
     return {"name": shared.name, "limit": shared.last.limit, "used": shared.last.used,
             "charged_by_this_run": shared.charged, "period_end": end.isoformat() if end else None}

@@ -49,6 +49,8 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
+from markdown_it import MarkdownIt
+
 ALLOWED_TAGS = frozenset({"b", "i", "em", "strong", "u", "s", "del", "ins", "sub", "sup", "small", "mark",
                           "kbd", "code", "br"})
 SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
@@ -161,8 +163,6 @@ def active_parts(markdown: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _parser() -> Any:
-    from markdown_it import MarkdownIt
-
     md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
     md.validateLink = lambda url: True  # see every destination, as a permissive renderer would
     return md

@@ -17,6 +17,7 @@ deliberate in-function imports of this layer.
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 from pathlib import Path
@@ -151,8 +152,6 @@ def _api_answers(api_url: str) -> bool | None:
     headers = {}
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
     if auth:
-        import base64
-
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
     base = api_url.rstrip("/")
     try:

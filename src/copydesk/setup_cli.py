@@ -14,6 +14,7 @@ import typer
 
 from copydesk.console import err, fail, out, safe
 from copydesk.errors import CopydeskError
+from copydesk.scaffold import init_project
 
 if TYPE_CHECKING:
     from copydesk.settings import Settings
@@ -26,8 +27,6 @@ def init(
 
     Never overwrites a file: when one exists, nothing is written (exit 2).
     """
-    from copydesk.scaffold import init_project
-
     try:
         written = init_project(directory)
     except CopydeskError as exc:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from copydesk.qc.content import CheckResult
+from copydesk.qc.evidence import finding
 
 #: When the gate runs a check: `text` on every article's text; `editorial` only with a `Draft`
 #: (the topic, title and prompts), section by section, after the editorial repairs.
@@ -166,6 +167,17 @@ def repair_sections(
         sections.append((heading, body))
         found += changed
     return dataclasses.replace(draft, sections=sections), tuple(found)
+
+
+def repair_each(draft: Draft, transform: Callable[[str], tuple[str, Sequence[str]]], action: str
+                ) -> tuple[Draft, tuple[dict[str, Any], ...]]:
+    """`repair_sections` for a fix of the body alone: `transform(body)` gives the new body and the
+    texts it changed, each recorded as a finding of its section with `action`."""
+    def fix(n: int, heading: str, body: str) -> tuple[str, list[dict[str, Any]]]:
+        body, changed = transform(body)
+        return body, [finding(n, heading, text, action=action) for text in changed]
+
+    return repair_sections(draft, fix)
 
 
 def run_checks(checks: Sequence[Check], draft: Draft) -> tuple[list[CheckResult], list[str]]:

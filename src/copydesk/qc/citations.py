@@ -47,12 +47,9 @@ def citation_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
 
 
 def check_citations(sections: Sequence[tuple[str, str]]) -> CheckResult:
-    found = citation_findings(sections)
-    if not found:
-        return CheckResult("citations", True, "soft", "no study, survey or paper cited", 0)
-    first = found[0]
-    detail = f"cites a source that cannot be checked in {place(first)}: \"{first['text']}\""
-    return CheckResult.found("citations", detail, found)
+    return CheckResult.from_findings(
+        "citations", citation_findings(sections), "no study, survey or paper cited",
+        lambda first: f"cites a source that cannot be checked in {place(first)}: \"{first['text']}\"")
 
 
 class CitationsCheck(BaseCheck):

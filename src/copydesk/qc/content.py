@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,6 +78,17 @@ class CheckResult:
         if len(found) > 1:
             detail += f" (+{len(found) - 1} {more})"
         return cls(name, False, severity, detail, len(found), evidence=tuple(found if evidence is None else evidence))
+
+    @classmethod
+    def from_findings(cls, name: str, found: Sequence[dict[str, Any]], passed: str,
+                      describe: Callable[[dict[str, Any]], str], *, recorded: Sequence[dict[str, Any]] = (),
+                      more: str = "more") -> CheckResult:
+        """A soft check's outcome from its findings: passed with the detail `passed` when there are
+        none, else failed with `describe(first finding)`. `recorded` (what a repair changed) is kept
+        as evidence either way."""
+        if not found:
+            return cls(name, True, "soft", passed, 0, evidence=tuple(recorded))
+        return cls.found(name, describe(found[0]), found, evidence=[*found, *recorded], more=more)
 
 
 # --------------------------------------------------------------------------- text helpers

@@ -19,6 +19,7 @@ outline). Such a finding is on the heading (the outline), not the section's body
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field
 
@@ -74,15 +75,14 @@ def check_section_duplicates(
     for j, i in heading_repeats([h for h, _ in sections], language, topic):
         found.append(finding(j + 1, sections[j][0], sections[j][0], where="heading", copies_section=i + 1,
                              copies_heading=sections[i][0], overlap=1.0))
-    if not found:
-        return CheckResult("duplication", True, "soft", "no section repeats another", 0)
-    first = found[0]
+    return CheckResult.from_findings("duplication", found, "no section repeats another", _describe)
+
+
+def _describe(first: dict[str, Any]) -> str:
     if first.get("where") == "heading":
-        detail = f"{place(first)} repeats the heading of section {first['copies_section']} {first['copies_heading']!r}"
-        return CheckResult.found("duplication", detail, found)
-    detail = (f"{place(first)} repeats section {first['copies_section']} {first['copies_heading']!r} "
-              f"({first['overlap']:.0%} of its wording)")
-    return CheckResult.found("duplication", detail, found)
+        return f"{place(first)} repeats the heading of section {first['copies_section']} {first['copies_heading']!r}"
+    return (f"{place(first)} repeats section {first['copies_section']} {first['copies_heading']!r} "
+            f"({first['overlap']:.0%} of its wording)")
 
 
 class DuplicationPolicy(CheckPolicy):

@@ -127,11 +127,9 @@ def check_prompt_echo(
             if _seq_echoes(seq, grams, sentence_words) or (
                     sentence_share < 1.0 and _seq_covered(seq, short, PHRASE) >= sentence_share):
                 found.append(finding(i, heading, sentence, where="body", prompt="expansion"))
-    if not found:
-        return CheckResult("prompt_echo", True, "soft", "no heading or sentence copies the prompt", 0)
-    first = found[0]
-    detail = f"{place(first)} {first['where']} copies the {first['prompt']} prompt: \"{first['text']}\""
-    return CheckResult.found("prompt_echo", detail, found)
+    return CheckResult.from_findings(
+        "prompt_echo", found, "no heading or sentence copies the prompt",
+        lambda first: f"{place(first)} {first['where']} copies the {first['prompt']} prompt: \"{first['text']}\"")
 
 
 class PromptEchoPolicy(CheckPolicy):

@@ -53,20 +53,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from copydesk.qc.check import CheckEnv, Draft, apply_repairs, run_checks
 from copydesk.qc.content import CheckResult
 from copydesk.qc.editorial import run_editorial
 from copydesk.qc.evidence import excerpt
 from copydesk.qc.language import LanguageDetector
+from copydesk.qc.moderation import LocalModerator, ModerationResult, Moderator
+from copydesk.qc.originality import ArticleIndex
 from copydesk.qc.registry import QCSpec, build_checks
+from copydesk.rundir import Status
 from copydesk.text import primary_language
-
-if TYPE_CHECKING:
-    from copydesk.qc.moderation import Moderator, ModerationResult
-
-Status = Literal["published", "needs_review", "rejected"]
 
 #: Grammar matches kept in a verdict's `grammar` dict (and so in the QC report).
 MAX_REPORTED_MATCHES = 100
@@ -112,10 +110,10 @@ def decide(checks: Sequence[CheckResult]) -> tuple[Status, list[str]]:
     reviewing = [c for c in checks if c not in rejecting and (not c.ran or not c.passed)]
     reasons = [_reason(c) for c in rejecting + reviewing]
     if rejecting:
-        return "rejected", reasons
+        return Status.REJECTED, reasons
     if reviewing:
-        return "needs_review", reasons
-    return "published", reasons
+        return Status.NEEDS_REVIEW, reasons
+    return Status.PUBLISHED, reasons
 
 
 # --------------------------------------------------------------------------- helpers
@@ -220,8 +218,6 @@ class QualityGate:
         self._originality_error: str | None = None
         if policy.originality.enabled:
             try:
-                from copydesk.qc.originality import ArticleIndex
-
                 self.originality = ArticleIndex(policy.originality.max_similarity)
                 if published_root is not None and policy.originality.against_published:
                     self.originality.load_published(Path(published_root), language, exclude=run_dir)
@@ -232,8 +228,6 @@ class QualityGate:
                 raise ValueError(
                     "qc.moderation.provider is 'openai': pass moderator=choose_moderator(...) to QualityGate"
                 )
-            from copydesk.qc.moderation import LocalModerator
-
             moderator = LocalModerator(policy.moderation.threshold)
         self.moderator = moderator
         #: The registered checks (copydesk.qc.registry), built for this gate.

@@ -14,11 +14,11 @@ check's evidence, and the check passes; with `review` the article goes to review
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from copydesk.qc.check import BaseCheck, Draft, Mode, Policy, Repair, repair_sections
+from copydesk.qc.check import BaseCheck, Draft, Mode, Policy, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.qc.markdown import lines_outside_fences
@@ -68,12 +68,8 @@ class HeadingDepthCheck(BaseCheck):
         if self.policy.action != "flatten":
             return None
         depth = self.policy.max_depth
-
-        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict[str, Any]]]:
-            body, changed = flatten_headings(body, depth)
-            return body, [finding(n, heading, text, action=f"rewritten at level {depth}") for text in changed]
-
-        repaired, found = repair_sections(draft, fix)
+        repaired, found = repair_each(draft, lambda body: flatten_headings(body, depth),
+                                      f"rewritten at level {depth}")
         return Repair(repaired, found, f"{len(found)} heading(s) deeper than level {depth} rewritten at it")
 
     def run(self, draft: Draft) -> CheckResult:

@@ -172,11 +172,9 @@ def check_language(
         wrong = section_language(body, language, detector, min_chars)
         if wrong is not None:
             found.append(finding(i, heading, body, detected=wrong[0], probability=round(wrong[1], 3)))
-    if not found:
-        return CheckResult("language", True, "soft", f"every section reads as {language}", 0)
-    first = found[0]
-    detail = f"{place(first)} is not in {language} (detected {first['detected']})"
-    return CheckResult.found("language", detail, found)
+    return CheckResult.from_findings(
+        "language", found, f"every section reads as {language}",
+        lambda first: f"{place(first)} is not in {language} (detected {first['detected']})")
 
 
 class LanguagePolicy(CheckPolicy):

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 
@@ -125,12 +125,7 @@ class LinksCheck(BaseCheck):
     def repair(self, draft: Draft) -> Repair | None:
         if self.policy.policy != "strip":
             return None
-
-        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
-            body, removed = strip_links(body, self.policy.allow)
-            return body, [finding(n, heading, u, action="link removed") for u in removed]
-
-        repaired, found = repair_sections(draft, fix)
+        repaired, found = repair_each(draft, lambda body: strip_links(body, self.policy.allow), "link removed")
         return Repair(repaired, found, f"{len(found)} link(s) not on qc.links.allow removed")
 
     def run(self, draft: Draft) -> CheckResult:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import FENCE, SETEXT
@@ -166,15 +166,12 @@ def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: 
 
 def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] = ()) -> CheckResult:
     """Soft failure for anything that renders differently from the text; `demoted` is recorded."""
-    found = markdown_findings(sections)
-    if not found:
-        detail = "Markdown renders as written"
-        if demoted:
-            detail = f"demoted {len(demoted)} heading(s) inside sections to ###"
-        return CheckResult("markdown", True, "soft", detail, 0, evidence=tuple(demoted))
-    first = found[0]
-    detail = f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\""
-    return CheckResult.found("markdown", detail, found, evidence=[*found, *demoted])
+    passed = (f"demoted {len(demoted)} heading(s) inside sections to ###" if demoted
+              else "Markdown renders as written")
+    return CheckResult.from_findings(
+        "markdown", markdown_findings(sections), passed,
+        lambda first: f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\"",
+        recorded=demoted)
 
 
 class MarkdownPolicy(CheckPolicy):
@@ -189,12 +186,7 @@ class MarkdownCheck(BaseCheck):
     def repair(self, draft: Draft) -> Repair | None:
         if self.policy.extra_headings != "demote":
             return None
-
-        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
-            body, changed = demote_headings(body)
-            return body, [finding(n, heading, c, action="demoted to ###") for c in changed]
-
-        repaired, found = repair_sections(draft, fix)
+        repaired, found = repair_each(draft, demote_headings, "demoted to ###")
         return Repair(repaired, found, f"{len(found)} heading(s) inside sections demoted to ###")
 
     def run(self, draft: Draft) -> CheckResult:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_sections
+from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, split_sentences
@@ -116,15 +116,11 @@ def meta_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
 
 def check_meta_talk(sections: Sequence[tuple[str, str]], trimmed: Sequence[dict] = ()) -> CheckResult:
     """Meta-talk left in the sections is a soft failure; `trimmed` (what was cut) is recorded."""
-    found = meta_findings(sections)
-    if not found:
-        detail = "no meta-talk"
-        if trimmed:
-            detail = f"trimmed meta-talk from {len({t['section'] for t in trimmed})} section(s)"
-        return CheckResult("meta_talk", True, "soft", detail, 0, evidence=tuple(trimmed))
-    first = found[0]
-    detail = f"talks to the requester in {place(first)}: \"{first['text']}\""
-    return CheckResult.found("meta_talk", detail, found, evidence=[*found, *trimmed])
+    passed = (f"trimmed meta-talk from {len({t['section'] for t in trimmed})} section(s)" if trimmed
+              else "no meta-talk")
+    return CheckResult.from_findings(
+        "meta_talk", meta_findings(sections), passed,
+        lambda first: f"talks to the requester in {place(first)}: \"{first['text']}\"", recorded=trimmed)
 
 
 class MetaTalkPolicy(CheckPolicy):
@@ -139,12 +135,7 @@ class MetaTalkCheck(BaseCheck):
     def repair(self, draft: Draft) -> Repair | None:
         if not self.policy.trim:
             return None
-
-        def fix(n: int, heading: str, body: str) -> tuple[str, list[dict]]:
-            body, cut = trim_meta_talk(body)
-            return body, [finding(n, heading, c, action="trimmed") for c in cut]
-
-        repaired, found = repair_sections(draft, fix)
+        repaired, found = repair_each(draft, trim_meta_talk, "trimmed")
         return Repair(repaired, found, f"meta-talk trimmed from {len({t['section'] for t in found})} section(s)")
 
     def run(self, draft: Draft) -> CheckResult:

@@ -153,8 +153,6 @@ def _load_local_model() -> Callable[[list[str]], Any]:
                 try:
                     from profanity_check import predict_prob
                 except Exception as exc:  # ImportError, or a model that no longer unpickles
-                    from copydesk.errors import ServiceError
-
                     raise ServiceError(
                         f"the local moderation classifier (alt-profanity-check) cannot load: {exc}"
                     ) from exc

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from copydesk.qc.check import CheckPolicy
 from copydesk.qc.terms import shingle_size, shingles, tokens
+from copydesk.rundir import split_front_matter
 from copydesk.text import plain_text
 
 NUM_PERM = 128
@@ -107,9 +108,6 @@ class ArticleIndex:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
                 continue
-            if text.startswith("---\n"):
-                end = text.find("\n---\n", 4)
-                text = text[end + 5:] if end >= 0 else text
-            self.add(str(path.relative_to(root)), text, language)
+            self.add(str(path.relative_to(root)), split_front_matter(text)[1], language)
             count += 1
         return count

@@ -76,12 +76,9 @@ def placeholder_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
 
 
 def check_placeholders(sections: Sequence[tuple[str, str]]) -> CheckResult:
-    found = placeholder_findings(sections)
-    if not found:
-        return CheckResult("placeholders", True, "soft", "no placeholders or template residue", 0)
-    first = found[0]
-    detail = f"placeholder in {place(first)}: \"{first['text']}\""
-    return CheckResult.found("placeholders", detail, found, more="more sections")
+    return CheckResult.from_findings(
+        "placeholders", placeholder_findings(sections), "no placeholders or template residue",
+        lambda first: f"placeholder in {place(first)}: \"{first['text']}\"", more="more sections")
 
 
 class PlaceholdersCheck(BaseCheck):

@@ -36,11 +36,9 @@ def check_thin_sections(
         n = count_words(plain_text(body), language)
         if n < min_share * slot and n < min_words:
             found.append(finding(i, heading, body, words=n, slot_words=round(slot)))
-    if not found:
-        return CheckResult("thin_sections", True, "soft", f"no section under {min_words} words", 0)
-    first = found[0]
-    detail = f"{place(first)} has {first['words']} words where max_tokens {max_tokens} allows ~{round(slot)}"
-    return CheckResult.found("thin_sections", detail, found)
+    return CheckResult.from_findings(
+        "thin_sections", found, f"no section under {min_words} words",
+        lambda first: f"{place(first)} has {first['words']} words where max_tokens {max_tokens} allows ~{round(slot)}")
 
 
 class ThinSectionsPolicy(CheckPolicy):

@@ -113,9 +113,6 @@ class UnfinishedCheck(BaseCheck):
 def check_unfinished(sections: Sequence[tuple[str, str]]) -> CheckResult:
     """A section that ends mid-sentence (the server said it stopped, not that max_tokens cut it:
     that is the truncation check's). Soft."""
-    found = unfinished_findings(list(sections))
-    if not found:
-        return CheckResult("unfinished", True, "soft", "every section ends with a complete sentence", 0)
-    first = found[0]
-    detail = f"{place(first)} stops mid-sentence: \"…{first['text']}\""
-    return CheckResult.found("unfinished", detail, found)
+    return CheckResult.from_findings(
+        "unfinished", unfinished_findings(list(sections)), "every section ends with a complete sentence",
+        lambda first: f"{place(first)} stops mid-sentence: \"…{first['text']}\"")

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from copydesk.errors import ServiceError
-from copydesk.private import open_private, private_dir, write_private
-from copydesk.services.process import ManagedServer, ServerLease, child_environment, find_running
+from copydesk.private import private_dir, write_private
+from copydesk.services.process import ManagedServer, ServerLease, command_output, find_running, start_detached
 from copydesk.settings import Settings
 
 NAME = "languagetool"
@@ -104,13 +104,8 @@ def find_java() -> str:
 @functools.lru_cache(maxsize=8)
 def java_major_version(java: str) -> int | None:
     """Major version of `java` (8 for 1.8), or None when it cannot be told."""
-    try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, check=False, env=child_environment()
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = _JAVA_VERSION.search(out.stderr + out.stdout)
+    output = command_output([java, "-version"])
+    match = _JAVA_VERSION.search(output) if output is not None else None
     if match is None:
         return None
     major = int(match.group(1))
@@ -214,13 +209,8 @@ class LanguageToolServer(ManagedServer):
 
 def start_warmup(url: str, log_path: Path, *, words: int) -> subprocess.Popen[bytes]:
     """The warm-up, detached and at a lower CPU priority (it ends by itself; see copydesk.services.warmup)."""
-    private_dir(log_path.parent)
-    with open_private(log_path, "ab") as log:
-        return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "copydesk.services.warmup", url, "--words", str(words)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=child_environment(), preexec_fn=lambda: os.nice(10),  # noqa: PLW1509
-        )
+    return start_detached([sys.executable, "-m", "copydesk.services.warmup", url, "--words", str(words)],
+                          log_path, nice=10)
 
 
 def languagetool_url(settings: Settings) -> ServerLease:

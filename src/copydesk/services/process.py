@@ -247,6 +247,32 @@ def write_state(state: ServerState, state_dir: Path) -> None:
     write_private(state_path(state.name, state_dir), state.to_json())
 
 
+def command_output(argv: Sequence[str], *, timeout: float = 30) -> str | None:
+    """stdout and stderr of a short command run with `child_environment()` (`java -version`), or None
+    when it cannot run or does not end within `timeout` seconds."""
+    try:
+        done = subprocess.run(  # noqa: S603 - the caller's fixed arguments
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=child_environment(),
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stderr + done.stdout
+
+
+def start_detached(argv: Sequence[str], log_path: Path, *, nice: int = 0) -> subprocess.Popen[bytes]:
+    """A helper process that ends by itself, in its own session (it outlives the caller), with
+    `child_environment()`, umask 077, its output appended to `log_path` (0600) and, with `nice`, a
+    lower CPU priority. Not a server: no port, no state file (the LanguageTool warm-up)."""
+    private_dir(log_path.parent)
+    with open_private(log_path, "ab") as log:
+        return subprocess.Popen(  # noqa: S603 - the caller's fixed arguments
+            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=child_environment(), close_fds=True, umask=PRIVATE_UMASK,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509
+        )
+
+
 def _terminate(proc: subprocess.Popen[bytes], grace: float, group: bool = False) -> None:
     """Stop a child (and its process group with `group`): SIGTERM, then SIGKILL after
     `grace` seconds; always reaps it."""
