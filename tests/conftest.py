@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 _SANDBOX = Path(tempfile.mkdtemp(prefix="copydesk-tests-"))
 os.environ["HOME"] = str(_SANDBOX / "home")
@@ -78,6 +79,18 @@ def basic_spec(tmp_path: Path) -> Path:
     """A copy of the basic fixture pipeline and its prompts that a test may edit."""
     shutil.copytree(FIXTURES, tmp_path / "fixtures")
     return tmp_path / "fixtures" / "pipelines" / "basic.yaml"
+
+
+@pytest.fixture
+def gateway_spec(basic_spec: Path) -> Path:
+    """The basic spec as behind a gateway: batch lines carry the upstream's names
+    (`batch.model`, the expansion's `batch_model`), the outline a gateway alias."""
+    data = yaml.safe_load(basic_spec.read_text(encoding="utf-8"))
+    data["batch"] = {"model": "up-writer"}
+    data["stages"]["expansion"]["batch_model"] = "up-writer-long"
+    data["stages"]["outline"]["model"] = "gw-outliner"
+    basic_spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return basic_spec
 
 
 @pytest.fixture(scope="session")

@@ -128,13 +128,8 @@ def test_each_call_takes_what_its_template_may_ask_for(basic_spec):
     assert {s: p.calls for s, p in summed.stages.items()} == {s: 2 * len(parts[s]) for s in plan.stages}
 
 
-def test_stage_models_and_batch_models(basic_spec):
-    data = yaml.safe_load(basic_spec.read_text(encoding="utf-8"))
-    data["batch"] = {"model": "up-writer"}
-    data["stages"]["expansion"]["batch_model"] = "up-writer-long"
-    data["stages"]["outline"]["model"] = "gw-outliner"
-    basic_spec.write_text(yaml.safe_dump(data), encoding="utf-8")
-    spec = load_spec(basic_spec)
+def test_stage_models_and_batch_models(gateway_spec):
+    spec = load_spec(gateway_spec)
     plan = CallPlan.of(spec)
     assert {s.stage: s.model for s in plan.stages.values()} == {
         "title": "gpt-4o-mini", "outline": "gw-outliner", "expansion": "gpt-4o-mini"}
@@ -144,6 +139,7 @@ def test_stage_models_and_batch_models(basic_spec):
     local = CallPlan.of(spec, "local")
     assert {s.model for s in local.stages.values()} == {"local"}
     assert [s.batch_model for s in local.stages.values()] == ["up-writer", "up-writer", "up-writer-long"]
+    data = yaml.safe_load(gateway_spec.read_text(encoding="utf-8"))
     data.pop("batch")
-    basic_spec.write_text(yaml.safe_dump(data), encoding="utf-8")
-    assert CallPlan.of(load_spec(basic_spec)).batch_models() == {"expansion": "up-writer-long"}
+    gateway_spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert CallPlan.of(load_spec(gateway_spec)).batch_models() == {"expansion": "up-writer-long"}

@@ -53,18 +53,13 @@ async def test_a_5xx_saying_not_configured_is_a_missing_feature_and_not_retried(
     assert isinstance(busy, ServerError) and busy.retryable and not feature_missing(busy)
 
 
-def test_on_unavailable_defaults_by_provider_and_batch_models(basic_spec):
+def test_on_unavailable_defaults_by_provider_and_batch_models(gateway_spec):
     assert ModerationPolicy().unavailable_action == "local"
     assert ModerationPolicy(provider="openai").unavailable_action == "fail"
     assert ModerationPolicy(provider="openai", on_unavailable="review").unavailable_action == "review"
     with pytest.raises(ValidationError):
         ModerationPolicy(on_unavailable="ignore")
-    data = yaml.safe_load(basic_spec.read_text(encoding="utf-8"))
-    data["batch"] = {"model": "up-writer"}
-    data["stages"]["expansion"]["batch_model"] = "up-writer-long"
-    data["stages"]["outline"]["model"] = "gw-outliner"
-    basic_spec.write_text(yaml.safe_dump(data), encoding="utf-8")
-    spec = load_spec(basic_spec)
+    spec = load_spec(gateway_spec)
     assert [spec.batch_model_for(s) for s in ("title", "outline", "expansion")] == [
         "up-writer", "up-writer", "up-writer-long"]
     assert spec.model_for("outline") == "gw-outliner"  # realtime calls keep the gateway's names
