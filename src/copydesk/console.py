@@ -15,33 +15,16 @@ instead of raising `MarkupError`. Newlines and tabs are kept.
 
 from __future__ import annotations
 
-import re
-
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from copydesk.controls import clean_text as strip_control  # the one definition, files and terminal alike
 from copydesk.errors import CopydeskError
 from copydesk.redact import redact
 
 out = Console()
 err = Console(stderr=True)
-
-#: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), DCS/PM/APC/SOS strings, and
-#: two-character escapes (ESC + one byte); the 8-bit C1 forms too.
-_ESCAPE_SEQUENCE = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|$)"
-    r"|\x1b[@-Z\\-_]?",
-    re.DOTALL,
-)
-#: Control characters other than tab and newline: C0, DEL, C1, and bidi overrides.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def strip_control(text: str) -> str:
-    """`text` without terminal escape sequences and control characters (tab and newline kept)."""
-    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
 def safe(value: object) -> str:
