@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -175,13 +176,11 @@ async def evaluate(path: Path = DEFAULT_SET) -> Report:
         draft, sections = draft_of(article, data["templates"])
         gate.detector.load()
         started = time.perf_counter()
-        verdict = await gate.assess(
-            _markdown(article["title"], sections),
-            draft.outline,
-            sections,
-            [s.get("finish_reason", "stop") for s in article["sections"]],
-            draft=draft,
-        )
+        verdict = await gate.assess(dataclasses.replace(
+            draft,
+            markdown=_markdown(article["title"], sections),
+            finish_reasons=[s.get("finish_reason", "stop") for s in article["sections"]],
+        ))
         report.seconds.append(time.perf_counter() - started)
         label = article["label"]
         fired = {c.name for c in verdict.checks if not c.passed}

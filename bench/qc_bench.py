@@ -31,6 +31,7 @@ from copydesk.qc.content import (  # noqa: E402
     check_repetition,
     check_truncation,
 )
+from copydesk.qc.check import Draft  # noqa: E402
 from copydesk.qc.gate import QualityGate  # noqa: E402
 from copydesk.qc.moderation import LocalModerator, local_model_load_seconds  # noqa: E402
 from copydesk.qc.grammar import GrammarPolicy  # noqa: E402
@@ -181,7 +182,8 @@ def main() -> None:
             policy = QCSpec(grammar=GrammarPolicy(enabled=False))
             gate = QualityGate(policy, language, moderator=moderator)
             gate_s = median_seconds(
-                lambda: asyncio.run(gate.assess(markdown, outline, sections, finish)), args.repeat
+                lambda: asyncio.run(gate.assess(Draft("", "", outline, sections, language, markdown=markdown,
+                                                  finish_reasons=finish), editorial=False)), args.repeat
             )
             row = (
                 f"{language[:2]:<5} {words:>6} {len(split):>5} | {baseline * per_k * 1000:>9.2f} "

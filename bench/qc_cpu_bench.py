@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 import sys
@@ -76,8 +77,8 @@ def main() -> None:
             if gate.moderator is not None:
                 await gate.moderator.moderate(["warm up"])
             started = time.process_time()
-            verdict = await gate.assess(markdown, draft.outline, sections,
-                                        [s.get("finish_reason", "stop") for s in article["sections"]], draft=draft)
+            verdict = await gate.assess(dataclasses.replace(
+                draft, markdown=markdown, finish_reasons=[s.get("finish_reason", "stop") for s in article["sections"]]))
             out.append((time.process_time() - started, verdict, markdown, article))
         return out
 

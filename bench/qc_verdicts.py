@@ -17,6 +17,7 @@ and the Prefect artifact's Markdown of the article (`flows/artifacts.article_mar
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -64,9 +65,9 @@ async def verdicts(artifact: bool = True) -> dict:
                     language, QualityGate(QCSpec.model_validate(raw), language))
                 draft, sections = draft_of(article, data["templates"])
                 markdown = _markdown(article["title"], sections)
-                verdict = await gate.assess(markdown, draft.outline, sections,
-                                            [s.get("finish_reason", "stop") for s in article["sections"]],
-                                            draft=draft)
+                verdict = await gate.assess(dataclasses.replace(
+                    draft, markdown=markdown,
+                    finish_reasons=[s.get("finish_reason", "stop") for s in article["sections"]]))
                 entry = _untimed(qc_report_entry(verdict))
                 record = {"qc": entry, "section_bodies": verdict.section_bodies,
                           "corrected": verdict.corrected_markdown}

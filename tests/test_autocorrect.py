@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from copydesk.article import Article, Section
+from copydesk.qc.check import Draft
 from copydesk.qc.gate import QualityGate
 from copydesk.qc.grammar import GrammarPolicy
 from copydesk.qc.moderation import ModerationPolicy
@@ -80,8 +81,9 @@ async def test_the_gate_verdict_carries_corrections_the_article_takes() -> None:
     checker = SpellingFixer()
     policy = QCSpec(grammar=GrammarPolicy(autocorrect=True), moderation=ModerationPolicy(enabled=False), min_words=1)
     gate = QualityGate(policy, "en-US", grammar_checker=checker)
-    verdict = await gate.assess(article.body_markdown(), article.outline,
-                                [(s.heading, s.body) for s in article.sections], article.finish_reasons())
+    draft = Draft(topic="", title="", outline=article.outline, sections=[(s.heading, s.body) for s in article.sections],
+                  language="en-US", markdown=article.body_markdown(), finish_reasons=article.finish_reasons())
+    verdict = await gate.assess(draft, editorial=False)
     assert checker.seen == [article.body_markdown()]
     assert verdict.corrected_markdown is not None and article.apply_corrections(verdict.corrected_markdown)
     assert article.sections[0].body.startswith("I definitely agree.")

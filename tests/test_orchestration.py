@@ -12,6 +12,7 @@ from fake_openai import FakeOpenAI
 
 from copydesk import resources
 from copydesk.article import Article
+from copydesk.article_pipeline import ArticlePipeline
 from copydesk.errors import InputError, TopicError
 from copydesk.orchestration import (
     ARTICLES_CHECKED_PER_CALL_SLOT,
@@ -50,9 +51,9 @@ class CountingHooks(RunHooks[RunSummary]):
 
 @pytest.fixture
 def counted_writes(monkeypatch):
-    """PipelineRun.write, counting the articles being written (making their calls) at once."""
+    """ArticlePipeline.write, counting the articles being written (making their calls) at once."""
     counts = {"now": 0, "peak": 0}
-    write = PipelineRun.write
+    write = ArticlePipeline.write
 
     async def counting_write(self, article):
         counts["now"] += 1
@@ -62,7 +63,7 @@ def counted_writes(monkeypatch):
         finally:
             counts["now"] -= 1
 
-    monkeypatch.setattr(PipelineRun, "write", counting_write)
+    monkeypatch.setattr(ArticlePipeline, "write", counting_write)
     return counts
 
 
@@ -98,7 +99,7 @@ async def test_a_slow_check_does_not_hold_up_the_next_articles_calls(basic_spec,
     of articles waiting for their checks stays bounded."""
     checking = {"now": 0}
     release = asyncio.Event()
-    check = PipelineRun.check
+    check = ArticlePipeline.check
 
     async def slow_check(self, article):
         checking["now"] += 1
@@ -108,7 +109,7 @@ async def test_a_slow_check_does_not_hold_up_the_next_articles_calls(basic_spec,
         finally:
             checking["now"] -= 1
 
-    monkeypatch.setattr(PipelineRun, "check", slow_check)
+    monkeypatch.setattr(ArticlePipeline, "check", slow_check)
     writing, backlog = 2, ARTICLES_CHECKED_PER_CALL_SLOT * 1  # concurrency 1 in basic_spec's run below
     hooks = CountingHooks()
     with FakeOpenAI(latency=0.01) as fake:

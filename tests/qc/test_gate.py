@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from copydesk.errors import ServerError, ServiceError
+from copydesk.qc.check import Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.gate import QualityGate, Verdict, decide, qc_report_entry
 from copydesk.qc.moderation import OPENAI_CATEGORIES, LocalModerator, ModerationResult
@@ -146,7 +147,13 @@ def gate(policy: QCSpec | None = None, language: str = "en-US", grammar: Any = N
 async def assess(g: QualityGate, bodies: dict[str, str], outline: list[str] = OUTLINE, finish=None) -> Verdict:
     markdown, sections = article(bodies)
     finish = finish if finish is not None else ["stop"] * len(sections)
-    return await g.assess(markdown, outline, sections, finish)
+    return await g.assess(text(markdown, outline, sections, finish, g.language), editorial=False)
+
+
+def text(markdown: str, outline: list[str], sections: list[tuple[str, str]], finish: list, language: str) -> Draft:
+    """An article as the gate's text checks read it: no topic, title or prompts."""
+    return Draft(topic="", title="", outline=outline, sections=sections, language=language, markdown=markdown,
+                 finish_reasons=finish)
 
 
 # --------------------------------------------------------------------------- the verdicts
@@ -297,7 +304,8 @@ async def test_article_missing_most_sections_is_rejected(local: LocalModerator) 
 
 
 async def test_empty_article_is_rejected(local: LocalModerator) -> None:
-    verdict = await gate(grammar=FakeGrammar(), moderator=local).assess("", OUTLINE, [], [])
+    verdict = await gate(grammar=FakeGrammar(), moderator=local).assess(text("", OUTLINE, [], [], "en-US"),
+                                                                        editorial=False)
     assert verdict.status == "rejected"
     assert "length: the article has no text" in verdict.reasons
 
@@ -308,7 +316,8 @@ async def test_empty_article_is_rejected(local: LocalModerator) -> None:
 async def test_chinese_with_local_classifier_is_not_published_silently(local: LocalModerator) -> None:
     policy = QCSpec(min_words=50)
     markdown, sections = article(ZH_BODIES, "重试的艺术")
-    verdict = await gate(policy, "zh-CN", FakeGrammar(), local).assess(markdown, ZH_OUTLINE, sections, ["stop"] * 2)
+    verdict = await gate(policy, "zh-CN", FakeGrammar(), local).assess(
+        text(markdown, ZH_OUTLINE, sections, ["stop"] * 2, "zh-CN"), editorial=False)
     assert verdict.status == "needs_review"
     (reason,) = verdict.reasons
     assert reason.startswith("moderation check could not run: the local classifier reads en only")
@@ -320,7 +329,7 @@ async def test_chinese_with_a_multilingual_moderator_is_published() -> None:
     policy = QCSpec(min_words=50)
     markdown, sections = article(ZH_BODIES, "重试的艺术")
     verdict = await gate(policy, "zh-CN", FakeGrammar(), FakeModerator()).assess(
-        markdown, ZH_OUTLINE, sections, ["stop", None]
+        text(markdown, ZH_OUTLINE, sections, ["stop", None], "zh-CN"), editorial=False
     )
     assert verdict.status == "published", verdict.reasons
 
@@ -330,7 +339,7 @@ async def test_english_abuse_inside_a_chinese_article_is_still_rejected(local: L
     bodies["配置退避"] += " " + INSULT
     markdown, sections = article(bodies, "重试的艺术")
     verdict = await gate(QCSpec(min_words=50), "zh-CN", FakeGrammar(), local).assess(
-        markdown, ZH_OUTLINE, sections, ["stop"] * 2
+        text(markdown, ZH_OUTLINE, sections, ["stop"] * 2, "zh-CN"), editorial=False
     )
     assert verdict.status == "rejected" and verdict.moderation_flagged is True
 

@@ -40,9 +40,10 @@ def markdown(sections) -> str:
     return f"# {TITLE}\n\n" + "\n\n".join(f"## {h}\n\n{b}" for h, b in sections) + "\n"
 
 
-def draft(sections, topic=TOPIC) -> Draft:
+def draft(sections, topic=TOPIC, finish=None) -> Draft:
     outline = [h for h, _ in sections]
     return Draft(topic=topic, title=TITLE, outline=outline, sections=sections, language="en-US",
+                 markdown=markdown(sections), finish_reasons=finish or ["stop"] * len(sections),
                  outline_prompt=f"I am writing a blog post about {topic}. List five short section headings for it.",
                  section_prompts=[f'Write two paragraphs for the section "{h}" of a blog post about {topic}.'
                                   for h in outline],
@@ -50,8 +51,7 @@ def draft(sections, topic=TOPIC) -> Draft:
 
 
 async def assess(gate: QualityGate, sections):
-    return await gate.assess(markdown(sections), [h for h, _ in sections], sections, ["stop"] * len(sections),
-                             draft=draft(sections))
+    return await gate.assess(draft(sections))
 
 
 async def test_clean_article_passes_every_editorial_check():
@@ -168,12 +168,10 @@ async def test_truncation_trim_cuts_back_to_the_last_sentence_and_records_it():
     cut_off = BODIES[1][1] + " Then the next retry waits for"
     sections = [BODIES[0], (BODIES[1][0], cut_off), BODIES[2]]
     reasons = ["stop", "length", "stop"]
-    held = await QualityGate(policy(), "en-US").assess(markdown(sections), [h for h, _ in sections], sections,
-                                                      reasons, draft=draft(sections))
+    held = await QualityGate(policy(), "en-US").assess(draft(sections, finish=reasons))
     assert held.status == "needs_review" and any("cut off by max_tokens" in r for r in held.reasons)
     gate = QualityGate(policy(truncation="trim"), "en-US")
-    verdict = await gate.assess(markdown(sections), [h for h, _ in sections], sections, reasons,
-                                draft=draft(sections))
+    verdict = await gate.assess(draft(sections, finish=reasons))
     assert verdict.status == "published", verdict.reasons
     assert verdict.section_bodies[1] == BODIES[1][1]
     check = next(c for c in verdict.checks if c.name == "truncation")

@@ -36,8 +36,9 @@ async def assess(gate: QualityGate, sections):
     """The gate's verdict with a draft that has no prompts and no slot (those checks are skipped)."""
     markdown = "# Retries in Prefect\n\n" + "\n\n".join(f"## {h}\n\n{b}" for h, b in sections) + "\n"
     outline = [h for h, _ in sections]
-    draft = Draft("retries in Prefect", "Retries in Prefect", outline, sections, "en-US")
-    return await gate.assess(markdown, outline, sections, ["stop"] * len(sections), draft=draft)
+    draft = Draft("retries in Prefect", "Retries in Prefect", outline, sections, "en-US", markdown=markdown,
+                  finish_reasons=["stop"] * len(sections))
+    return await gate.assess(draft)
 
 
 def check(**settings) -> HeadingDepthCheck:

@@ -40,7 +40,7 @@ listed in `Verdict.skipped`.
 Every check except grammar, moderation and originality is a component
 (`copydesk.qc.check`) registered in `copydesk.qc.registry.CHECKS`. `assess` runs the
 text checks' repairs (truncation's trim), then the editorial phase (its checks'
-repairs, then their runs; only with a draft), grammar and moderation concurrently,
+repairs, then their runs; not with `editorial=False`), grammar and moderation concurrently,
 the text checks, and originality, in that order.
 """
 
@@ -234,47 +234,44 @@ class QualityGate:
         self.checks = build_checks(policy, CheckEnv(language, self.detector))
         self._text_checks = [check for check in self.checks if check.phase == "text"]
 
-    async def assess(
-        self,
-        markdown_body: str,
-        outline: Sequence[str],
-        sections: Sequence[tuple[str, str]],
-        finish_reasons: Sequence[str | None],
-        draft: Draft | None = None,
-    ) -> Verdict:
-        """The verdict on one article. With a `draft` (topic, title, rendered prompts, slot) the
-        editorial checks run too, and their repairs come back in `Verdict.section_bodies`; the
-        other checks then read the repaired text."""
+    async def assess(self, draft: Draft, *, editorial: bool = True) -> Verdict:
+        """The verdict on one article, read once from its `draft`: its Markdown, outline, sections
+        and their finish reasons, and for the editorial checks its topic, title, rendered prompts and
+        slot. The repairs' section bodies come back in `Verdict.section_bodies` (the other checks read
+        the repaired text), the grammar checker's corrections in `Verdict.corrected_markdown`: the
+        caller applies both (copydesk.article_pipeline). `editorial=False`: the text checks, grammar
+        and moderation only (no editorial checks, no originality)."""
         started = time.perf_counter()
-        text = Draft(topic="", title="", outline=list(outline), sections=list(sections), language=self.language,
-                     markdown=markdown_body, finish_reasons=list(finish_reasons))
+        sections = list(draft.sections)
+        text = Draft(topic="", title="", outline=list(draft.outline), sections=sections, language=self.language,
+                     markdown=draft.markdown, finish_reasons=list(draft.finish_reasons))
         text, repairs = apply_repairs(self._text_checks, text)
         section_bodies = None
         if repairs:
             text = dataclasses.replace(text, markdown=_patched(text.markdown, sections, text.sections))
             section_bodies = [b for _, b in text.sections]
-            if draft is not None:
-                draft = dataclasses.replace(draft, sections=list(text.sections))
-        editorial = None
-        if draft is not None:
+            draft = dataclasses.replace(draft, sections=list(text.sections), markdown=text.markdown,
+                                        finish_reasons=list(text.finish_reasons))
+        outcome = None
+        if editorial:
             draft = dataclasses.replace(draft, repaired=text.repaired)
-            editorial = await asyncio.to_thread(run_editorial, draft, self.policy, self.detector, self.checks)
-            if editorial.changed:
-                section_bodies = list(editorial.bodies)
+            outcome = await asyncio.to_thread(run_editorial, draft, self.policy, self.detector, self.checks)
+            if outcome.changed:
+                section_bodies = list(outcome.bodies)
                 repaired = [(h, b) for (h, _), b in zip(text.sections, section_bodies)]
                 text = dataclasses.replace(text, markdown=_patched(text.markdown, text.sections, repaired),
                                            sections=repaired)
-        skipped = list(editorial.skipped) if editorial is not None else []
+        skipped = list(outcome.skipped) if outcome is not None else []
         services = await self._services(text.markdown, skipped)
         text_results, text_skipped = run_checks(self._text_checks, text)
         checks = services.checks + text_results
         skipped += text_skipped
-        if editorial is not None:
-            checks += editorial.checks
-            repairs += editorial.repairs
-        checks += self._check_originality(text.markdown, draft, skipped)
+        if outcome is not None:
+            checks += outcome.checks
+            repairs += outcome.repairs
+            checks += self._check_originality(text.markdown, skipped)
         status, reasons = decide(checks)
-        if status == "published" and draft is not None and self.originality is not None:
+        if status == "published" and editorial and self.originality is not None:
             # Checked and added with no await in between: of two near-duplicates, the second is held.
             # Keys are unique: two articles of a run may share a title.
             self._indexed += 1
@@ -314,9 +311,7 @@ class QualityGate:
             out.checks.append(check)
         return out
 
-    def _check_originality(self, markdown: str, draft: Draft | None, skipped: list[str]) -> list[CheckResult]:
-        if draft is None:
-            return []  # no editorial pass: the caller checks the text only (as before the editorial checks)
+    def _check_originality(self, markdown: str, skipped: list[str]) -> list[CheckResult]:
         if not self.policy.originality.enabled:
             skipped.append("originality")
             return []
