@@ -28,7 +28,7 @@ from copydesk.qc.repair import repair_note, sections_to_repair
 from copydesk.run_context import RunContext
 from copydesk.slugs import SlugRegistry
 
-log = logging.getLogger("copydesk.runner")
+log = logging.getLogger("copydesk.article_pipeline")
 
 #: Set by the orchestration around each article (copydesk.orchestration.process_articles):
 #: called once the article's calls are done, before its checks and export, so that the

@@ -10,7 +10,8 @@ earlier runs) and its warm-up (the local classifier, LanguageTool's rules): the
 first check awaits it (`RunResources.quality_gate()`). Leaving the context,
 normally or because building one of them failed, waits for that background work
 and closes whatever was started, last first. Nothing here decides what a run does with them; that
-is `copydesk.runner` (the steps) and `copydesk.orchestration` (their order).
+is `copydesk.article_pipeline` (an article's steps), `copydesk.runner` (the run's lifecycle) and
+`copydesk.orchestration` (their order).
 """
 
 from __future__ import annotations
