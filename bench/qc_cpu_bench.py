@@ -76,9 +76,10 @@ def main() -> None:
             gate.detector.load()
             if gate.moderator is not None:
                 await gate.moderator.moderate(["warm up"])
+            whole = dataclasses.replace(draft, markdown=markdown,
+                                        finish_reasons=[s.get("finish_reason", "stop") for s in article["sections"]])
             started = time.process_time()
-            verdict = await gate.assess(dataclasses.replace(
-                draft, markdown=markdown, finish_reasons=[s.get("finish_reason", "stop") for s in article["sections"]]))
+            verdict = await gate.assess(whole)
             out.append((time.process_time() - started, verdict, markdown, article))
         return out
 
