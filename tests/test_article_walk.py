@@ -5,7 +5,9 @@ How the walk is taken. A profiler (`sys.setprofile`) sees every call of a Python
 defined in a copydesk module while the run processes its one article; a coroutine resumed
 after an `await` is not a call. Each call gets its module path: the copydesk modules on its
 stack from `PipelineRun.process` down (a module calling itself is one step; the first frame
-of an asyncio task continues the path of the frame that created its coroutine). The walk is
+of an asyncio task continues the path of the frame that created its coroutine; the profiler
+watches the event loop's thread: the gate's editorial pass and grammar check, run in worker
+threads, are inside the gate anyway). The walk is
 structural: it follows the article to the modules its owner, `ArticlePipeline.process`,
 hands it to, and stops there (what the writer, the gate and the exporter do inside is theirs).
 Read in call order, the paths make moves between modules:
