@@ -214,7 +214,9 @@ class PipelineRun:
         verdict = await self._assess(article)
         verdict, attempts = await self._repair(article, verdict)
         article.status = Status(verdict.status)
-        article.reasons.extend(r for r in verdict.reasons if r not in article.reasons)
+        if article.holds and article.status == Status.PUBLISHED:  # a required extra empty or refused
+            article.status = Status.NEEDS_REVIEW
+        article.reasons.extend(r for r in [*verdict.reasons, *article.holds] if r not in article.reasons)
         article.grammar_issues = verdict.grammar_issues
         article.moderation_flagged = verdict.moderation_flagged
         article.qc = qc_report_entry(verdict)
