@@ -183,7 +183,7 @@ _EXTRA_LABEL = re.compile(r"^(?:description|summary|excerpt|tags|keywords|描述
                           re.IGNORECASE)
 _LIST_SPLIT = re.compile(r"[\n,;，；、|]+")
 _HASHTAG = re.compile(r"^#(?=\w)")
-_LIST_KEYS = ("items", "tags", "keywords", "list", "values")
+_LIST_KEYS = ("items", "tags", "keywords", "list", "values", "headings")
 
 
 def clean_extra_text(raw: str, limit: int) -> str:

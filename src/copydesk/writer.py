@@ -95,8 +95,10 @@ class OutlineFormats:
     """Which outline `response_format` this run's server takes: the first one it has not refused.
     A refusal moves every later outline of the run on to the next form."""
 
-    def __init__(self, forms: list[dict[str, Any] | None]) -> None:
+    def __init__(self, forms: list[dict[str, Any] | None], what: str = "outlines") -> None:
         self.forms = forms
+        #: What the log line names: "outlines", or an extra stage ("extra 'tags'").
+        self.what = what
         self.index = 0
         #: What the server said to each form it refused (type -> message), for the log and the tests.
         self.refused: dict[str, str] = {}
@@ -109,8 +111,9 @@ class OutlineFormats:
         if self.index < len(self.forms) - 1 and self.forms[self.index] is form:
             self.index += 1
             self.refused[str(form["type"])] = str(exc)
-            log.warning("the server refused response_format %s (%s); outlines use %s for the rest of the run",
-                        form["type"], exc, (self.current or {}).get("type", "plain text"))
+            log.warning("the server refused response_format %s (%s); %s %s %s for the rest of the run",
+                        form["type"], exc, self.what, "use" if self.what == "outlines" else "uses",
+                        (self.current or {}).get("type", "plain text"))
 
 
 class ArticleWriter:
@@ -140,7 +143,8 @@ class ArticleWriter:
         #: Per extra stage: the response_formats its server takes (`output: list`), [None] for text.
         self.extra_formats = {
             name: OutlineFormats(_for_server(list_formats(extra.structured, extra.max_items), extra.structured,
-                                             bool(model_override)) if extra.output == "list" else [None])
+                                             bool(model_override)) if extra.output == "list" else [None],
+                                 f"extra '{name}'")
             for name, extra in spec.stages.extras.items()
         }
 
