@@ -78,6 +78,7 @@ def test_list_answers_parsed_from_json_or_text_trimmed_deduplicated_bounded_and_
 def test_text_answers_are_one_inert_line_without_label_quotes_or_markup():
     assert clean_extra_text('Description: "A **short** guide."', 300) == "A short guide."
     assert clean_extra_text("Line one\nline two\u202e", 300) == "Line one line two"
+    assert clean_extra_text("\n\n...\n\nFirst paragraph.\n\nSecond one.", 300) == "First paragraph."
     assert "<script" not in clean_extra_text("<script>x</script> {{< shortcode >}}", 300)
     assert clean_extra_text("word " * 100, 20).endswith("…") and len(clean_extra_text("word " * 100, 20)) <= 21
     assert clean_extra_text(" ... ", 300) == ""
@@ -192,6 +193,16 @@ async def test_extras_on_the_wire_sanitized_and_a_required_empty_or_refused_one_
     refused = frame.loc["refused one"]
     assert refused["status"] == "needs_review" and "extra 'description' was refused" in refused["reasons"]
     assert refused["description"] == ""
+
+    # the run's table artifact is the CSV, extras included; an article's artifact shows its description
+    from copydesk_flows.artifacts import build_artifacts
+
+    run_dir = Path(summary.run_dir)
+    table, _, *articles = build_artifacts(run_dir, json.loads((run_dir / "summary.json").read_text()))
+    assert list(table.table[0])[-2:] == ["description", "tags"]
+    assert [row["description"] for row in table.table] == list(_csv(run_dir)["description"])
+    shown = next(a for a in articles if a.key.endswith(ok["slug"]))
+    assert "**Description:** A &lt;script>alert(1)&lt;/script> guide" in shown.markdown
 
 
 async def test_an_optional_extra_is_left_out_and_a_refused_schema_falls_back(basic_spec, tmp_path, caplog):

@@ -188,8 +188,10 @@ _LIST_KEYS = ("items", "tags", "keywords", "list", "values", "headings")
 
 def clean_extra_text(raw: str, limit: int) -> str:
     """An extra's `output: text` answer as one inert line of at most `limit` characters (plus
-    an ellipsis when cut): no label ("Description:"), quotes, Markdown or line breaks."""
-    line = strip_inline(clean_line(clean_text(raw).strip()))
+    an ellipsis when cut): its first paragraph (a small model goes on after the answer), without
+    label ("Description:"), quotes, Markdown or line breaks."""
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", clean_text(raw)) if any(ch.isalnum() for ch in p)]
+    line = strip_inline(clean_line(paragraphs[0].strip() if paragraphs else ""))
     line = _strip_quotes(_EXTRA_LABEL.sub("", line))
     line = re.sub(r"\s+", " ", line).strip()
     return inert_text(truncate(line, limit)) if any(ch.isalnum() for ch in line) else ""
