@@ -263,3 +263,18 @@ def test_batch_mode_sends_each_extra_as_its_own_batch(basic_spec, batch_env, bat
         for line in description)
     frame = _csv(tmp_path / "out" / "b1")
     assert set(frame["status"]) == {"published"} and set(frame["tags"]) == {"Python, testing, retries"}
+
+
+def test_the_forms_a_list_extra_tries_on_each_server(basic_spec):
+    from copydesk.writer import ArticleWriter
+
+    add_extras(basic_spec, description=DESCRIPTION, tags=TAGS, keywords={**TAGS, "structured": "off"})
+    spec = load_spec(basic_spec)
+    embedded = ArticleWriter(spec, None, None, model_override="local")  # type: ignore[arg-type]
+    remote = ArticleWriter(spec, None, None)  # type: ignore[arg-type]
+    kinds = lambda w, name: [f and f["type"] for f in w.extra_formats[name].forms]  # noqa: E731
+    assert kinds(remote, "tags") == ["json_schema", "json_object", None]
+    assert kinds(embedded, "tags") == ["json_object", None]  # llama-cpp-python takes only json_object
+    assert kinds(remote, "description") == kinds(remote, "keywords") == [None]
+    bounded = remote.extra_formats["tags"].forms[1]["schema"]["properties"]["items"]
+    assert bounded["maxItems"] == TAGS["max_items"] and bounded["minItems"] == 1
