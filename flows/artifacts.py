@@ -154,6 +154,8 @@ def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None =
     ]
     if row.get("reasons"):
         lines += [f"**Reasons:** {redact(row['reasons'])}", ""]
+    if row.get("description"):  # an extra stage's (stages.extras); the table artifact has every extra's column
+        lines += [f"**Description:** {_cell(redact(row['description']))}", ""]
     checks = ((qc or {}).get("qc") or {}).get("checks") or []
     if checks:
         lines += ["| check | result | severity | detail |", "|---|---|---|---|"]

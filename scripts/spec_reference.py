@@ -54,7 +54,7 @@ NOTES: dict[str, str] = {
     "PipelineSpec.vars": "Template variables with their defaults; `--var`, the editor form and "
                          "`schedule.vars` override them. Names are identifiers the template context does not "
                          "reserve; values are JSON-like (see Limits below).",
-    "PipelineSpec.stages": "The three stages; all are required.",
+    "PipelineSpec.stages": "The three stages, all required, and the optional extras.",
     "PipelineSpec.budget": "The run's token budget and an optional shared allowance.",
     "PipelineSpec.concurrency": "API calls in flight, at most (`copydesk run --concurrency` overrides it). "
                                 "Not used in batch mode.",
@@ -79,6 +79,9 @@ NOTES: dict[str, str] = {
     "Stages.title": "The title: one call per article.",
     "Stages.outline": "The outline: one call per article (asked again once when it does not parse).",
     "Stages.expansion": "One call per outline section, run concurrently.",
+    "Stages.extras": "Names are lower-case identifiers (`a-z`, `0-9`, `_`, at most 32 characters), also the "
+                     "extra's front-matter key and CSV column; not a stage's name, nor a CSV column or front-matter "
+                     "key copydesk writes itself (`title`, `status`, `date`, ...).",
     "BudgetSpec.shared": "See [Budgets and shared allowances](budgets.md).",
     "SharedBudgetSpec.name": "The operator records it first: `copydesk budget create NAME ...`.",
     "GrammarPolicy.enabled": "Check grammar and spelling with LanguageTool.",
@@ -243,7 +246,8 @@ def _bounds(info: FieldInfo) -> str:
             found.append(f"at least {item.min_length} {'item' if info.annotation is list else 'character'}"
                          + ("s" if item.min_length != 1 else ""))
         elif isinstance(item, at.MaxLen):
-            found.append(f"at most {item.max_length} characters")
+            unit = "entries" if get_origin(annotation) is dict else "characters"
+            found.append(f"at most {item.max_length} {unit}")
         elif getattr(item, "pattern", None):
             found.append(f"matches `{item.pattern}`")
         elif type(item).__name__ == "AfterValidator" and "timezone" in getattr(item.func, "__name__", ""):

@@ -48,6 +48,10 @@ class Article:
     moderation_flagged: bool | None = None
     slug: str = ""
     path: str = ""
+    #: The extra stages' answers (`stages.extras`), cleaned and inert: name -> text or list of items.
+    extras: dict[str, str | list[str]] = field(default_factory=dict)
+    #: Why the article is held for review whatever the gate says (a required extra empty or refused).
+    holds: list[str] = field(default_factory=list)
 
     @property
     def usage(self) -> Usage:
@@ -69,6 +73,11 @@ class Article:
         self.status = Status.INCOMPLETE
         if reason not in self.reasons:
             self.reasons.append(reason)
+
+    def hold(self, reason: str) -> None:
+        """Hold the article for review (`needs_review` at best) with `reason`, once the gate has spoken."""
+        if reason not in self.holds:
+            self.holds.append(reason)
 
     @property
     def display_title(self) -> str:

@@ -67,7 +67,9 @@ class ArticlePipeline:
         verdict, entry = await self._judge(gate, article)
         verdict, entry, attempts = await self._repair(gate, article, verdict, entry)
         article.status = Status(verdict.status)
-        article.reasons.extend(r for r in verdict.reasons if r not in article.reasons)
+        if article.holds and article.status == Status.PUBLISHED:  # a required extra empty or refused
+            article.status = Status.NEEDS_REVIEW
+        article.reasons.extend(r for r in [*verdict.reasons, *article.holds] if r not in article.reasons)
         article.grammar_issues = verdict.grammar_issues
         article.moderation_flagged = verdict.moderation_flagged
         article.qc = {**entry, "repair_attempts": attempts}

@@ -5,11 +5,13 @@
                 its template context takes (`copydesk.prompts.STAGE_CONTEXT`), and how often
                 it is asked: an outline that does not parse is asked again (OUTLINE_ATTEMPTS),
                 the expansion is one call per section, and each section may be written again
-                `qc.repair.max_attempts` times with a note of at most MAX_NOTE_CHARS
+                `qc.repair.max_attempts` times with a note of at most MAX_NOTE_CHARS; an extra
+                stage (`stages.extras`) is asked once per article, after the expansion, with the
+                article's text cut to MAX_ARTICLE_CHARS
     CallPlan    a run's stages, in order; `topic()` gives one topic's calls
     TopicCalls  one topic's calls: the topic as sent (cut to MAX_TOPIC_CHARS), the context
                 every prompt of it shares, and each `Call` derived from earlier answers
-                (`title()`, `outline(title, attempt)`, `section(...)`), or every call at its
+                (`title()`, `outline(title, attempt)`, `section(...)`, `extra(name, ...)`), or every call at its
                 largest (`worst_case()`)
     Call        one call: its stage, its part (the call store's number), its context, a
                 re-ask's note; it renders its messages and builds its request
@@ -27,7 +29,7 @@ from typing import Any
 
 from copydesk.client import ChatRequest
 from copydesk.postprocess import MAX_HEADING_CHARS, MAX_TITLE_CHARS
-from copydesk.prompts import STAGE_CONTEXT, PromptLibrary
+from copydesk.prompts import PromptLibrary, stage_context
 from copydesk.qc.repair import MAX_NOTE_CHARS
 from copydesk.spec import PipelineSpec
 from copydesk.text import truncate
@@ -38,6 +40,10 @@ OUTLINE_ATTEMPTS = 2
 
 #: Topics longer than this are cut (on a word boundary) before they reach a prompt.
 MAX_TOPIC_CHARS = 500
+
+#: An extra stage reads the article's sections as Markdown, cut to this many characters (on a word
+#: boundary) before they reach its prompt; `copydesk plan` counts the longest such text.
+MAX_ARTICLE_CHARS = 12_000
 
 #: Call-store part numbers of a repair: attempt * REPAIR_PART + section number.
 REPAIR_PART = 1000
@@ -67,6 +73,8 @@ class StageCalls:
     rewrites: int = 0
     #: The longest such note, in characters.
     note_chars: int = 0
+    #: An extra stage (`stages.extras`): its output kind, "text" or "list"; None for the three stages.
+    output: str | None = None
 
     @property
     def max_tokens(self) -> int:
@@ -116,16 +124,23 @@ class CallPlan:
     @classmethod
     def of(cls, spec: PipelineSpec, model_override: str | None = None) -> CallPlan:
         """The calls `spec` makes; `model_override` (the embedded model) is every stage's model."""
-        shape = {"outline": {"attempts": OUTLINE_ATTEMPTS},
-                 "expansion": {"per_section": True, "rewrites": spec.qc.repair.max_attempts,
-                               "note_chars": MAX_NOTE_CHARS}}
+        shape: dict[str, dict[str, Any]] = {
+            "outline": {"attempts": OUTLINE_ATTEMPTS},
+            "expansion": {"per_section": True, "rewrites": spec.qc.repair.max_attempts, "note_chars": MAX_NOTE_CHARS},
+            **{name: {"output": extra.output} for name, extra in spec.stages.extras.items()},
+        }
         stages = {
             name: StageCalls(name, model_override or spec.model_for(name), spec.batch_model_for(name),
-                             stage.sampling_params(), tuple(STAGE_CONTEXT[name]), **shape.get(name, {}))
+                             stage.sampling_params(), stage_context(name), **shape.get(name, {}))
             for name, stage in spec.stages.items()
         }
         outline = spec.stages.outline
         return cls(stages, outline.min_sections, outline.max_sections)
+
+    @property
+    def extras(self) -> list[StageCalls]:
+        """The extra stages, in the order the spec declares them."""
+        return [stage for stage in self.stages.values() if stage.output is not None]
 
     def batch_models(self) -> dict[str, str]:
         """stage -> the model its batch lines carry, where that differs from the stage's model."""
@@ -165,6 +180,12 @@ class TopicCalls:
         was parsed); `rewrite` > 0: its rewrite number `rewrite`, with `note`."""
         return self._call("expansion", _answers(title, outline, headings, index), index, rewrite=rewrite, note=note)
 
+    def extra(self, name: str, title: str, outline: Sequence[str], article: str) -> Call:
+        """The extra stage `name`'s call: the title, the outline and `article` (the sections as
+        Markdown; cut to MAX_ARTICLE_CHARS here)."""
+        answers = {"title": title, "outline": list(outline), "article": truncate(article, MAX_ARTICLE_CHARS)}
+        return self._call(name, answers)
+
     def worst_case(self) -> Iterator[Call]:
         """Every call the topic can make, at its largest: a title of MAX_TITLE_CHARS four-byte
         characters, `max_sections` headings of MAX_HEADING_CHARS four-byte characters, every
@@ -175,6 +196,8 @@ class TopicCalls:
             note = "x" * (of.note_chars * _WIDE)
             for index in range(len(headings)) if of.per_section else [None]:
                 answers = _answers(title, headings, headings, index)
+                if of.output is not None:  # truncate() may add an ellipsis (three bytes) after the limit
+                    answers["article"] = "x" * ((MAX_ARTICLE_CHARS + 1) * _WIDE)
                 for attempt in range(of.attempts):
                     yield self._call(name, answers, index, attempt)
                     for rewrite in range(1, of.rewrites + 1):

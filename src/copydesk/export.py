@@ -9,7 +9,7 @@ renders raw HTML publishes nothing active.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,19 @@ from copydesk.text import count_words
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "RunExporter", "atomic_write", "neutralise"]
 
 
+def extra_cell(value: str | list[str] | None) -> str:
+    """An extra's CSV cell: its text, a list's items joined by ", ", "" when the article has none."""
+    if value is None:
+        return ""
+    return ", ".join(value) if isinstance(value, list) else value
+
+
 class RunExporter:
-    def __init__(self, run_dir: Path, *, run_id: str, language: str, pipeline: str) -> None:
+    def __init__(self, run_dir: Path, *, run_id: str, language: str, pipeline: str,
+                 extras: Sequence[str] = ()) -> None:
         self.run_dir = run_dir
+        #: The spec's extra stages, in their declared order: front-matter keys and the CSV's last columns.
+        self.extras = tuple(extras)
         self.run_id = run_id
         self.language = language
         self.pipeline = pipeline
@@ -67,6 +77,9 @@ class RunExporter:
             "pipeline": self.pipeline,
             "run_id": self.run_id,
         }
+        for name, value in article.extras.items():  # already inert (copydesk.postprocess)
+            front[name] = [inert_text(clean_line(v)) for v in value] if isinstance(value, list) else \
+                inert_text(clean_line(value))
         if article.reasons:
             front["reasons"] = [inert_text(reason) for reason in article.reasons]
         if article.grammar_issues is not None:
@@ -102,10 +115,11 @@ class RunExporter:
             "fallback_from": article.fallback_from or "",
             "cached_calls": article.cached_calls,
             "cached_prompt_tokens": usage.cached_prompt_tokens,
+            **{name: extra_cell(article.extras.get(name)) for name in self.extras},
         }
 
     def write_csv(self, rows: Iterable[dict[str, Any]], *, bom: bool = True) -> Path:
-        return rundir.write_csv(self.run_dir, rows, bom=bom)
+        return rundir.write_csv(self.run_dir, rows, bom=bom, extra_columns=self.extras)
 
     def write_json(self, name: str, data: Any) -> Path:
         """qc_report.json, summary.json: strings from model output without control or bidi characters."""

@@ -61,7 +61,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 from wsgiref.simple_server import WSGIServer
@@ -211,12 +211,15 @@ class RunMetrics:
         registry: CollectorRegistry | None = None,
         *,
         prices: Mapping[str, PriceLike] | None = None,
+        extra_stages: Sequence[str] = (),
     ) -> None:
         if not isinstance(pipeline, str) or not pipeline:
             raise ValueError(f"pipeline must be a non-empty string, got {pipeline!r}")
         self.pipeline = pipeline
         self.registry = registry if registry is not None else CollectorRegistry()
         self.prices = dict(prices or {})
+        #: The stage labels besides STAGES: the spec's extra stages (`stages.extras`).
+        self.stages = STAGES + tuple(s for s in extra_stages if s not in STAGES)
         #: Batch mode (copydesk.batch): costs at the models' batch prices.
         self.batch = False
         self._m = _families_of(self.registry)
@@ -374,8 +377,8 @@ class RunMetrics:
     # ------------------------------------------------------------------ helpers
 
     def _call_labels(self, stage: str, model: str) -> dict[str, str]:
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        if stage not in self.stages:
+            raise ValueError(f"stage must be one of {', '.join(self.stages)}, got {stage!r}")
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         return {"stage": stage, "model": redact(model), "pipeline": self.pipeline}

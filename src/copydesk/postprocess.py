@@ -6,6 +6,9 @@ Pure functions, no I/O; Markdown and truncation come from `copydesk.text`.
 - `parse_outline`: section headings from JSON or from numbered/bulleted lines,
   markdown stripped, duplicates removed, clamped to the spec's bounds.
 - `clean_section`: the body of one section, without a repeated heading.
+- `clean_extra_text`, `parse_list`: an extra stage's answer (`stages.extras`): one line of
+  text, or short items (from JSON or from comma/line separated text), trimmed,
+  deduplicated, bounded in number and length, each made inert (`copydesk.sanitize.inert_text`).
 
 Control, bidi and zero-width characters go first (`copydesk.controls`).
 """
@@ -17,6 +20,7 @@ import re
 import unicodedata
 
 from copydesk.controls import clean_line, clean_text
+from copydesk.sanitize import inert_text
 from copydesk.text import strip_inline, truncate
 
 MAX_TITLE_CHARS = 200
@@ -86,7 +90,7 @@ def parse_outline(raw: str, *, min_sections: int, max_sections: int) -> list[str
     return unique[:max_sections]
 
 
-def _from_json(raw: str) -> list[str] | None:
+def _from_json(raw: str, keys: tuple[str, ...] = ("sections", "outline", "headings", "items")) -> list[str] | None:
     text = raw.strip()
     fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
     if fence:
@@ -106,7 +110,7 @@ def _from_json(raw: str) -> list[str] | None:
             return None
         whole = False
     if isinstance(data, dict):
-        for key in ("sections", "outline", "headings", "items"):
+        for key in keys:
             if isinstance(data.get(key), list):
                 data = data[key]
                 break
@@ -173,3 +177,47 @@ def clean_section(raw: str, heading: str) -> str:
     # Demote headings inside the body so the article keeps one ## per section.
     body = "\n".join(re.sub(r"^#{1,2}(\s)", r"###\1", line) for line in lines)
     return re.sub(r"\n{3,}", "\n\n", body).strip()
+
+
+_EXTRA_LABEL = re.compile(r"^(?:description|summary|excerpt|tags|keywords|描述|摘要|简介|标签|关键词)\s*[:：]\s*",
+                          re.IGNORECASE)
+_LIST_SPLIT = re.compile(r"[\n,;，；、|]+")
+_HASHTAG = re.compile(r"^#(?=\w)")
+_LIST_KEYS = ("items", "tags", "keywords", "list", "values", "headings")
+
+
+def clean_extra_text(raw: str, limit: int) -> str:
+    """An extra's `output: text` answer as one inert line of at most `limit` characters (plus
+    an ellipsis when cut): its first paragraph (a small model goes on after the answer), without
+    label ("Description:"), quotes, Markdown or line breaks."""
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", clean_text(raw)) if any(ch.isalnum() for ch in p)]
+    line = strip_inline(clean_line(paragraphs[0].strip() if paragraphs else ""))
+    line = _strip_quotes(_EXTRA_LABEL.sub("", line))
+    line = re.sub(r"\s+", " ", line).strip()
+    return inert_text(truncate(line, limit)) if any(ch.isalnum() for ch in line) else ""
+
+
+def parse_list(raw: str, *, max_items: int, limit: int) -> list[str]:
+    """An extra's `output: list` answer: the items of a JSON list (`{"items": [...]}`, `{"tags":
+    [...]}` or a bare list), else of comma-, semicolon- or line-separated text; each trimmed (list
+    markers, `#`, quotes, Markdown, end punctuation), cut to `limit` characters, made inert; empty
+    and repeated ones (ignoring case) dropped; at most `max_items`."""
+    items = _from_json(raw, _LIST_KEYS)
+    if items is None:
+        text = _EXTRA_LABEL.sub("", clean_text(raw).strip())
+        items = [_strip_list_marker(part) for part in _LIST_SPLIT.split(text)]
+    kept: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        item = _strip_quotes(strip_inline(clean_line(item)))
+        item = re.sub(r"\s+", " ", _HASHTAG.sub("", item)).strip().rstrip(".。:：!！")
+        if not any(ch.isalnum() for ch in item) or _PREAMBLE.match(item):
+            continue
+        item = inert_text(truncate(item, limit))
+        key = unicodedata.normalize("NFKC", item).casefold()
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+        if len(kept) == max_items:
+            break
+    return kept

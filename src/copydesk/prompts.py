@@ -32,6 +32,16 @@ STAGE_CONTEXT = {
     "outline": ("title",),
     "expansion": ("title", "outline", "section", "section_index", "section_count"),
 }
+#: What an extra stage's context holds on top of topic, language and vars: the title, the outline
+#: and `article`, the article's sections as Markdown (`## heading`, body), cut to
+#: `copydesk.callplan.MAX_ARTICLE_CHARS`.
+EXTRA_CONTEXT = ("title", "outline", "article")
+
+
+def stage_context(stage: str) -> tuple[str, ...]:
+    """The earlier answers `stage`'s template context takes (STAGE_CONTEXT, else an extra's)."""
+    return STAGE_CONTEXT.get(stage, EXTRA_CONTEXT)
+
 
 #: A context that every template must render against in `copydesk validate`.
 SAMPLE_CONTEXT: dict[str, Any] = {
@@ -41,6 +51,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "section": "Second section",
     "section_index": 2,
     "section_count": 3,
+    "article": "## First section\n\nSample text.\n\n## Second section\n\nSample text.",
 }
 
 
@@ -128,8 +139,8 @@ class PromptLibrary:
         validate_vars(overrides or {}, origin="vars override")
         base = set(self.spec.vars) | set(overrides or {}) | {"topic", "language"}
         for stage_name, stage in self.spec.stages.items():
-            provided = base | set(STAGE_CONTEXT[stage_name])
-            self._check_one(stage.prompt, provided, f"stages.{stage_name}.prompt")
+            provided = base | set(stage_context(stage_name))
+            self._check_one(stage.prompt, provided, _field(stage_name))
             if self.spec.system_prompt:
                 self._check_one(self.spec.system_prompt, provided, "system_prompt")
 
@@ -181,7 +192,7 @@ class PromptLibrary:
         return TemplateError(f"{where}: {problem}")
 
     def prompt(self, stage: str, context: dict[str, Any]) -> PromptSet:
-        spec_stage = getattr(self.spec.stages, stage)
+        spec_stage = self.spec.stages.get(stage)
         system = self.render(self.spec.system_prompt, context) if self.spec.system_prompt else None
         return PromptSet(system=system, user=self.render(spec_stage.prompt, context))
 
@@ -193,10 +204,10 @@ class PromptLibrary:
         rendered = {}
         for stage_name, stage in self.spec.stages.items():
             ctx = dict(base)
-            for key in STAGE_CONTEXT[stage_name]:
+            for key in stage_context(stage_name):
                 ctx[key] = SAMPLE_CONTEXT[key]
             system = self._sample(self.spec.system_prompt, ctx, "system_prompt") if self.spec.system_prompt else None
-            rendered[stage_name] = PromptSet(system=system, user=self._sample(stage.prompt, ctx, f"stages.{stage_name}.prompt"))
+            rendered[stage_name] = PromptSet(system=system, user=self._sample(stage.prompt, ctx, _field(stage_name)))
         return rendered
 
     def _sample(self, name: str, context: dict[str, Any], field: str) -> str:
@@ -206,6 +217,11 @@ class PromptLibrary:
             return self.render(name, context)
         except TemplateError as exc:
             raise TemplateError(f"{exc} (rendering {field} of {self._spec_name()})") from None
+
+
+def _field(stage: str) -> str:
+    """The spec field that names `stage`'s template."""
+    return f"stages.{stage}.prompt" if stage in STAGE_CONTEXT else f"stages.extras.{stage}.prompt"
 
 
 def reserved_folders(spec: PipelineSpec) -> tuple[Path, ...]:
@@ -251,4 +267,4 @@ def _template_frame(tb: TracebackType | None, directory: str) -> str | None:
     return found
 
 
-__all__ = ["PromptLibrary", "PromptSet", "SAMPLE_CONTEXT", "STAGE_CONTEXT"]
+__all__ = ["EXTRA_CONTEXT", "PromptLibrary", "PromptSet", "SAMPLE_CONTEXT", "STAGE_CONTEXT", "stage_context"]

@@ -124,7 +124,8 @@ async def open_resources(
         allowance = await recorded_allowance(spec.budget.shared, allowance_store, origin=spec_origin(spec))
     async with AsyncExitStack() as stack:
         run_dir.mkdir(parents=True, exist_ok=True)
-        exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name)
+        exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name,
+                               extras=tuple(spec.stages.extras))
         endpoint, local_model = await _endpoint(settings, stack)
         if local_model and concurrency > LOCAL_MODEL_CONCURRENCY:
             # llama.cpp's server answers one request at a time; a deep queue only turns
@@ -181,7 +182,7 @@ async def open_resources(
 
 def _metrics(pipeline: str, calls: CallPlan, prices: dict[str, Price], budget: TokenBudget) -> RunMetrics:
     """The run's metrics, a series for every stage's model (as the CallPlan sends it) and the budget's."""
-    metrics = RunMetrics(pipeline, prices=prices)
+    metrics = RunMetrics(pipeline, prices=prices, extra_stages=[s.stage for s in calls.extras])
     for stage in calls.stages.values():
         metrics.prepare(stage.stage, stage.model)
     metrics.set_budget(budget.limit, budget.remaining)

@@ -43,7 +43,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -272,12 +272,14 @@ class CsvTable:
     bom: bool = True
 
 
-def write_csv(run_dir: Path, rows: Iterable[Mapping[str, Any]], *, bom: bool = True) -> Path:
-    """Write the export's `articles.csv` atomically: `CSV_COLUMNS`, every cell neutralised,
-    `grammar_issues` an integer column (empty where unknown)."""
+def write_csv(run_dir: Path, rows: Iterable[Mapping[str, Any]], *, bom: bool = True,
+              extra_columns: Sequence[str] = ()) -> Path:
+    """Write the export's `articles.csv` atomically: `CSV_COLUMNS`, then `extra_columns` (the spec's
+    extra stages, in their declared order), every cell neutralised, `grammar_issues` an integer
+    column (empty where unknown)."""
     import pandas as pd  # imported here: it costs ~0.3 s and only the CSV needs it
 
-    frame = pd.DataFrame(list(rows), columns=CSV_COLUMNS)
+    frame = pd.DataFrame(list(rows), columns=[*CSV_COLUMNS, *extra_columns])
     for column in frame.columns:
         frame[column] = frame[column].map(neutralise)
     frame["grammar_issues"] = frame["grammar_issues"].astype("Int64")

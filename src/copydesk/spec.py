@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from copydesk.cron import cron_problem
 from copydesk.errors import SpecError
 from copydesk.qc.registry import QCSpec
 from copydesk.specyaml import (  # noqa: F401 - the YAML bounds are part of the spec's documented limits
@@ -46,10 +47,22 @@ from copydesk.specyaml import (  # noqa: F401 - the YAML bounds are part of the 
 
 NAME_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 STAGE_NAMES = ("title", "outline", "expansion")
+#: An extra stage's name (`stages.extras`): a lower-case identifier, also its CSV column and front-matter key.
+EXTRA_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+#: At most this many extra stages per pipeline.
+MAX_EXTRAS = 8
+#: Names an extra may not take: the stages', and the CSV columns and front-matter keys copydesk writes
+#: itself (tests/test_extras.py checks that every one of those is here).
+RESERVED_EXTRA_NAMES = frozenset(STAGE_NAMES) | frozenset({
+    "run_id", "topic", "title", "slug", "status", "reasons", "word_count", "sections", "prompt_tokens",
+    "completion_tokens", "total_tokens", "grammar_issues", "moderation_flagged", "model", "path",
+    "est_cost_usd", "fallback_from", "cached_calls", "cached_prompt_tokens", "language", "tokens", "created",
+    "pipeline", "extras", "date", "lastmod", "draft", "copydesk",
+})
 #: Names the template context reserves: what the pipeline itself puts into every context,
 #: and Jinja's own globals and loop names. No var (spec, schedule or run override) may use them.
 RESERVED_VARS = frozenset(
-    {"topic", "language", "title", "outline", "section", "section_index", "section_count", "vars"}
+    {"topic", "language", "title", "outline", "section", "section_index", "section_count", "article", "vars"}
     | {"range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "self", "caller",
        "varargs", "kwargs", "true", "false", "none", "True", "False", "None"}
 )
@@ -276,13 +289,60 @@ class ExpansionStage(StageSpec):
     max_tokens: int = Field(600, ge=1, le=200_000)
 
 
+class ExtraStage(StageSpec):
+    """A per-article extra stage (`stages.extras.NAME`): asked once per article after the expansion,
+    with the title, the outline and the article's text in its context. Its answer, cleaned and made
+    inert, becomes `Article.extras[NAME]`: a front-matter key and a CSV column of that name."""
+
+    max_tokens: int = Field(60, ge=1, le=200_000)
+    output: Literal["text", "list"] = Field(
+        "text", description="text: one line (a description); list: a list of short items (tags), asked as JSON "
+        "where the server allows it, else read from comma- or line-separated text.")
+    required: bool = Field(
+        True, description="true: an empty or refused answer holds the article for review (needs_review) with "
+        "the reason; false: the article goes on without it (the key is left out, the CSV cell empty).")
+    max_chars: int | None = Field(
+        None, ge=1, le=2000,
+        description="The longest text (output: text; default 300) or list item (output: list; default 40) "
+        "kept, cut on a word boundary.")
+    max_items: int = Field(8, ge=1, le=50, description="output: list: at most this many items are kept.")
+    structured: Literal["auto", "json_schema", "json_object", "off"] = Field(
+        "auto", description="output: list: how the list is asked for as JSON (as `stages.outline.structured`).")
+
+    @property
+    def char_limit(self) -> int:
+        return self.max_chars or (300 if self.output == "text" else 40)
+
+
+def _extra_names(value: dict[str, ExtraStage]) -> dict[str, ExtraStage]:
+    for name in value:
+        if not re.fullmatch(EXTRA_NAME_PATTERN, name):
+            raise ValueError(f"extra {short(name)}: names are lower-case identifiers (a-z, 0-9, _), "
+                             "at most 32 characters, starting with a letter")
+        if name in RESERVED_EXTRA_NAMES:
+            raise ValueError(f"extra {short(name)}: the name is taken by a stage, a CSV column or a front-matter "
+                             "key copydesk writes itself")
+    return value
+
+
 class Stages(_Model):
     title: TitleStage
     outline: OutlineStage
     expansion: ExpansionStage
+    extras: Annotated[dict[str, ExtraStage], AfterValidator(_extra_names)] = Field(
+        default_factory=dict, max_length=MAX_EXTRAS,
+        description="Per-article extra stages (description, tags, ...), asked in this order after the "
+        "expansion; see docs/spec.md, \"Extra stages\".")
 
     def items(self) -> list[tuple[str, StageSpec]]:
-        return [(name, getattr(self, name)) for name in STAGE_NAMES]
+        """Every stage, the three in order, then the extras in the order the spec declares them."""
+        return [(name, getattr(self, name)) for name in STAGE_NAMES] + list(self.extras.items())
+
+    def get(self, name: str) -> StageSpec:
+        """The stage or extra stage called `name` (KeyError when there is none)."""
+        if name in STAGE_NAMES:
+            return getattr(self, name)  # type: ignore[no-any-return]
+        return self.extras[name]
 
 
 class SharedBudgetSpec(_Model):
@@ -328,45 +388,6 @@ class ExportSpec(_Model):
     csv_bom: bool = True
 
 
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-#: The five cron fields in order: label, lowest and highest value, names allowed as values.
-_CRON_FIELDS: tuple[tuple[str, int, int, frozenset[str]], ...] = (
-    ("minute", 0, 59, frozenset()),
-    ("hour", 0, 23, frozenset()),
-    ("day", 1, 31, frozenset()),
-    ("month", 1, 12, frozenset(_MONTHS)),
-    ("weekday", 0, 7, frozenset(_WEEKDAYS)),  # 0 and 7 are both Sunday
-)
-_CRON_PART = re.compile(r"(?:\*|(?P<start>[0-9]+|[A-Za-z]+)(?:-(?P<end>[0-9]+|[A-Za-z]+))?)(?:/(?P<step>[0-9]+))?")
-
-
-def _cron_field_ok(field: str, lo: int, hi: int, names: frozenset[str]) -> bool:
-    """One cron field: comma-separated parts, each `*`, `a` or `a-b`, with an optional `/step`.
-
-    Values (numbers or names such as `mon`, `jan`) must lie within lo-hi and a step
-    must be positive. This is the plain subset of what Prefect's croniter accepts
-    (a range like `fri-mon` wraps around there, so it is allowed here too)."""
-
-    def value_ok(token: str | None) -> bool:
-        if token is None:
-            return True
-        if token.isdigit():
-            return lo <= int(token) <= hi
-        return token.lower() in names
-
-    for part in field.split(","):
-        match = _CRON_PART.fullmatch(part)
-        if not match:
-            return False
-        step = match["step"]
-        if step is not None and int(step) == 0:
-            return False
-        if not (value_ok(match["start"]) and value_ok(match["end"])):
-            return False
-    return True
-
-
 class ScheduleSpec(_Model):
     cron: str = Field(description="Five-field cron expression.")
     timezone: TimeZoneName = "UTC"
@@ -378,12 +399,9 @@ class ScheduleSpec(_Model):
     def _cron_fields(cls, value: str) -> str:
         """Checked here, field by field, so that a bad schedule fails `copydesk validate`
         rather than the deployment later (and without importing Prefect)."""
-        fields = value.split()
-        if len(fields) != 5:
-            raise ValueError("cron needs five fields: minute hour day month weekday")
-        for field, (label, lo, hi, names) in zip(fields, _CRON_FIELDS):
-            if not _cron_field_ok(field, lo, hi, names):
-                raise ValueError(f"cron {label} field {short(field)} is not valid (allowed {lo}-{hi})")
+        problem = cron_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("vars")
@@ -437,11 +455,11 @@ class PipelineSpec(_Model):
         return _vars_validator(value)
 
     def model_for(self, stage: str) -> str:
-        return getattr(self.stages, stage).model or self.model
+        return self.stages.get(stage).model or self.model
 
     def batch_model_for(self, stage: str) -> str:
         """The model name a batch line of `stage` carries: its batch_model, batch.model, or its model."""
-        return getattr(self.stages, stage).batch_model or self.batch.model or self.model_for(stage)
+        return self.stages.get(stage).batch_model or self.batch.model or self.model_for(stage)
 
     @property
     def project_dir(self) -> Path:
@@ -457,7 +475,8 @@ class PipelineSpec(_Model):
 
     def template_fields(self) -> list[tuple[tuple[str, ...], str]]:
         """Each spec field that names a template, as (dotted location, template name)."""
-        fields = [(("stages", stage, "prompt"), spec.prompt) for stage, spec in self.stages.items()]
+        fields = [(("stages", stage, "prompt") if stage in STAGE_NAMES else ("stages", "extras", stage, "prompt"),
+                   spec.prompt) for stage, spec in self.stages.items()]
         if self.system_prompt is not None:
             fields.append((("system_prompt",), self.system_prompt))
         return fields

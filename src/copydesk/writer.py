@@ -1,4 +1,8 @@
-"""Writes one article: title → outline → sections (concurrently), through the gateway.
+"""Writes one article: title → outline → sections (concurrently) → extras (in order), through the gateway.
+
+The extra stages (`stages.extras`) are asked one after the other, so that in batch mode each
+is its own batch. Their answers are cleaned and made inert (`copydesk.postprocess`); a required
+extra that comes back empty or refused holds the article (`Article.holds`).
 
 A failure never escapes: the article ends `incomplete` with the reason and the
 text it has so far. Whether the run as a whole must stop (bad credentials, a
@@ -16,9 +20,18 @@ from copydesk.article import Article, Section
 from copydesk.callplan import Call, CallPlan, TopicCalls
 from copydesk.calls import CallGateway, CallSite
 from copydesk.errors import ApiError, BadRequestError, BudgetExhausted, CopydeskError
-from copydesk.postprocess import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
+from copydesk.postprocess import (
+    MAX_TITLE_CHARS,
+    clean_extra_text,
+    clean_section,
+    clean_title,
+    parse_list,
+    parse_outline,
+)
 from copydesk.prompts import PromptLibrary
-from copydesk.spec import PipelineSpec
+from copydesk.qc.refusal import refusal_findings
+from copydesk.spec import ExtraStage, PipelineSpec
+from copydesk.text import truncate
 from copydesk.store import call_key
 
 log = logging.getLogger("copydesk.writer")
@@ -52,12 +65,40 @@ def outline_formats(mode: str, min_sections: int, max_sections: int) -> list[dic
     return [forms[mode], None]
 
 
+def list_formats(mode: str, max_items: int) -> list[dict[str, Any] | None]:
+    """The `response_format`s to try for an extra with `output: list` (as `outline_formats`):
+    both ask for `{"items": ["...", ...]}`, which `copydesk.postprocess.parse_list` reads."""
+    items = {"type": "array", "items": {"type": "string"}}
+    strict_schema = {"type": "object", "properties": {"items": items}, "required": ["items"],
+                     "additionalProperties": False}
+    bounded = {"type": "object", "required": ["items"],
+               "properties": {"items": {**items, "minItems": 1, "maxItems": max_items}}}
+    forms: dict[str, dict[str, Any]] = {
+        "json_schema": {"type": "json_schema", "json_schema": {"name": "items", "strict": True, "schema": strict_schema}},
+        "json_object": {"type": "json_object", "schema": bounded},
+    }
+    if mode == "off":
+        return [None]
+    if mode == "auto":
+        return [forms["json_schema"], forms["json_object"], None]
+    return [forms[mode], None]
+
+
+def _for_server(forms: list[dict[str, Any] | None], mode: str, embedded: bool) -> list[dict[str, Any] | None]:
+    """The embedded server is llama-cpp-python, which takes only json_object (+ schema)."""
+    if embedded and mode == "auto":
+        return [f for f in forms if f is None or f["type"] == "json_object"]
+    return forms
+
+
 class OutlineFormats:
     """Which outline `response_format` this run's server takes: the first one it has not refused.
     A refusal moves every later outline of the run on to the next form."""
 
-    def __init__(self, forms: list[dict[str, Any] | None]) -> None:
+    def __init__(self, forms: list[dict[str, Any] | None], what: str = "outlines") -> None:
         self.forms = forms
+        #: What the log line names: "outlines", or an extra stage ("extra 'tags'").
+        self.what = what
         self.index = 0
         #: What the server said to each form it refused (type -> message), for the log and the tests.
         self.refused: dict[str, str] = {}
@@ -70,8 +111,9 @@ class OutlineFormats:
         if self.index < len(self.forms) - 1 and self.forms[self.index] is form:
             self.index += 1
             self.refused[str(form["type"])] = str(exc)
-            log.warning("the server refused response_format %s (%s); outlines use %s for the rest of the run",
-                        form["type"], exc, (self.current or {}).get("type", "plain text"))
+            log.warning("the server refused response_format %s (%s); %s %s %s for the rest of the run",
+                        form["type"], exc, self.what, "use" if self.what == "outlines" else "uses",
+                        (self.current or {}).get("type", "plain text"))
 
 
 class ArticleWriter:
@@ -97,10 +139,14 @@ class ArticleWriter:
         self.plan = plan or CallPlan.of(spec, model_override)
         outline = spec.stages.outline
         forms = outline_formats(outline.structured, outline.min_sections, outline.max_sections)
-        if model_override and outline.structured == "auto":
-            # the embedded server is llama-cpp-python, which takes only json_object (+ schema)
-            forms = [f for f in forms if f is None or f["type"] == "json_object"]
-        self.outline_formats = OutlineFormats(forms)
+        self.outline_formats = OutlineFormats(_for_server(forms, outline.structured, bool(model_override)))
+        #: Per extra stage: the response_formats its server takes (`output: list`), [None] for text.
+        self.extra_formats = {
+            name: OutlineFormats(_for_server(list_formats(extra.structured, extra.max_items), extra.structured,
+                                             bool(model_override)) if extra.output == "list" else [None],
+                                 f"extra '{name}'")
+            for name, extra in spec.stages.extras.items()
+        }
 
     async def write(self, article: Article) -> Article:
         try:
@@ -135,7 +181,7 @@ class ArticleWriter:
         # outline
         bounds = {"min_sections": self.plan.min_sections, "max_sections": self.plan.max_sections}
         for attempt in range(self.plan.stages["outline"].attempts):
-            completion, article.outline_prompt = await self._outline(article, calls.outline(article.title, attempt))
+            completion, article.outline_prompt = await self._structured(article, calls.outline(article.title, attempt))
             article.outline = parse_outline(completion.text, **bounds)
             if len(article.outline) >= self.plan.min_sections:
                 break
@@ -167,18 +213,52 @@ class ArticleWriter:
                     log.error("section of %r failed", article.topic, exc_info=result)
                     article.fail(f"internal error: {type(result).__name__}: {result}")
         if all(section.written for section in article.sections):
+            for extra in self.plan.extras:  # one after the other: in batch mode, one batch each
+                await self._extra(article, calls, extra.stage)
             article.generated = True
 
-    async def _outline(self, article: Article, call: Call) -> tuple[Any, str]:
-        """The outline call, with the structured form the server takes (see OutlineFormats)."""
+    async def _structured(self, article: Article, call: Call, formats: OutlineFormats | None = None) -> tuple[Any, str]:
+        """The outline call (or `formats`' stage's), with the structured form the server takes
+        (see OutlineFormats)."""
+        formats = formats or self.outline_formats
         while True:
-            form = self.outline_formats.current
+            form = formats.current
             try:
                 return await self._call(article, call, response_format=form)
             except BadRequestError as exc:
                 if form is None or exc.status_code not in REFUSED:
                     raise
-                self.outline_formats.refuse(form, exc)
+                formats.refuse(form, exc)
+
+    async def _extra(self, article: Article, calls: TopicCalls, name: str) -> None:
+        """Ask the extra stage `name`; its cleaned answer goes to `article.extras[name]`. An empty or
+        refused answer (a refusal in words, `finish_reason: content_filter`, a 400 from the server)
+        holds the article when the extra is required, and is left out otherwise."""
+        spec: ExtraStage = self.spec.stages.extras[name]
+        text = "\n\n".join(f"## {s.heading}\n\n{s.body}".rstrip() for s in article.sections)
+        call = calls.extra(name, article.title, article.outline, text)
+        try:
+            completion, _ = await self._structured(article, call, self.extra_formats[name])
+        except BadRequestError as exc:
+            problem = f"was refused by the server ({truncate(str(exc), 120)})"
+        else:
+            raw = completion.text or ""
+            if spec.output == "list":
+                value = parse_list(raw, max_items=spec.max_items, limit=spec.char_limit)
+            else:
+                value = clean_extra_text(raw, spec.char_limit)
+            if completion.finish_reason == "content_filter" or any(
+                    kind == "refusal" for kind, _ in refusal_findings([("", raw)])):
+                problem = "was refused"
+            elif not value:
+                problem = "is empty"
+            else:
+                article.extras[name] = value
+                return
+        if spec.required:
+            article.hold(f"extra '{name}' {problem}")
+        else:
+            log.info("article %d: the optional extra %r %s; left out", article.index + 1, name, problem)
 
     async def rewrite_section(self, article: Article, index: int, note: str, attempt: int) -> None:
         """Write section `index` (0-based) again, its own prompt followed by `note` (what the gate
