@@ -48,6 +48,8 @@ class Article:
     moderation_flagged: bool | None = None
     slug: str = ""
     path: str = ""
+    #: The extra stages' outputs (`stages.extras`): `description` text, `tags` list, ...
+    extras: dict[str, str | list[str]] = field(default_factory=dict)
 
     @property
     def usage(self) -> Usage:
