@@ -7,6 +7,8 @@ Jekyll is checked against its documented rules (https://jekyllrb.com/docs/posts/
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -317,3 +319,16 @@ def test_a_missing_site_folder_exits_2_before_any_call(basic_spec: Path, cli_env
     assert result.returncode == 2, result.stderr[-2000:]
     assert "export.dir" in result.stderr and "does not exist" in result.stderr
     assert fake_api.total_tokens == 0
+
+
+def test_a_journal_line_naming_a_path_outside_the_site_is_never_acted_on(tmp_path: Path, site: Path) -> None:
+    outside = tmp_path / "outside.md"
+    outside.write_text("not the site's\n", encoding="utf-8")
+    digest = hashlib.sha256(outside.read_bytes()).hexdigest()
+    lines = [{"op": "write", "path": path, "run_id": "r1", "slug": "gone", "sha256": digest}
+             for path in ("../outside.md", str(outside), "content/../../outside.md")]
+    (site / JOURNAL_NAME).write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    run = exporter(tmp_path, site, target="hugo")
+    run.write_article(article(0, "Kept"))
+    run.remove_stale(set())  # would remove every file of this run the journal names
+    assert outside.read_text(encoding="utf-8") == "not the site's\n"

@@ -136,10 +136,22 @@ class SiteExporter:
                 record = Record(**json.loads(line))
             except (ValueError, TypeError):
                 continue  # not a line copydesk wrote: ignored, and so is the file it names
+            if not self._inside(record.path):
+                continue  # a line naming a path outside the site (edited by hand): never acted on
             if record.op == "write":
                 self.files[record.path] = record
             else:
                 self.files.pop(record.path, None)
+
+    def _inside(self, relpath: str) -> bool:
+        """Is `relpath` a plain relative path of the kind copydesk writes, inside the site after symlinks?"""
+        if not isinstance(relpath, str) or "\\" in relpath or not (relpath.endswith(".md") or relpath == NAV_NAME):
+            return False
+        parts = relpath.split("/")
+        if any(not part or part.startswith(".") for part in parts):
+            return False
+        root = self.root.resolve()
+        return (root / relpath).resolve().is_relative_to(root)
 
     def _append(self, record: Record) -> None:
         line = json.dumps({k: v for k, v in asdict(record).items() if v}, ensure_ascii=False) + "\n"
@@ -160,14 +172,14 @@ class SiteExporter:
 
     def _may_write(self, relpath: str) -> bool:
         path = self.root / relpath
-        if path.is_symlink() or path.is_dir():
+        if path.is_symlink() or path.is_dir() or not self._inside(relpath):
             return False
         return not path.exists() or self.overwrite or self._mine(relpath)
 
     def _remove(self, relpath: str) -> None:
         """Remove this run's file at `relpath` if it is still as written; forget it either way."""
         path = self.root / relpath
-        if self._mine(relpath) or not path.exists():
+        if self._inside(relpath) and not path.is_symlink() and (self._mine(relpath) or not path.exists()):
             path.unlink(missing_ok=True)
         else:
             self._note(f"{path}: edited since copydesk wrote it; left in place")
