@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import FIXTURES, run_cli
+from render_engines import PYTHON_ENGINES, problems
 
 from copydesk import siteexport
 from copydesk.article import Article, Section, Status
@@ -332,3 +333,36 @@ def test_a_journal_line_naming_a_path_outside_the_site_is_never_acted_on(tmp_pat
     run.write_article(article(0, "Kept"))
     run.remove_stale(set())  # would remove every file of this run the journal names
     assert outside.read_text(encoding="utf-8") == "not the site's\n"
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def test_hostile_output_is_inert_in_every_targets_file(tmp_path: Path) -> None:
+    """Every payload of the hostile corpus as title, heading, body, description and tags, through each
+    target: every front-matter value and body, rendered by every Python engine, holds nothing active
+    (Hugo's own engine: test_site_hugo.py)."""
+    payloads = json.loads((FIXTURES / "hostile" / "payloads.json").read_text(encoding="utf-8"))["payloads"]
+    texts: dict[str, str] = {}  # text -> where it was first seen (the targets share most values)
+    for target in ("hugo", "jekyll", "mkdocs"):
+        site = tmp_path / target
+        site.mkdir()
+        run = exporter(tmp_path, site, target=target)
+        for n, payload in enumerate(payloads):
+            line = payload.split("\n", 1)[0]
+            run.write_article(Article(index=n, topic=payload, key=f"{n}", title=line,
+                                      sections=[Section(line, payload, written=True)], status=Status.PUBLISHED,
+                                      slug=f"hostile-{n}", extras={"description": payload, "tags": [payload, "x"]}))
+            front, body = split(next(site.rglob(f"*hostile-{n}.md")))
+            for i, text in enumerate([body, *_strings(front)]):
+                texts.setdefault(text, f"{target} payload {n} {'body' if i == 0 else f'front matter {i}'}")
+    found = [f"{where} {engine}: {p}" for text, where in texts.items()
+             for engine, render in PYTHON_ENGINES.items() for p in problems(render(text))]
+    assert not found, "\n".join(found[:30])
