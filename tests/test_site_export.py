@@ -366,3 +366,29 @@ def test_hostile_output_is_inert_in_every_targets_file(tmp_path: Path) -> None:
     found = [f"{where} {engine}: {p}" for text, where in texts.items()
              for engine, render in PYTHON_ENGINES.items() for p in problems(render(text))]
     assert not found, "\n".join(found[:30])
+
+
+def test_a_resume_through_the_command_rewrites_its_own_pages_and_reports_an_edited_one(
+        basic_spec: Path, cli_env: dict[str, str], fake_api: Any, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "docs").mkdir(parents=True)
+    _spec(basic_spec, {"target": "mkdocs", "dir": str(site)})
+    args = ["run", str(basic_spec), "--topic", "first topic", "--topic", "second topic", "--out", str(tmp_path / "out"),
+            "--run-id", "again"]
+    assert run_cli(args, cli_env).returncode == 0
+    pages = sorted((site / "docs").glob("*.md"))
+    assert [p.name for p in pages] == ["a-practical-guide-2.md", "a-practical-guide.md"]  # the fake's one title
+    dates = {p.name: split(p)[0]["date"] for p in pages}
+    pages[0].write_text(pages[0].read_text(encoding="utf-8") + "\nAn editor's line.\n", encoding="utf-8")
+    edited = pages[0].read_bytes()
+
+    result = run_cli(args, cli_env)  # the same run id: a resume, every call from the run's call store
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (site / "docs").glob("*.md")) == [p.name for p in pages]
+    assert pages[0].read_bytes() == edited
+    front = split(pages[1])[0]
+    assert front["date"]["created"] == dates[pages[1].name]["created"]
+    summary = json.loads((tmp_path / "out" / "again" / "summary.json").read_text(encoding="utf-8"))
+    assert any("edited since copydesk wrote it" in note and pages[0].name in note for note in summary["notes"])
+    nav = yaml.safe_load((site / NAV_NAME).read_text(encoding="utf-8"))["nav"]
+    assert sorted(next(iter(item.values())) for item in nav) == [p.name for p in pages]

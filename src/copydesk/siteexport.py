@@ -211,8 +211,9 @@ class SiteExporter:
         target: Placement | None = None
         if sitetargets.goes_to_site(self.target, article.status, drafts=self.drafts):
             target = self._place(article, earlier, date, now, draft)
-        for record in earlier:
-            if target is None or record.path != target.relpath:
+        for record in earlier:  # its earlier files elsewhere go; one edited by hand since stays, still listed
+            edited = (self.root / record.path).exists() and not self._mine(record.path)
+            if (target is None or record.path != target.relpath) and not edited:
                 self._remove(record.path)
         if target is None:
             return None
