@@ -1,4 +1,6 @@
-"""Export: an article's Markdown and CSV row, written into its run folder.
+"""Export: an article's Markdown and CSV row, written into its run folder (and, with
+`export.target` / `export.dir`, into a site's folder: `copydesk.siteexport`, whose front
+matter and layouts are `copydesk.sitetargets`').
 
 The folder's layout, its file names, the CSV format and the front matter are
 `copydesk.rundir`'s; this module turns an `Article` into them. Everything the
