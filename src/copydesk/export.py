@@ -1,4 +1,6 @@
-"""Export: an article's Markdown and CSV row, written into its run folder.
+"""Export: an article's Markdown and CSV row, written into its run folder (and, with
+`export.target` / `export.dir`, into a site's folder: `copydesk.siteexport`, whose front
+matter and layouts are `copydesk.sitetargets`').
 
 The folder's layout, its file names, the CSV format and the front matter are
 `copydesk.rundir`'s; this module turns an `Article` into them. Everything the
@@ -14,11 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from copydesk import rundir
+from copydesk import rundir, sitetargets
 from copydesk.article import Article
 from copydesk.controls import clean_line, clean_value
 from copydesk.rundir import CSV_COLUMNS, CSV_NAME, Status, atomic_write, neutralise
 from copydesk.sanitize import inert_markdown, inert_text
+from copydesk.siteexport import SiteExporter, check_site_dir
+from copydesk.sitetargets import Placement
+from copydesk.spec import ExportSpec
 from copydesk.text import count_words
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "RunExporter", "atomic_write", "neutralise"]
@@ -33,7 +38,7 @@ def extra_cell(value: str | list[str] | None) -> str:
 
 class RunExporter:
     def __init__(self, run_dir: Path, *, run_id: str, language: str, pipeline: str,
-                 extras: Sequence[str] = ()) -> None:
+                 extras: Sequence[str] = (), export: ExportSpec | None = None) -> None:
         self.run_dir = run_dir
         #: The spec's extra stages, in their declared order: front-matter keys and the CSV's last columns.
         self.extras = tuple(extras)
@@ -41,6 +46,19 @@ class RunExporter:
         self.language = language
         self.pipeline = pipeline
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        #: What did not reach the site (export.dir), for the summary's notes.
+        self.notes: list[str] = []
+        #: The site the articles are also written into (`export.target`, `export.dir`), or None.
+        self.site: SiteExporter | None = None
+        if export is not None and export.markdown and (export.dir is not None or export.target != "plain"):
+            if export.dir is None:  # the target's layout, inside the run folder
+                root = run_dir / rundir.SITE_DIR
+                root.mkdir(exist_ok=True)
+            else:
+                root = check_site_dir(export.dir)
+            self.site = SiteExporter(root, target=export.target, run_id=run_id, render=self._render_site,
+                                     section=export.section, drafts=export.drafts, overwrite=export.overwrite,
+                                     notes=self.notes)
 
     # -- articles -----------------------------------------------------------------
 
@@ -57,7 +75,15 @@ class RunExporter:
                 other.unlink(missing_ok=True)
         atomic_write(path, self.markdown(article, created=created))
         article.path = relpath
+        if self.site is not None:
+            self.site.write(article)
         return path
+
+    def _render_site(self, article: Article, where: Placement) -> str:
+        if self.site is None or self.site.target == "plain":
+            return self.markdown(article, created=where.date)
+        return sitetargets.render(self.site.target, article, where, run_id=self.run_id, pipeline=self.pipeline,
+                                  language=self.language)
 
     def markdown(self, article: Article, *, created: datetime | None = None) -> str:
         usage = article.usage
@@ -126,8 +152,11 @@ class RunExporter:
         return rundir.write_json(self.run_dir / name, clean_value(data))
 
     def remove_stale(self, keep: set[str]) -> None:
-        """Drop Markdown files of an earlier attempt of this run that no article owns now."""
+        """Drop Markdown files of an earlier attempt of this run that no article owns now (in the
+        run folder, and this run's own files in the site); then the site's nav (mkdocs)."""
         for folder in rundir.ARTICLE_DIRS:
             for path in (self.run_dir / folder).glob("*.md"):
                 if path.relative_to(self.run_dir).as_posix() not in keep:
                     path.unlink(missing_ok=True)
+        if self.site is not None:
+            self.site.finish(Path(relpath).stem for relpath in keep if relpath)

@@ -125,7 +125,7 @@ async def open_resources(
     async with AsyncExitStack() as stack:
         run_dir.mkdir(parents=True, exist_ok=True)
         exporter = RunExporter(run_dir, run_id=run_id, language=spec.language, pipeline=spec.name,
-                               extras=tuple(spec.stages.extras))
+                               extras=tuple(spec.stages.extras), export=spec.export)
         endpoint, local_model = await _endpoint(settings, stack)
         if local_model and concurrency > LOCAL_MODEL_CONCURRENCY:
             # llama.cpp's server answers one request at a time; a deep queue only turns
@@ -151,7 +151,8 @@ async def open_resources(
         asked = mode
         mode, mode_note = await choose_mode(mode, client, endpoint, local_model=local_model,
                                             model=calls.stages["title"].batch_model)
-        notes = [note for note in (mode_note, moderation_note) if note]
+        notes = exporter.notes  # one list: the site export adds what did not reach the site during the run
+        notes[:0] = [note for note in (mode_note, moderation_note) if note]
         metrics.batch = mode == "batch"
         store = CallStore(run_dir / CallStore.FILENAME)
         stack.callback(store.close)

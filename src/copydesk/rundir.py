@@ -8,6 +8,7 @@ Layout, under the output folder (`--out DIR`, default `outputs/`)::
         articles.csv             one row per requested topic, whatever happened to it
         published/<slug>.md      passed QC: a static-site generator can take this folder as is
         held/<slug>.md           needs_review, rejected and incomplete articles
+        site/                    export.target's layout when export.dir is unset (copydesk.siteexport)
         qc_report.json           every check's result per article
         summary.json             counts, tokens, budget
         calls.jsonl              the call store that lets `--run-id` resume (0600)
@@ -87,6 +88,8 @@ MANIFEST_NAME = "manifest.json"
 CSV_NAME = "articles.csv"
 PUBLISHED_DIR = "published"
 HELD_DIR = "held"
+#: export.target's layout (hugo, jekyll, mkdocs) when no export.dir names the site's folder.
+SITE_DIR = "site"
 ARTICLE_DIRS: tuple[str, ...] = (PUBLISHED_DIR, HELD_DIR)
 QC_REPORT_NAME = "qc_report.json"
 SUMMARY_NAME = "summary.json"

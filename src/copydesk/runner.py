@@ -34,6 +34,7 @@ from copydesk.resources import RunResources, open_resources
 from copydesk.run_context import RunContext
 from copydesk.run_report import RunReport, RunSummary, article_cost
 from copydesk.settings import Settings
+from copydesk.siteexport import check_site_dir
 from copydesk.spec import PipelineSpec, load_spec
 
 __all__ = ["ARTICLE_WRITTEN", "PipelineRun", "RunSummary"]
@@ -54,6 +55,8 @@ class PipelineRun:
         self.prompts.check(request.vars)
         self.run_id = check_run_id(request.run_id) if request.run_id else new_run_id(spec.name)
         self.run_dir = Path(request.out_dir or settings.output_dir) / self.run_id
+        if spec.export.dir is not None:  # the site's folder: before anything starts
+            check_site_dir(spec.export.dir)
         # may this run use its folder? (checked before anything in it is touched)
         self.manifest = rundir.prepare_folder(self.run_dir, rundir.RunManifest.for_spec(spec, self.prompts.directory,
                                                                                          self.topics))

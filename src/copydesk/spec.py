@@ -381,11 +381,42 @@ class BatchSpec(_Model):
         "passes batch files through (LiteLLM), this is the upstream's name.")
 
 
+#: What a site's section folder may be: one or more plain folder names.
+SECTION_PATTERN = r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$"
+
+
 class ExportSpec(_Model):
     markdown: bool = True
     csv: bool = True
     #: Excel needs a byte-order mark to read a UTF-8 CSV with Chinese text correctly.
     csv_bom: bool = True
+    target: Literal["plain", "hugo", "jekyll", "mkdocs"] = Field(
+        "plain",
+        description="The site generator the articles are written for: plain (copydesk's own front matter), "
+        "hugo, jekyll or mkdocs (see Publishing to a site).")
+    dir: Path | None = Field(
+        None,
+        description="The site's folder (a checkout): published articles (and drafts, where the target has them) "
+        "are written into it in the target's layout. Relative: to the spec's folder. Unset: a target other than "
+        "plain writes its layout into the run folder's site/.")
+    section: str | None = Field(
+        None, pattern=SECTION_PATTERN, max_length=200,
+        description="hugo: the section under content/ (unset: posts); mkdocs: a folder under docs/ (unset: "
+        "docs/ itself). Folder names of letters, digits, - and _, joined by /.")
+    drafts: bool = Field(
+        True,
+        description="Write held articles (needs_review, rejected, incomplete) as drafts where the target has "
+        "drafts (hugo: draft: true; jekyll: _drafts/); false: they stay in the run folder only.")
+    overwrite: bool = Field(
+        False,
+        description="Replace a file in export.dir that copydesk did not write (or that was edited since); "
+        "false: a foreign file is never touched and the article gets a free name.")
+
+    @model_validator(mode="after")
+    def _target_needs_markdown(self) -> ExportSpec:
+        if self.target != "plain" and not self.markdown:
+            raise ValueError(f"target {self.target} writes Markdown files: it needs markdown: true")
+        return self
 
 
 class ScheduleSpec(_Model):
@@ -561,6 +592,9 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
     except ValidationError as exc:
         raise SpecError(_describe(exc, path, lines)) from None
     spec = spec.model_copy(update={"source": path.resolve()})
+    if spec.export.dir is not None and not spec.export.dir.is_absolute():  # relative to the spec's folder
+        export = spec.export.model_copy(update={"dir": spec.source.parent / spec.export.dir})
+        spec = spec.model_copy(update={"export": export})
     problem = spec.prompts_dir_problem()
     if problem:
         line = lines.get(("prompts_dir",))
