@@ -317,7 +317,7 @@ class TestServe:
             editor.id, parameters={"pipeline": "basic", "topics": ["Too rich"], "budget": 60_001})
         final = wait_final(client, run.id)
         assert final.state.is_failed()
-        assert "above pipeline basic's budget.max_total_tokens (60,000)" in (final.state.message or "")
+        assert "above the basic pipeline's cap of 60,000 tokens" in (final.state.message or "")
         assert len(served.fake.state.requests) == requests_before  # no call was made
         assert not served.out_dir.exists() or not [p for p in served.out_dir.iterdir()
                                                     if p.name.endswith(run.id.hex[:8])]

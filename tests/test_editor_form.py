@@ -134,7 +134,7 @@ async def test_the_form_budget_may_lower_the_cap_but_never_raise_it(pipelines, n
 
     cap = load_spec(pipelines / "basic.yaml").budget.max_total_tokens
     for too_much in (cap + 1, MAX_FORM_BUDGET, 10**30):
-        with pytest.raises(InputError, match=r"above pipeline basic's budget\.max_total_tokens") as info:
+        with pytest.raises(InputError, match=r"above the basic pipeline's cap of 60,000 tokens") as info:
             await editor.fn(pipeline="basic", topics=["a topic"], budget=too_much)
         assert info.value.exit_code == 2
         assert str(10**30) not in str(info.value)

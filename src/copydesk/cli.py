@@ -91,19 +91,21 @@ def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
     return clean_topics(collected)
 
 
-def _vars(pairs: list[str] | None, spec: PipelineSpec) -> dict[str, Any]:
-    """`--var NAME=VALUE` pairs, each VALUE read as the type the spec declares for NAME
-    (`copydesk.specvars.parse_text`), then checked by `PipelineSpec.check_vars`: unknown names
-    are refused naming the spec's variables (exit 2)."""
-    from copydesk.spec import short
-    from copydesk.specvars import parse_text
+def _vars(pairs: list[str] | None, spec: PipelineSpec | Path) -> dict[str, Any]:
+    """`--var NAME=VALUE` pairs, each VALUE read as the type the spec (or the spec at that path)
+    declares for NAME (`copydesk.specvars.parse_text`), then checked by `PipelineSpec.check_vars`:
+    unknown names are refused naming the spec's variables (exit 2)."""
+    from copydesk.spec import load_spec, short
 
+    if not pairs:
+        return {}
+    spec = load_spec(spec) if isinstance(spec, Path) else spec
     result: dict[str, Any] = {}
-    for pair in pairs or []:
+    for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise InputError(f"--var {short(pair)}: expected NAME=VALUE")
-        result[name.strip()] = parse_text(spec.var_specs.get(name.strip()), value)
+        result[name.strip()] = spec.var_from_text(name.strip(), value)
     return spec.check_vars(result, origin="--var")
 
 
@@ -230,7 +232,6 @@ def run(
     from copydesk.progress import LiveProgress, summary_table
     from copydesk.request import RunRequest
     from copydesk.runner import PipelineRun
-    from copydesk.spec import load_spec
 
     try:
         adopt_project_of(spec_path)  # its .copydesk/ keeps the servers' records, for this process and its children
@@ -247,7 +248,7 @@ def run(
             run_id=run_id,
             budget=budget,
             concurrency=concurrency,
-            vars=_vars(var, load_spec(spec_path)) if var else {},
+            vars=_vars(var, spec_path),
             mode=mode.value if mode else None,
         )
         prepared = PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts

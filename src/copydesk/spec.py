@@ -35,7 +35,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from copydesk.errors import SpecError
 from copydesk.qc.registry import QCSpec
-from copydesk.specvars import VarSpec, check_values, declared, infer
+from copydesk.specvars import VarSpec, check_values, declared, infer, parse_text
 from copydesk.specyaml import (  # noqa: F401 - the YAML bounds are part of the spec's documented limits
     MAX_YAML_ALIASES,
     MAX_YAML_DEPTH,
@@ -459,6 +459,10 @@ class PipelineSpec(_Model):
     def vars(self) -> dict[str, Any]:
         """The template variables' values (their defaults): what templates see unless a run overrides them."""
         return {name: var.default for name, var in self.var_specs.items()}
+
+    def var_from_text(self, name: str, text: str) -> Any:
+        """The value of `--var NAME=TEXT`, read as the type the spec declares for NAME (`specvars.parse_text`)."""
+        return parse_text(self.var_specs.get(name), text)
 
     def check_vars(self, values: Any, *, origin: str) -> dict[str, Any]:
         """A run's overrides, checked: the rules of every var (`validate_vars`), then the declarations
