@@ -33,6 +33,7 @@ from fake_openai import FakeOpenAI
 pytestmark = pytest.mark.integration
 
 EDITOR = "copydesk-editor/editor"
+BASIC_FORM = "copydesk-editor/basic"
 
 
 # ------------------------------------------------------------------------------ helpers (also used by test_ui_browser)
@@ -229,7 +230,7 @@ def served(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         serving = start_serve(prefect_server, root, fake)
         try:
             with SyncPrefectClient(prefect_server) as client:
-                wait_for_deployments(serving, client, [EDITOR, "copydesk-scheduled/basic"])
+                wait_for_deployments(serving, client, [EDITOR, BASIC_FORM, "copydesk-scheduled/basic"])
             print(f"copydesk serve: deployments ready after {time.monotonic() - started:.1f} s")
             yield serving
         finally:
@@ -255,13 +256,28 @@ class TestServe:
         # a choice among the served pipelines, by name (outside.yaml is a symlink out of the folder)
         assert props["pipeline"]["type"] == "string" and props["pipeline"]["enum"] == ["basic", "strict"]
         assert props["pipeline"]["pattern"] == "^[a-z0-9]+(?:-[a-z0-9]+)*$"
-        assert props["budget"]["anyOf"][0]["maximum"] == 10**9
+        # plain fields, no "X | None" switch: bounds in allOf (where the UI's form checks them), no null default
+        assert props["budget"]["allOf"] == [{"type": "integer", "minimum": 1, "maximum": 10**9}]
+        assert "anyOf" not in json.dumps(schema) and all(p.get("default", 0) is not None for p in props.values())
+        assert props["mode"]["enum"] == ["as the spec says", "realtime", "batch", "auto"]
         assert props["topics"]["type"] == "array" and props["topics"]["minItems"] == 1
         assert props["topics"]["items"]["type"] == "string"
         assert props["vars"]["type"] == "object"
-        assert {"type": "integer", "minimum": 1, "maximum": 10**9} in props["budget"]["anyOf"]
         assert all(props[name].get("description") for name in ("pipeline", "topics", "vars", "budget"))
         assert editor.parameters == {"review_timeout": 0}  # an editor run pauses for review only when asked
+
+        # each pipeline's own form: its variables as typed fields, its cap as the budget's maximum
+        own = client.read_deployment_by_name(BASIC_FORM)
+        assert own.enforce_parameter_schema is True and own.parameters == {"pipeline": "basic", "review_timeout": 0}
+        props = own.parameter_openapi_schema["properties"]
+        assert list(props) == ["topics", "vars", "budget", "mode", "review_timeout", "run_id"]  # no pipeline field
+        (fields,) = props["vars"]["allOf"]
+        assert fields["additionalProperties"] is False
+        assert fields["properties"]["audience"]["type"] == "string" and fields["properties"]["audience"]["default"] == "testers"
+        assert props["budget"]["allOf"] == [{"type": "integer", "minimum": 1, "maximum": 60_000}]
+        assert "60,000" in props["budget"]["description"] and "60,000" in own.description
+        assert "anyOf" not in json.dumps(own.parameter_openapi_schema)
+        assert not re.search(r"max_total_tokens|copydesk \w+", json.dumps(own.parameter_openapi_schema))
 
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
@@ -302,6 +318,12 @@ class TestServe:
             with pytest.raises(PrefectHTTPStatusError) as info:
                 client.create_flow_run_from_deployment(editor.id, parameters=bad)
             assert info.value.response.status_code in (409, 422), bad
+        own = client.read_deployment_by_name(BASIC_FORM)
+        for bad in ({"topics": ["a"], "vars": {"audiance": "students"}}, {"topics": ["a"], "budget": 60_001},
+                    {"topics": ["a"], "vars": {"audience": 3}}, {"topics": ["a"], "mode": "cheap"}, {"topics": []}):
+            with pytest.raises(PrefectHTTPStatusError) as info:
+                client.create_flow_run_from_deployment(own.id, parameters=bad)
+            assert info.value.response.status_code in (409, 422), bad
         for bad in ({"pipeline": "strict"}, {"pipeline": "../x"}, {"pipeline": "basic", "budget": 10**30}):
             with pytest.raises(PrefectHTTPStatusError) as info:
                 client.create_flow_run_from_deployment(scheduled.id, parameters=bad)
@@ -327,6 +349,26 @@ class TestServe:
             return "\n".join(log.message for log in logs if "may only lower it" in log.message)
 
         assert wait_for(logged, 20, "the refusal in the run's logs")
+
+    def test_an_unknown_variable_fails_the_run_with_one_line_naming_the_known_ones(self, served, client):
+        """The flow checks the vars again (a run started through the `editor` deployment's JSON box)."""
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        editor = client.read_deployment_by_name(EDITOR)
+        requests_before = len(served.fake.state.requests)
+        run = client.create_flow_run_from_deployment(
+            editor.id, parameters={"pipeline": "basic", "topics": ["Misspelt", ""], "vars": {"audiance": "students"}})
+        final = wait_final(client, run.id)
+        assert final.state.is_failed()
+        assert final.state.message == ("vars: unknown variable 'audiance' (this pipeline's variables: audience)")
+        assert len(served.fake.state.requests) == requests_before
+
+        def logged() -> list[Any]:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            return logs if any("unknown variable" in log.message for log in logs) else []
+
+        logs = wait_for(logged, 20, "the refusal in the run's logs")
+        assert not any("Traceback" in log.message for log in logs), [log.message for log in logs]
 
     def test_a_form_budget_below_the_specs_cap_is_the_runs_cap(self, served, client):
         editor = client.read_deployment_by_name(EDITOR)
