@@ -58,9 +58,19 @@ def prefect_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "prefect", *args]
 
 
-def make_pipelines(root: Path) -> Path:
+#: The `typed` pipeline's variables (make_pipelines(typed=True)): the editor form's typed fields.
+TYPED_VARS = {
+    "audience": {"type": "choice", "choices": ["testers", "students", "editors"], "default": "testers",
+                 "description": "Who reads the articles."},
+    "words": {"type": "integer", "default": 600, "description": "About how many words each article has."},
+    "formal": {"type": "bool", "description": "Write formally."},
+}
+
+
+def make_pipelines(root: Path, *, typed: bool = False) -> Path:
     """A pipelines folder: basic (scheduled), strict (every article needs review), a broken spec,
-    and outside.yaml: a symlink to a valid spec named `outside` kept elsewhere (never served)."""
+    and outside.yaml: a symlink to a valid spec named `outside` kept elsewhere (never served);
+    with `typed`, also `typed`: basic with declared variables (TYPED_VARS) and a description."""
     shutil.copytree(FIXTURES / "prompts", root / "prompts")
     folder = root / "pipelines"
     folder.mkdir()
@@ -70,6 +80,10 @@ def make_pipelines(root: Path) -> Path:
     strict = {**spec, "name": "strict", "qc": {**spec["qc"], "min_words": 5000}}
     (folder / "strict-review.yml").write_text(yaml.safe_dump(strict, allow_unicode=True), encoding="utf-8")
     (folder / "broken.yaml").write_text("name: broken\nstages: [\n", encoding="utf-8")
+    if typed:
+        typed_spec = {**spec, "name": "typed", "vars": TYPED_VARS,
+                      "description": "Short test articles for whoever reads them."}
+        (folder / "typed.yaml").write_text(yaml.safe_dump(typed_spec, allow_unicode=True), encoding="utf-8")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "outside.yaml").write_text(yaml.safe_dump({**spec, "name": "outside"}, allow_unicode=True),
@@ -129,8 +143,8 @@ class Served:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_serve(api_url: str | None, root: Path, fake: FakeOpenAI, **env_extra: str) -> Served:
-    pipelines = make_pipelines(root)
+def start_serve(api_url: str | None, root: Path, fake: FakeOpenAI, *, typed: bool = False, **env_extra: str) -> Served:
+    pipelines = make_pipelines(root, typed=typed)
     out_dir = root / "outputs"
     env = base_env(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=SECRET_KEY, COPYDESK_PIPELINES_DIR=str(pipelines),
                    COPYDESK_OUTPUT_DIR=str(out_dir), COPYDESK_STATE_DIR=str(root / "state"),

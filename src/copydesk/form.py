@@ -74,10 +74,11 @@ _MODE_WORDS = {"realtime": "each article as soon as possible", "batch": "through
                "price, articles within 24 hours", "auto": "the Batch API where the server has one"}
 
 
-def var_field(name: str, var: VarSpec) -> dict[str, Any]:
+def var_field(name: str, var: VarSpec, position: int = 0) -> dict[str, Any]:
     """One variable as a form field (JSON schema the Prefect UI draws): a dropdown for a
     choice, a number field, a switch for a bool, a text field; its description and default."""
-    field: dict[str, Any] = {"title": name.replace("_", " ").capitalize(), "default": var.default}
+    field: dict[str, Any] = {"title": name.replace("_", " ").capitalize(), "default": var.default,
+                             "position": position}
     if var.description:
         field["description"] = var.description
     if var.type == "choice":
@@ -112,7 +113,8 @@ def editor_schema(spec: PipelineSpec) -> dict[str, Any]:
             "title": "Variables", "position": 1,
             "description": "What the articles are written for; each starts with the pipeline's own value.",
             "allOf": [{"type": "object", "additionalProperties": False,
-                       "properties": {name: var_field(name, var) for name, var in spec.var_specs.items()}}],
+                       "properties": {name: var_field(name, var, index)
+                                      for index, (name, var) in enumerate(spec.var_specs.items())}}],
         }
     properties["budget"] = {
         "title": "Token budget", "position": 2,
