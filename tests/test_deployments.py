@@ -83,7 +83,8 @@ def make_pipelines(root: Path, *, typed: bool = False) -> Path:
     if typed:
         typed_spec = {**spec, "name": "typed", "vars": TYPED_VARS,
                       "description": "Short test articles for whoever reads them."}
-        (folder / "typed.yaml").write_text(yaml.safe_dump(typed_spec, allow_unicode=True), encoding="utf-8")
+        (folder / "typed.yaml").write_text(yaml.safe_dump(typed_spec, allow_unicode=True, sort_keys=False),
+                                            encoding="utf-8")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "outside.yaml").write_text(yaml.safe_dump({**spec, "name": "outside"}, allow_unicode=True),
