@@ -245,9 +245,7 @@ def test_an_editor_approves_and_rejects_articles_in_the_paused_runs_form(local_u
 
 def _open_new_run(page: Any, run_name: str) -> None:
     """After Submit: the deployment's runs list (it refreshes on its own clock), then the run's page."""
-    import re as _re
-
-    page.wait_for_url(_re.compile(r"/deployment/[^/?]+(\?tab=Runs)?$"), timeout=90_000)
+    page.wait_for_url(re.compile(r"/deployment/[^/?]+(\?tab=Runs)?$"), timeout=90_000)
     link = page.get_by_role("link", name=run_name, exact=True)
     deadline = time.monotonic() + 60
     while not link.count():
@@ -256,7 +254,7 @@ def _open_new_run(page: Any, run_name: str) -> None:
         page.reload()
         page.wait_for_load_state("networkidle")
     link.first.click()
-    page.wait_for_url(_re.compile(r"/runs/flow-run/"))
+    page.wait_for_url(re.compile(r"/runs/flow-run/"))
 
 
 def test_an_editor_fills_a_pipelines_own_form_and_the_run_uses_the_values(local_ui, tmp_path):
