@@ -1,6 +1,7 @@
 """What a run leaves in the Prefect UI: artifacts built from the exported run folder.
 
-    <pipeline>-articles        table     the CSV rows (articles.csv), one per topic
+    <pipeline>-articles        table     one row per topic: title, status and reasons first (each a
+                                         link to the article's artifact), then the CSV's other columns
     <pipeline>-run-summary     markdown  tokens against the budget, estimated cost, counts by status
     <pipeline>-<slug>          markdown  one per article: its QC verdict, then its text
     <pipeline>-batch-<id>      markdown  batch mode: a batch's status and request counts, a new
@@ -176,18 +177,55 @@ def article_markdown(row: dict[str, str], text: str, qc: dict[str, Any] | None =
     return inert_markdown(redact_known("\n".join(lines)))
 
 
+#: The table's first columns: what an editor reads first. Each links to the article's artifact.
+LEADING_COLUMNS = ("title", "status", "reasons")
+
+
+def article_keys(pipeline: str, rows: list[dict[str, str]]) -> list[str]:
+    """Each row's article artifact key: `<pipeline>-<slug>`, made unique with the row's number."""
+    reserved = {artifact_key(pipeline, "articles"), artifact_key(pipeline, "run-summary")}
+    keys: list[str] = []
+    for index, row in enumerate(rows, 1):
+        key = artifact_key(pipeline, row.get("slug") or f"article-{index}")
+        if key in reserved or key in keys:
+            key = artifact_key(pipeline, row.get("slug") or f"article-{index}", str(index))
+        keys.append(key)
+    return keys
+
+
+def _linked(text: str, key: str) -> str:
+    """A table cell (Markdown in the UI) linking `text` to the artifact `key`'s page."""
+    label = text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    return f"[{label}](/artifacts/key/{key})"
+
+
+def table_rows(rows: list[dict[str, str]], keys: list[str]) -> list[dict[str, str]]:
+    """The articles table: title, status and reasons first, each a link to the article's
+    artifact (a failed article's title is its topic), then the other CSV columns as they are."""
+    table = []
+    for row, key in zip(rows, keys):
+        cells = {name: inert_text(redact(value)) for name, value in row.items()}
+        lead = {"title": cells.get("title") or cells.get("topic", ""), "status": cells.get("status", ""),
+                "reasons": cells.get("reasons", "")}
+        table.append({**{name: _linked(text, key) if text else "" for name, text in lead.items()},
+                      **{name: text for name, text in cells.items() if name not in LEADING_COLUMNS}})
+    return table
+
+
 def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str] | None = None) -> list[Any]:
     """The Prefect artifact objects for a run folder (all articles, or only `slugs`)."""
     pipeline = summary.get("pipeline") or "copydesk"
     rows = read_rows(run_dir)
+    keys = article_keys(pipeline, rows)
     qc = read_qc(run_dir)
     wanted = None if slugs is None else set(slugs)
     artifacts: list[Any] = [
         TableArtifact(
             key=artifact_key(pipeline, "articles"),
-            table=[{k: inert_text(redact(v)) for k, v in row.items()} for row in rows]
+            table=table_rows(rows, keys)
             or [{"run_id": inert_text(str(summary.get("run_id"))), "note": f"no {rundir.CSV_NAME}"}],
-            description=_description(f"{rundir.CSV_NAME} of run {summary.get('run_id')} ({len(rows)} rows)"),
+            description=_description(f"{rundir.CSV_NAME} of run {summary.get('run_id')} ({len(rows)} rows); "
+                                     "a title, status or reason opens its article"),
         ),
         MarkdownArtifact(
             key=artifact_key(pipeline, "run-summary"),
@@ -195,15 +233,10 @@ def build_artifacts(run_dir: Path, summary: dict[str, Any], slugs: Iterable[str]
             description=_description(f"run {summary.get('run_id')}: tokens, cost, counts by status"),
         ),
     ]
-    taken: set[str] = set()
-    for index, row in enumerate(rows, 1):
+    for index, (row, key) in enumerate(zip(rows, keys), 1):
         slug = row.get("slug") or f"article-{index}"
         if wanted is not None and slug not in wanted:
             continue
-        key = artifact_key(pipeline, slug)
-        if key in taken or key in (artifacts[0].key, artifacts[1].key):
-            key = artifact_key(pipeline, slug, str(index))
-        taken.add(key)
         try:
             text = rundir.article_file(run_dir, row["path"]).read_text(encoding="utf-8") if row.get("path") else ""
         except OSError:

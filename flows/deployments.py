@@ -1,7 +1,13 @@
 """The deployments `copydesk serve` offers, built from the pipelines folder.
 
-    editor                       copydesk-editor/editor, on demand
+    <spec name>                  copydesk-editor/<spec name>: the pipeline's own form, on demand
+    editor                       copydesk-editor/editor: any served pipeline by name, on demand
     <spec name>                  copydesk-scheduled/<spec name>, for each spec with a schedule: block
+
+A pipeline's own form (`copydesk.form.editor_schema`) has its variables as typed fields
+(dropdowns for choices, number fields, switches, text), the budget bounded by its cap, and
+no `pipeline` field: the deployment's parameters name it. The other forms draw every
+optional field as a plain field whose empty value means the pipeline's own (`plain_fields`).
 
 Every deployment enforces its parameter schema and loads its flow by module path
 (`copydesk_flows.editor.editor`), so the runs that `copydesk serve` starts as
@@ -30,9 +36,12 @@ from typing import Any
 
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
+from prefect.utilities.callables import ParameterSchema
 
 from copydesk.catalog import load_catalog
+from copydesk.form import editor_description, editor_schema
 from copydesk.settings import Settings
+from copydesk.spec import PipelineSpec
 from copydesk_flows.allowance import form_note, note_on
 from copydesk_flows.editor import editor, scheduled
 
@@ -62,6 +71,41 @@ def offer_pipelines(deployment: Any, names: list[str]) -> None:
     prop["enum"] = list(names)
 
 
+def plain_fields(deployment: Any) -> None:
+    """Draw every optional field of the deployment's form as a plain field: an `X | None` field
+    (which the Prefect UI draws with a type switch) becomes X, without the `null` default (the
+    UI would send it); an empty field is left out, and the flow uses the pipeline's own value.
+    Bounds go into `allOf`, the one place where the UI's form checks them. Topic rows start empty."""
+    for prop in deployment._parameter_openapi_schema.properties.values():
+        branches = prop.get("anyOf")
+        if isinstance(branches, list) and {"type": "null"} in branches and len(branches) == 2:
+            (kept,) = [branch for branch in branches if branch != {"type": "null"}]
+            del prop["anyOf"]
+            prop["allOf"] = [kept]
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+        for schema in (prop, *prop.get("allOf", [])):
+            items = schema.get("items")
+            if isinstance(items, dict) and items.get("type") == "string":
+                items.setdefault("default", "")
+
+
+def pipeline_form(spec: PipelineSpec, *, review_timeout: int) -> Any:
+    """The pipeline's own editor deployment, `copydesk-editor/<name>`: its form is generated from the spec."""
+    deployment = editor.to_deployment(
+        name=spec.name,
+        parameters={"pipeline": spec.name, "review_timeout": review_timeout},
+        description=editor_description(spec),
+        tags=[*TAGS, "editor", spec.name],
+        enforce_parameter_schema=True,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    schema = editor_schema(spec)
+    schema["properties"]["review_timeout"]["default"] = review_timeout
+    deployment._parameter_openapi_schema = ParameterSchema(**schema)
+    return deployment
+
+
 def note_allowances(deployment: Any, specs: list[Any]) -> None:
     """Write what is left of the specs' shared allowances into the deployment's form, as the
     Prefect server holds them now (each served run refreshes it when it ends). A server that
@@ -85,23 +129,31 @@ def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_
     """`review_timeout`: how long scheduled runs wait, paused, for review decisions;
     `editor_review_timeout`: the editor form's default (0: an editor run waits only when asked to)."""
     plan = DeploymentPlan()
-    plan.deployments.append(
-        editor.to_deployment(
-            name=EDITOR_DEPLOYMENT,
-            parameters={"review_timeout": editor_review_timeout},
-            description=(
-                "Write articles on demand: pick a pipeline from the pipelines folder, give topics, "
-                "optionally override vars and the token budget."
-            ),
-            tags=[*TAGS, "editor"],
-            enforce_parameter_schema=True,
-            entrypoint_type=EntrypointType.MODULE_PATH,
-        )
-    )
     found = load_catalog(settings.pipelines_dir)
     plan.problems.extend(found.problems)
-    offer_pipelines(plan.deployments[0], found.names)
-    note_allowances(plan.deployments[0], list(found.specs.values()))
+    for spec in found.specs.values():
+        if spec.name == EDITOR_DEPLOYMENT:
+            plan.problems.append(f"pipeline {spec.name!r} gets no form of its own (the name is the editor's); "
+                                 "it is served in copydesk-editor/editor")
+            continue
+        plan.deployments.append(pipeline_form(spec, review_timeout=editor_review_timeout))
+        note_allowances(plan.deployments[-1], [spec])
+        plan.described.append((f"copydesk-editor/{spec.name}", f"on demand: the {spec.name} pipeline's own form"))
+    generic = editor.to_deployment(
+        name=EDITOR_DEPLOYMENT,
+        parameters={"review_timeout": editor_review_timeout},
+        description=(
+            "Write articles with any served pipeline, named in the form (for scripts and the Prefect CLI; "
+            "each pipeline also has a form of its own, with its variables as fields)."
+        ),
+        tags=[*TAGS, "editor"],
+        enforce_parameter_schema=True,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    plain_fields(generic)
+    offer_pipelines(generic, found.names)
+    note_allowances(generic, list(found.specs.values()))
+    plan.deployments.append(generic)
     plan.described.append((f"copydesk-editor/{EDITOR_DEPLOYMENT}", f"on demand: {', '.join(found.names) or 'no valid spec yet'}"))
     for spec in found.scheduled:
         schedule = spec.schedule
@@ -117,6 +169,7 @@ def build_deployments(settings: Settings, *, review_timeout: int = 3600, editor_
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
+        plain_fields(plan.deployments[-1])
         offer_pipelines(plan.deployments[-1], [spec.name])
         plan.described.append(
             (

@@ -51,9 +51,15 @@ NOTES: dict[str, str] = {
                                 "folder) and may not be the project itself, a dot-folder, or copydesk's output or "
                                 "state folder.",
     "PipelineSpec.system_prompt": "A template rendered as the system message of every call (optional).",
-    "PipelineSpec.vars": "Template variables with their defaults; `--var`, the editor form and "
-                         "`schedule.vars` override them. Names are identifiers the template context does not "
-                         "reserve; values are JSON-like (see Limits below).",
+    "PipelineSpec.var_specs": "Template variables: each a plain value (its default, whose type it declares: "
+                              "string, integer, number, bool, or json for lists and objects) or a declaration "
+                              "with `type:` ([`vars.NAME`](#varsname)). `--var`, the editor form and "
+                              "`schedule.vars` override them, only with the names declared here and values of "
+                              "their type. Names are identifiers the template context does not reserve; values "
+                              "are JSON-like (see Limits below).",
+    "VarSpec.type": "`string` (one line), `text` (several lines), `number`, `integer`, `bool`, `choice` (one of "
+                    "`choices`), `json` (any JSON-like value). The editor form draws a text field, a number "
+                    "field, a switch or a dropdown accordingly.",
     "PipelineSpec.stages": "The three stages, all required, and the optional extras.",
     "PipelineSpec.budget": "The run's token budget and an optional shared allowance.",
     "PipelineSpec.concurrency": "API calls in flight, at most (`copydesk run --concurrency` overrides it). "
@@ -294,7 +300,7 @@ def spec_keys() -> list[str]:
         for name, info in model.model_fields.items():
             if info.exclude:
                 continue
-            path = f"{prefix}{name}"
+            path = f"{prefix}{info.alias or name}"
             keys.append(path)
             annotation = _strip_none(info.annotation)[0]
             nested = _model_of(annotation)
@@ -318,7 +324,7 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
             if info.exclude:
                 continue
             annotation = _strip_none(info.annotation)[0]
-            sub = f"{path}.{name}" if path else name
+            sub = f"{path}.{info.alias or name}" if path else info.alias or name
             nested = _model_of(annotation)
             if nested is not None:
                 walk(nested, sub)
@@ -376,7 +382,7 @@ def render() -> str:
         for name, info in model.model_fields.items():
             if info.exclude:
                 continue
-            key = f"{path}.{name}" if path else name
+            key = f"{path}.{info.alias or name}" if path else info.alias or name
             annotation, optional = _strip_none(info.annotation)
             kind = _type_name(annotation, key) + (", or null" if optional else "")
             row = [f"`{key}`", kind, _default(info), _bounds(info), _description(model, name, info, used)]

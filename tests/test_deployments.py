@@ -33,6 +33,7 @@ from fake_openai import FakeOpenAI
 pytestmark = pytest.mark.integration
 
 EDITOR = "copydesk-editor/editor"
+BASIC_FORM = "copydesk-editor/basic"
 
 
 # ------------------------------------------------------------------------------ helpers (also used by test_ui_browser)
@@ -57,9 +58,19 @@ def prefect_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "prefect", *args]
 
 
-def make_pipelines(root: Path) -> Path:
+#: The `typed` pipeline's variables (make_pipelines(typed=True)): the editor form's typed fields.
+TYPED_VARS = {
+    "audience": {"type": "choice", "choices": ["testers", "students", "editors"], "default": "testers",
+                 "description": "Who reads the articles."},
+    "words": {"type": "integer", "default": 600, "description": "About how many words each article has."},
+    "formal": {"type": "bool", "description": "Write formally."},
+}
+
+
+def make_pipelines(root: Path, *, typed: bool = False) -> Path:
     """A pipelines folder: basic (scheduled), strict (every article needs review), a broken spec,
-    and outside.yaml: a symlink to a valid spec named `outside` kept elsewhere (never served)."""
+    and outside.yaml: a symlink to a valid spec named `outside` kept elsewhere (never served);
+    with `typed`, also `typed`: basic with declared variables (TYPED_VARS) and a description."""
     shutil.copytree(FIXTURES / "prompts", root / "prompts")
     folder = root / "pipelines"
     folder.mkdir()
@@ -69,6 +80,11 @@ def make_pipelines(root: Path) -> Path:
     strict = {**spec, "name": "strict", "qc": {**spec["qc"], "min_words": 5000}}
     (folder / "strict-review.yml").write_text(yaml.safe_dump(strict, allow_unicode=True), encoding="utf-8")
     (folder / "broken.yaml").write_text("name: broken\nstages: [\n", encoding="utf-8")
+    if typed:
+        typed_spec = {**spec, "name": "typed", "vars": TYPED_VARS,
+                      "description": "Short test articles for whoever reads them."}
+        (folder / "typed.yaml").write_text(yaml.safe_dump(typed_spec, allow_unicode=True, sort_keys=False),
+                                            encoding="utf-8")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "outside.yaml").write_text(yaml.safe_dump({**spec, "name": "outside"}, allow_unicode=True),
@@ -128,8 +144,8 @@ class Served:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_serve(api_url: str | None, root: Path, fake: FakeOpenAI, **env_extra: str) -> Served:
-    pipelines = make_pipelines(root)
+def start_serve(api_url: str | None, root: Path, fake: FakeOpenAI, *, typed: bool = False, **env_extra: str) -> Served:
+    pipelines = make_pipelines(root, typed=typed)
     out_dir = root / "outputs"
     env = base_env(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=SECRET_KEY, COPYDESK_PIPELINES_DIR=str(pipelines),
                    COPYDESK_OUTPUT_DIR=str(out_dir), COPYDESK_STATE_DIR=str(root / "state"),
@@ -229,7 +245,7 @@ def served(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         serving = start_serve(prefect_server, root, fake)
         try:
             with SyncPrefectClient(prefect_server) as client:
-                wait_for_deployments(serving, client, [EDITOR, "copydesk-scheduled/basic"])
+                wait_for_deployments(serving, client, [EDITOR, BASIC_FORM, "copydesk-scheduled/basic"])
             print(f"copydesk serve: deployments ready after {time.monotonic() - started:.1f} s")
             yield serving
         finally:
@@ -255,13 +271,28 @@ class TestServe:
         # a choice among the served pipelines, by name (outside.yaml is a symlink out of the folder)
         assert props["pipeline"]["type"] == "string" and props["pipeline"]["enum"] == ["basic", "strict"]
         assert props["pipeline"]["pattern"] == "^[a-z0-9]+(?:-[a-z0-9]+)*$"
-        assert props["budget"]["anyOf"][0]["maximum"] == 10**9
+        # plain fields, no "X | None" switch: bounds in allOf (where the UI's form checks them), no null default
+        assert props["budget"]["allOf"] == [{"type": "integer", "minimum": 1, "maximum": 10**9}]
+        assert "anyOf" not in json.dumps(schema) and all(p.get("default", 0) is not None for p in props.values())
+        assert props["mode"]["enum"] == ["as the spec says", "realtime", "batch", "auto"]
         assert props["topics"]["type"] == "array" and props["topics"]["minItems"] == 1
         assert props["topics"]["items"]["type"] == "string"
         assert props["vars"]["type"] == "object"
-        assert {"type": "integer", "minimum": 1, "maximum": 10**9} in props["budget"]["anyOf"]
         assert all(props[name].get("description") for name in ("pipeline", "topics", "vars", "budget"))
         assert editor.parameters == {"review_timeout": 0}  # an editor run pauses for review only when asked
+
+        # each pipeline's own form: its variables as typed fields, its cap as the budget's maximum
+        own = client.read_deployment_by_name(BASIC_FORM)
+        assert own.enforce_parameter_schema is True and own.parameters == {"pipeline": "basic", "review_timeout": 0}
+        props = own.parameter_openapi_schema["properties"]
+        assert list(props) == ["topics", "vars", "budget", "mode", "review_timeout", "run_id"]  # no pipeline field
+        (fields,) = props["vars"]["allOf"]
+        assert fields["additionalProperties"] is False
+        assert fields["properties"]["audience"]["type"] == "string" and fields["properties"]["audience"]["default"] == "testers"
+        assert props["budget"]["allOf"] == [{"type": "integer", "minimum": 1, "maximum": 60_000}]
+        assert "60,000" in props["budget"]["description"] and "60,000" in own.description
+        assert "anyOf" not in json.dumps(own.parameter_openapi_schema)
+        assert not re.search(r"max_total_tokens|copydesk \w+", json.dumps(own.parameter_openapi_schema))
 
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
@@ -302,6 +333,12 @@ class TestServe:
             with pytest.raises(PrefectHTTPStatusError) as info:
                 client.create_flow_run_from_deployment(editor.id, parameters=bad)
             assert info.value.response.status_code in (409, 422), bad
+        own = client.read_deployment_by_name(BASIC_FORM)
+        for bad in ({"topics": ["a"], "vars": {"audiance": "students"}}, {"topics": ["a"], "budget": 60_001},
+                    {"topics": ["a"], "vars": {"audience": 3}}, {"topics": ["a"], "mode": "cheap"}, {"topics": []}):
+            with pytest.raises(PrefectHTTPStatusError) as info:
+                client.create_flow_run_from_deployment(own.id, parameters=bad)
+            assert info.value.response.status_code in (409, 422), bad
         for bad in ({"pipeline": "strict"}, {"pipeline": "../x"}, {"pipeline": "basic", "budget": 10**30}):
             with pytest.raises(PrefectHTTPStatusError) as info:
                 client.create_flow_run_from_deployment(scheduled.id, parameters=bad)
@@ -317,7 +354,7 @@ class TestServe:
             editor.id, parameters={"pipeline": "basic", "topics": ["Too rich"], "budget": 60_001})
         final = wait_final(client, run.id)
         assert final.state.is_failed()
-        assert "above pipeline basic's budget.max_total_tokens (60,000)" in (final.state.message or "")
+        assert "above the basic pipeline's cap of 60,000 tokens" in (final.state.message or "")
         assert len(served.fake.state.requests) == requests_before  # no call was made
         assert not served.out_dir.exists() or not [p for p in served.out_dir.iterdir()
                                                     if p.name.endswith(run.id.hex[:8])]
@@ -327,6 +364,26 @@ class TestServe:
             return "\n".join(log.message for log in logs if "may only lower it" in log.message)
 
         assert wait_for(logged, 20, "the refusal in the run's logs")
+
+    def test_an_unknown_variable_fails_the_run_with_one_line_naming_the_known_ones(self, served, client):
+        """The flow checks the vars again (a run started through the `editor` deployment's JSON box)."""
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        editor = client.read_deployment_by_name(EDITOR)
+        requests_before = len(served.fake.state.requests)
+        run = client.create_flow_run_from_deployment(
+            editor.id, parameters={"pipeline": "basic", "topics": ["Misspelt", ""], "vars": {"audiance": "students"}})
+        final = wait_final(client, run.id)
+        assert final.state.is_failed()
+        assert final.state.message == ("vars: unknown variable 'audiance' (this pipeline's variables: audience)")
+        assert len(served.fake.state.requests) == requests_before
+
+        def logged() -> list[Any]:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            return logs if any("unknown variable" in log.message for log in logs) else []
+
+        logs = wait_for(logged, 20, "the refusal in the run's logs")
+        assert not any("Traceback" in log.message for log in logs), [log.message for log in logs]
 
     def test_a_form_budget_below_the_specs_cap_is_the_runs_cap(self, served, client):
         editor = client.read_deployment_by_name(EDITOR)

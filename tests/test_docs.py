@@ -95,9 +95,10 @@ def spec_keys() -> list[str]:
     keys: list[str] = []
 
     def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, info in model.model_fields.items():
+        for field_name, info in model.model_fields.items():
             if info.exclude:
                 continue
+            name = info.alias or field_name  # the key as a spec writes it (`vars` for var_specs)
             keys.append(prefix + name)
             nested = model_in(info.annotation)
             if nested is not None:

@@ -11,6 +11,7 @@ tests/test_deployments.py.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ async def test_the_form_budget_may_lower_the_cap_but_never_raise_it(pipelines, n
 
     cap = load_spec(pipelines / "basic.yaml").budget.max_total_tokens
     for too_much in (cap + 1, MAX_FORM_BUDGET, 10**30):
-        with pytest.raises(InputError, match=r"above pipeline basic's budget\.max_total_tokens") as info:
+        with pytest.raises(InputError, match=r"above the basic pipeline's cap of 60,000 tokens") as info:
             await editor.fn(pipeline="basic", topics=["a topic"], budget=too_much)
         assert info.value.exit_code == 2
         assert str(10**30) not in str(info.value)
@@ -197,3 +198,75 @@ async def test_the_form_chooses_the_mode(pipelines, no_run):
     assert editor.validate_parameters({"pipeline": "basic", "topics": ["a"], "mode": "batch"})["mode"] == "batch"
     with pytest.raises(ParameterTypeError):
         editor.validate_parameters({"pipeline": "basic", "topics": ["a"], "mode": "cheap"})
+
+
+# ------------------------------------------------------------------------------ typed vars, rows, one-line errors
+
+
+def _typed(pipelines: Path) -> Path:
+    from test_deployments import TYPED_VARS
+
+    text = (pipelines / "basic.yaml").read_text(encoding="utf-8").replace("name: basic", "name: typed")
+    data = __import__("yaml").safe_load(text)
+    data.update(vars=TYPED_VARS, description="Short test articles.")
+    data.pop("schedule", None)
+    (pipelines / "typed.yaml").write_text(__import__("yaml").safe_dump(data, sort_keys=False), encoding="utf-8")
+    return pipelines / "typed.yaml"
+
+
+async def test_the_flow_refuses_unknown_or_mistyped_vars_naming_the_known_ones(pipelines, no_run):
+    from copydesk_flows.editor import editor, scheduled
+
+    _typed(pipelines)
+    for bad, needle in [({"audiance": "students"}, "vars: unknown variable 'audiance' (this pipeline's variables: "
+                                                    "audience, words, formal)"),
+                        ({"audience": "nobody"}, "variable audience 'nobody' is not one of testers, students, editors"),
+                        ({"words": "many"}, "variable words must be a number, not text")]:
+        with pytest.raises(InputError) as info:
+            await editor.fn(pipeline="typed", topics=["a topic"], vars=bad)
+        assert needle in str(info.value)
+    with pytest.raises(InputError, match="unknown variable 'tone'"):
+        await scheduled.fn(pipeline="basic", vars={"tone": "x"})
+    assert no_run == []
+    await editor.fn(pipeline="typed", topics=["a topic", "", "  "], vars={"audience": "students", "words": 900})
+    (request,) = no_run
+    assert request.topics == ["a topic"] and request.vars == {"audience": "students", "words": 900}
+    with pytest.raises(InputError, match="no topics: write at least one topic"):
+        await editor.fn(pipeline="typed", topics=["", " "])
+
+
+async def test_a_refused_form_ends_the_flow_run_failed_with_one_line(pipelines, no_run, prefect_server):
+    """Inside a flow run the editor's mistake is the Failed state's message, not a traceback."""
+    from prefect.states import State
+
+    from copydesk_flows.editor import editor
+
+    _typed(pipelines)
+    state = await editor(pipeline="typed", topics=["a topic"], vars={"audiance": "x"}, return_state=True)
+    assert isinstance(state, State) and state.is_failed()
+    assert state.message == "vars: unknown variable 'audiance' (this pipeline's variables: audience, words, formal)"
+    assert no_run == []
+
+
+def test_a_pipelines_form_schema_has_typed_fields_and_no_none_switches(pipelines):
+    import json
+
+    from copydesk.form import editor_description, editor_schema
+
+    spec = load_spec(_typed(pipelines))
+    schema = editor_schema(spec)
+    props = schema["properties"]
+    assert "pipeline" not in props and schema["required"] == ["topics"]
+    (fields,) = props["vars"]["allOf"]
+    assert fields["additionalProperties"] is False
+    audience, words, formal = (fields["properties"][n] for n in ("audience", "words", "formal"))
+    assert audience["enum"] == ["testers", "students", "editors"] and audience["default"] == "testers"
+    assert audience["description"] == "Who reads the articles."
+    assert words["type"] == "integer" and words["default"] == 600 and formal["type"] == "boolean"
+    assert props["budget"]["allOf"] == [{"type": "integer", "minimum": 1, "maximum": 60_000}]
+    assert props["mode"]["enum"][0] == "as the spec says" and props["topics"]["items"]["default"] == ""
+    assert props["topics"]["description"].startswith("**typed**: Short test articles.")
+    text = json.dumps(schema)
+    assert "anyOf" not in text and '"default": null' not in text
+    assert not re.search(r"max_total_tokens|copydesk (run|review|budget)|`", text)  # an editor's words
+    assert "60,000" in editor_description(spec) and "Short test articles." in editor_description(spec)

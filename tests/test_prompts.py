@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from copydesk.errors import TemplateError
+from copydesk.errors import SpecError, TemplateError
 from copydesk.prompts import SAMPLE_CONTEXT, PromptLibrary, PromptSet
 from copydesk.spec import PipelineSpec, load_spec
 
@@ -81,12 +81,13 @@ def test_check_reports_missing_and_provided_variables(basic_spec: Path) -> None:
     assert "reader_level" not in provided
 
 
-def test_check_accepts_a_variable_provided_by_run_overrides(basic_spec: Path) -> None:
-    (prompts_dir(basic_spec) / "outline.j2").write_text("{{ title }} for {{ reader_level }}", encoding="utf-8")
+def test_run_overrides_may_only_set_variables_the_spec_declares(basic_spec: Path) -> None:
+    (prompts_dir(basic_spec) / "outline.j2").write_text("{{ title }} for {{ audience }}", encoding="utf-8")
     lib = library(basic_spec)
-    with pytest.raises(TemplateError):
-        lib.check()
-    lib.check({"reader_level": "beginners"})  # no error
+    lib.check({"audience": "beginners"})  # declared by the spec: no error
+    with pytest.raises(SpecError, match=r"unknown variable 'audiance' \(this pipeline's variables: audience\)"):
+        lib.check({"audiance": "beginners"})
+    assert lib.render("outline.j2", lib.context("T", {"audience": "beginners"}, title="X")) == "X for beginners"
 
 
 def test_check_stage_context_is_per_stage(basic_spec: Path) -> None:
@@ -586,11 +587,13 @@ def test_lists_mappings_and_sets_cannot_change_in_place(basic_spec: Path, source
 
 
 def test_the_spec_vars_are_not_changed_by_a_render(basic_spec: Path) -> None:
-    (prompts_dir(basic_spec) / "title.j2").write_text("{% set _ = audience.append('x') %}{{ topic }}", encoding="utf-8")
+    basic_spec.write_text(basic_spec.read_text(encoding="utf-8").replace("  audience: testers\n",
+                          "  audience: testers\n  who: [devs]\n"), encoding="utf-8")
+    (prompts_dir(basic_spec) / "title.j2").write_text("{% set _ = who.append('x') %}{{ topic }}", encoding="utf-8")
     lib = library(basic_spec)
     with pytest.raises(TemplateError, match="may not change a list in place"):
-        lib.render("title.j2", {"topic": "x", "audience": lib.spec.vars.setdefault("who", ["devs"])})
-    assert lib.spec.vars["who"] == ["devs"]
+        lib.render("title.j2", lib.context("x"))
+    assert lib.spec.vars["who"] == ["devs"] and lib.defaults["who"] == ["devs"]
 
 
 def test_namespaces_and_accumulation_still_work(basic_spec: Path) -> None:

@@ -243,7 +243,15 @@ def test_artifacts_are_built_from_the_run_folder(tmp_path):
     assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)
     table, overview = artifacts[0], artifacts[1]
     assert table.type == "table" and table.key == "basic-articles"
-    assert table.table == _csv(run_dir)
+    rows = _csv(run_dir)
+    assert len(table.table) == len(rows)
+    for cells, row in zip(table.table, rows):  # what an editor reads first, each a link to the article
+        assert list(cells)[:3] == ["title", "status", "reasons"]
+        link = f"(/artifacts/key/basic-{row['slug']})"
+        assert cells["title"] == f"[{row['title'] or row['topic']}]{link}" and cells["status"] == f"[{row['status']}]{link}"
+        assert cells["reasons"] == (f"[{row['reasons']}]{link}" if row["reasons"] else "")
+        assert {k: v for k, v in cells.items() if k not in ("title", "status", "reasons")} == {
+            k: v for k, v in row.items() if k not in ("title", "status", "reasons")}
     assert overview.key == "basic-run-summary"
     text = summary_markdown(summary)
     assert "825" in text and "60,000" in text and "1.4%" in text and "$0.0050" in text
@@ -463,3 +471,18 @@ def test_review_keeps_a_csv_without_bom_byte_for_byte_elsewhere(tmp_path):
     assert not after[0].startswith(b"\xef\xbb\xbf")
     changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
     assert changed == [3]  # only the decided article's line
+
+
+def test_the_articles_table_links_stay_links_whatever_the_title():
+    from copydesk_flows.artifacts import article_keys, table_rows
+
+    rows = [{"run_id": "r", "topic": "T", "slug": "a", "title": "Use [x](javascript:alert(1)) <b>", "status": "rejected",
+             "reasons": "moderation: flagged"},
+            {"run_id": "r", "topic": "Failed topic", "slug": "articles", "title": "", "status": "failed", "reasons": ""}]
+    keys = article_keys("basic", rows)
+    assert keys == ["basic-a", "basic-articles-2"]  # never the table's own key
+    first, second = table_rows(rows, keys)
+    # the title's own brackets are escaped, its script link defused, its tag made text: one link, to the article
+    assert first["title"] == "[Use \\[x\\](#) &lt;b>](/artifacts/key/basic-a)"
+    assert list(first)[:3] == ["title", "status", "reasons"] and first["topic"] == "T"
+    assert second["title"] == "[Failed topic](/artifacts/key/basic-articles-2)" and second["reasons"] == ""

@@ -579,7 +579,8 @@ def test_the_form_note_says_what_is_left_of_each_allowance_and_replaces_an_older
     assert ("- team (blog, news): 3,800 of 5,000 tokens left today (1,000 spent, 200 reserved by runs in "
             "progress); it starts again at 2026-12-02 00:00 Europe/Berlin.") in note
     assert "- docs-team (docs): 900 of 900 tokens left this month (nothing used yet)" in note
-    assert "- nobody (misc): not recorded by the operator (`copydesk budget create nobody ...`)" in note
+    assert "- nobody (misc): not set up by the operator yet; a run naming it stops before any call." in note
+    assert "copydesk" not in note and "max_total_tokens" not in note  # an editor's words
     assert "Runs of" not in note
     assert ("- docs-team (docs, old): 900 of 900 tokens left this month (nothing used yet); it starts again at "
             "2026-12-01 00:00 UTC. Runs of old stop before any call: the spec disagrees with the allowance."
@@ -618,8 +619,11 @@ def test_copydesk_serve_writes_what_is_left_into_the_editor_form(basic_spec: Pat
 
     asyncio.run(spend())
     plan = build_deployments(Settings(pipelines_dir=spec_path.parent))
-    editor = plan.deployments[0]
-    assert f"- {name} (basic): 5,766 of 7,000 tokens left today (1,234 spent)" in editor.description
-    assert editor.description.startswith("Write articles on demand")
-    budget_help = editor._parameter_openapi_schema.properties["budget"]["description"]
-    assert budget_help.startswith("Hard cap on the run's total tokens") and f"- {name} (basic): 5,766" in budget_help
+    forms = {deployment.name: deployment for deployment in plan.deployments}
+    for editor, opening in ((forms["editor"], "Write articles with any served pipeline"),
+                            (forms["basic"], "Articles from the basic pipeline")):  # the pipeline's own form too
+        assert f"- {name} (basic): 5,766 of 7,000 tokens left today (1,234 spent)" in editor.description
+        assert editor.description.startswith(opening)
+        budget_help = editor._parameter_openapi_schema.properties["budget"]["description"]
+        assert budget_help.startswith("The most tokens this run may use") and f"- {name} (basic): 5,766" in budget_help
+    assert "at most 60,000 tokens" in forms["basic"].description

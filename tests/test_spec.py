@@ -621,3 +621,86 @@ def test_validate_vars_names_the_origin_and_the_var() -> None:
         validate_vars({"f": print}, origin="vars override")
     with pytest.raises(SpecError, match="at most 65,536"):
         validate_vars({"a": ["x" * 1000] * 100}, origin="vars override")
+
+
+# ------------------------------------------------------------------------------ typed vars (copydesk.specvars)
+
+TYPED = """\
+  audience: testers
+  tone: {type: choice, choices: [practical, playful, formal], default: playful, description: How it sounds}
+  words: {type: integer, default: 800, description: About how long}
+  ratio: {type: number, default: 0.5}
+  formal: {type: bool}
+  notes: {type: text, description: Anything else}
+  shape: {type: choice, choices: [short, long]}
+"""
+
+
+def test_typed_vars_declare_type_choices_and_default_and_templates_see_the_values(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, replaced("  audience: testers\n", TYPED)))
+    assert spec.vars == {"audience": "testers", "tone": "playful", "words": 800, "ratio": 0.5, "formal": False,
+                         "notes": "", "shape": "short"}
+    assert spec.var_specs["tone"].choices == ["practical", "playful", "formal"]
+    assert spec.var_specs["tone"].description == "How it sounds"
+    assert spec.var_specs["audience"].type == "string" and spec.var_specs["words"].type == "integer"
+
+
+def test_plain_values_declare_their_own_type(tmp_path: Path) -> None:
+    text = replaced("  audience: testers\n", "  audience: testers\n  n: 3\n  r: 0.5\n  f: true\n  l: [a]\n")
+    spec = load_spec(write(tmp_path, text))
+    assert {name: var.type for name, var in spec.var_specs.items()} == {
+        "audience": "string", "n": "integer", "r": "number", "f": "bool", "l": "json"}
+
+
+@pytest.mark.parametrize(
+    "declaration, needle",
+    [
+        ("{type: choice, choices: [a, b], default: c}", "vars.bad: Value error, default 'c' is not one of a, b"),
+        ("{type: choice}", "choices belong to a choice variable, and a choice variable needs them"),
+        ("{type: string, choices: [a]}", "choices belong to a choice variable"),
+        ("{type: choice, choices: [a, a]}", "choices are listed twice"),
+        ("{type: number}", "vars.bad: Value error, a number variable needs a default"),
+        ("{type: integer, default: 1.5}", "default must be a whole number"),
+        ("{type: bool, default: maybe}", "default must be true or false, not text"),
+        ("{type: string, default: 3}", "default must be text, not a number"),
+        ("{type: colour, default: red}", "vars.bad.type: Input should be"),
+        ("{type: string, colour: red}", "vars.bad.colour: unknown key"),
+    ],
+)
+def test_bad_declarations_name_the_variable_and_the_problem(tmp_path: Path, declaration: str, needle: str) -> None:
+    message = spec_error(tmp_path, replaced("  audience: testers\n", f"  audience: testers\n  bad: {declaration}\n"))
+    assert needle in message and "pipe.yaml:" in message
+
+
+def test_overrides_are_checked_against_the_declarations(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, replaced("  audience: testers\n", TYPED)))
+    assert spec.check_vars({"tone": "formal", "words": 1200, "ratio": 1, "formal": True}, origin="form") == {
+        "tone": "formal", "words": 1200, "ratio": 1, "formal": True}
+    for values, needle in [
+        ({"audiance": "x"}, "form: unknown variable 'audiance' (this pipeline's variables: audience, tone, words,"),
+        ({"tone": "grumpy"}, "form: variable tone 'grumpy' is not one of practical, playful, formal"),
+        ({"words": "many"}, "variable words must be a number, not text"),
+        ({"words": True}, "variable words must be a number, not true/false"),
+        ({"audience": "two\nlines"}, "variable audience must be one line"),
+        ({"formal": "yes"}, "variable formal must be true or false, not text"),
+    ]:
+        with pytest.raises(SpecError) as info:
+            spec.check_vars(values, origin="form")
+        assert needle in str(info.value), str(info.value)
+
+
+def test_schedule_vars_must_be_declared(tmp_path: Path) -> None:
+    text = BASE + 'schedule:\n  cron: "0 6 * * *"\n  topics: [a]\n  vars:\n    audiance: x\n'
+    assert "schedule.vars: unknown variable 'audiance' (this pipeline's variables: audience)" in spec_error(tmp_path, text)
+
+
+def test_var_text_from_the_command_line_is_read_as_the_declared_type() -> None:
+    from copydesk.specvars import VarSpec, parse_text
+
+    assert parse_text(VarSpec(type="integer", default=1), "5") == 5
+    assert parse_text(VarSpec(type="integer", default=1), "5.5") == 5.5  # refused by the check, naming the var
+    assert parse_text(VarSpec(type="number", default=1), "0.25") == 0.25
+    assert parse_text(VarSpec(type="bool"), "yes") is True and parse_text(VarSpec(type="bool"), "off") is False
+    assert parse_text(VarSpec(type="string"), "123") == "123" and parse_text(VarSpec(type="string"), "null") == "null"
+    assert parse_text(VarSpec(type="choice", choices=["a"]), "a") == "a"
+    assert parse_text(VarSpec(type="json"), '{"k": [1]}') == {"k": [1]} and parse_text(None, "plain") == "plain"

@@ -133,6 +133,7 @@ def test_runaway_templates_exit_2_with_a_clear_message(
         ("bad name=1", "--var: var 'bad name': names must be identifiers"),
         ("audience=" + "x" * 70_000, "--var: the vars take 70,002 characters as JSON; at most 65,536"),
         ("audience", "--var 'audience': expected NAME=VALUE"),
+        ("audiance=students", "--var: unknown variable 'audiance' (this pipeline's variables: audience)"),
     ],
 )
 def test_bad_var_exits_2_naming_the_var(

@@ -1,6 +1,8 @@
 """End to end in a real browser: the Prefect UI (headless Debian chromium, driven by
 Playwright) starts an `editor` run from its form (the pipeline picked from a dropdown of
-the served pipelines) and sees it complete.
+the served pipelines) and sees it complete; an editor fills a pipeline's own form (its
+variables as typed fields: a dropdown, a number field, a switch; the budget bounded by the
+pipeline's cap in the form itself) and the run uses the values.
 
 The Prefect server here is the one `copydesk server start` starts (UI on, 127.0.0.1, a
 database of its own under the test's state folder, a password), and `copydesk serve` finds
@@ -26,6 +28,7 @@ from conftest import SECRET_KEY
 from fake_openai import FakeOpenAI
 from test_deployments import (
     EDITOR,
+    TYPED_VARS,
     Served,
     artifacts_of,
     base_env,
@@ -42,6 +45,9 @@ from test_deployments import (
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
+TYPED_FORM = "copydesk-editor/typed"
+#: Where the pipeline form's screenshot is kept for the manual (docs/prefect-ui.md).
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -75,12 +81,12 @@ def local_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
                                 timeout=60)
         assert status.returncode == 0 and api_url in status.stdout, status.stdout + status.stderr
         with FakeOpenAI() as fake:
-            serving = start_serve(None, root, fake)  # its state folder is root/state too
+            serving = start_serve(None, root, fake, typed=True)  # its state folder is root/state too
             try:
                 from prefect.client.orchestration import SyncPrefectClient
 
                 with SyncPrefectClient(api_url, auth_string=password) as client:
-                    wait_for_deployments(serving, client, [EDITOR])
+                    wait_for_deployments(serving, client, [EDITOR, TYPED_FORM])
                 assert api_url in serving.log_text()  # serve found the local server (and its password) by itself
                 yield api_url, serving, password
             finally:
@@ -144,7 +150,7 @@ def test_an_editor_starts_a_run_from_the_ui_form_and_sees_it_complete(local_ui, 
             select = field("pipeline").locator("button.p-select-button__control")
             expect(field("pipeline").locator("textarea, input[type=text]")).to_have_count(0)
             select.press("ArrowDown")  # opens the choices (a mouse click only focuses it headless)
-            expect(page.get_by_role("option")).to_have_text(["basic", "strict"])
+            expect(page.get_by_role("option")).to_have_text(["basic", "strict", "typed"])
             _screenshot(page, tmp_path / "editor-pipeline-dropdown.png")
             page.get_by_role("option", name="basic", exact=True).click()
             expect(select).to_have_text("basic")
@@ -235,3 +241,106 @@ def test_an_editor_approves_and_rejects_articles_in_the_paused_runs_form(local_u
     assert frame.loc[first, "status"] == "published" and frame.loc[first, "path"] == f"published/{first}.md"
     assert frame.loc[second, "status"] == "rejected" and (run_dir / "held" / f"{second}.md").is_file()
     assert "approved by prefect-ui" in frame.loc[first, "reasons"]
+
+
+def _open_new_run(page: Any, run_name: str) -> None:
+    """After Submit: the deployment's runs list (it refreshes on its own clock), then the run's page."""
+    page.wait_for_url(re.compile(r"/deployment/[^/?]+(\?tab=Runs)?$"), timeout=90_000)
+    link = page.get_by_role("link", name=run_name, exact=True)
+    deadline = time.monotonic() + 60
+    while not link.count():
+        assert time.monotonic() < deadline, "the new run never showed in the deployment's runs"
+        page.wait_for_timeout(1000)
+        page.reload()
+        page.wait_for_load_state("networkidle")
+    link.first.click()
+    page.wait_for_url(re.compile(r"/runs/flow-run/"))
+
+
+def test_an_editor_fills_a_pipelines_own_form_and_the_run_uses_the_values(local_ui, tmp_path):
+    """The `typed` pipeline's own deployment: its description and cap in the form, its variables
+    as typed fields with their descriptions, no `X | None` switch, the budget refused above the cap
+    by the form itself, an empty topic row dropped; the articles are written for the chosen audience."""
+    import json
+    import uuid
+
+    from playwright.sync_api import expect, sync_playwright
+    from prefect.client.orchestration import SyncPrefectClient
+
+    api_url, served, password = local_ui
+    ui_url = api_url.removesuffix("/api")
+    run_name = f"typed-form-{int(time.time())}"
+    with SyncPrefectClient(api_url, auth_string=password) as client:
+        deployment = client.read_deployment_by_name(TYPED_FORM)
+    requests_before = len(served.fake.state.requests)
+    started = time.monotonic()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1700})
+            page.set_default_timeout(30_000)
+
+            def field(name: str) -> Any:  # the innermost form property with this label
+                label = page.locator(".schema-form-property__label", has_text=re.compile(rf"^{name}( \(Optional\))?$"))
+                return page.locator(".schema-form-property").filter(has=label).last
+
+            _login(page, ui_url, password)
+            page.goto(f"{ui_url}/deployments/deployment/{deployment.id}")
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_text("Custom run").click()
+            expect(field("Topics")).to_contain_text("Short test articles for whoever reads them.")
+            page.locator("input").first.fill(run_name)  # the Run Name field
+            expect(page.get_by_text('Property is type "None"')).to_have_count(0)
+            expect(page.locator(".schema-form-property__label", has_text=re.compile(r"^pipeline"))).to_have_count(0)
+
+            audience = field("Audience").locator("button.p-select-button__control")
+            expect(field("Audience")).to_contain_text(TYPED_VARS["audience"]["description"])
+            expect(audience).to_have_text("testers")
+            audience.press("ArrowDown")  # opens the choices (a mouse click only focuses it headless)
+            expect(page.get_by_role("option")).to_have_text(["testers", "students", "editors"])
+            page.get_by_role("option", name="students", exact=True).click()
+            expect(audience).to_have_text("students")
+            words = field("Words").locator("input[type=number]")
+            expect(words).to_have_value("600")
+            words.fill("900")
+            switch = field("Formal").locator("[role=switch]")
+            expect(switch).to_have_count(1)
+            switch.click()
+            expect(field("Mode").locator("button.p-select-button__control")).to_have_text("as the spec says")
+
+            field("Topics").get_by_role("button", name="Add item").click()
+            field("Topics").locator("textarea").nth(0).fill("Typed form topic")
+            field("Topics").get_by_role("button", name="Add item").click()  # a spare row, left empty
+
+            budget = field("Token budget").locator("input")
+            expect(field("Token budget")).to_contain_text("at most 60,000")
+            budget.fill("100000")
+            page.get_by_role("button", name="Submit").click()  # the form itself refuses more than the cap
+            expect(field("Token budget")).to_contain_text("100000 is greater than the maximum of 60000")
+            assert "/run" in page.url
+            _screenshot(page, tmp_path / "pipeline-form.png")
+            if DOCS_IMAGES.is_dir():  # the manual's picture of the form (docs/prefect-ui.md)
+                shutil.copy(tmp_path / "pipeline-form.png", DOCS_IMAGES / "pipeline-form.png")
+            budget.fill("50000")
+            page.get_by_role("button", name="Submit").click()
+
+            _open_new_run(page, run_name)
+            badge = page.locator(".page-heading-flow-run__meta .state-badge")
+            expect(badge).to_have_text(re.compile("Completed"), timeout=120_000)
+            flow_run_id = uuid.UUID(page.url.rstrip("/").split("/runs/flow-run/")[1].split("?")[0])
+            page.get_by_role("tab", name="Artifacts").or_(page.get_by_text("Artifacts", exact=True)).first.click()
+            expect(page.get_by_text("typed-articles").first).to_be_visible()
+            _screenshot(page, tmp_path / "pipeline-form-run.png")
+        finally:
+            browser.close()
+    print(f"UI: a pipeline's own form filled, submitted and seen Completed in {time.monotonic() - started:.1f} s")
+
+    with SyncPrefectClient(api_url, auth_string=password) as client:
+        run = client.read_flow_run(flow_run_id)
+    assert run.parameters["pipeline"] == "typed" and run.parameters["budget"] == 50_000
+    assert run.parameters["vars"] == {"audience": "students", "words": 900, "formal": True}
+    run_dir = run_folder(served.out_dir, run.id)
+    assert list(read_csv(run_dir)["topic"]) == ["Typed form topic"]  # the empty row was dropped
+    assert json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["budget_limit"] == 50_000
+    systems = {b["messages"][0]["content"] for b in served.fake.state.requests[requests_before:]}
+    assert systems == {"You write for students in en-US."}  # the rendered prompt used the form's choice

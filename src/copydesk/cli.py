@@ -21,7 +21,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -31,6 +31,9 @@ from copydesk.console import err, fail, out, safe, warn
 from copydesk.errors import CopydeskError, InputError
 from copydesk.project import adopt_project_of
 from copydesk.redact import install_log_redaction
+
+if TYPE_CHECKING:
+    from copydesk.spec import PipelineSpec
 
 app = typer.Typer(
     name="copydesk",
@@ -62,7 +65,7 @@ SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (YAML).", show_defa
 TopicOpt = Annotated[list[str] | None, typer.Option("--topic", "-t", help="A topic; repeat for more.")]
 TopicsFileOpt = Annotated[Path | None, typer.Option("--topics-file", "-f", help="One topic per line (# comments).")]
 BudgetOpt = Annotated[int | None, typer.Option("--budget", min=1, help="Overrides budget.max_total_tokens.")]
-VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Override a spec var: NAME=VALUE (VALUE may be JSON).")]
+VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Override a variable the spec declares: NAME=VALUE (read as its type; JSON for json vars).")]
 
 
 _fail = fail  # the commands' name for copydesk.console.fail
@@ -88,21 +91,22 @@ def _topics(topics: list[str] | None, topics_file: Path | None) -> list[str]:
     return clean_topics(collected)
 
 
-def _vars(pairs: list[str] | None) -> dict[str, Any]:
-    """`--var NAME=VALUE` pairs (VALUE parsed as JSON when it is JSON), checked by
-    `copydesk.spec.validate_vars` like the spec's own vars."""
-    from copydesk.spec import short, validate_vars
+def _vars(pairs: list[str] | None, spec: PipelineSpec | Path) -> dict[str, Any]:
+    """`--var NAME=VALUE` pairs, each VALUE read as the type the spec (or the spec at that path)
+    declares for NAME (`copydesk.specvars.parse_text`), then checked by `PipelineSpec.check_vars`:
+    unknown names are refused naming the spec's variables (exit 2)."""
+    from copydesk.spec import load_spec, short
 
+    if not pairs:
+        return {}
+    spec = load_spec(spec) if isinstance(spec, Path) else spec
     result: dict[str, Any] = {}
-    for pair in pairs or []:
+    for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise InputError(f"--var {short(pair)}: expected NAME=VALUE")
-        try:
-            result[name.strip()] = json.loads(value)
-        except (ValueError, RecursionError):
-            result[name.strip()] = value
-    return validate_vars(result, origin="--var")
+        result[name.strip()] = spec.var_from_text(name.strip(), value)
+    return spec.check_vars(result, origin="--var")
 
 
 #: seconds; see `run`
@@ -182,7 +186,7 @@ def plan(
         adopt_project_of(spec_path)
         spec = load_spec(spec_path)
         chosen = mode.value if mode else spec.mode
-        result = make_plan(spec, _topics(topic, topics_file), budget=budget, overrides=_vars(var),
+        result = make_plan(spec, _topics(topic, topics_file), budget=budget, overrides=_vars(var, spec),
                            mode="batch" if chosen == "batch" else "realtime")
     except CopydeskError as exc:
         raise _fail(exc) from None
@@ -244,7 +248,7 @@ def run(
             run_id=run_id,
             budget=budget,
             concurrency=concurrency,
-            vars=_vars(var),
+            vars=_vars(var, spec_path),
             mode=mode.value if mode else None,
         )
         prepared = PipelineRun.prepare(request)  # bad input fails here, before Prefect or any server starts

@@ -17,13 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from copydesk.allowance import AllowanceStatus, period_end, period_key
 from copydesk.errors import InputError
 from copydesk.spec import PipelineSpec
+from copydesk.specvars import MAX_STRING_CHARS, MAX_TEXT_CHARS, VarSpec
 
 #: The largest budget a form may send at all (the schema's bound; the spec's cap is the real one).
 MAX_FORM_BUDGET = 10**9
+#: The form's `mode` choice that keeps the pipeline's own mode.
+AS_THE_SPEC_SAYS = "as the spec says"
+FORM_MODES = (AS_THE_SPEC_SAYS, "realtime", "batch", "auto")
+MAX_FORM_TOPICS = 1000
+MAX_TOPIC_CHARS = 500
+#: A week: longer than any editor's weekend, shorter than forever.
+MAX_REVIEW_TIMEOUT = 7 * 24 * 3600
+MAX_RUN_ID_CHARS = 100
 
 
 def form_budget(budget: object, spec: PipelineSpec) -> int | None:
@@ -38,14 +48,104 @@ def form_budget(budget: object, spec: PipelineSpec) -> int | None:
     if isinstance(budget, bool) or not isinstance(budget, int):
         raise InputError(f"budget must be a whole number of tokens, not {type(budget).__name__}")
     if budget < 1:
-        raise InputError("budget must be at least 1 token (leave it empty to use the pipeline's budget)")
+        raise InputError("budget must be at least 1 token (leave it empty to use the pipeline's cap)")
     if budget > cap:
         shown = f"{budget:,}" if budget <= MAX_FORM_BUDGET else f"more than {MAX_FORM_BUDGET:,}"
         raise InputError(
-            f"budget {shown} is above pipeline {spec.name}'s budget.max_total_tokens ({cap:,}): a form may only "
-            "lower it; the operator can raise it with `copydesk run --budget` or in the spec"
+            f"budget {shown} is above the {spec.name} pipeline's cap of {cap:,} tokens: a form may only "
+            "lower it (the operator can raise the cap)"
         )
     return budget
+
+
+def form_mode(mode: str | None) -> str | None:
+    """The run's mode for a form value: None for empty or "as the spec says", else the value."""
+    return None if mode in (None, "", AS_THE_SPEC_SAYS) else mode
+
+
+def form_topics(topics: Iterable[str | None]) -> list[str]:
+    """The form's topic rows without the empty ones (an editor's spare row is not a topic)."""
+    return [topic for topic in topics if topic is not None and topic.strip()]
+
+
+# ------------------------------------------------------------------ a pipeline's own form
+
+_MODE_WORDS = {"realtime": "each article as soon as possible", "batch": "through the Batch API: about half the "
+               "price, articles within 24 hours", "auto": "the Batch API where the server has one"}
+
+
+def var_field(name: str, var: VarSpec, position: int = 0) -> dict[str, Any]:
+    """One variable as a form field (JSON schema the Prefect UI draws): a dropdown for a
+    choice, a number field, a switch for a bool, a text field; its description and default."""
+    field: dict[str, Any] = {"title": name.replace("_", " ").capitalize(), "default": var.default,
+                             "position": position}
+    if var.description:
+        field["description"] = var.description
+    if var.type == "choice":
+        field.update(type="string", enum=list(var.choices or []))
+    elif var.type in ("string", "text"):
+        field.update(type="string", maxLength=MAX_TEXT_CHARS if var.type == "text" else MAX_STRING_CHARS)
+        if var.type == "string":
+            field["pattern"] = r"^[^\n]*$"
+    elif var.type in ("number", "integer", "bool"):
+        field["type"] = {"bool": "boolean"}.get(var.type, var.type)
+    return field  # json: no type; the UI offers a JSON box
+
+
+def editor_schema(spec: PipelineSpec) -> dict[str, Any]:
+    """The parameter schema of the pipeline's own editor form (`copydesk-editor/<name>`).
+
+    Every field is a plain field (no "or None" switch); an empty optional field means what the
+    pipeline says. Bounds the form itself checks (the Prefect UI keeps them only inside `allOf`):
+    the budget's maximum is the pipeline's cap, the variables are the declared ones, each of its
+    type. The server checks the same schema again, and the flow checks the values again."""
+    cap = spec.budget.max_total_tokens
+    about = f"**{spec.name}**: {spec.description.strip()}\n\n" if spec.description.strip() else f"**{spec.name}**\n\n"
+    properties: dict[str, Any] = {
+        "topics": {
+            "title": "Topics", "position": 0, "type": "array", "minItems": 1, "maxItems": MAX_FORM_TOPICS,
+            "items": {"type": "string", "default": "", "maxLength": MAX_TOPIC_CHARS},
+            "description": about + "One article per topic: add a row for each. Empty rows are left out.",
+        },
+    }
+    if spec.var_specs:
+        properties["vars"] = {
+            "title": "Variables", "position": 1,
+            "description": "What the articles are written for; each starts with the pipeline's own value.",
+            "allOf": [{"type": "object", "additionalProperties": False,
+                       "properties": {name: var_field(name, var, index)
+                                      for index, (name, var) in enumerate(spec.var_specs.items())}}],
+        }
+    properties["budget"] = {
+        "title": "Token budget", "position": 2,
+        "description": f"The most tokens this run may use: at most {cap:,}, the pipeline's cap. "
+                       f"Empty: {cap:,}.",
+        "allOf": [{"type": "integer", "minimum": 1, "maximum": cap}],
+    }
+    properties["mode"] = {
+        "title": "Mode", "position": 3, "type": "string", "enum": list(FORM_MODES), "default": AS_THE_SPEC_SAYS,
+        "description": f"How the articles are written: realtime ({_MODE_WORDS['realtime']}), batch "
+                       f"({_MODE_WORDS['batch']}) or auto ({_MODE_WORDS['auto']}). This pipeline says {spec.mode}.",
+    }
+    properties["review_timeout"] = {
+        "title": "Wait for review (seconds)", "position": 4, "default": 0,
+        "description": "How long the run waits for you to approve or reject articles that need a look "
+                       "before it ends. 0: it does not wait; they stay held for review later.",
+        "allOf": [{"type": "integer", "minimum": 0, "maximum": MAX_REVIEW_TIMEOUT}],
+    }
+    properties["run_id"] = {
+        "title": "Finish an earlier run", "position": 5, "type": "string", "maxLength": MAX_RUN_ID_CHARS,
+        "description": "The id of an earlier run of this pipeline to finish (what it already wrote is not "
+                       "paid for again). Empty: a new run.",
+    }
+    return {"title": "Parameters", "type": "object", "properties": properties, "required": ["topics"]}
+
+
+def editor_description(spec: PipelineSpec) -> str:
+    """The pipeline's own editor deployment's description: what it writes and its budget cap."""
+    about = spec.description.strip() or f"Articles from the {spec.name} pipeline."
+    return (f"{about}\n\nWrite articles with the {spec.name} pipeline: give topics, adjust its variables, "
+            f"and press Submit. Each run may use at most {spec.budget.max_total_tokens:,} tokens.")
 
 
 # ------------------------------------------------------------------ what is left of the shared allowances
@@ -77,12 +177,12 @@ def allowance_note(specs: Iterable[PipelineSpec], statuses: Iterable[AllowanceSt
     held = {s.name: s for s in statuses if s.recorded}
     stopped = _disagreeing(specs, held)
     lines = [f"{ALLOWANCE_NOTE_HEADING} (as of {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC; "
-             "`copydesk budget status` shows them live):"]
+             "the operator sees them live):"]
     for name in sorted(pipelines):
         names = ", ".join(sorted(pipelines[name]))
         status = held.get(name)
         if status is None:
-            lines.append(f"- {name} ({names}): not recorded by the operator (`copydesk budget create {name} ...`); "
+            lines.append(f"- {name} ({names}): not set up by the operator yet; "
                          "a run naming it stops before any call.")
             continue
         when = _PERIOD_WORDS[status.period]

@@ -24,7 +24,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 
 from copydesk.errors import TemplateError
 from copydesk.sandbox import BoundedSandbox, RenderLimitError, TemplateOutsideError, TemplateRefusedError
-from copydesk.spec import PROJECT_OUTPUT_FOLDER, TEMPLATE_SUFFIXES, PipelineSpec, short, validate_vars
+from copydesk.spec import PROJECT_OUTPUT_FOLDER, TEMPLATE_SUFFIXES, PipelineSpec, short
 
 #: Variables each stage's template context holds on top of topic, language and vars.
 STAGE_CONTEXT = {
@@ -75,6 +75,8 @@ class PromptLibrary:
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
+        #: The vars' values (the spec's defaults), what every context starts from.
+        self.defaults = spec.vars
         reserved = reserved_folders(spec)
         self.directory = spec.checked_prompts_dir(reserved)
         self._env = BoundedSandbox(
@@ -126,18 +128,18 @@ class PromptLibrary:
         return self._required[name]
 
     def context(self, topic: str, overrides: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-        return {**self.spec.vars, **(overrides or {}), "topic": topic, "language": self.spec.language, **extra}
+        return {**self.defaults, **(overrides or {}), "topic": topic, "language": self.spec.language, **extra}
 
     def check(self, overrides: dict[str, Any] | None = None) -> None:
-        """Fail before any call when run overrides are invalid (`spec.validate_vars`: the one
+        """Fail before any call when run overrides are invalid (`PipelineSpec.check_vars`: the one
         rule for `--var`, the editor form and scheduled runs), a template needs a variable
         no stage provides, or a template does not render against SAMPLE_CONTEXT within the
         sandbox's limits (what `copydesk validate` checks; `run` and `plan` check it too)."""
         self.render_samples(overrides)
 
     def _check_variables(self, overrides: dict[str, Any] | None) -> None:
-        validate_vars(overrides or {}, origin="vars override")
-        base = set(self.spec.vars) | set(overrides or {}) | {"topic", "language"}
+        self.spec.check_vars(overrides or {}, origin="vars override")
+        base = set(self.defaults) | set(overrides or {}) | {"topic", "language"}
         for stage_name, stage in self.spec.stages.items():
             provided = base | set(stage_context(stage_name))
             self._check_one(stage.prompt, provided, _field(stage_name))

@@ -130,8 +130,8 @@ def serve(
     if metrics_url:
         out.print(f"metrics:   {safe(metrics_url)}", highlight=False)
     out.print(
-        "start a run: prefect deployment run 'copydesk-editor/editor' --param pipeline=NAME "
-        "--param topics='[\"...\"]'  (or the Run button in the UI); Ctrl-C stops serving",
+        "start a run: in the UI, Deployments -> the pipeline's name -> Run -> Custom run; or "
+        "prefect deployment run 'copydesk-editor/NAME' --param topics='[\"...\"]'; Ctrl-C stops serving",
         highlight=False,
     )
     sys.stdout.flush()

@@ -36,6 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from copydesk.cron import cron_problem
 from copydesk.errors import SpecError
 from copydesk.qc.registry import QCSpec
+from copydesk.specvars import VarSpec, check_values, declared, infer, parse_text
 from copydesk.specyaml import (  # noqa: F401 - the YAML bounds are part of the spec's documented limits
     MAX_YAML_ALIASES,
     MAX_YAML_DEPTH,
@@ -190,6 +191,15 @@ def _vars_validator(value: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ValueError("; ".join(problems))
     return value
+
+
+def _declarations(value: Any) -> Any:
+    """A spec's `vars` as declarations (`copydesk.specvars`): plain values become declarations of
+    their own type; names and the JSON-like bounds of the defaults are checked as before."""
+    if not isinstance(value, Mapping):
+        return value  # pydantic says it is not a mapping
+    _vars_validator({name: item.get("default") if declared(item) else item for name, item in value.items()})
+    return {name: item if declared(item) else infer(item) for name, item in value.items()}
 
 
 class _Model(BaseModel):
@@ -460,7 +470,8 @@ class PipelineSpec(_Model):
     )
     prompts_dir: Path = Path("../prompts")
     system_prompt: str | None = None
-    vars: dict[str, Any] = Field(default_factory=dict)
+    # The template variables, declared (copydesk.specvars); the property `vars` gives their values.
+    var_specs: dict[str, VarSpec] = Field(default_factory=dict, alias="vars")
     stages: Stages
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     concurrency: int = Field(8, ge=1, le=1024)
@@ -480,10 +491,36 @@ class PipelineSpec(_Model):
     #: Where the spec was read from; set by `load_spec`, not by the YAML.
     source: Path | None = Field(None, exclude=True)
 
-    @field_validator("vars")
+    @field_validator("var_specs", mode="before")
     @classmethod
-    def _valid_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _vars_validator(value)
+    def _declared_vars(cls, value: Any) -> Any:
+        return _declarations(value)
+
+    @model_validator(mode="after")
+    def _schedule_vars_declared(self) -> PipelineSpec:
+        if self.schedule is not None and self.schedule.vars:
+            problems = check_values(self.var_specs, self.schedule.vars, origin="schedule.vars")
+            if problems:
+                raise ValueError("schedule.vars: " + "; ".join(problems))
+        return self
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        """The template variables' values (their defaults): what templates see unless a run overrides them."""
+        return {name: var.default for name, var in self.var_specs.items()}
+
+    def var_from_text(self, name: str, text: str) -> Any:
+        """The value of `--var NAME=TEXT`, read as the type the spec declares for NAME (`specvars.parse_text`)."""
+        return parse_text(self.var_specs.get(name), text)
+
+    def check_vars(self, values: Any, *, origin: str) -> dict[str, Any]:
+        """A run's overrides, checked: the rules of every var (`validate_vars`), then the declarations
+        (unknown names refused naming the known ones; values of their declared type). SpecError (exit 2)."""
+        checked = validate_vars(values, origin=origin)
+        problems = check_values(self.var_specs, checked, origin=origin)
+        if problems:
+            raise SpecError(f"{origin}: " + "; ".join(problems))
+        return checked
 
     def model_for(self, stage: str) -> str:
         return self.stages.get(stage).model or self.model

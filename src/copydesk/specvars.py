@@ -1,0 +1,179 @@
+"""Typed template variables: what a spec's `vars` declare, and the one check of every override.
+
+A spec's `vars` entry is either a plain value (today's form: `audience: developers`),
+or a declaration, a mapping with a `type:` key:
+
+    tone: {type: choice, choices: [practical, playful, formal], default: practical,
+           description: How the articles sound}
+
+Types: `string` (one line), `text` (several lines), `number`, `integer`, `bool`,
+`choice` (one of `choices`), and `json` (any JSON-like value: lists, objects, null). A
+plain value declares its type by itself: a string is a `string` (a `text` when it holds a
+line break), an integer an `integer`, a float a `number`, true/false a `bool`, anything
+else `json`. Templates see only the values (`PipelineSpec.vars`).
+
+Every override of a run (`--var`, the editor form, `schedule.vars`, the flow's
+`vars`) goes through `check_values`: names the spec does not declare are refused,
+naming the ones it does; values must fit their type (`parse_text` turns the text of a
+`--var NAME=VALUE` into that type first).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from copydesk.specyaml import short
+
+VarType = Literal["string", "text", "number", "integer", "bool", "choice", "json"]
+#: Longest description and longest choice, in characters.
+MAX_VAR_DESCRIPTION = 500
+MAX_CHOICE_CHARS = 200
+MAX_CHOICES = 50
+#: Longest string/text value, in characters (all vars together are bounded by spec.MAX_VARS_CHARS).
+MAX_STRING_CHARS = 2_000
+MAX_TEXT_CHARS = 20_000
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+#: What a declaration without a `default:` starts with, by type (number and integer need one).
+_IMPLICIT_DEFAULTS: dict[str, Any] = {"string": "", "text": "", "bool": False, "json": None}
+
+
+class VarSpec(BaseModel):
+    """A template variable: its type, what it means to an editor, its choices and its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: VarType
+    description: str = Field("", max_length=MAX_VAR_DESCRIPTION,
+                             description="What the variable means, in an editor's words (the form shows it).")
+    choices: list[str] | None = Field(None, min_length=1, max_length=MAX_CHOICES,
+                                      description="The allowed values of a `choice` (and only of a choice).")
+    default: Any = Field(None, description="The value templates see unless a run overrides it; unset: the "
+                         "first choice, false, an empty string or null (number and integer need one).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _implicit_default(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "default" not in data:
+            kind = data.get("type")
+            if kind == "choice" and isinstance(data.get("choices"), list) and data["choices"]:
+                return {**data, "default": data["choices"][0]}
+            if kind in _IMPLICIT_DEFAULTS:
+                return {**data, "default": _IMPLICIT_DEFAULTS[kind]}
+            if kind in ("number", "integer"):
+                raise ValueError(f"a {kind} variable needs a default")
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VarSpec:
+        if (self.type == "choice") != (self.choices is not None):
+            raise ValueError("choices belong to a choice variable, and a choice variable needs them")
+        if self.choices is not None:
+            if len(set(self.choices)) != len(self.choices):
+                raise ValueError("choices are listed twice")
+            if any(not c.strip() or len(c) > MAX_CHOICE_CHARS for c in self.choices):
+                raise ValueError(f"each choice is 1 to {MAX_CHOICE_CHARS} characters")
+        problem = value_problem(self, self.default)
+        if problem:
+            raise ValueError(f"default {problem}")
+        return self
+
+
+def declared(value: Any) -> bool:
+    """True when a `vars` entry is a declaration (a mapping with a `type:` key), not a plain value."""
+    return isinstance(value, Mapping) and "type" in value
+
+
+def infer(value: Any) -> dict[str, Any]:
+    """The declaration a plain value stands for (its type from the value; the value its default)."""
+    if isinstance(value, bool):
+        kind = "bool"
+    elif isinstance(value, int):
+        kind = "integer"
+    elif isinstance(value, float):
+        kind = "number"
+    elif isinstance(value, str):
+        kind = "text" if "\n" in value else "string"
+    else:
+        kind = "json"
+    return {"type": kind, "default": value}
+
+
+def value_problem(spec: VarSpec, value: Any) -> str | None:
+    """Why `value` does not fit the variable (None when it does); quotes the value shortened."""
+    kind = spec.type
+    if kind in ("string", "text", "choice"):
+        if not isinstance(value, str):
+            return f"must be text, not {_kind_of(value)}"
+        limit = MAX_TEXT_CHARS if kind == "text" else MAX_STRING_CHARS
+        if len(value) > limit:
+            return f"is longer than {limit:,} characters"
+        if kind == "string" and "\n" in value:
+            return "must be one line (a text variable takes several)"
+        if kind == "choice" and value not in (spec.choices or []):
+            return f"{short(value)} is not one of {', '.join(spec.choices or [])}"
+        return None
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"must be true or false, not {_kind_of(value)}"
+    if kind in ("number", "integer"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, not {_kind_of(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if kind == "integer" and not isinstance(value, int):
+            return f"must be a whole number, not {short(value)}"
+        return None
+    return None  # json: spec.vars_problems bounds it
+
+
+def _kind_of(value: Any) -> str:
+    names = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "an object"}
+    return "empty" if value is None else names.get(type(value), type(value).__name__)
+
+
+def check_values(declarations: Mapping[str, VarSpec], values: Mapping[str, Any], *, origin: str) -> list[str]:
+    """Every problem of overrides `values` against the declarations, each naming the variable
+    and `origin` once in front; empty when they fit. Unknown names are refused with the known ones."""
+    problems = []
+    known = ", ".join(declarations) or "none"
+    for name, value in values.items():
+        spec = declarations.get(name)
+        if spec is None:
+            problems.append(f"unknown variable {short(name)} (this pipeline's variables: {known})")
+            continue
+        problem = value_problem(spec, value)
+        if problem:
+            problems.append(f"variable {name} {problem}")
+    return problems
+
+
+def parse_text(spec: VarSpec | None, text: str) -> Any:
+    """The value of `--var NAME=TEXT` for a variable of this declaration: text as given for
+    string, text and choice; a number, true/false or JSON for the others (left as text when it
+    does not parse, so that the check names the variable and the problem)."""
+    kind = spec.type if spec else "json"
+    if kind in ("string", "text", "choice"):
+        return text
+    if kind == "bool":
+        lowered = text.strip().lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else text
+    if kind in ("number", "integer"):
+        try:
+            return int(text.strip())
+        except ValueError:
+            pass
+        try:
+            number = float(text.strip())
+        except ValueError:
+            return text
+        return int(number) if kind == "integer" and number.is_integer() else number
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
