@@ -56,6 +56,7 @@ from jinja2 import Environment, TemplateSyntaxError, meta
 from copydesk import boundedjson
 from copydesk.controls import clean_text, clean_value
 from copydesk.errors import InputError
+from copydesk.markup import split_front_matter
 from copydesk.redact import redact_bytes, redact_known
 from copydesk.slugs import windows_name_problem
 
@@ -341,15 +342,6 @@ def render_front_matter(front: Mapping[str, Any], body: str) -> str:
     control or bidi character in either (`copydesk.controls`)."""
     header = yaml.safe_dump(clean_value(dict(front)), allow_unicode=True, sort_keys=False, width=1000)
     return f"---\n{header}---\n{clean_text(body)}"
-
-
-def split_front_matter(text: str) -> tuple[str | None, str]:
-    """(the YAML text of the front matter or None when there is none, the rest of the file)."""
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 4)
-        if end >= 0:
-            return text[4 : end + 1], text[end + 5 :]
-    return None, text
 
 
 def load_front_matter(header: str) -> dict[str, Any]:

@@ -46,10 +46,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
 from typing import Any
 
-from markdown_it import MarkdownIt
+from copydesk.markup import parser as _parser
 
 ALLOWED_TAGS = frozenset({"b", "i", "em", "strong", "u", "s", "del", "ins", "sub", "sup", "small", "mark",
                           "kbd", "code", "br"})
@@ -159,13 +158,6 @@ def active_parts(markdown: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ code every engine agrees on
-
-
-@lru_cache(maxsize=1)
-def _parser() -> Any:
-    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
-    md.validateLink = lambda url: True  # see every destination, as a permissive renderer would
-    return md
 
 
 def _normalise_fences(lines: list[str]) -> tuple[list[str], frozenset[tuple[int, int]]]:

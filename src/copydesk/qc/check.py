@@ -21,10 +21,12 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from copydesk.prose import Document, document
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding
 
@@ -68,6 +70,13 @@ class Draft:
     finish_reasons: Sequence[str | None] = ()
     #: What each check's repair did, by check name (findings; set by the gate).
     repaired: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+    @cached_property
+    def documents(self) -> tuple[Document, ...]:
+        """Each section's body parsed once (markdown-it tokens, and its prose views), kept while the
+        draft lives: the checks read them (`draft.documents[i].tokens`, `.prose()`), and
+        `copydesk.prose.document(body)` returns the same objects. A repaired draft is a new `Draft`."""
+        return tuple(document(body) for _, body in self.sections)
 
 
 @dataclass(frozen=True)

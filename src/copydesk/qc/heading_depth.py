@@ -21,7 +21,7 @@ from pydantic import Field
 from copydesk.qc.check import BaseCheck, Draft, Mode, Policy, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.qc.markdown import lines_outside_fences
+from copydesk.prose import document
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)[ \t]*(.*?)[ \t]*#*[ \t]*$")
 
@@ -36,7 +36,7 @@ class HeadingDepthPolicy(Policy):
 def too_deep(body: str, max_depth: int) -> list[tuple[int, int, str]]:
     """(0-based line index, level, text) of each ATX heading outside code deeper than `max_depth`."""
     found = []
-    for n, line in lines_outside_fences(body)[0]:
+    for n, line in document(body).lines_outside_fences()[0]:
         m = _ATX.match(line)
         if m and len(m.group(1)) > max_depth:
             found.append((n - 1, len(m.group(1)), m.group(2)))

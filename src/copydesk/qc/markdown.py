@@ -13,6 +13,9 @@
                           a blank line outside a list (become code)             -> soft
 
 `demote_headings(body)` returns the body with extra headings demoted and what changed.
+Fences and headings come from the body's markdown-it tokens (`copydesk.prose.document`: one
+parse per text, shared with the prose every other check reads); hidden or raw markup is found
+in the text of the lines outside code, as a reader would see it once exported.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Literal
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.text import FENCE, SETEXT
+from copydesk.prose import document
 
 _TOP_HEADING = re.compile(r"^ {0,3}(#{1,2})(?=[ \t]|$)[ \t]*(.*)$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
@@ -52,44 +55,31 @@ def _raw_html(tag: re.Match[str]) -> bool:
     return name in _HTML_ELEMENTS or "=" in rest or (closed and bool(rest.strip(" \t/")))
 
 
-def _lines_outside_fences(body: str) -> tuple[list[tuple[int, str]], int | None]:
+def lines_outside_fences(body: str) -> tuple[list[tuple[int, str]], int | None]:
     """(1-based line number, line) of every line outside fenced code, and the line of an
-    unclosed fence (None when every fence is closed)."""
-    out: list[tuple[int, str]] = []
-    fence: str | None = None
-    opened = 0
-    for n, line in enumerate(body.split("\n"), start=1):
-        m = FENCE.match(line)
-        if fence is None:
-            if m:
-                fence, opened = m.group(1), n
-                continue
-            out.append((n, line))
-        elif m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line.strip()[len(m.group(1)):].strip():
-            fence = None
-    return out, (opened if fence is not None else None)
-
-
-#: The lines of a section outside fenced code (public: other checks read headings with it).
-lines_outside_fences = _lines_outside_fences
+    unclosed fence (None when every fence is closed): from the body's markdown-it tokens."""
+    return document(body).lines_outside_fences()
 
 
 def _extra_headings(body: str) -> list[tuple[int, str, str]]:
-    """(line number, kind, text) of `#`/`##` and setext headings outside code."""
-    lines, _ = _lines_outside_fences(body)
+    """(line number, kind, text) of `#`/`##` and setext headings outside code and quotes, from the
+    body's tokens; an ATX heading counts where its line starts with it (not a list item's), a setext
+    one with the line above its underline (no list item, no lone `-`)."""
+    doc = document(body)
+    lines = body.split("\n")
     found = []
-    previous: tuple[int, str] | None = None
-    for n, line in lines:
-        m = _TOP_HEADING.match(line)
-        if m:
-            found.append((n, "atx", line))
-        elif (
-            SETEXT.match(line) and previous is not None and previous[0] == n - 1 and previous[1].strip()
-            and not _TOP_HEADING.match(previous[1]) and not _LIST_ITEM.match(previous[1])
-            and not (set(line.strip()) == {"-"} and len(line.strip()) < 2)
-        ):
-            found.append((n, "setext", previous[1]))
-        previous = (n, line)
+    quoted = 0
+    for token in doc.tokens:
+        quoted += {"blockquote_open": 1, "blockquote_close": -1}.get(token.type, 0)
+        if token.type != "heading_open" or quoted or token.tag not in ("h1", "h2") or not token.map:
+            continue
+        first, last = (doc.offset + n for n in token.map)
+        if token.markup.startswith("#"):
+            if _TOP_HEADING.match(lines[first]):
+                found.append((first + 1, "atx", lines[first]))
+        elif (not _TOP_HEADING.match(lines[last - 2]) and not _LIST_ITEM.match(lines[last - 2])
+              and lines[last - 1].strip() != "-"):
+            found.append((last, "setext", lines[last - 2]))
     return found
 
 
@@ -122,22 +112,31 @@ def _second_title(found: tuple[int, str, str]) -> bool:
 def _code_only(body: str) -> str | None:
     """The opening line when the whole section is one fenced code block, or a fence marked as
     Markdown (`markdown`, `md`): prose a reader gets as code."""
-    lines = body.strip().split("\n")
-    for line in lines:
-        m = FENCE.match(line)
-        if m and line.strip()[len(m.group(1)):].strip().lower() in ("markdown", "md"):
-            return line
-    if len(lines) >= 2 and FENCE.match(lines[0]) and FENCE.match(lines[-1]):
-        inner, unclosed = _lines_outside_fences("\n".join(lines[1:-1]))
-        if unclosed is None and not any(FENCE.match(x) for _, x in inner):
-            return lines[0]
+    doc = document(body)
+    lines = body.split("\n")
+    for token in doc.tokens:
+        if token.type == "fence" and token.map and token.info.strip().lower() in ("markdown", "md"):
+            return _as_stripped(lines, doc.offset + token.map[0])
+    top = [token for token in doc.tokens if token.level == 0]
+    if len(top) == 1 and top[0].type == "fence" and top[0].map and doc.fences[top[0].map[0]][1]:
+        first, last = (doc.offset + n for n in top[0].map)
+        if not any(line.strip() for line in lines[:first] + lines[last:]):
+            return _as_stripped(lines, first)
     return None
+
+
+def _as_stripped(lines: list[str], n: int) -> str:
+    """Line `n` as it stands in the stripped body (the first and last lines lose their outer blanks)."""
+    filled = [k for k, line in enumerate(lines) if line.strip()]
+    line = lines[n]
+    line = line.lstrip() if n == filled[0] else line
+    return line.rstrip() if n == filled[-1] else line
 
 
 def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: bool = False) -> list[dict]:
     found = []
     for i, (heading, body) in enumerate(sections, start=1):
-        lines, unclosed = _lines_outside_fences(body)
+        lines, unclosed = lines_outside_fences(body)
         if unclosed is not None:
             text = body.split("\n")[unclosed - 1]
             found.append(finding(i, heading, text, problem="unclosed code fence", line=unclosed))
