@@ -273,12 +273,17 @@ class CsvTable:
     bom: bool = True
 
 
+def _pandas() -> Any:
+    """pandas, imported on first use: it costs ~0.3 s and only the CSV needs it."""
+    import pandas
+
+    return pandas
+
+
 def write_csv(run_dir: Path, rows: Iterable[Mapping[str, Any]], *, bom: bool = True) -> Path:
     """Write the export's `articles.csv` atomically: `CSV_COLUMNS`, every cell neutralised,
     `grammar_issues` an integer column (empty where unknown)."""
-    import pandas as pd  # imported here: it costs ~0.3 s and only the CSV needs it
-
-    frame = pd.DataFrame(list(rows), columns=CSV_COLUMNS)
+    frame = _pandas().DataFrame(list(rows), columns=CSV_COLUMNS)
     for column in frame.columns:
         frame[column] = frame[column].map(neutralise)
     frame["grammar_issues"] = frame["grammar_issues"].astype("Int64")
@@ -287,8 +292,7 @@ def write_csv(run_dir: Path, rows: Iterable[Mapping[str, Any]], *, bom: bool = T
 
 def read_csv(run_dir: Path) -> CsvTable:
     """Read `articles.csv` as text cells; RunFolderError when there is none or it cannot be read."""
-    import pandas as pd
-
+    pd = _pandas()
     path = run_dir / CSV_NAME
     try:
         with path.open("rb") as handle:
@@ -310,9 +314,7 @@ def read_csv(run_dir: Path) -> CsvTable:
 def render_csv(table: CsvTable) -> bytes:
     """The bytes of `table` as `articles.csv`: its columns, its BOM, the cells as they are
     (a caller that sets a cell from data neutralises it)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(table.rows, columns=table.columns, dtype=object)
+    frame = _pandas().DataFrame(table.rows, columns=table.columns, dtype=object)
     return _csv_bytes(frame, table.bom)
 
 

@@ -21,7 +21,7 @@ import base64
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -73,6 +73,46 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the `editor` deployment and one scheduled deployment per spec with a schedule: block."""
+    settings, pipelines, outputs, shown_api = _serve_setup(pipelines_dir, out_dir, metrics_port)
+    if not pipelines.is_dir():
+        raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
+    outputs.mkdir(parents=True, exist_ok=True)
+
+    try:
+        plan = launch.build_deployments(settings, review_timeout=review_timeout, editor_review_timeout=editor_review_timeout)
+    except CopydeskError as exc:
+        raise _fail(exc) from None
+    for problem in plan.problems:
+        err.print(f"[yellow]skipped:[/] {safe(problem)}", highlight=False, soft_wrap=True)
+    if plan.problems and strict:
+        raise typer.Exit(2)
+
+    metrics_url = _start_metrics(settings.metrics_port, outputs)
+    table = Table(title=f"copydesk serve → {safe(shown_api)}")
+    table.add_column("deployment")
+    table.add_column("runs")
+    for name, what in plan.described:
+        table.add_row(safe(name), safe(what))
+    out.print(table)
+    out.print(f"pipelines: {safe(pipelines)}\noutputs:   {safe(outputs)}", highlight=False)
+    if metrics_url:
+        out.print(f"metrics:   {safe(metrics_url)}", highlight=False)
+    out.print(
+        "start a run: prefect deployment run 'copydesk-editor/editor' --param pipeline=NAME "
+        "--param topics='[\"...\"]'  (or the Run button in the UI); Ctrl-C stops serving",
+        highlight=False,
+    )
+    sys.stdout.flush()
+
+    launch.serve_deployments(plan.deployments, limit=limit)
+
+
+def _serve_setup(pipelines_dir: Path | None, out_dir: Path | None, metrics_port: int | None
+                 ) -> tuple[Any, Path, Path, str]:
+    """The settings `copydesk serve` runs with; its pipelines and outputs folders, resolved and exported
+    (the served runs are subprocesses that read them from the environment); and the Prefect API it
+    serves on as shown (the local server when one runs, else the profile's), checked to answer and to
+    take the credentials."""
     from copydesk.client import public_url
     from copydesk.prefect_server import prefect_defaults, use_local_server
     from copydesk.settings import Settings
@@ -80,7 +120,6 @@ def serve(
     prefect_defaults(logging_level="INFO")
     # Prefect's runner looks for new runs every 10 s by default; an editor pressing Run waits less at 5 s.
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5")
-    # The served runs are subprocesses: they read these from the environment.
     if pipelines_dir is not None:
         os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines_dir)
     if out_dir is not None:
@@ -106,37 +145,7 @@ def serve(
         raise _fail(CopydeskError(
             f"the Prefect API at {public_url(api_url)} refused the credentials: set PREFECT_API_AUTH_STRING "
             "(for the local server: eval \"$(copydesk server env)\")"))
-    if not pipelines.is_dir():
-        raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
-    outputs.mkdir(parents=True, exist_ok=True)
-
-    try:
-        plan = launch.build_deployments(settings, review_timeout=review_timeout, editor_review_timeout=editor_review_timeout)
-    except CopydeskError as exc:
-        raise _fail(exc) from None
-    for problem in plan.problems:
-        err.print(f"[yellow]skipped:[/] {safe(problem)}", highlight=False, soft_wrap=True)
-    if plan.problems and strict:
-        raise typer.Exit(2)
-
-    metrics_url = _start_metrics(settings.metrics_port, outputs)
-    table = Table(title=f"copydesk serve → {safe(public_url(api_url))}")
-    table.add_column("deployment")
-    table.add_column("runs")
-    for name, what in plan.described:
-        table.add_row(safe(name), safe(what))
-    out.print(table)
-    out.print(f"pipelines: {safe(pipelines)}\noutputs:   {safe(outputs)}", highlight=False)
-    if metrics_url:
-        out.print(f"metrics:   {safe(metrics_url)}", highlight=False)
-    out.print(
-        "start a run: prefect deployment run 'copydesk-editor/editor' --param pipeline=NAME "
-        "--param topics='[\"...\"]'  (or the Run button in the UI); Ctrl-C stops serving",
-        highlight=False,
-    )
-    sys.stdout.flush()
-
-    launch.serve_deployments(plan.deployments, limit=limit)
+    return settings, pipelines, outputs, public_url(api_url)
 
 
 def _profile_api_url() -> str | None:
