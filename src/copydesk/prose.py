@@ -21,6 +21,7 @@ The blocks come from markdown-it (one parse per text: `document` keeps the last 
 from __future__ import annotations
 
 import re
+import weakref
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -346,7 +347,7 @@ class _Reader:
 
     def fence(self, token: Token, kind: str) -> None:
         first = token.map[0]
-        for n in range(first + 1, self.doc.fences[first][0]) if self.keep_code else ():
+        for n in range(first + 1, min(self.doc.fences[first][0], len(self.doc.lines))) if self.keep_code else ():
             start, end = self.doc.lines[n]
             if self.src[start:end].strip():
                 self.out.verbatim("code", start, end)
@@ -433,7 +434,9 @@ class Document:
                 first, last = token.map
                 closing = self.line(last - 1).lstrip(" \t>").strip() if last - 1 > first else ""
                 closed = closing.startswith(token.markup) and closing.strip(token.markup[0]) == ""
-                found[first] = (last - 1 if closed else last, closed)
+                # A fence never closed at the top level runs to the end of the text (its last line break too).
+                end = last - 1 if closed else (last if token.level else self.markdown.count("\n") + 1 - self.offset)
+                found[first] = (end, closed)
         return found
 
     def lines_outside_fences(self) -> tuple[list[tuple[int, str]], int | None]:
@@ -461,14 +464,24 @@ class Document:
         return self._prose[key]
 
 
-#: Documents kept by `document`: every section of a few articles at once.
+#: Documents kept by `document` besides those a `Draft` holds: every section of a few articles at once.
 PROSE_CACHE = 128
+#: Every `Document` still held somewhere (by a `Draft`): found again whatever the cache dropped.
+_LIVE: weakref.WeakValueDictionary[str, Document] = weakref.WeakValueDictionary()
 
 
 @lru_cache(maxsize=PROSE_CACHE)
-def document(markdown: str) -> Document:
-    """The parsed `markdown`: the same object for the same text while it is among the last ones."""
+def _recent(markdown: str) -> Document:
     return Document(markdown)
+
+
+def document(markdown: str) -> Document:
+    """The parsed `markdown`: the same object for the same text while a `Draft` holds it (its
+    `documents`) or while it is among the last `PROSE_CACHE` ones; parsed again only after that."""
+    found = _LIVE.get(markdown)
+    if found is None:
+        found = _LIVE.setdefault(markdown, _recent(markdown))
+    return found
 
 
 def extract_prose(markdown: str, *, keep_code: bool = False, keep_data: bool = False) -> Prose:
