@@ -134,12 +134,6 @@ class _Builder:
         return "".join(self.parts)
 
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)[ \t]*")
-_ATX_CLOSE = re.compile(r"[ \t]+#+[ \t]*$|^#+[ \t]*$")
-_LIST = re.compile(r"^([ \t]*)([-*+]|\d{1,9}[.)])([ \t]+|$)(\[[ xX]\][ \t]+)?")
-_QUOTE = re.compile(r"^ {0,3}>[ \t]?")
-_FOOTNOTE_DEF = re.compile(r"^ {0,3}\[\^[^\]]+\]:[ \t]*")
-
 #: A table cell: the text between unescaped pipes.
 _CELL = re.compile(r"(?:\\.|[^|\\])+")
 
@@ -204,8 +198,6 @@ def _inline(b: _Builder, start: int, end: int) -> None:
     b.copy(pos, end)
 
 
-#: A line that is one HTML tag (`<div>`, `</details>`): no prose in it.
-_TAG_LINE = re.compile(r" {0,3}</?[A-Za-z][A-Za-z0-9-]*\b[^>]*>[ \t]*")
 _ATX_LINE = re.compile(r"^#{1,6}\s*")
 
 
