@@ -39,19 +39,9 @@ from copydesk import boundedjson, redact
 from copydesk.boundedjson import JsonLimitError
 from copydesk.redact import strip_url_secrets
 from copydesk.retry import RetryPolicy, parse_duration, retry_after_seconds
-from copydesk.errors import (
-    ApiError,
-    AuthenticationError,
-    BadRequestError,
-    InputError,
-    MalformedResponseError,
-    ModelNotFoundError,
-    UnusableResponseError,
-    QuotaExceededError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-)
+from copydesk.errors import (ApiError, AuthenticationError, BadRequestError, InputError, MalformedResponseError,
+                             ModelNotFoundError, QuotaExceededError, RateLimitError, ServerError, TransportError,
+                             UnusableResponseError)
 
 __all__ = ["ApiEndpoint", "ChatClient", "ChatRequest", "Completion", "CutLine", "RetryPolicy", "Usage",
            "feature_missing", "parse_completion", "parse_duration", "public_url", "retry_after_seconds"]
