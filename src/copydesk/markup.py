@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
-__all__ = ["Token", "body_start", "parse", "parser", "split_front_matter"]
+__all__ = ["body_start", "parse", "parser", "split_front_matter"]
 
 
 @lru_cache(maxsize=1)
 def parser() -> MarkdownIt:
-    """The one markdown-it instance (CommonMark with raw HTML, tables and strikethrough)."""
+    """The one markdown-it instance (CommonMark with raw HTML, tables and strikethrough). markdown-it
+    is imported here, on first use: `copydesk validate` reaches this module through the checks and
+    parses no Markdown."""
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
     md.validateLink = lambda url: True  # see every destination, as a permissive renderer would
     return md

@@ -26,8 +26,12 @@ from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
-from copydesk.markup import Token, body_start, parse
+from copydesk.markup import body_start, parse
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 __all__ = ["Block", "Document", "Prose", "document", "extract_prose", "plain_text", "strip_inline"]
 

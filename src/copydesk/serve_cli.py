@@ -36,7 +36,6 @@ server_app = typer.Typer(
 )
 
 
-_fail = fail  # the commands' name for copydesk.console.fail
 
 
 # ------------------------------------------------------------------------------ copydesk serve
@@ -75,13 +74,13 @@ def serve(
     """Serve the `editor` deployment and one scheduled deployment per spec with a schedule: block."""
     settings, pipelines, outputs, shown_api = _serve_setup(pipelines_dir, out_dir, metrics_port)
     if not pipelines.is_dir():
-        raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
+        raise fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
     outputs.mkdir(parents=True, exist_ok=True)
 
     try:
         plan = launch.build_deployments(settings, review_timeout=review_timeout, editor_review_timeout=editor_review_timeout)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     for problem in plan.problems:
         err.print(f"[yellow]skipped:[/] {safe(problem)}", highlight=False, soft_wrap=True)
     if plan.problems and strict:
@@ -134,15 +133,15 @@ def _serve_setup(pipelines_dir: Path | None, out_dir: Path | None, metrics_port:
 
     api_url = use_local_server(settings, warn=lambda message: warn(safe(message))) or _profile_api_url()
     if not api_url:
-        raise _fail(InputError(
+        raise fail(InputError(
             "no Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) "
             "or start one with `copydesk server start`"
         ))
     answer = _api_answers(api_url)
     if answer is None:
-        raise _fail(CopydeskError(f"the Prefect API at {public_url(api_url)} does not answer (PREFECT_API_URL)"))
+        raise fail(CopydeskError(f"the Prefect API at {public_url(api_url)} does not answer (PREFECT_API_URL)"))
     if not answer:
-        raise _fail(CopydeskError(
+        raise fail(CopydeskError(
             f"the Prefect API at {public_url(api_url)} refused the credentials: set PREFECT_API_AUTH_STRING "
             "(for the local server: eval \"$(copydesk server env)\")"))
     return settings, pipelines, outputs, public_url(api_url)
@@ -215,7 +214,7 @@ def review(
         outcome = apply_review(run_dir, approve=approve or [], reject=reject or [],
                                reviewer=reviewer or os.environ.get("USER"), note=note)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     for slug in outcome.approved:
         out.print(f"[green]published[/] {safe(slug)}", highlight=False)
     for slug in outcome.rejected:
@@ -243,7 +242,7 @@ def server_start(
     try:
         state, started, replaced = start_server(settings, port=port, ui=ui)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if replaced is not None:
         err.print(f"replaced the Prefect server without a password (pid {replaced.pid}) started by an older "
                   "copydesk", highlight=False)
@@ -268,7 +267,7 @@ def server_stop() -> None:
     try:
         state = stop_server(Settings())
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"Prefect server stopped (pid {state.pid})" if state else "no Prefect server was running",
               highlight=False)
 
