@@ -21,7 +21,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,12 +70,14 @@ class Draft:
     #: What each check's repair did, by check name (findings; set by the gate).
     repaired: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
-    @cached_property
-    def documents(self) -> tuple[Document, ...]:
-        """Each section's body parsed once (markdown-it tokens, and its prose views), kept while the
-        draft lives: the checks read them (`draft.documents[i].tokens`, `.prose()`), and
-        `copydesk.prose.document(body)` returns the same objects. A repaired draft is a new `Draft`."""
-        return tuple(document(body) for _, body in self.sections)
+    #: Each section's body parsed once (markdown-it tokens, and its prose views), from the draft's
+    #: construction on: the checks read them (`draft.documents[i].tokens`, `.prose()`), and while the
+    #: draft lives `copydesk.prose.document(body)` returns the same objects. A repaired draft is a new
+    #: `Draft`, which parses only the bodies that changed.
+    documents: tuple[Document, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "documents", tuple(document(body) for _, body in self.sections))
 
 
 @dataclass(frozen=True)
