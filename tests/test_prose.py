@@ -4,9 +4,11 @@ kept on the Draft; the one front-matter reader."""
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import pytest
 
+import copydesk
 from copydesk import markup, prose, rundir, sanitize
 from copydesk.prose import PROSE_CACHE, document, extract_prose, plain_text
 from copydesk.qc.check import Draft
@@ -96,3 +98,11 @@ def test_front_matter_is_not_prose_and_keeps_line_numbers():
     text = "---\ntitle: x\n---\n## Extra\nBody.\n"
     assert extract_prose(text).text == "Extra\n\nBody."
     assert markdown_findings([("S", text)])[0]["line"] == 4
+
+
+def test_one_markdown_it_instance_in_the_package():
+    """Only copydesk.markup builds a markdown-it parser: every reader shares its configuration."""
+    package = Path(copydesk.__file__).parent
+    builders = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                      if "MarkdownIt(" in path.read_text(encoding="utf-8"))
+    assert builders == ["markup.py"]
