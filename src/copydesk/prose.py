@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Block", "Document", "Prose", "document", "extract_prose", "plain_text", "strip_inline"]
 
+
 @dataclass(frozen=True)
 class Block:
     """One paragraph of prose: its kind and its [start, end) range in `Prose.text`."""
