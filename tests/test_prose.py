@@ -106,3 +106,16 @@ def test_one_markdown_it_instance_in_the_package():
     builders = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
                       if "MarkdownIt(" in path.read_text(encoding="utf-8"))
     assert builders == ["markup.py"]
+
+
+@pytest.mark.parametrize(("body", "problems"), [
+    ("Intro.\n\n- item\n\n    the item's second paragraph, indented.\n", []),  # a list's, not code
+    ("Write \\<div> as text; `<div class=\"x\">` is code.\n", []),  # escaped, and in code: no raw HTML
+    ("Text.\n\n\tindented with a tab\n", [("indented line renders as code", 3)]),
+    ("Text <span class=\"n\">x</span> and\n<img src=x\nonerror=alert(1)> here.\n",
+     [("raw HTML (shown as text once exported)", 1), ("raw HTML (shown as text once exported)", 2)]),
+    ("Para\n<!-- hidden -->\n\nSee [the docs][d].\n\n[d]: https://example.com\n",
+     [("HTML comment (hidden when rendered)", 2), ("link reference definition (not shown)", 6)]),
+])
+def test_the_markdown_check_reads_hidden_markup_from_the_tokens(body, problems):
+    assert [(f["problem"], f["line"]) for f in markdown_findings([("S", body)])] == problems

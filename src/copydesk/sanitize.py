@@ -113,10 +113,13 @@ def safe_url(url: str) -> bool:
 def inert_text(text: str) -> str:
     """One line of text that no HTML or Markdown renderer takes as markup: every tag opener
     (`\\<` too) becomes `&lt;`, the `{` of an attribute list that sets a value or an
-    event handler `&#123;`, a Hugo shortcode's `{{<` `{{ <`, and a Markdown link to a
-    script or data URL points to `#` (a theme may run a title through Markdown, and Hugo's
-    `markdownify` expands shortcodes)."""
+    event handler `&#123;`, a Hugo shortcode's `{{<` `{{ <`, a Markdown link to a script
+    or data URL points to `#`, and in a line with a link every backtick is `&#96;` (python-markdown
+    puts a code span that starts in a link's title back into the link's attribute unescaped)
+    (a theme may run a title through Markdown, and Hugo's `markdownify` expands shortcodes)."""
     text = re.sub(r"\\?<(?=[A-Za-z/!?])", "&lt;", text)
+    if "](" in text:
+        text = text.replace("`", "&#96;")
     text = _ACTIVE_BRACES.sub("&#123;", text)  # no attribute list where a theme renders it as Markdown
     text = _SHORTCODE.sub("{{ ", text)  # nor a Hugo shortcode (`markdownify` expands them)
     out: list[str] = []

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.prose import document
+from copydesk.prose import Document, document
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 _TOP_HEADING = re.compile(r"^ {0,3}(#{1,2})(?=[ \t]|$)[ \t]*(.*)$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
@@ -136,7 +139,7 @@ def _as_stripped(lines: list[str], n: int) -> str:
 def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: bool = False) -> list[dict]:
     found = []
     for i, (heading, body) in enumerate(sections, start=1):
-        lines, unclosed = lines_outside_fences(body)
+        _, unclosed = lines_outside_fences(body)
         if unclosed is not None:
             text = body.split("\n")[unclosed - 1]
             found.append(finding(i, heading, text, problem="unclosed code fence", line=unclosed))
@@ -148,19 +151,81 @@ def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: 
                 found.append(finding(i, heading, text, problem="a second title (# heading) inside a section", line=n))
             elif not headings_allowed:
                 found.append(finding(i, heading, text, problem="heading beyond the outline", line=n))
-        blank_before = True
-        for n, line in lines:
-            prose = _INLINE_CODE.sub("", line)
-            if _HTML_COMMENT.search(prose):
-                found.append(finding(i, heading, line, problem="HTML comment (hidden when rendered)", line=n))
-            elif any(_raw_html(m) for m in _HTML_TAG.finditer(_AUTOLINK.sub("", prose))):
-                found.append(finding(i, heading, line, problem="raw HTML (shown as text once exported)", line=n))
-            elif _LINK_DEF.match(line):
-                found.append(finding(i, heading, line, problem="link reference definition (not shown)", line=n))
-            elif blank_before and line.startswith("    ") and line.strip() and not _LIST_ITEM.match(line):
-                found.append(finding(i, heading, line, problem="indented line renders as code", line=n))
-            blank_before = not line.strip()
+        text_lines = body.split("\n")
+        for n, problem in sorted(_hidden_markup(body).items()):
+            found.append(finding(i, heading, text_lines[n - 1], problem=problem, line=n))
     return found
+
+
+#: What a line may hide, most telling first (one finding a line).
+_HIDDEN = ("HTML comment (hidden when rendered)", "raw HTML (shown as text once exported)",
+           "link reference definition (not shown)", "indented line renders as code")
+#: Tokens that hold a block's lines (a line in none of them is a reference definition, or blank).
+_LEAVES = frozenset({"paragraph_open", "heading_open", "fence", "code_block", "html_block", "table_open", "hr"})
+
+
+def _hidden_markup(body: str) -> dict[int, str]:
+    """1-based line -> what it hides or shows raw, read from the body's tokens: HTML comments and
+    raw HTML (blocks and inline tags), reference definitions (lines markdown-it takes out of the
+    text), the first line of each indented code block (and of each part after a blank line)."""
+    doc = document(body)
+    found: dict[int, set[str]] = {}
+    covered: set[int] = set()
+
+    def add(n: int, problem: str) -> None:
+        found.setdefault(doc.offset + n + 1, set()).add(problem)
+
+    for token in doc.tokens:
+        if not token.map:
+            continue
+        first, last = token.map
+        if token.type in _LEAVES:
+            covered.update(range(first, last))
+        if token.type == "html_block":
+            for n in range(first, last):
+                if problem := _html_problem(doc.line(n)):
+                    add(n, problem)
+        elif token.type == "inline":
+            for n, tag in _inline_html(doc, token):
+                add(n, _HIDDEN[0] if tag.startswith("<!--") else _HIDDEN[1])
+        elif token.type == "code_block":
+            for n in range(first, last):
+                if doc.line(n).strip() and (n == first or not doc.line(n - 1).strip()):
+                    add(n, _HIDDEN[3])
+    for n in range(len(doc.lines)):
+        if n not in covered and _LINK_DEF.match(doc.line(n).lstrip(" >")):
+            add(n, _HIDDEN[2])
+    return {n: min(problems, key=_HIDDEN.index) for n, problems in found.items()}
+
+
+def _html_problem(line: str) -> str | None:
+    """What a line of a raw HTML block shows: a comment, or raw HTML (an element a reader would see)."""
+    prose = _INLINE_CODE.sub("", line)
+    if _HTML_COMMENT.search(prose):
+        return _HIDDEN[0]
+    if any(_raw_html(m) for m in _HTML_TAG.finditer(_AUTOLINK.sub("", prose))):
+        return _HIDDEN[1]
+    return None
+
+
+def _inline_html(doc: Document, token: Token) -> list[tuple[int, str]]:
+    """(0-based line, tag) of each comment and raw HTML tag inside a block's text, found in its source
+    lines in order (markdown-it's inline tokens carry no line of their own)."""
+    first, last = token.map
+    source = "\n".join(doc.line(n) for n in range(first, last))
+    out = []
+    cursor = 0
+    for child in token.children or ():
+        if child.type != "html_inline":
+            continue
+        tag = child.content
+        at = source.find(tag.split("\n", 1)[0], cursor)
+        if at < 0:
+            continue
+        cursor = at + 1
+        if tag.startswith("<!--") or any(_raw_html(m) for m in _HTML_TAG.finditer(tag)):
+            out.append((first + source.count("\n", 0, at), tag))
+    return out
 
 
 def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] = ()) -> CheckResult:
