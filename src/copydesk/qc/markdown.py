@@ -13,9 +13,10 @@
                           a blank line outside a list (become code)             -> soft
 
 `demote_headings(body)` returns the body with extra headings demoted and what changed.
-Fences and headings come from the body's markdown-it tokens (`copydesk.prose.document`: one
-parse per text, shared with the prose every other check reads); hidden or raw markup is found
-in the text of the lines outside code, as a reader would see it once exported.
+Everything is read from the body's markdown-it tokens (`copydesk.prose.document`: one parse per
+text, the draft's, shared with the prose every other check reads): fences, headings, HTML blocks
+and inline tags (a tag is raw HTML by its name and attributes), reference definitions (lines no
+block holds) and indented code blocks.
 """
 
 from __future__ import annotations
