@@ -436,6 +436,17 @@ class Document:
                 found[first] = (end, closed)
         return found
 
+    def headings(self) -> list[tuple[int, Token]]:
+        """Each heading outside block quotes: (its first line, 0-based in the whole text, its
+        `heading_open` token: `tag` h1-h6, `markup` `#`s or a setext `=`/`-`, `map`)."""
+        found = []
+        quoted = 0
+        for token in self.tokens:
+            quoted += {"blockquote_open": 1, "blockquote_close": -1}.get(token.type, 0)
+            if token.type == "heading_open" and not quoted and token.map:
+                found.append((self.offset + token.map[0], token))
+        return found
+
     def lines_outside_fences(self) -> tuple[list[tuple[int, str]], int | None]:
         """(1-based line number, line) of every line of the text outside fenced code (fences included),
         and the line of the first fence never closed (None when every fence is closed)."""

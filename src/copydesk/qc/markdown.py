@@ -72,17 +72,16 @@ def _extra_headings(body: str) -> list[tuple[int, str, str]]:
     doc = document(body)
     lines = body.split("\n")
     found = []
-    quoted = 0
-    for token in doc.tokens:
-        quoted += {"blockquote_open": 1, "blockquote_close": -1}.get(token.type, 0)
-        if token.type != "heading_open" or quoted or token.tag not in ("h1", "h2") or not token.map:
+    for first, token in doc.headings():
+        if token.tag not in ("h1", "h2"):
             continue
-        first, last = (doc.offset + n for n in token.map)
         if token.markup.startswith("#"):
             if _TOP_HEADING.match(lines[first]):
                 found.append((first + 1, "atx", lines[first]))
-        elif (not _TOP_HEADING.match(lines[last - 2]) and not _LIST_ITEM.match(lines[last - 2])
-              and lines[last - 1].strip() != "-"):
+            continue
+        last = first + token.map[1] - token.map[0]
+        if (not _TOP_HEADING.match(lines[last - 2]) and not _LIST_ITEM.match(lines[last - 2])
+                and lines[last - 1].strip() != "-"):
             found.append((last, "setext", lines[last - 2]))
     return found
 
