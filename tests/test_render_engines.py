@@ -29,7 +29,7 @@ from fake_openai import SENTENCES, FakeOpenAI
 import render_engines
 from render_engines import PYTHON_ENGINES, hugo_build, hugo_site, problems
 
-from copydesk.sanitize import inert_markdown
+from copydesk.sanitize import inert_markdown, inert_text
 
 PAYLOADS: list[str] = json.loads((FIXTURES / "hostile" / "payloads.json").read_text(encoding="utf-8"))["payloads"]
 PER_ARTICLE = 3
@@ -155,6 +155,21 @@ def test_hostile_corpus_is_inert_on_every_engine(hostile_run: Path, tmp_path: Pa
         assert page in pages, (page, sorted(pages)[:10])
         found += [f"hugo {page}: {p}" for p in problems(pages[page].read_text(encoding="utf-8"))]
     assert not found, "\n".join(found[:40])
+
+
+def test_a_reason_quoting_a_link_with_a_backtick_title_is_inert_in_front_matter() -> None:
+    """The Markdown check quotes the line it found raw HTML on; two such quotes in one front matter value
+    (a link titled with a backtick, then a reference definition) made python-markdown with material's
+    extensions close the link's attribute early, leaving `onerror` live. The backticks go (`&#96;`)."""
+    reasons = ('raw HTML (shown as text once exported) in section 2 "Part 2" line 3: '
+               '"[a](https://x "`") <img src=x onerror=alert(1)> `"; link reference definition (not shown) '
+               'in section 3 "Part 3 `a" line 3: "[evil]: javascript:alert(1)"')
+    assert problems(PYTHON_ENGINES["python-markdown/material"](reasons))  # live as written
+    value = inert_text(reasons)
+    assert "`" not in value
+    assert {engine: problems(render(value)) for engine, render in PYTHON_ENGINES.items()} == {
+        engine: [] for engine in PYTHON_ENGINES}
+    assert inert_text("Using `asyncio` well") == "Using `asyncio` well"  # no link: backticks stay
 
 
 def test_the_corpus_is_live_without_the_sanitizer() -> None:

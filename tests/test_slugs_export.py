@@ -17,23 +17,9 @@ from copydesk.client import Usage
 from copydesk.export import CSV_COLUMNS, RunExporter, neutralise
 from copydesk.slugs import MAX_SLUG_LENGTH, SlugRegistry, is_windows_reserved, make_slug
 
-CONTRACT_COLUMNS = [
-    "run_id",
-    "topic",
-    "title",
-    "slug",
-    "status",
-    "reasons",
-    "word_count",
-    "sections",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "grammar_issues",
-    "moderation_flagged",
-    "model",
-    "path",
-]
+#: The CSV columns the README promises, in order (written out here, not taken from the code).
+CONTRACT_COLUMNS = ("run_id topic title slug status reasons word_count sections prompt_tokens completion_tokens "
+                    "total_tokens grammar_issues moderation_flagged model path").split()
 SAFE_SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
 # ----------------------------------------------------------------------------- slugs

@@ -24,13 +24,10 @@ a host other than loopback is logged as a warning once per process.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ipaddress
 import json
 import logging
-import random
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -41,19 +38,13 @@ from pydantic import SecretStr
 from copydesk import boundedjson, redact
 from copydesk.boundedjson import JsonLimitError
 from copydesk.redact import strip_url_secrets
-from copydesk.errors import (
-    ApiError,
-    AuthenticationError,
-    BadRequestError,
-    InputError,
-    MalformedResponseError,
-    ModelNotFoundError,
-    UnusableResponseError,
-    QuotaExceededError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-)
+from copydesk.retry import RetryPolicy, parse_duration, retry_after_seconds
+from copydesk.errors import (ApiError, AuthenticationError, BadRequestError, InputError, MalformedResponseError,
+                             ModelNotFoundError, QuotaExceededError, RateLimitError, ServerError, TransportError,
+                             UnusableResponseError)
+
+__all__ = ["ApiEndpoint", "ChatClient", "ChatRequest", "Completion", "CutLine", "RetryPolicy", "Usage",
+           "feature_missing", "parse_completion", "parse_duration", "public_url", "retry_after_seconds"]
 
 log = logging.getLogger("copydesk.client")
 
@@ -202,25 +193,6 @@ class ApiEndpoint:
         _warned_insecure.add(self.describe())
         log.warning("%s", message)
         return message
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Attempts per call (the first included) and the backoff between them."""
-
-    max_attempts: int = 8
-    initial: float = 1.0
-    max_delay: float = 60.0
-    jitter: float = 0.5
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based): the server's own
-        `retry_after` when it gave one, else `initial` doubling per attempt; plus up to
-        `jitter`; at most `max_delay` (but at least 1 s when the server asked)."""
-        spread = random.uniform(0, self.jitter) if self.jitter > 0 else 0.0
-        if retry_after is not None:
-            return min(max(retry_after, 0.0) + spread, max(self.max_delay, 1.0))
-        return max(0.0, min(self.initial * 2 ** (attempt - 1) + spread, self.max_delay))
 
 
 class ChatClient:
@@ -581,45 +553,3 @@ def _error_detail(response: httpx.Response, redact: Callable[[str], str]) -> str
 def _is_model_error(detail: str, model: str) -> bool:
     lowered = detail.lower()
     return "model" in lowered or model.lower() in lowered
-
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
-
-
-def retry_after_seconds(headers: httpx.Headers | dict[str, str], now: float | None = None) -> float | None:
-    """How long the server asked us to wait: `Retry-After` (seconds or an HTTP date),
-    `retry-after-ms`, or OpenAI's `x-ratelimit-reset-requests/-tokens` ("1s", "6m0s", "20ms")."""
-    headers = httpx.Headers(headers)
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    if value := headers.get("retry-after"):
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - (now if now is not None else time.time()))
-            except (TypeError, ValueError, IndexError):
-                pass
-    resets = [
-        parsed
-        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
-        if (raw := headers.get(name)) and (parsed := parse_duration(raw)) is not None
-    ]
-    return max(resets) if resets else None
-
-
-def parse_duration(value: str) -> float | None:
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    match = _DURATION.match(value)
-    if not match or not any(match.groups()):
-        return None
-    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000

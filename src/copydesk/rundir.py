@@ -57,6 +57,7 @@ from jinja2 import Environment, TemplateSyntaxError, meta
 from copydesk import boundedjson
 from copydesk.controls import clean_text, clean_value
 from copydesk.errors import InputError
+from copydesk.markup import split_front_matter
 from copydesk.redact import redact_bytes, redact_known
 from copydesk.slugs import windows_name_problem
 
@@ -275,14 +276,19 @@ class CsvTable:
     bom: bool = True
 
 
+def _pandas() -> Any:
+    """pandas, imported on first use: it costs ~0.3 s and only the CSV needs it."""
+    import pandas
+
+    return pandas
+
+
 def write_csv(run_dir: Path, rows: Iterable[Mapping[str, Any]], *, bom: bool = True,
               extra_columns: Sequence[str] = ()) -> Path:
     """Write the export's `articles.csv` atomically: `CSV_COLUMNS`, then `extra_columns` (the spec's
     extra stages, in their declared order), every cell neutralised, `grammar_issues` an integer
     column (empty where unknown)."""
-    import pandas as pd  # imported here: it costs ~0.3 s and only the CSV needs it
-
-    frame = pd.DataFrame(list(rows), columns=[*CSV_COLUMNS, *extra_columns])
+    frame = _pandas().DataFrame(list(rows), columns=[*CSV_COLUMNS, *extra_columns])
     for column in frame.columns:
         frame[column] = frame[column].map(neutralise)
     frame["grammar_issues"] = frame["grammar_issues"].astype("Int64")
@@ -291,8 +297,7 @@ def write_csv(run_dir: Path, rows: Iterable[Mapping[str, Any]], *, bom: bool = T
 
 def read_csv(run_dir: Path) -> CsvTable:
     """Read `articles.csv` as text cells; RunFolderError when there is none or it cannot be read."""
-    import pandas as pd
-
+    pd = _pandas()
     path = run_dir / CSV_NAME
     try:
         with path.open("rb") as handle:
@@ -314,9 +319,7 @@ def read_csv(run_dir: Path) -> CsvTable:
 def render_csv(table: CsvTable) -> bytes:
     """The bytes of `table` as `articles.csv`: its columns, its BOM, the cells as they are
     (a caller that sets a cell from data neutralises it)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(table.rows, columns=table.columns, dtype=object)
+    frame = _pandas().DataFrame(table.rows, columns=table.columns, dtype=object)
     return _csv_bytes(frame, table.bom)
 
 
@@ -346,15 +349,6 @@ def render_front_matter(front: Mapping[str, Any], body: str) -> str:
     control or bidi character in either (`copydesk.controls`)."""
     header = yaml.safe_dump(clean_value(dict(front)), allow_unicode=True, sort_keys=False, width=1000)
     return f"---\n{header}---\n{clean_text(body)}"
-
-
-def split_front_matter(text: str) -> tuple[str | None, str]:
-    """(the YAML text of the front matter or None when there is none, the rest of the file)."""
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 4)
-        if end >= 0:
-            return text[4 : end + 1], text[end + 5 :]
-    return None, text
 
 
 def load_front_matter(header: str) -> dict[str, Any]:

@@ -46,10 +46,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
 from typing import Any
 
-from markdown_it import MarkdownIt
+from copydesk.markup import parser as _parser
 
 ALLOWED_TAGS = frozenset({"b", "i", "em", "strong", "u", "s", "del", "ins", "sub", "sup", "small", "mark",
                           "kbd", "code", "br"})
@@ -114,10 +113,13 @@ def safe_url(url: str) -> bool:
 def inert_text(text: str) -> str:
     """One line of text that no HTML or Markdown renderer takes as markup: every tag opener
     (`\\<` too) becomes `&lt;`, the `{` of an attribute list that sets a value or an
-    event handler `&#123;`, a Hugo shortcode's `{{<` `{{ <`, and a Markdown link to a
-    script or data URL points to `#` (a theme may run a title through Markdown, and Hugo's
-    `markdownify` expands shortcodes)."""
+    event handler `&#123;`, a Hugo shortcode's `{{<` `{{ <`, a Markdown link to a script
+    or data URL points to `#`, and in a line with a link every backtick is `&#96;` (python-markdown
+    puts a code span that starts in a link's title back into the link's attribute unescaped)
+    (a theme may run a title through Markdown, and Hugo's `markdownify` expands shortcodes)."""
     text = re.sub(r"\\?<(?=[A-Za-z/!?])", "&lt;", text)
+    if "](" in text:
+        text = text.replace("`", "&#96;")
     text = _ACTIVE_BRACES.sub("&#123;", text)  # no attribute list where a theme renders it as Markdown
     text = _SHORTCODE.sub("{{ ", text)  # nor a Hugo shortcode (`markdownify` expands them)
     out: list[str] = []
@@ -159,13 +161,6 @@ def active_parts(markdown: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ code every engine agrees on
-
-
-@lru_cache(maxsize=1)
-def _parser() -> Any:
-    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
-    md.validateLink = lambda url: True  # see every destination, as a permissive renderer would
-    return md
 
 
 def _normalise_fences(lines: list[str]) -> tuple[list[str], frozenset[tuple[int, int]]]:

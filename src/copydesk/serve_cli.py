@@ -21,7 +21,7 @@ import base64
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -36,7 +36,6 @@ server_app = typer.Typer(
 )
 
 
-_fail = fail  # the commands' name for copydesk.console.fail
 
 
 # ------------------------------------------------------------------------------ copydesk serve
@@ -73,54 +72,22 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the `editor` deployment and one scheduled deployment per spec with a schedule: block."""
-    from copydesk.client import public_url
-    from copydesk.prefect_server import prefect_defaults, use_local_server
-    from copydesk.settings import Settings
-
-    prefect_defaults(logging_level="INFO")
-    # Prefect's runner looks for new runs every 10 s by default; an editor pressing Run waits less at 5 s.
-    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5")
-    # The served runs are subprocesses: they read these from the environment.
-    if pipelines_dir is not None:
-        os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines_dir)
-    if out_dir is not None:
-        os.environ["COPYDESK_OUTPUT_DIR"] = str(out_dir)
-    if metrics_port is not None:
-        os.environ["COPYDESK_METRICS_PORT"] = str(metrics_port)
-    settings = Settings()
-    pipelines = settings.pipelines_dir.resolve()
-    outputs = settings.output_dir.resolve()
-    os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines)
-    os.environ["COPYDESK_OUTPUT_DIR"] = str(outputs)
-
-    api_url = use_local_server(settings, warn=lambda message: warn(safe(message))) or _profile_api_url()
-    if not api_url:
-        raise _fail(InputError(
-            "no Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) "
-            "or start one with `copydesk server start`"
-        ))
-    answer = _api_answers(api_url)
-    if answer is None:
-        raise _fail(CopydeskError(f"the Prefect API at {public_url(api_url)} does not answer (PREFECT_API_URL)"))
-    if not answer:
-        raise _fail(CopydeskError(
-            f"the Prefect API at {public_url(api_url)} refused the credentials: set PREFECT_API_AUTH_STRING "
-            "(for the local server: eval \"$(copydesk server env)\")"))
+    settings, pipelines, outputs, shown_api = _serve_setup(pipelines_dir, out_dir, metrics_port)
     if not pipelines.is_dir():
-        raise _fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
+        raise fail(InputError(f"{pipelines}: the pipelines folder does not exist (COPYDESK_PIPELINES_DIR)"))
     outputs.mkdir(parents=True, exist_ok=True)
 
     try:
         plan = launch.build_deployments(settings, review_timeout=review_timeout, editor_review_timeout=editor_review_timeout)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     for problem in plan.problems:
         err.print(f"[yellow]skipped:[/] {safe(problem)}", highlight=False, soft_wrap=True)
     if plan.problems and strict:
         raise typer.Exit(2)
 
     metrics_url = _start_metrics(settings.metrics_port, outputs)
-    table = Table(title=f"copydesk serve → {safe(public_url(api_url))}")
+    table = Table(title=f"copydesk serve → {safe(shown_api)}")
     table.add_column("deployment")
     table.add_column("runs")
     for name, what in plan.described:
@@ -137,6 +104,47 @@ def serve(
     sys.stdout.flush()
 
     launch.serve_deployments(plan.deployments, limit=limit)
+
+
+def _serve_setup(pipelines_dir: Path | None, out_dir: Path | None, metrics_port: int | None
+                 ) -> tuple[Any, Path, Path, str]:
+    """The settings `copydesk serve` runs with; its pipelines and outputs folders, resolved and exported
+    (the served runs are subprocesses that read them from the environment); and the Prefect API it
+    serves on as shown (the local server when one runs, else the profile's), checked to answer and to
+    take the credentials."""
+    from copydesk.client import public_url
+    from copydesk.prefect_server import prefect_defaults, use_local_server
+    from copydesk.settings import Settings
+
+    prefect_defaults(logging_level="INFO")
+    # Prefect's runner looks for new runs every 10 s by default; an editor pressing Run waits less at 5 s.
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5")
+    if pipelines_dir is not None:
+        os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines_dir)
+    if out_dir is not None:
+        os.environ["COPYDESK_OUTPUT_DIR"] = str(out_dir)
+    if metrics_port is not None:
+        os.environ["COPYDESK_METRICS_PORT"] = str(metrics_port)
+    settings = Settings()
+    pipelines = settings.pipelines_dir.resolve()
+    outputs = settings.output_dir.resolve()
+    os.environ["COPYDESK_PIPELINES_DIR"] = str(pipelines)
+    os.environ["COPYDESK_OUTPUT_DIR"] = str(outputs)
+
+    api_url = use_local_server(settings, warn=lambda message: warn(safe(message))) or _profile_api_url()
+    if not api_url:
+        raise fail(InputError(
+            "no Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) "
+            "or start one with `copydesk server start`"
+        ))
+    answer = _api_answers(api_url)
+    if answer is None:
+        raise fail(CopydeskError(f"the Prefect API at {public_url(api_url)} does not answer (PREFECT_API_URL)"))
+    if not answer:
+        raise fail(CopydeskError(
+            f"the Prefect API at {public_url(api_url)} refused the credentials: set PREFECT_API_AUTH_STRING "
+            "(for the local server: eval \"$(copydesk server env)\")"))
+    return settings, pipelines, outputs, public_url(api_url)
 
 
 def _profile_api_url() -> str | None:
@@ -206,7 +214,7 @@ def review(
         outcome = apply_review(run_dir, approve=approve or [], reject=reject or [],
                                reviewer=reviewer or os.environ.get("USER"), note=note)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     for slug in outcome.approved:
         out.print(f"[green]published[/] {safe(slug)}", highlight=False)
     for slug in outcome.rejected:
@@ -234,7 +242,7 @@ def server_start(
     try:
         state, started, replaced = start_server(settings, port=port, ui=ui)
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if replaced is not None:
         err.print(f"replaced the Prefect server without a password (pid {replaced.pid}) started by an older "
                   "copydesk", highlight=False)
@@ -259,7 +267,7 @@ def server_stop() -> None:
     try:
         state = stop_server(Settings())
     except CopydeskError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"Prefect server stopped (pid {state.pid})" if state else "no Prefect server was running",
               highlight=False)
 

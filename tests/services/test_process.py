@@ -14,9 +14,9 @@ import pytest
 from conftest_services import assert_stopped
 
 from copydesk.errors import ServiceError
+from copydesk.services.lease import ServerLease
 from copydesk.services.process import (
     ManagedServer,
-    ServerLease,
     ServerState,
     child_environment,
     find_running,

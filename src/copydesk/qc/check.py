@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from copydesk.prose import Document, document
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding
 
@@ -68,6 +69,15 @@ class Draft:
     finish_reasons: Sequence[str | None] = ()
     #: What each check's repair did, by check name (findings; set by the gate).
     repaired: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+    #: Each section's body parsed once (markdown-it tokens, and its prose views), from the draft's
+    #: construction on: the checks read them (`draft.documents[i].tokens`, `.prose()`), and while the
+    #: draft lives `copydesk.prose.document(body)` returns the same objects. A repaired draft is a new
+    #: `Draft`, which parses only the bodies that changed.
+    documents: tuple[Document, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "documents", tuple(document(body) for _, body in self.sections))
 
 
 @dataclass(frozen=True)

@@ -156,14 +156,15 @@ def check_outline_coverage(outline: Sequence[str], sections: Sequence[tuple[str,
     covered = (len(outline) - lost) / len(outline)
     if not lost:
         return CheckResult("outline_coverage", True, "soft", f"all {len(outline)} sections written", 1.0)
-    parts = []
-    if missing:
-        parts.append("missing: " + ", ".join(repr(h) for h in missing))
-    if empty:
-        parts.append("empty: " + ", ".join(repr(h) for h in empty))
+    listed = _listing(("missing", [repr(h) for h in missing]), ("empty", [repr(h) for h in empty]))
     severity: Severity = "hard" if lost / len(outline) > HARD_MISSING_SHARE else "soft"
-    detail = f"{lost} of {len(outline)} outline sections not written ({'; '.join(parts)})"
+    detail = f"{lost} of {len(outline)} outline sections not written ({listed})"
     return CheckResult("outline_coverage", False, severity, detail, round(covered, 4))
+
+
+def _listing(*groups: tuple[str, Sequence[str]]) -> str:
+    """`label: a, b; other: c` for each group that has items, in order."""
+    return "; ".join(f"{label}: {', '.join(items)}" for label, items in groups if items)
 
 
 def _normal_sentence(sentence: str) -> str:
@@ -252,10 +253,7 @@ def check_truncation(finish_reasons: Sequence[str | None], labels: Sequence[str]
     filtered = [i for i, r in enumerate(finish_reasons) if r == "content_filter"]
     if not cut and not filtered:
         return CheckResult("truncation", True, "soft", f"{len(finish_reasons)} generations finished normally", 0)
-    parts = []
-    if filtered:
-        parts.append("stopped by the provider's content filter: " + ", ".join(name(i) for i in filtered))
-    if cut:
-        parts.append("cut off by max_tokens: " + ", ".join(name(i) for i in cut))
+    listed = _listing(("stopped by the provider's content filter", [name(i) for i in filtered]),
+                      ("cut off by max_tokens", [name(i) for i in cut]))
     severity: Severity = "hard" if filtered else "soft"
-    return CheckResult("truncation", False, severity, "; ".join(parts), len(cut) + len(filtered))
+    return CheckResult("truncation", False, severity, listed, len(cut) + len(filtered))

@@ -5,8 +5,8 @@
         max_depth: 3        # deepest heading level allowed (### ); unset (the default): not checked
         action: review      # review: hold the article; flatten: rewrite deeper headings at max_depth
 
-The article's title is `#` and its sections `##`, so `max_depth` is at least 2. Headings inside
-fenced code are not headings. Unset by default, so that no existing spec changes: the check is then
+The article's title is `#` and its sections `##`, so `max_depth` is at least 2. Headings are read
+from the section's markdown-it tokens (`draft.documents`): inside code they are not headings. Unset by default, so that no existing spec changes: the check is then
 absent from the verdict (not listed as skipped either). A flattened heading is recorded in the
 check's evidence, and the check passes; with `review` the article goes to review (soft).
 """
@@ -21,7 +21,7 @@ from pydantic import Field
 from copydesk.qc.check import BaseCheck, Draft, Mode, Policy, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.qc.markdown import lines_outside_fences
+from copydesk.prose import document
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)[ \t]*(.*?)[ \t]*#*[ \t]*$")
 
@@ -34,12 +34,14 @@ class HeadingDepthPolicy(Policy):
 
 
 def too_deep(body: str, max_depth: int) -> list[tuple[int, int, str]]:
-    """(0-based line index, level, text) of each ATX heading outside code deeper than `max_depth`."""
+    """(0-based line index, level, text) of each ATX heading deeper than `max_depth`, from the body's
+    tokens (none in code or quotes; a line that starts with the heading, not a list item's)."""
+    lines = body.split("\n")
     found = []
-    for n, line in lines_outside_fences(body)[0]:
-        m = _ATX.match(line)
+    for n, token in document(body).headings():
+        m = _ATX.match(lines[n]) if token.markup.startswith("#") else None
         if m and len(m.group(1)) > max_depth:
-            found.append((n - 1, len(m.group(1)), m.group(2)))
+            found.append((n, len(m.group(1)), m.group(2)))
     return found
 
 

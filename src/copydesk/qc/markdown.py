@@ -13,18 +13,25 @@
                           a blank line outside a list (become code)             -> soft
 
 `demote_headings(body)` returns the body with extra headings demoted and what changed.
+Everything is read from the body's markdown-it tokens (`copydesk.prose.document`: one parse per
+text, the draft's, shared with the prose every other check reads): fences, headings, HTML blocks
+and inline tags (a tag is raw HTML by its name and attributes), reference definitions (lines no
+block holds) and indented code blocks.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.text import FENCE, SETEXT
+from copydesk.prose import Document, document
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 _TOP_HEADING = re.compile(r"^ {0,3}(#{1,2})(?=[ \t]|$)[ \t]*(.*)$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]")
@@ -52,44 +59,30 @@ def _raw_html(tag: re.Match[str]) -> bool:
     return name in _HTML_ELEMENTS or "=" in rest or (closed and bool(rest.strip(" \t/")))
 
 
-def _lines_outside_fences(body: str) -> tuple[list[tuple[int, str]], int | None]:
+def lines_outside_fences(body: str) -> tuple[list[tuple[int, str]], int | None]:
     """(1-based line number, line) of every line outside fenced code, and the line of an
-    unclosed fence (None when every fence is closed)."""
-    out: list[tuple[int, str]] = []
-    fence: str | None = None
-    opened = 0
-    for n, line in enumerate(body.split("\n"), start=1):
-        m = FENCE.match(line)
-        if fence is None:
-            if m:
-                fence, opened = m.group(1), n
-                continue
-            out.append((n, line))
-        elif m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line.strip()[len(m.group(1)):].strip():
-            fence = None
-    return out, (opened if fence is not None else None)
-
-
-#: The lines of a section outside fenced code (public: other checks read headings with it).
-lines_outside_fences = _lines_outside_fences
+    unclosed fence (None when every fence is closed): from the body's markdown-it tokens."""
+    return document(body).lines_outside_fences()
 
 
 def _extra_headings(body: str) -> list[tuple[int, str, str]]:
-    """(line number, kind, text) of `#`/`##` and setext headings outside code."""
-    lines, _ = _lines_outside_fences(body)
+    """(line number, kind, text) of `#`/`##` and setext headings outside code and quotes, from the
+    body's tokens; an ATX heading counts where its line starts with it (not a list item's), a setext
+    one with the line above its underline (no list item, no lone `-`)."""
+    doc = document(body)
+    lines = body.split("\n")
     found = []
-    previous: tuple[int, str] | None = None
-    for n, line in lines:
-        m = _TOP_HEADING.match(line)
-        if m:
-            found.append((n, "atx", line))
-        elif (
-            SETEXT.match(line) and previous is not None and previous[0] == n - 1 and previous[1].strip()
-            and not _TOP_HEADING.match(previous[1]) and not _LIST_ITEM.match(previous[1])
-            and not (set(line.strip()) == {"-"} and len(line.strip()) < 2)
-        ):
-            found.append((n, "setext", previous[1]))
-        previous = (n, line)
+    for first, token in doc.headings():
+        if token.tag not in ("h1", "h2"):
+            continue
+        if token.markup.startswith("#"):
+            if _TOP_HEADING.match(lines[first]):
+                found.append((first + 1, "atx", lines[first]))
+            continue
+        last = first + token.map[1] - token.map[0]
+        if (not _TOP_HEADING.match(lines[last - 2]) and not _LIST_ITEM.match(lines[last - 2])
+                and lines[last - 1].strip() != "-"):
+            found.append((last, "setext", lines[last - 2]))
     return found
 
 
@@ -122,22 +115,31 @@ def _second_title(found: tuple[int, str, str]) -> bool:
 def _code_only(body: str) -> str | None:
     """The opening line when the whole section is one fenced code block, or a fence marked as
     Markdown (`markdown`, `md`): prose a reader gets as code."""
-    lines = body.strip().split("\n")
-    for line in lines:
-        m = FENCE.match(line)
-        if m and line.strip()[len(m.group(1)):].strip().lower() in ("markdown", "md"):
-            return line
-    if len(lines) >= 2 and FENCE.match(lines[0]) and FENCE.match(lines[-1]):
-        inner, unclosed = _lines_outside_fences("\n".join(lines[1:-1]))
-        if unclosed is None and not any(FENCE.match(x) for _, x in inner):
-            return lines[0]
+    doc = document(body)
+    lines = body.split("\n")
+    for token in doc.tokens:
+        if token.type == "fence" and token.map and token.info.strip().lower() in ("markdown", "md"):
+            return _as_stripped(lines, doc.offset + token.map[0])
+    top = [token for token in doc.tokens if token.level == 0]
+    if len(top) == 1 and top[0].type == "fence" and top[0].map and doc.fences[top[0].map[0]][1]:
+        first, last = (doc.offset + n for n in top[0].map)
+        if not any(line.strip() for line in lines[:first] + lines[last:]):
+            return _as_stripped(lines, first)
     return None
+
+
+def _as_stripped(lines: list[str], n: int) -> str:
+    """Line `n` as it stands in the stripped body (the first and last lines lose their outer blanks)."""
+    filled = [k for k, line in enumerate(lines) if line.strip()]
+    line = lines[n]
+    line = line.lstrip() if n == filled[0] else line
+    return line.rstrip() if n == filled[-1] else line
 
 
 def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: bool = False) -> list[dict]:
     found = []
     for i, (heading, body) in enumerate(sections, start=1):
-        lines, unclosed = _lines_outside_fences(body)
+        _, unclosed = lines_outside_fences(body)
         if unclosed is not None:
             text = body.split("\n")[unclosed - 1]
             found.append(finding(i, heading, text, problem="unclosed code fence", line=unclosed))
@@ -149,19 +151,81 @@ def markdown_findings(sections: Sequence[tuple[str, str]], *, headings_allowed: 
                 found.append(finding(i, heading, text, problem="a second title (# heading) inside a section", line=n))
             elif not headings_allowed:
                 found.append(finding(i, heading, text, problem="heading beyond the outline", line=n))
-        blank_before = True
-        for n, line in lines:
-            prose = _INLINE_CODE.sub("", line)
-            if _HTML_COMMENT.search(prose):
-                found.append(finding(i, heading, line, problem="HTML comment (hidden when rendered)", line=n))
-            elif any(_raw_html(m) for m in _HTML_TAG.finditer(_AUTOLINK.sub("", prose))):
-                found.append(finding(i, heading, line, problem="raw HTML (shown as text once exported)", line=n))
-            elif _LINK_DEF.match(line):
-                found.append(finding(i, heading, line, problem="link reference definition (not shown)", line=n))
-            elif blank_before and line.startswith("    ") and line.strip() and not _LIST_ITEM.match(line):
-                found.append(finding(i, heading, line, problem="indented line renders as code", line=n))
-            blank_before = not line.strip()
+        text_lines = body.split("\n")
+        for n, problem in sorted(_hidden_markup(body).items()):
+            found.append(finding(i, heading, text_lines[n - 1], problem=problem, line=n))
     return found
+
+
+#: What a line may hide, most telling first (one finding a line).
+_HIDDEN = ("HTML comment (hidden when rendered)", "raw HTML (shown as text once exported)",
+           "link reference definition (not shown)", "indented line renders as code")
+#: Tokens that hold a block's lines (a line in none of them is a reference definition, or blank).
+_LEAVES = frozenset({"paragraph_open", "heading_open", "fence", "code_block", "html_block", "table_open", "hr"})
+
+
+def _hidden_markup(body: str) -> dict[int, str]:
+    """1-based line -> what it hides or shows raw, read from the body's tokens: HTML comments and
+    raw HTML (blocks and inline tags), reference definitions (lines markdown-it takes out of the
+    text), the first line of each indented code block (and of each part after a blank line)."""
+    doc = document(body)
+    found: dict[int, set[str]] = {}
+    covered: set[int] = set()
+
+    def add(n: int, problem: str) -> None:
+        found.setdefault(doc.offset + n + 1, set()).add(problem)
+
+    for token in doc.tokens:
+        if not token.map:
+            continue
+        first, last = token.map
+        if token.type in _LEAVES:
+            covered.update(range(first, last))
+        if token.type == "html_block":
+            for n in range(first, last):
+                if problem := _html_problem(doc.line(n)):
+                    add(n, problem)
+        elif token.type == "inline":
+            for n, tag in _inline_html(doc, token):
+                add(n, _HIDDEN[0] if tag.startswith("<!--") else _HIDDEN[1])
+        elif token.type == "code_block":
+            for n in range(first, last):
+                if doc.line(n).strip() and (n == first or not doc.line(n - 1).strip()):
+                    add(n, _HIDDEN[3])
+    for n in range(len(doc.lines)):
+        if n not in covered and _LINK_DEF.match(doc.line(n).lstrip(" >")):
+            add(n, _HIDDEN[2])
+    return {n: min(problems, key=_HIDDEN.index) for n, problems in found.items()}
+
+
+def _html_problem(line: str) -> str | None:
+    """What a line of a raw HTML block shows: a comment, or raw HTML (an element a reader would see)."""
+    prose = _INLINE_CODE.sub("", line)
+    if _HTML_COMMENT.search(prose):
+        return _HIDDEN[0]
+    if any(_raw_html(m) for m in _HTML_TAG.finditer(_AUTOLINK.sub("", prose))):
+        return _HIDDEN[1]
+    return None
+
+
+def _inline_html(doc: Document, token: Token) -> list[tuple[int, str]]:
+    """(0-based line, tag) of each comment and raw HTML tag inside a block's text, found in its source
+    lines in order (markdown-it's inline tokens carry no line of their own)."""
+    first, last = token.map
+    source = "\n".join(doc.line(n) for n in range(first, last))
+    out = []
+    cursor = 0
+    for child in token.children or ():
+        if child.type != "html_inline":
+            continue
+        tag = child.content
+        at = source.find(tag.split("\n", 1)[0], cursor)
+        if at < 0:
+            continue
+        cursor = at + 1
+        if tag.startswith("<!--") or any(_raw_html(m) for m in _HTML_TAG.finditer(tag)):
+            out.append((first + source.count("\n", 0, at), tag))
+    return out
 
 
 def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] = ()) -> CheckResult:

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from copydesk.qc.check import CheckPolicy
 from copydesk.qc.terms import shingle_size, shingles, tokens
-from copydesk.rundir import split_front_matter
+from copydesk.markup import split_front_matter
 from copydesk.text import plain_text
 
 NUM_PERM = 128

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from copydesk.qc.check import BaseCheck, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.text import FENCE, extract_prose
+from copydesk.prose import document, extract_prose
 
 _INLINE_CODE = re.compile(r"(`+).+?\1")
 
@@ -48,15 +48,7 @@ _CASELESS = re.compile(r"\blorem\s+ipsum\b|\bdolor\s+sit\s+amet\b", re.IGNORECAS
 def _raw_prose(body: str) -> str:
     """The body's lines outside fenced code, as written (chat-template tokens are HTML-like and
     Markdown-like, so the prose extraction may drop them)."""
-    out, fence = [], None
-    for line in body.split("\n"):
-        m = FENCE.match(line)
-        if m:
-            fence = None if fence and m.group(1)[0] == fence else (fence or m.group(1)[0])
-            continue
-        if fence is None:
-            out.append(_INLINE_CODE.sub("", line))
-    return "\n".join(out)
+    return "\n".join(_INLINE_CODE.sub("", line) for _, line in document(body).lines_outside_fences()[0])
 
 
 def placeholder_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:

@@ -20,6 +20,7 @@ run to fix it. Nothing here imports Prefect.
 from __future__ import annotations
 
 from copydesk.services.environment import child_environment
-from copydesk.services.process import ManagedServer, ServerLease, ServerState, find_running
+from copydesk.services.lease import ServerLease
+from copydesk.services.process import ManagedServer, ServerState, find_running
 
 __all__ = ["ManagedServer", "ServerLease", "ServerState", "child_environment", "find_running"]

@@ -33,7 +33,8 @@ from typing import Any
 
 from copydesk.errors import ServiceError
 from copydesk.private import private_dir, write_private
-from copydesk.services.process import ManagedServer, ServerLease, command_output, find_running, start_detached
+from copydesk.services.lease import ServerLease
+from copydesk.services.process import ManagedServer, command_output, find_running, start_detached
 from copydesk.settings import Settings
 
 NAME = "languagetool"

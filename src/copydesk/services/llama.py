@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 
 from copydesk.errors import ServiceError
-from copydesk.services.process import ManagedServer, ServerLease, find_running
+from copydesk.services.lease import ServerLease
+from copydesk.services.process import ManagedServer, find_running
 from copydesk.settings import Settings
 
 NAME = "llama"

@@ -36,7 +36,6 @@ log's last lines.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -48,8 +47,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import httpx
 
@@ -266,11 +264,18 @@ def start_detached(argv: Sequence[str], log_path: Path, *, nice: int = 0) -> sub
     lower CPU priority. Not a server: no port, no state file (the LanguageTool warm-up)."""
     private_dir(log_path.parent)
     with open_private(log_path, "ab") as log:
-        return subprocess.Popen(  # noqa: S603 - the caller's fixed arguments
-            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=child_environment(), close_fds=True, umask=PRIVATE_UMASK,
-            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509
-        )
+        return popen(argv, log, env=child_environment(), nice=nice)
+
+
+def popen(argv: Sequence[str], log: IO[bytes], *, env: dict[str, str], cwd: Path | None = None,
+          new_session: bool = True, nice: int = 0) -> subprocess.Popen[bytes]:
+    """The one way copydesk starts a process: no stdin, output to `log`, `env` only, no inherited
+    file descriptors, umask 077; in its own session with `new_session`, at a lower priority with `nice`."""
+    return subprocess.Popen(  # noqa: S603 - the caller's fixed arguments
+        list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+        start_new_session=new_session, close_fds=True, umask=PRIVATE_UMASK,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509
+    )
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace: float, group: bool = False) -> None:
@@ -423,17 +428,7 @@ class ManagedServer:
             log.write(f"$ {' '.join(argv)}\n".encode())
             log.flush()
             try:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=self.cwd,
-                    start_new_session=background,
-                    close_fds=True,
-                    umask=PRIVATE_UMASK,
-                )
+                proc = popen(argv, log, env=env, cwd=self.cwd, new_session=background)
             except OSError as exc:
                 raise ServiceError(f"cannot start {self.name} ({argv[0]}): {exc}") from exc
         self._proc, self._port, self._log_path, self._background = proc, port, log_path, background
@@ -503,12 +498,7 @@ class ManagedServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # ---- background -------------------------------------------------------------
@@ -577,53 +567,3 @@ class ManagedServer:
         if state is not None and state.pid == pid:
             with contextlib.suppress(OSError):
                 state_path(self.name, self.state_dir).unlink()
-
-
-# --------------------------------------------------------------------------- leases
-
-
-class ServerLease:
-    """`with` or `async with`: yields a server's URL, starting a server for the block if needed.
-
-    `resolve()` returns the URL and, when it had to start one, the
-    ManagedServer to stop afterwards. The async form runs the blocking start
-    in a thread; a start cancelled half-way still stops what it started.
-    """
-
-    def __init__(self, resolve: Callable[[], tuple[str, ManagedServer | None]]) -> None:
-        self._resolve = resolve
-        self._server: ManagedServer | None = None
-        self.url: str | None = None
-
-    @property
-    def server(self) -> ManagedServer | None:
-        """The server started for this block, or None when an existing one is used."""
-        return self._server
-
-    def __enter__(self) -> str:
-        if self.url is not None:
-            raise RuntimeError("this server lease is already in use")
-        url, server = self._resolve()
-        self.url, self._server = url, server
-        return url
-
-    def __exit__(self, *exc_info: object) -> None:
-        server, self._server, self.url = self._server, None, None
-        if server is not None:
-            server.stop()
-
-    async def __aenter__(self) -> str:
-        task = asyncio.ensure_future(asyncio.to_thread(self.__enter__))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # The thread goes on; stop whatever it starts once it is done.
-            def _cleanup(done: asyncio.Future[str]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    self.__exit__(None, None, None)
-
-            task.add_done_callback(_cleanup)
-            raise
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await asyncio.to_thread(self.__exit__, *exc_info)
