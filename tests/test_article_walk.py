@@ -163,6 +163,7 @@ async def test_one_article_walks_each_module_at_most_twice(basic_spec: Path, tmp
     assert max(entered.values()) <= 2, entered
     # the owner's path: write, check (the gate once, its edits applied, the report entry), export
     stages = [name for name in names if name not in ("runner", "article_pipeline")]
-    assert stages == ["writer", "orchestration", "resources", "article", "qc.gate", "metrics", "slugs", "export"], stages
+    assert stages == ["writer", "orchestration", "resources", "article", "qc.check", "qc.gate", "metrics", "slugs",
+                      "export"], stages
     assert climbs == len(stages) - 1  # every stage but the last returns to the owner, and only to it
     assert names[2::2] == stages and set(names[1::2]) == {"article_pipeline"}

@@ -23,7 +23,6 @@ A spec is trusted to describe a pipeline, not to read or exhaust the machine:
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -36,7 +35,21 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from copydesk.cron import cron_problem
 from copydesk.errors import SpecError
 from copydesk.qc.registry import QCSpec
-from copydesk.specvars import VarSpec, check_values, declared, infer, parse_text
+from copydesk.specvars import (  # noqa: F401 - the vars' rules and bounds, re-exported as the spec's limits
+    MAX_VAR_DEPTH,
+    MAX_VAR_INT,
+    MAX_VAR_NAME_CHARS,
+    MAX_VARS,
+    MAX_VARS_CHARS,
+    RESERVED_VARS,
+    VarSpec,
+    check_values,
+    read_declarations,
+    parse_text,
+    validate_vars,
+    vars_problems,
+    vars_validator,
+)
 from copydesk.specyaml import (  # noqa: F401 - the YAML bounds are part of the spec's documented limits
     MAX_YAML_ALIASES,
     MAX_YAML_DEPTH,
@@ -60,14 +73,6 @@ RESERVED_EXTRA_NAMES = frozenset(STAGE_NAMES) | frozenset({
     "est_cost_usd", "fallback_from", "cached_calls", "cached_prompt_tokens", "language", "tokens", "created",
     "pipeline", "extras", "date", "lastmod", "draft", "copydesk",
 })
-#: Names the template context reserves: what the pipeline itself puts into every context,
-#: and Jinja's own globals and loop names. No var (spec, schedule or run override) may use them.
-RESERVED_VARS = frozenset(
-    {"topic", "language", "title", "outline", "section", "section_index", "section_count", "article", "vars"}
-    | {"range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "self", "caller",
-       "varargs", "kwargs", "true", "false", "none", "True", "False", "None"}
-)
-
 #: What a template may be: stage prompts, `system_prompt`, and whatever they include.
 TEMPLATE_SUFFIXES = (".j2", ".jinja", ".md")
 #: The project's own output folder (`copydesk init`'s layout); never a prompts folder.
@@ -75,17 +80,6 @@ PROJECT_OUTPUT_FOLDER = "outputs"
 
 #: Largest spec file read, in bytes.
 MAX_SPEC_BYTES = 256 * 1024
-#: Template variables: at most this many names, each at most `MAX_VAR_NAME_CHARS` long,
-#: values JSON-like (str, int, float, bool, null, lists, objects with string keys) nested at
-#: most `MAX_VAR_DEPTH` deep, all values together at most `MAX_VARS_CHARS` as JSON.
-MAX_VARS = 100
-MAX_VAR_NAME_CHARS = 64
-MAX_VAR_DEPTH = 8
-MAX_VARS_CHARS = 64 * 1024
-#: Integers in vars stay within what JSON consumers agree on (signed 64-bit).
-MAX_VAR_INT = 2**63 - 1
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def template_name_problem(name: str) -> str | None:
     """Why `name` cannot name a template, judged from the name alone (None when it can).
@@ -103,103 +97,6 @@ def template_name_problem(name: str) -> str | None:
 
 
 _SUFFIX_LIST = ", ".join("*" + suffix for suffix in TEMPLATE_SUFFIXES)
-
-
-def _var_value_problem(value: Any, depth: int) -> str | None:
-    if depth > MAX_VAR_DEPTH:
-        return f"nested deeper than {MAX_VAR_DEPTH} levels"
-    if value is None or isinstance(value, (bool, str)):
-        return None
-    if isinstance(value, int):
-        return None if -MAX_VAR_INT <= value <= MAX_VAR_INT else "integer out of range (at most 2**63-1)"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else "numbers must be finite"
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            problem = _var_value_problem(item, depth + 1)
-            if problem:
-                return problem
-        return None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return "object keys must be strings"
-            problem = _var_value_problem(item, depth + 1)
-            if problem:
-                return problem
-        return None
-    return f"a {type(value).__name__} is not a JSON-like value (str, number, bool, null, list, object)"
-
-
-def _json_size(value: Any) -> int:
-    """Characters `value` takes as compact JSON (strings counted by length; no string is built)."""
-    if value is None or isinstance(value, bool):
-        return 5
-    if isinstance(value, str):
-        return len(value) + 2
-    if isinstance(value, (int, float)):
-        return 24
-    if isinstance(value, (list, tuple)):
-        return 2 + sum(_json_size(item) + 1 for item in value)
-    if isinstance(value, Mapping):
-        return 2 + sum(len(str(k)) + 4 + _json_size(v) for k, v in value.items())
-    return 0
-
-
-def vars_problems(values: Any) -> list[str]:
-    """Every problem of a vars mapping, each naming the var; empty when it is valid.
-
-    The one rule for the spec's `vars`, `schedule.vars` and every run's overrides
-    (`--var`, the editor form, scheduled runs): see the module docstring and the
-    `MAX_VAR*` constants."""
-    if not isinstance(values, Mapping):
-        return [f"must be a mapping of names to values, not {type(values).__name__}"]
-    problems: list[str] = []
-    if len(values) > MAX_VARS:
-        return [f"{len(values)} vars; at most {MAX_VARS} are allowed"]
-    for name, value in values.items():
-        label = short(name)
-        if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-            problems.append(f"var {label}: names must be identifiers (letters, digits, _)")
-            continue
-        if len(name) > MAX_VAR_NAME_CHARS:
-            problems.append(f"var {label}: names are at most {MAX_VAR_NAME_CHARS} characters")
-            continue
-        if name in RESERVED_VARS:
-            problems.append(f"var {label}: the name is reserved by the template context")
-            continue
-        problem = _var_value_problem(value, 1)
-        if problem:
-            problems.append(f"var {label}: {problem}")
-    if not problems:
-        size = sum(_json_size(v) for v in values.values())
-        if size > MAX_VARS_CHARS:
-            problems.append(f"the vars take {size:,} characters as JSON; at most {MAX_VARS_CHARS:,} are allowed")
-    return problems
-
-
-def validate_vars(values: Any, *, origin: str) -> dict[str, Any]:
-    """Check template variables from `origin` (e.g. `--var`, `vars override`); a SpecError otherwise."""
-    problems = vars_problems(values)
-    if problems:
-        raise SpecError(f"{origin}: " + "; ".join(problems))
-    return dict(values)
-
-
-def _vars_validator(value: dict[str, Any]) -> dict[str, Any]:
-    problems = vars_problems(value)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return value
-
-
-def _declarations(value: Any) -> Any:
-    """A spec's `vars` as declarations (`copydesk.specvars`): plain values become declarations of
-    their own type; names and the JSON-like bounds of the defaults are checked as before."""
-    if not isinstance(value, Mapping):
-        return value  # pydantic says it is not a mapping
-    _vars_validator({name: item.get("default") if declared(item) else item for name, item in value.items()})
-    return {name: item if declared(item) else infer(item) for name, item in value.items()}
 
 
 class _Model(BaseModel):
@@ -448,7 +345,7 @@ class ScheduleSpec(_Model):
     @field_validator("vars")
     @classmethod
     def _valid_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _vars_validator(value)
+        return vars_validator(value)
 
 
 class ModelPrice(_Model):
@@ -494,7 +391,7 @@ class PipelineSpec(_Model):
     @field_validator("var_specs", mode="before")
     @classmethod
     def _declared_vars(cls, value: Any) -> Any:
-        return _declarations(value)
+        return read_declarations(value)
 
     @model_validator(mode="after")
     def _schedule_vars_declared(self) -> PipelineSpec:

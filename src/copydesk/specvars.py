@@ -22,12 +22,34 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from copydesk.errors import SpecError
 from copydesk.specyaml import short
+
+#: Names the template context reserves: what the pipeline itself puts into every context,
+#: and Jinja's own globals and loop names. No var (spec, schedule or run override) may use them.
+RESERVED_VARS = frozenset(
+    {"topic", "language", "title", "outline", "section", "section_index", "section_count", "article", "vars"}
+    | {"range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "self", "caller",
+       "varargs", "kwargs", "true", "false", "none", "True", "False", "None"}
+)
+
+#: Template variables: at most this many names, each at most `MAX_VAR_NAME_CHARS` long,
+#: values JSON-like (str, int, float, bool, null, lists, objects with string keys) nested at
+#: most `MAX_VAR_DEPTH` deep, all values together at most `MAX_VARS_CHARS` as JSON.
+MAX_VARS = 100
+MAX_VAR_NAME_CHARS = 64
+MAX_VAR_DEPTH = 8
+MAX_VARS_CHARS = 64 * 1024
+#: Integers in vars stay within what JSON consumers agree on (signed 64-bit).
+MAX_VAR_INT = 2**63 - 1
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 VarType = Literal["string", "text", "number", "integer", "bool", "choice", "json"]
 #: Longest description and longest choice, in characters.
@@ -177,3 +199,100 @@ def parse_text(spec: VarSpec | None, text: str) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError):
         return text
+
+
+def _var_value_problem(value: Any, depth: int) -> str | None:
+    if depth > MAX_VAR_DEPTH:
+        return f"nested deeper than {MAX_VAR_DEPTH} levels"
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, int):
+        return None if -MAX_VAR_INT <= value <= MAX_VAR_INT else "integer out of range (at most 2**63-1)"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers must be finite"
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            problem = _var_value_problem(item, depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return "object keys must be strings"
+            problem = _var_value_problem(item, depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"a {type(value).__name__} is not a JSON-like value (str, number, bool, null, list, object)"
+
+
+def _json_size(value: Any) -> int:
+    """Characters `value` takes as compact JSON (strings counted by length; no string is built)."""
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, (int, float)):
+        return 24
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(_json_size(item) + 1 for item in value)
+    if isinstance(value, Mapping):
+        return 2 + sum(len(str(k)) + 4 + _json_size(v) for k, v in value.items())
+    return 0
+
+
+def vars_problems(values: Any) -> list[str]:
+    """Every problem of a vars mapping, each naming the var; empty when it is valid.
+
+    The one rule for the spec's `vars`, `schedule.vars` and every run's overrides
+    (`--var`, the editor form, scheduled runs): see the module docstring and the
+    `MAX_VAR*` constants."""
+    if not isinstance(values, Mapping):
+        return [f"must be a mapping of names to values, not {type(values).__name__}"]
+    problems: list[str] = []
+    if len(values) > MAX_VARS:
+        return [f"{len(values)} vars; at most {MAX_VARS} are allowed"]
+    for name, value in values.items():
+        label = short(name)
+        if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+            problems.append(f"var {label}: names must be identifiers (letters, digits, _)")
+            continue
+        if len(name) > MAX_VAR_NAME_CHARS:
+            problems.append(f"var {label}: names are at most {MAX_VAR_NAME_CHARS} characters")
+            continue
+        if name in RESERVED_VARS:
+            problems.append(f"var {label}: the name is reserved by the template context")
+            continue
+        problem = _var_value_problem(value, 1)
+        if problem:
+            problems.append(f"var {label}: {problem}")
+    if not problems:
+        size = sum(_json_size(v) for v in values.values())
+        if size > MAX_VARS_CHARS:
+            problems.append(f"the vars take {size:,} characters as JSON; at most {MAX_VARS_CHARS:,} are allowed")
+    return problems
+
+
+def validate_vars(values: Any, *, origin: str) -> dict[str, Any]:
+    """Check template variables from `origin` (e.g. `--var`, `vars override`); a SpecError otherwise."""
+    problems = vars_problems(values)
+    if problems:
+        raise SpecError(f"{origin}: " + "; ".join(problems))
+    return dict(values)
+
+
+def vars_validator(value: dict[str, Any]) -> dict[str, Any]:
+    problems = vars_problems(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
+
+
+def read_declarations(value: Any) -> Any:
+    """A spec's `vars` as declarations (`copydesk.specvars`): plain values become declarations of
+    their own type; names and the JSON-like bounds of the defaults are checked as before."""
+    if not isinstance(value, Mapping):
+        return value  # pydantic says it is not a mapping
+    vars_validator({name: item.get("default") if declared(item) else item for name, item in value.items()})
+    return {name: item if declared(item) else infer(item) for name, item in value.items()}
