@@ -78,14 +78,19 @@ AUTH_USER = "copydesk"
 QUIET_ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
-def prefect_defaults(environ: MutableMapping[str, str] | None = None, *, logging_level: str) -> None:
+def prefect_defaults(environ: MutableMapping[str, str] | None = None, *, logging_level: str,
+                     console_level: str | None = None) -> None:
     """Offline-friendly Prefect settings for this process and the runs it starts (`copydesk run`
-    and `serve`); the user's own values win. Prefect reads them when it is first imported."""
+    and `serve`); the user's own values win. Prefect reads them when it is first imported.
+    `logging_level` is what reaches the flow and task runs' logs; `console_level`, when given,
+    what of it the terminal shows."""
     environ = os.environ if environ is None else environ
     for name, value in QUIET_ENV.items():
         environ.setdefault(name, value)
     environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "copydesk")
     environ.setdefault("PREFECT_LOGGING_LEVEL", logging_level)
+    if console_level is not None:
+        environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
     # Prefect's temporary server migrates a fresh database first (16-20 s on 2 cores, more
     # when the machine is busy); its default 20 s start-up limit fails a first run.
     environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
