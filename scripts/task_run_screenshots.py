@@ -39,10 +39,10 @@ def main() -> None:
             field.press("Enter")
             field.wait_for(state="detached")
         page.goto(f"{args.ui}/runs/flow-run/{args.flow_run}")
-        page.get_by_text("write-article:").first.wait_for(timeout=60_000)
-        page.wait_for_timeout(3000)  # the graph draws after the data arrives
+        page.get_by_text("Task Runs", exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(6000)  # the graph (a canvas) draws after the data arrives
         page.screenshot(path=str(args.out / "flow-run-task-runs-graph.png"))
-        page.get_by_role("tab", name="Task Runs").click()
+        page.get_by_text("Task Runs", exact=True).first.click()
         page.get_by_text("write-article:").first.wait_for()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(args.out / "flow-run-task-runs-list.png"), full_page=True)

@@ -160,3 +160,45 @@ def test_task_run_names_are_one_short_safe_line(topic, name):
     from copydesk_flows.article_runs import task_run_name
 
     assert task_run_name(topic) == name
+
+
+async def test_hooks_that_attach_to_a_run_in_progress_report_every_article_once(basic_spec, tmp_path):
+    """copydesk.orchestration.start_run, then StartedRun.attach: the articles done before are
+    adopted, those started after go through the attached hooks' `article`, none twice or lost,
+    and the attached hooks finish the run (what the copydesk-run flow run does, without Prefect)."""
+    from copydesk import events
+    from copydesk.orchestration import RunHooks, start_run
+    from copydesk.settings import Settings
+
+    class Recording(RunHooks[str]):
+        def __init__(self) -> None:
+            self.adopted: list[int] = []
+            self.live: list[int] = []
+
+        async def adopt(self, run: Any, article: Any) -> None:
+            assert article.status.value != "incomplete" or article.reasons  # processed already
+            self.adopted.append(article.index)
+
+        async def article(self, run: Any, article: Any) -> None:
+            await run.process(article)
+            self.live.append(article.index)
+
+        async def finished(self, run: Any, summary: Any) -> str:
+            return f"finished {summary.articles}"
+
+    finished: list[str] = []
+    unsubscribe = events.subscribe(lambda e: finished.append(e.topic) if isinstance(e, events.ArticleFinished) else None)
+    try:
+        with FakeOpenAI(latency=0.02) as fake:
+            request = RunRequest(spec_path=str(basic_spec), topics=[f"topic {n}" for n in range(12)],
+                                 out_dir=str(tmp_path), run_id="attach", concurrency=1)
+            started = start_run(request, Settings(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=SECRET_KEY))
+            while len(finished) < 2:
+                await asyncio.sleep(0.01)
+            hooks = Recording()
+            assert await started.attach(hooks) == "finished 12"
+    finally:
+        unsubscribe()
+    assert hooks.adopted and hooks.live, (hooks.adopted, hooks.live)
+    assert sorted(hooks.adopted + hooks.live) == list(range(12))
+    assert 0 in hooks.adopted and 11 in hooks.live  # the first started before, the last after
