@@ -220,6 +220,10 @@ def _counts(run_dir: Path) -> dict[str, int]:
     return dict(by_status) if isinstance(by_status, dict) else {}
 
 
+#: `copydesk-run` (the `copydesk run` command) does not pause for review: `copydesk review` does it
+#: (the served flows take theirs from `copydesk serve --review-timeout`).
+RUN_REVIEW_TIMEOUT: float = 0
+
 #: The run in progress the next `copydesk-run` flow run attaches to (see `adopt_run`).
 _STARTED: ContextVar[tuple[StartedRun, Any] | None] = ContextVar("copydesk_started_run", default=None)
 
@@ -228,7 +232,10 @@ _STARTED: ContextVar[tuple[StartedRun, Any] | None] = ContextVar("copydesk_start
 async def run_pipeline(request: RunRequest) -> dict:
     """Generate, check and export one article per topic with a pipeline spec."""
     adopting = _STARTED.get()
-    result = await (execute(request) if adopting is None else _attach(*adopting))
+    if adopting is None:
+        result = await execute(request, review_timeout=RUN_REVIEW_TIMEOUT)
+    else:
+        result = await _attach(*adopting, review_timeout=RUN_REVIEW_TIMEOUT)
     return completed(result)  # type: ignore[return-value]  # the caller gets the dict, its state the message
 
 
@@ -258,12 +265,12 @@ async def adopt_run(started: StartedRun, early: Any = None) -> dict[str, Any]:
         await started.abandon()  # a no-op when the flow run saw it to the end
 
 
-async def _attach(started: StartedRun, early: Any) -> dict[str, Any]:
+async def _attach(started: StartedRun, early: Any, *, review_timeout: float) -> dict[str, Any]:
     """Inside the flow run: FlowHooks take the run over (copydesk.orchestration.StartedRun.attach).
     Records of articles that started before the flow run wait for their task run (`early`
     keeps them); the rest go to the flow run (those from before it are handed over)."""
     records = _FlowRunLogs(FlowRunContext.get(), started.relay.started_early)
-    hooks = FlowHooks(review_timeout=0, artifacts=True,
+    hooks = FlowHooks(review_timeout=review_timeout, artifacts=True,
                       early_records=early.take_article if early is not None else None)
     if early is not None:
         records.replay(early.take(started.relay.started_early))

@@ -202,3 +202,15 @@ async def test_hooks_that_attach_to_a_run_in_progress_report_every_article_once(
     assert hooks.adopted and hooks.live, (hooks.adopted, hooks.live)
     assert sorted(hooks.adopted + hooks.live) == list(range(12))
     assert 0 in hooks.adopted and 11 in hooks.live  # the first started before, the last after
+
+
+def test_the_kept_server_batches_its_task_run_services_unless_told_otherwise(tmp_path, monkeypatch):
+    from copydesk.prefect_server import TASK_RUN_SERVICES, server_environment
+    from copydesk.settings import Settings
+
+    settings = Settings(COPYDESK_STATE_DIR=str(tmp_path))
+    env = server_environment(settings, port=4321, ui=False, auth=None)
+    assert {k: env[k] for k in TASK_RUN_SERVICES} == TASK_RUN_SERVICES
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")  # the operator wants automations
+    env = server_environment(settings, port=4321, ui=False, auth=None)
+    assert "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED" not in env  # theirs passes through unchanged
