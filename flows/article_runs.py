@@ -10,8 +10,8 @@ Prefect's task engine in the same event loop and contextvars context, so:
   Prefect's API log handler (on the `copydesk` logger, PREFECT_LOGGING_EXTRA_LOGGERS) files
   it under the task run;
 - the article's Markdown artifact, made in the background from inside it, belongs to it;
-- its result is the verdict (status, reasons; the full QC verdict is in the artifact), kept
-  in memory only: `persist_result=False` and `NO_CACHE`, so no result is written and nothing
+- a completed one's result is its verdict (status, reasons; the whole QC verdict is in the
+  artifact), kept in memory only: `persist_result=False` and `NO_CACHE`, so no result is written and nothing
   is looked up or paid twice (a resumed run reuses its calls from copydesk's call store);
 - an incomplete article returns a Failed state whose message is its reason: a Failed task run
   without a traceback. The flow run itself still completes (copydesk_flows.pipeline says how
@@ -79,8 +79,10 @@ class ArticleWork:
     article: Article
     #: Called once the article is processed (inside the task run): its artifact.
     report: Callable[[PipelineRun, Article], None]
-    #: Records logged for it before its task run existed (an article adopted from an early start).
-    early_records: Iterable[logging.LogRecord] | None = None
+    #: Processed already, before the flow run attached (an early start): its task run only reports it.
+    adopted: bool = False
+    #: Records logged for an adopted article before its task run existed.
+    early_records: Iterable[logging.LogRecord] = ()
     done: bool = False
 
 
@@ -98,10 +100,10 @@ async def write_article(topic: str, number: int) -> Any:
     work = _WORK.get()
     if work is None:
         raise RuntimeError("write_article runs only through copydesk_flows.article_runs.run_article")
-    if work.early_records is None:
-        await work.run.process(work.article)
-    else:
+    if work.adopted:
         adopted(work.early_records)
+    else:
+        await work.run.process(work.article)
     work.report(work.run, work.article)
     work.done = True
     if work.article.status == Status.INCOMPLETE:

@@ -92,7 +92,7 @@ class FlowHooks(RunHooks[dict[str, Any]]):
     async def adopt(self, run: PipelineRun, article: Article) -> None:
         """An article processed before the flow run attached: its task run now, with its records."""
         records = self.early_records(article.index) if self.early_records is not None else []
-        work = ArticleWork(run, article, self._report, early_records=records)
+        work = ArticleWork(run, article, self._report, adopted=True, early_records=records)
         # in the flow run's context, not the early run's (which started before the flow run existed)
         await asyncio.get_running_loop().create_task(run_article(work), context=self._context.copy())
 
