@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 #: tests/fake_openai.py's fake API (its answers fit the test pipeline tests/fixtures/pipelines/basic.yaml),
 #: `argv[1]` seconds per call, in a process of its own; prints its URL.
@@ -115,8 +117,6 @@ def start_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byte
     proc = subprocess.Popen([PY, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api"
-    import httpx
-
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         try:
@@ -170,7 +170,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100)
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
-    parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
+    parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS),
+                        help="client settings tried against the default server")
+    parser.add_argument("--other-clients", nargs="+", choices=list(CLIENTS), default=["off", "on"],
+                        help="client settings tried against the other servers")
     args = parser.parse_args()
     fake, api = start_fake_api()
     print(f"{args.articles} articles per run; {os.cpu_count()} cores; server CPU = /proc utime+stime minus idle",
@@ -186,7 +189,7 @@ def main() -> None:
                 try:
                     time.sleep(5)  # the server's start-up work settles
                     idle = idle_rate(server.pid)
-                    for client in args.clients:
+                    for client in args.clients if name == "default" else args.other_clients:
                         r = one_run(server, url, api, client, args.articles, work, idle)
                         print(f"{name:<9} {client:<22} {r['server']:>12.2f} {1000 * r['server'] / args.articles:>10.1f} "
                               f"{r['flow_cpu']:>10.2f} {r['wall']:>7.1f} {100 * idle:>6.1f}", flush=True)
