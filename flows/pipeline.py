@@ -4,45 +4,54 @@ Everything here is wiring over `copydesk.orchestration.execute_run`, the one
 orchestration `copydesk.orchestration.run_batch` uses too (prepare, lock, open,
 articles through a bounded pool, finish, close). The flow's hooks add Prefect:
 
-    each article   its Markdown artifact, made in the background as soon as the
-                   article is exported (at most ARTICLE_ARTIFACTS_AT_ONCE at once)
+    each article   a task run, `write-article: <topic>` (copydesk_flows.article_runs): its
+                   state (Failed with the reason when the article is incomplete), duration,
+                   logs and verdict; its Markdown artifact, made in the background as soon
+                   as it is exported (at most ARTICLE_ARTIFACTS_AT_ONCE at once)
     after close    the run's artifacts (table, summary; copydesk_flows.artifacts), a fatal
                    API error raised with the summary attached, and the review pause when
                    asked for (copydesk_flows.review)
 
-Articles are not task runs of their own. A task run per article cost the local Prefect
-server ~50 ms of CPU (its states recorded through the events pipeline) and the flow's
-process a few more, for 100 articles ~6 CPU-s on a 2-core machine where that CPU is what
-the checks need (bench/README.md, issue 14); the flow run's logs, its per-article
-artifacts and its articles table say what happened to each article. Resume does not rely
-on Prefect's result cache: the run's call store does it for one `write()` per call (see
-copydesk.store).
+The pool (copydesk.orchestration.process_articles) still decides when an article starts: a
+task run is made inside the hook, not submitted ahead, so 10,000 topics are not 10,000
+pending task runs. A task run costs the local Prefect server CPU (its states go through the
+events pipeline; bench/README.md has the figures); there is no result persistence and no
+cache: resume relies on the run's call store (copydesk.store), never on Prefect's results.
+
+`copydesk run` may start the run before Prefect is imported (copydesk.orchestration.start_run);
+the flow run then attaches to it with the same hooks (`adopt_run`): the articles done before it
+get their task runs when it attaches, with the records they logged before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging.handlers import APILogHandler
+from prefect.states import Completed, State
 
 from copydesk import events, rundir
 from copydesk.article import Article, Status
 from copydesk.orchestration import RunHooks, StartedRun, execute_run
 from copydesk.errors import CopydeskError, NothingProduced
+from copydesk.limiter import current_article
 from copydesk.progress import batch_line
 from copydesk.spec import load_spec
 from copydesk.request import RunRequest
 from copydesk.runner import PipelineRun, RunSummary
 from copydesk.settings import Settings
 from copydesk_flows.allowance import allowance_store_for
+from copydesk_flows.article_runs import ArticleWork, run_article
 from copydesk_flows.artifacts import (
     publish_article_artifact,
     publish_batch_artifact,
@@ -58,16 +67,36 @@ ARTICLE_ARTIFACTS_AT_ONCE = 4
 
 
 class FlowHooks(RunHooks[dict[str, Any]]):
-    """The orchestration's hooks inside a flow run: artifacts, the review pause."""
+    """The orchestration's hooks inside a flow run: a task run per article, artifacts, the review pause."""
 
-    def __init__(self, *, review_timeout: float, artifacts: bool) -> None:
+    def __init__(self, *, review_timeout: float, artifacts: bool,
+                 early_records: Callable[[int], list[logging.LogRecord]] | None = None) -> None:
         self.review_timeout = review_timeout
         self.artifacts = artifacts
+        #: An adopted article's records from before its task run (copydesk.launch.EarlyRecords).
+        self.early_records = early_records
         self._sending = asyncio.Semaphore(ARTICLE_ARTIFACTS_AT_ONCE)
         self._pending: set[asyncio.Task[None]] = set()
+        #: The flow run's context (made inside it): an adopted article's task run belongs to it.
+        self._context = contextvars.copy_context()
 
     async def article(self, run: PipelineRun, article: Article) -> None:
-        await run.process(article)
+        """The article processed inside its task run (copydesk_flows.article_runs); outside a flow
+        run (`execute` called on its own) as the plain run does."""
+        if FlowRunContext.get() is None:
+            await run.process(article)
+            self._report(run, article)
+            return
+        await run_article(ArticleWork(run, article, self._report))
+
+    async def adopt(self, run: PipelineRun, article: Article) -> None:
+        """An article processed before the flow run attached: its task run now, with its records."""
+        records = self.early_records(article.index) if self.early_records is not None else []
+        work = ArticleWork(run, article, self._report, adopted=True, early_records=records)
+        # in the flow run's context, not the early run's (which started before the flow run existed)
+        await asyncio.get_running_loop().create_task(run_article(work), context=self._context.copy())
+
+    def _report(self, run: PipelineRun, article: Article) -> None:
         if article.path:
             self.exported(run, article, run.resources.exporter.row(article, run.article_cost(article)))
 
@@ -191,7 +220,11 @@ def _counts(run_dir: Path) -> dict[str, int]:
     return dict(by_status) if isinstance(by_status, dict) else {}
 
 
-#: The run in progress the next `copydesk-run` flow run adopts (see `adopt_run`).
+#: `copydesk-run` (the `copydesk run` command) does not pause for review: `copydesk review` does it
+#: (the served flows take theirs from `copydesk serve --review-timeout`).
+RUN_REVIEW_TIMEOUT: float = 0
+
+#: The run in progress the next `copydesk-run` flow run attaches to (see `adopt_run`).
 _STARTED: ContextVar[tuple[StartedRun, Any] | None] = ContextVar("copydesk_started_run", default=None)
 
 
@@ -199,17 +232,31 @@ _STARTED: ContextVar[tuple[StartedRun, Any] | None] = ContextVar("copydesk_start
 async def run_pipeline(request: RunRequest) -> dict:
     """Generate, check and export one article per topic with a pipeline spec."""
     adopting = _STARTED.get()
-    if adopting is not None:
-        return await _adopt(*adopting)
-    return await execute(request)
+    if adopting is None:
+        result = await execute(request, review_timeout=RUN_REVIEW_TIMEOUT)
+    else:
+        result = await _attach(*adopting, review_timeout=RUN_REVIEW_TIMEOUT)
+    return completed(result)  # type: ignore[return-value]  # the caller gets the dict, its state the message
+
+
+def completed(result: dict[str, Any]) -> State:
+    """The flow run's final state: Completed, its message saying how many articles failed (incomplete)."""
+    by_status = result.get("by_status") or {}
+    articles = int(result.get("articles") or 0)
+    failed = int(by_status.get(Status.INCOMPLETE.value, 0))
+    if failed:
+        message = f"{failed} of {articles} article(s) failed (incomplete); the others finished"
+    else:
+        message = f"all {articles} article(s) finished"
+    return Completed(message=message, data=result)
 
 
 async def adopt_run(started: StartedRun, early: Any = None) -> dict[str, Any]:
     """The `copydesk-run` flow run of a run that `copydesk run` started before Prefect was
-    imported (copydesk.orchestration.start_run): the same flow run, parameters, artifacts and
-    summary as `run_pipeline(request)`. `early` holds copydesk's log records from before the
-    flow run (copydesk.launch.EarlyRecords); they go to its logs. If the flow run cannot
-    start, the run is stopped."""
+    imported (copydesk.orchestration.start_run): the same flow run, hooks, task runs,
+    artifacts and summary as `run_pipeline(request)`. `early` holds copydesk's log records
+    from before the flow run (copydesk.launch.EarlyRecords); they go to its logs, each
+    article's to its task run. If the flow run cannot start, the run is stopped."""
     token = _STARTED.set((started, early))
     try:
         return await run_pipeline(started.request)
@@ -218,50 +265,53 @@ async def adopt_run(started: StartedRun, early: Any = None) -> dict[str, Any]:
         await started.abandon()  # a no-op when the flow run saw it to the end
 
 
-async def _adopt(started: StartedRun, early: Any) -> dict[str, Any]:
-    """Inside the flow run: artifacts for what the run exported so far and from now on, its
-    log records attributed to this flow run (tasks started before it have no run context;
-    records from before it are handed over), and the run's end as `FlowHooks.finished` handles it."""
-    hooks = FlowHooks(review_timeout=0, artifacts=True)
-    attribute = _FlowRunLogs(FlowRunContext.get())
+async def _attach(started: StartedRun, early: Any, *, review_timeout: float) -> dict[str, Any]:
+    """Inside the flow run: FlowHooks take the run over (copydesk.orchestration.StartedRun.attach).
+    Records of articles that started before the flow run wait for their task run (`early`
+    keeps them); the rest go to the flow run (those from before it are handed over)."""
+    records = _FlowRunLogs(FlowRunContext.get(), started.relay.started_early)
+    hooks = FlowHooks(review_timeout=review_timeout, artifacts=True,
+                      early_records=early.take_article if early is not None else None)
     if early is not None:
-        attribute.replay(early.take())
-    queue = started.handoff.exported
-
-    async def forward() -> None:
-        while True:
-            hooks.exported(*await queue.get())
-
-    forwarding = asyncio.create_task(forward())
+        records.replay(early.take(started.relay.started_early))
     try:
-        run, summary = await started.task
+        return await started.attach(hooks)
     finally:
-        forwarding.cancel()
-        while not queue.empty():
-            hooks.exported(*queue.get_nowait())
         await hooks.articles_done()
-        attribute.close()
-    return await hooks.finished(run, summary)
+        records.close()
 
 
 class _FlowRunLogs(logging.Filter):
-    """Gives copydesk's log records the flow run's id, for Prefect's API log handler."""
+    """copydesk's log records for Prefect's API log handlers while the flow run attaches to a run
+    started before it: those of an article that started before the flow run wait for its task
+    run (copydesk.launch.EarlyRecords keeps them; `adopted` hands them over); others without a
+    run context get the flow run's id."""
 
-    def __init__(self, context: FlowRunContext | None) -> None:
+    def __init__(self, context: FlowRunContext | None, started_early: set[int]) -> None:
         super().__init__()
         self.flow_run_id = context.flow_run.id if context is not None and context.flow_run is not None else None
+        self.started_early = started_early
         self.handlers = [h for h in logging.getLogger("copydesk").handlers if isinstance(h, APILogHandler)]
         for handler in self.handlers:
             handler.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "copydesk_replayed", False) or getattr(record, "task_run_id", None) \
+                or TaskRunContext.get() is not None:
+            return True  # handed over, or logged inside a task run (an adopted article's report)
+        index = current_article()
+        if index is not None and index in self.started_early:
+            return False
         if self.flow_run_id is not None and not getattr(record, "flow_run_id", None):
             record.flow_run_id = self.flow_run_id
         return True
 
     def replay(self, records: list[logging.LogRecord]) -> None:
-        """Records logged before the flow run existed (the console has shown them already)."""
+        """Records logged outside any article before the flow run existed (the console showed them)."""
         for record in records:
+            record.copydesk_replayed = True
+            if self.flow_run_id is not None:
+                record.flow_run_id = self.flow_run_id
             for handler in self.handlers:
                 handler.handle(record)
 

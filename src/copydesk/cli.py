@@ -118,7 +118,8 @@ def _prefect_environment() -> None:
     server of `copydesk server start` when PREFECT_API_URL is unset."""
     from copydesk.prefect_server import prefect_defaults, use_local_server
 
-    prefect_defaults(logging_level="WARNING")
+    # each article's task run gets Prefect's INFO lines (its final state); the terminal shows warnings
+    prefect_defaults(logging_level="INFO", console_level="WARNING")
     use_local_server(warn=lambda message: warn(safe(message)))
 
 
@@ -240,6 +241,7 @@ def run(
     _prefect_environment()
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO"
     try:
         request = RunRequest(
             spec_path=str(spec_path),

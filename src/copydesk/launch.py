@@ -18,6 +18,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from copydesk.limiter import current_article
+
 if TYPE_CHECKING:  # annotations only: importing this module stays cheap
     from copydesk.request import RunRequest
     from copydesk.settings import Settings
@@ -29,8 +31,9 @@ async def run_flow(request: RunRequest, spec: PipelineSpec) -> dict[str, Any]:
 
     Importing Prefect and copydesk_flows takes ~1.5-2.5 s of CPU. A realtime run without a
     shared allowance (copydesk.orchestration.can_start_early) does not wait for it: its calls
-    start at once while a worker thread imports Prefect, and the flow run then adopts the run
-    in progress (copydesk_flows.pipeline.adopt_run): the same flow run, artifacts and summary.
+    start at once while a worker thread imports Prefect, and the flow run then attaches to the
+    run in progress (copydesk_flows.pipeline.adopt_run): the same flow run, hooks, task runs,
+    artifacts and summary.
     """
     from copydesk.orchestration import can_start_early, start_run
     from copydesk.resources import startup_executor
@@ -56,24 +59,42 @@ async def run_flow(request: RunRequest, spec: PipelineSpec) -> dict[str, Any]:
 
 
 class EarlyRecords(logging.Handler):
-    """copydesk's log records from before the flow run exists, kept for its logs (the flow run
-    takes them, copydesk_flows.pipeline.adopt_run); meanwhile shown on the console as Python
-    shows records that no handler takes (warnings and worse, on stderr)."""
+    """copydesk's log records from before the flow run exists, kept for its logs: those logged
+    outside any article for the flow run (`take`), each article's for its task run
+    (`take_article`; copydesk_flows.pipeline.adopt_run). Once the flow run has attached, it
+    keeps only the records of articles that started before it (their task runs are made when
+    they are done). Meanwhile records are shown on the console as Python shows records that
+    no handler takes (warnings and worse, on stderr)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.records: list[logging.LogRecord] = []
+        self.by_article: dict[int, list[logging.LogRecord]] = {}
+        self.started_early: set[int] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        index = current_article()
+        if self.started_early is not None:  # the flow run is there: its handlers take the rest
+            if index is not None and index in self.started_early:
+                self.by_article.setdefault(index, []).append(record)
+            return
+        if index is None:
+            self.records.append(record)
+        else:
+            self.by_article.setdefault(index, []).append(record)
         if record.levelno >= logging.WARNING and logging.lastResort is not None:
             logging.lastResort.handle(record)
 
-    def take(self) -> list[logging.LogRecord]:
-        """Stop keeping records (the flow run's own handlers take over); the records kept so far."""
-        logging.getLogger("copydesk").removeHandler(self)
+    def take(self, started_early: set[int]) -> list[logging.LogRecord]:
+        """The flow run attaches: the records logged outside any article so far; from now on only
+        the records of `started_early` articles are kept."""
+        self.started_early = started_early
         records, self.records = self.records, []
         return records
+
+    def take_article(self, index: int) -> list[logging.LogRecord]:
+        """An article's records so far (its task run is being made)."""
+        return self.by_article.pop(index, [])
 
 
 def build_deployments(settings: Settings, *, review_timeout: int, editor_review_timeout: int) -> Any:

@@ -44,6 +44,11 @@ def article_order(index: int) -> Iterator[None]:
         _ARTICLE.reset(token)
 
 
+def current_article() -> int | None:
+    """The index of the article whose work is running here (`article_order`), or None."""
+    return _ARTICLE.get()
+
+
 class AdaptiveLimiter:
     """At most `limit` calls in flight; waiters are served first come, first served
     within their article, and the oldest article's waiters first (see `article_order`).

@@ -10,9 +10,9 @@
     after    `hooks.finished`, still holding the lock (the flow's artifacts and review pause)
 
 `run_batch()` is this sequence with the default hooks; `copydesk_flows.pipeline`
-passes hooks that add the flow run's artifacts. `start_run()` starts the sequence
-for a reporter that is not ready yet (`copydesk run` imports Prefect meanwhile),
-handing each exported article over through a queue (`StartedRun`). At most `ARTICLES_PER_CALL_SLOT` x
+passes hooks that add the flow run's task runs and artifacts. `start_run()` starts the
+sequence for a reporter that is not ready yet (`copydesk run` imports Prefect meanwhile);
+the reporter's hooks attach to it later and adopt what it did so far (`StartedRun.attach`). At most `ARTICLES_PER_CALL_SLOT` x
 concurrency articles are being written (making their calls) at once; a written
 article goes on to its checks and export without holding up the next one's calls,
 at most `ARTICLES_CHECKED_PER_CALL_SLOT` x concurrency of them at once. The rest wait
@@ -66,6 +66,10 @@ class RunHooks(Generic[R]):
     async def article(self, run: PipelineRun, article: Article) -> None:
         """Process one article (write, check, export); must not raise for the article's own failures."""
         await run.process(article)
+
+    async def adopt(self, run: PipelineRun, article: Article) -> None:
+        """An article processed before these hooks took over a run in progress (`StartedRun.attach`):
+        report it as `article` would have. The plain run has nothing to report."""
 
     def allowance_store(self, run: PipelineRun) -> AbstractAsyncContextManager[AllowanceStore | None]:
         """Where shared allowances (budget.shared) live. The plain-asyncio run has none: a spec
@@ -164,18 +168,37 @@ async def run_batch(
     )
 
 
-class Handoff(RunHooks[tuple[PipelineRun, RunSummary]]):
-    """The hooks of a run started before its reporter is ready (see `start_run`): each exported
-    article goes into `exported` with its CSV row (made while the run's resources are open);
-    the run's value is the run and its summary, for the reporter to finish with."""
+class Relay(RunHooks[tuple[PipelineRun, RunSummary]]):
+    """The hooks of a run started before its reporter is ready (see `start_run`). Until a
+    reporter attaches (`StartedRun.attach`), each article is processed as the plain run does;
+    the reporter adopts it (`RunHooks.adopt`) when it attaches, or as soon as it is done if it
+    was in progress then. Articles started after that go through the reporter's own `article`
+    hook: one set of hooks reports the whole run. The run's value is the run and its summary,
+    for the reporter to finish with (`RunHooks.finished`)."""
 
     def __init__(self) -> None:
-        self.exported: asyncio.Queue[tuple[PipelineRun, Article, dict[str, Any]]] = asyncio.Queue()
+        self.hooks: RunHooks[Any] | None = None
+        #: The articles (their index) that started before a reporter attached.
+        self.started_early: set[int] = set()
+        self._done_early: list[tuple[PipelineRun, Article]] = []
 
     async def article(self, run: PipelineRun, article: Article) -> None:
+        if self.hooks is not None:
+            await self.hooks.article(run, article)
+            return
+        self.started_early.add(article.index)
         await run.process(article)
-        if article.path:
-            self.exported.put_nowait((run, article, run.resources.exporter.row(article, run.article_cost(article))))
+        if self.hooks is None:
+            self._done_early.append((run, article))
+        else:
+            await self.hooks.adopt(run, article)
+
+    async def attach(self, hooks: RunHooks[Any]) -> None:
+        """`hooks` report the run from now on; the articles done so far are adopted, in order."""
+        self.hooks = hooks
+        done, self._done_early = self._done_early, []
+        for run, article in done:
+            await hooks.adopt(run, article)
 
     async def finished(self, run: PipelineRun, summary: RunSummary) -> tuple[PipelineRun, RunSummary]:
         return run, summary
@@ -183,11 +206,18 @@ class Handoff(RunHooks[tuple[PipelineRun, RunSummary]]):
 
 @dataclass
 class StartedRun:
-    """A run under way (`start_run`): its task, and the articles it exported so far."""
+    """A run under way (`start_run`), waiting for its reporter to attach."""
 
     request: RunRequest
     task: asyncio.Task[tuple[PipelineRun, RunSummary]]
-    handoff: Handoff = field(repr=False)
+    relay: Relay = field(repr=False)
+
+    async def attach(self, hooks: RunHooks[R]) -> R:
+        """`hooks` take over the run: they adopt what it did so far, take each article from now
+        on, and finish it (`hooks.finished`, once the run has closed its resources)."""
+        await self.relay.attach(hooks)
+        run, summary = await self.task
+        return await hooks.finished(run, summary)
 
     async def abandon(self) -> None:
         """Stop the run if it still runs (its reporter failed); what it exported stays, and
@@ -204,10 +234,11 @@ def can_start_early(request: RunRequest, spec: PipelineSpec) -> bool:
 
 
 def start_run(request: RunRequest, settings: Settings | None = None) -> StartedRun:
-    """Start the run now (`execute_run` with `Handoff` hooks, as a task of the running loop)."""
-    handoff = Handoff()
-    task = asyncio.get_running_loop().create_task(execute_run(request, handoff, settings=settings))
-    return StartedRun(request, task, handoff)
+    """Start the run now (`execute_run` with a `Relay`, as a task of the running loop); its
+    reporter attaches later (`StartedRun.attach`)."""
+    relay = Relay()
+    task = asyncio.get_running_loop().create_task(execute_run(request, relay, settings=settings))
+    return StartedRun(request, task, relay)
 
 
 @contextlib.contextmanager
