@@ -287,6 +287,7 @@ class PipelineRun:
             section_prompts=[s.prompt or None for s in article.sections],
             fills=[article.topic, article.title],
             section_max_tokens=self.spec.stages.expansion.max_tokens,
+            title_finish_reason=article.title_finish_reason,
         )
 
     def export(self, article: Article) -> Article:

@@ -18,6 +18,7 @@ from copydesk.calls import CallGateway, CallSite
 from copydesk.errors import ApiError, BadRequestError, BudgetExhausted, CopydeskError
 from copydesk.postprocess import MAX_TITLE_CHARS, clean_section, clean_title, parse_outline
 from copydesk.prompts import PromptLibrary
+from copydesk.qc.title import title_cut_off
 from copydesk.spec import PipelineSpec
 from copydesk.store import call_key
 
@@ -124,10 +125,7 @@ class ArticleWriter:
     async def _write(self, article: Article) -> None:
         calls = self.calls(article.topic)
 
-        # title
-        completion, _ = await self._call(article, calls.title())
-        article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
-        article.title_finish_reason = completion.finish_reason
+        await self._title(article, calls)
         if not article.title:
             article.fail("the title stage returned no usable title")
             return
@@ -168,6 +166,22 @@ class ArticleWriter:
                     article.fail(f"internal error: {type(result).__name__}: {result}")
         if all(section.written for section in article.sections):
             article.generated = True
+
+    async def _title(self, article: Article, calls: TopicCalls) -> None:
+        """The title; one that is cut off (copydesk.qc.title) is asked for again with a larger
+        max_tokens while the plan has attempts left, and replaced by an answer that is not."""
+        completion, _ = await self._call(article, calls.title())
+        article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
+        article.title_finish_reason = completion.finish_reason
+        for attempt in range(1, self.plan.stages["title"].attempts):
+            why = title_cut_off(article.title, article.title_finish_reason, self.spec.language)
+            if why is None:
+                return
+            log.info("title of %r looks cut off (%s); asking again", article.topic, why)
+            completion, _ = await self._call(article, calls.title(attempt))
+            title = clean_title(completion.text)[:MAX_TITLE_CHARS]
+            if title and title_cut_off(title, completion.finish_reason, self.spec.language) is None:
+                article.title, article.title_finish_reason = title, completion.finish_reason
 
     async def _outline(self, article: Article, call: Call) -> tuple[Any, str]:
         """The outline call, with the structured form the server takes (see OutlineFormats)."""
