@@ -40,7 +40,7 @@ def test_cut_off_titles(title, reason, why):
 
 
 @pytest.mark.parametrize("title", ["What Not to Do", "Scaling Up", "Ship It", "Retries in Prefect: A Practical Guide",
-                                   "Why Tests Fail (and How to Fix Them)", "Don't Panic: Reading a Flame Graph"])
+                                   "Why Tests Fail (and How to Fix Them)", "Sorting HOW TO", "Argument Clinic How-To", "Don't Panic: Reading a Flame Graph"])
 def test_finished_titles(title):
     assert title_cut_off(title, "stop", "en-US") is None
 

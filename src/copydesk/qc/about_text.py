@@ -9,11 +9,13 @@
     "#Python #TechTips"                                             a line of hashtags
 
 `copydesk.qc.metatalk` cuts preambles and sign-offs addressed to the requester at a section's
-edges; this check reads every sentence, for the text talking about itself, the request or
-the writer. Its repair (`trim: true`) cuts such a sentence where its paragraph stands without
-it: two sentences or MIN_WORDS_LEFT words are left, and the next one does not lean on it ("This ...", "It ...");
-a line of hashtags is always cut. What is left is a soft failure: the runner writes the section
-again (`copydesk.qc.repair`), and holds the article if the new text still talks about itself.
+edges; this check reads every sentence, for the text talking about itself, the request or the
+writer (an AI disclaimer is `refusal`'s). Its repair (`trim: true`) cuts such a sentence where its
+paragraph stands without it: two sentences or MIN_WORDS_LEFT words are left, and the next one does
+not lean on it ("This ...", "It ..."); a line of hashtags is always cut; the instructions
+paraphrased are never cut (a rewrite does better). What is left is a soft failure: the runner
+writes the section again (`copydesk.qc.repair`), and holds the article if the new text still
+talks about itself.
 
     qc:
       about_text:
@@ -35,27 +37,31 @@ _TEXT = r"(?:blog\s+post|blog|article|post|piece|essay|write-?up|text|writing|dr
 _ABOUT = re.compile(
     rf"""(?:
         \b(?:this|the|my|our)\s+(?:[\w-]+\s+){{0,2}}?blog\s+posts?\b
-      | \b(?:this|my|our)\s+(?:[\w-]+\s+){{0,1}}?(?:article|essay|piece|write-?up|post)\b(?!-)
+      | \b(?:this|my|our)\s+(?:[\w-]+\s+){{0,1}}?(?:article|essay|write-?up|post)\b(?!-)
       | \bthe\s+article\b
-      | \b(?:in|throughout)\s+this\s+(?:section|paragraph|text)\b
-      | \bthis\s+(?:section|paragraph|text)\s+(?:will|covers?|discuss|explain|describe|focus|provide|highlight|is\s+about)
+      | \b(?:in|throughout)\s+this\s+(?:paragraph|text)\b
+      | \bthis\s+(?:paragraph|text)\s+(?:will|covers?|discuss|explain|describe|focus|provide|highlight|is\s+about)
       | \byour\s+(?:[\w-]+\s+){{0,1}}?(?:writing|essay|article|blog|draft|text|prompt|question|paragraphs?)\b
-      | \b(?:I\s+am|I'm|I’m)\s+(?:a|an|your)\s+(?:helper|assistant|ai|language\s+model|chatbot)\b
-      | \bas\s+an?\s+(?:ai|assistant|helper|language\s+model)\b
+      | \b(?:I\s+am|I'm|I’m)\s+(?:a|your)\s+(?:helper|assistant|chatbot)\b
       | \bI\s+hope\s+to\s+help\b | \bI(?:'m|’m|\s+am)\s+here\s+to\s+help\b
       | \bit\s+sounds\s+like\s+you\b | \byou(?:'re|’re|\s+are)\s+(?:sharing|asking|requesting)\b
       | \byou(?:'ve|’ve|\s+have)?\s+(?:asked|requested|shared|mentioned)\s+(?:me|for|about|that)\b
       | \b(?:sample|version|rewrite|revision)\s+of\s+your\b
       | \bimproved\s+(?:clarity|grammar|readability)\s+and\s+(?:clarity|grammar|readability|flow)\b
       | \b(?:rewritten|revised|edited|improved)\s+version\b
-      | \bplain\s+prose\b | \bwithout\s+(?:any\s+)?headings\b | \bheadings\s+or\s+lists\b
-      | \b(?:written|write|writing)\s+in\s+an?\s+\w+\s+tone\b
       | \b(?:stopped|ends?|ended|cut\s+off)\s+(?:abruptly|mid-?sentence)\b
       | \bwhat\s+do\s+you\s+think\b.{{0,40}}\? | \bcatch(?:es)?\s+your\s+eye\b
       | \b(?:any|your)\s+(?:thoughts|feedback)\b.{{0,40}}\?
       | \b(?:this|my)\s+{_TEXT}\b.{{0,80}}\?$
       | ^(?:Q|A)\s*:\s
     )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: The instructions paraphrased: found, never trimmed (prompt_echo judges the same sentences,
+#: and the section is better written again).
+_INSTRUCTIONS = re.compile(
+    r"""\bplain\s+prose\b | \bwithout\s+(?:any\s+)?headings\b | \bheadings\s+or\s+lists\b
+      | \b(?:written|write|writing)\s+in\s+an?\s+\w+\s+tone\b""",
     re.VERBOSE | re.IGNORECASE,
 )
 _HASHTAGS = re.compile(r"^\s*(?:#[A-Za-z][\w-]*[\s,]*){1,}$")
@@ -69,8 +75,9 @@ _BLOCK_START = re.compile(r"^\s*(?:[-*+]\s|\d{1,9}[.)]\s|#|\||>|    )")
 
 
 def is_about_text(sentence: str) -> bool:
+    """Whether the trim may cut `sentence` (instructions paraphrased are left for a rewrite)."""
     text = sentence.strip().lstrip("*_> ").strip()
-    return bool(text) and bool(_ABOUT.search(text) or _HASHTAGS.match(text))
+    return bool(text) and not _INSTRUCTIONS.search(text) and bool(_ABOUT.search(text) or _HASHTAGS.match(text))
 
 
 def about_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
@@ -81,7 +88,8 @@ def about_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
         for line in hashtags:
             found.append(finding(i, heading, line, where="body", kind="hashtags"))
         for sentence in split_sentences(extract_prose(body).countable_text()):
-            if _ABOUT.search(sentence.strip().lstrip("*_> ")):
+            text = sentence.strip().lstrip("*_> ")
+            if _ABOUT.search(text) or _INSTRUCTIONS.search(text):
                 found.append(finding(i, heading, sentence, where="body", kind="about_text"))
     return found
 

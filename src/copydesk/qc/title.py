@@ -64,6 +64,9 @@ def title_cut_off(title: str, finish_reason: str | None, language: str = "en") -
     if word is None:
         return None
     last = word.group(0).lower().replace("’", "'")
+    before = text[: word.start()].rstrip().lower()
+    if text[word.start() - 1: word.start()] == "-" or (last == "to" and before.endswith("how")):
+        return None  # "How-To", "Follow-Up", "HOW TO": a compound, not a clause cut off
     if last.endswith(("'s", "s'")) and len(last) > 2:
         return f"the title ends on a possessive ({word.group(0)!r})"
     if last.strip("'") in FUNCTION_WORDS:
