@@ -10,7 +10,9 @@ what the gate judged: the title and how its call ended, the outline and its rend
 each section's body, finish reason and rendered prompt. The title re-ask (qc.truncated_title)
 is off in the replay: the set was generated without it (bench/realset/README.md).
 
-The half of each topic comes from bench/realset/tune.txt and report.txt.
+The half of each topic comes from bench/realset/tune.txt and report.txt. A topic the run did not
+reach (its calls are not all in the store) is left out and listed under `not_generated`; an article
+the run itself could not finish (an unusable outline) stays, `incomplete`, as the run held it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from copydesk.writer import ArticleWriter  # noqa: E402
 SET = ROOT / "bench" / "realset"
 SPEC = ROOT / "pipelines" / "tech-blog.yaml"
 MODEL = "smollm2-135m-instruct"
+#: What a call the store lacks fails its article with: the topic was not generated (run stopped).
+NOT_STORED = "is not in the call store"
 
 
 class StoreOnly:
@@ -50,7 +54,7 @@ class StoreOnly:
     async def complete(self, stage, request, key, site=None):  # noqa: ANN001, ANN201 - the gateway's shape
         completion = self.store.get(key)
         if completion is None:
-            raise CopydeskError(f"{stage} call {site.part if site else '?'} is not in the call store")
+            raise CopydeskError(f"{stage} call {site.part if site else '?'} {NOT_STORED}")
         return CallResult(completion, cached=True)
 
 
@@ -112,11 +116,14 @@ def main() -> None:
     articles = []
     for run in args.runs:
         articles += asyncio.run(replay(run, halves))
-    articles.sort(key=lambda a: (a["half"] != "tune", a["id"]))
-    data = {"model": MODEL, "spec": "pipelines/tech-blog.yaml", "language": "en-US", "articles": articles}
+    missing = sorted(a["id"] for a in articles if any(NOT_STORED in r for r in a["reasons"]))
+    articles = sorted((a for a in articles if a["id"] not in missing), key=lambda a: (a["half"] != "tune", a["id"]))
+    data = {"model": MODEL, "spec": "pipelines/tech-blog.yaml", "language": "en-US",
+            "not_generated": missing, "articles": articles}
     args.out.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     done = sum(a["status"] == "generated" for a in articles)
-    print(f"{len(articles)} articles ({done} generated, {len(articles) - done} incomplete) -> {args.out}")
+    print(f"{len(articles)} articles ({done} generated, {len(articles) - done} incomplete; "
+          f"{len(missing)} topics not generated) -> {args.out}")
 
 
 if __name__ == "__main__":

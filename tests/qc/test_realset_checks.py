@@ -70,7 +70,12 @@ def test_about_text_anywhere_in_a_section():
                      "Here's a sample of your writing with improved clarity and grammar:",
                      "I hope to help you with any thing that might be helpful, I am a helper.",
                      "What do you think? Is there anything about this blog post that catches your eye?",
-                     "The text itself uses plain prose without headings or lists."]:
+                     "The text itself uses plain prose without headings or lists.",
+                     # found in the tune half of bench/realset
+                     "A: The content is well written but could be improved by adding relevant details.",
+                     "Here is a sample of what I have written:", "You can customize this to fit your needs.",
+                     "This includes working software developers, as you mentioned it in your blog post.",
+                     "In this piece, I tried to convey the importance of selecting the right process."]:
         assert about_findings([("A", sentence)]), sentence
     assert about_findings([("A", "Send the request again and read the response headers.")]) == []
 

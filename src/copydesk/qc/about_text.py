@@ -53,7 +53,12 @@ _ABOUT = re.compile(
       | \bwhat\s+do\s+you\s+think\b.{{0,40}}\? | \bcatch(?:es)?\s+your\s+eye\b
       | \b(?:any|your)\s+(?:thoughts|feedback)\b.{{0,40}}\?
       | \b(?:this|my)\s+{_TEXT}\b.{{0,80}}\?$
-      | ^(?:Q|A)\s*:\s
+      | ^(?:Q|A|B)\s*:\s
+      | \bhere(?:'s|’s|\s+is)\s+(?:a\s+)?(?:sample|example)\s+of\s+(?:what\s+I|my|writing|the\s+text)\b
+      | \bcustomi[sz]e\s+(?:this|it)\s+to\s+(?:fit|suit)\s+your\s+needs\b
+      | \bas\s+you\s+(?:mentioned|said|noted|requested)\b
+      | \bin\s+this\s+piece\b | \bI\s+(?:will|'ll|’ll)\s+write\b
+      | \b(?:the|this)\s+(?:content|text|writing)\s+is\s+(?:well|poorly|a\s+bit|too|very)\b
     )""",
     re.VERBOSE | re.IGNORECASE,
 )
