@@ -98,6 +98,35 @@ async def evaluate(halves: list[str], grammar: bool, moderation: bool) -> list[d
     return rows
 
 
+#: The checks meant to see each labelled kind of flaw (kinds no check reads are not listed).
+KIND_CHECKS = {
+    "cut_title": {"truncated_title"},
+    "task_heading": {"task_headings", "prompt_echo", "placeholders"},
+    "about_text": {"about_text", "meta_talk", "prompt_echo"},
+    "meta_talk": {"meta_talk", "about_text"},
+    "broken_code": {"code_blocks"},
+    "cut_section": {"truncation", "unfinished"},
+    "duplicate_heading": {"duplication"},
+    "off_topic": {"relevance"},
+    "residue": {"about_text", "markdown", "placeholders"},
+}
+#: Checks about sections cut by max_tokens: the embedded model's most common failure.
+CUT_CHECKS = {"truncation", "unfinished"}
+
+
+def kind_recall(rows: list[dict[str, Any]], labels: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """kind -> (articles labelled with it whose verdict names one of its checks, articles labelled with it)."""
+    seen: dict[str, list[int]] = {}
+    for row in rows:
+        fired = {reason.split(":", 1)[0].split(" ", 1)[0] for reason in row["reasons"]}
+        for kind in labels.get(row["id"], {}).get("flaws", []):
+            if kind in KIND_CHECKS:
+                hit = seen.setdefault(kind, [0, 0])
+                hit[0] += bool(fired & KIND_CHECKS[kind])
+                hit[1] += 1
+    return {kind: (hit[0], hit[1]) for kind, hit in sorted(seen.items())}
+
+
 def figures(rows: list[dict[str, Any]], labels: dict[str, Any]) -> dict[str, Any]:
     clean = [r for r in rows if labels.get(r["id"], {}).get("worthy") is True]
     flawed = [r for r in rows if labels.get(r["id"], {}).get("worthy") is False]
@@ -108,6 +137,9 @@ def figures(rows: list[dict[str, Any]], labels: dict[str, Any]) -> dict[str, Any
         "flawed_published": sorted(r["id"] for r in flawed if r["status"] == "published"),
         "clean_held": sorted(r["id"] for r in clean if r["status"] != "published"),
         "statuses": dict(Counter(r["status"] for r in rows)),
+        "held_without_cuts": sum(1 for r in flawed if r["status"] != "published" and any(
+            reason.split(":", 1)[0].split(" ", 1)[0] not in CUT_CHECKS for reason in r["reasons"])),
+        "kinds": kind_recall(rows, labels),
     }
 
 
@@ -121,6 +153,8 @@ def print_figures(half: str, f: dict[str, Any], show_ids: bool) -> None:
     print(f"  clean held        {len(f['clean_held'])}/{f['clean']} = {held:.0%}  (target <= 10 %)"
           + (f"  {f['clean_held']}" if show_ids else ""))
     print(f"  published share   {f['published']}/{f['articles']} = {share:.0%}  (target >= 50 %)")
+    print(f"  flawed held for more than a section cut by max_tokens: {f['held_without_cuts']}/{f['flawed']}")
+    print("  labelled flaws its checks named: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in f["kinds"].items()))
 
 
 def main() -> None:

@@ -53,9 +53,10 @@ def test_other_languages_only_by_finish_reason():
 def test_task_headings():
     outline = ["List of short section headings", "Short description of the topic", "Section headings",
                "How to use feature flags in a simple blog post", "Why retries matter", "Running the post-mortem",
-               "Overview of caching"]
+               "Overview of caching", "Database schema change list, numbered 1 to 5",
+               "Please add a section header to this blog post"]
     found = task_headings(outline, [], topic="feature flags")
-    assert [f["section"] for f in found] == [1, 2, 3, 4]
+    assert [f["section"] for f in found] == [1, 2, 3, 4, 8, 9]
     assert all(f["where"] == "heading" for f in found)
     # a topic about blogs may name blogs
     assert task_headings(["Choosing a blog platform"], [], topic="Starting a tech blog platform") == []
@@ -75,7 +76,10 @@ def test_about_text_anywhere_in_a_section():
                      "A: The content is well written but could be improved by adding relevant details.",
                      "Here is a sample of what I have written:", "You can customize this to fit your needs.",
                      "This includes working software developers, as you mentioned it in your blog post.",
-                     "In this piece, I tried to convey the importance of selecting the right process."]:
+                     "In this piece, I tried to convey the importance of selecting the right process.",
+                     "I am here to assist you in creating a database schema change.",
+                     "I made a few changes to improve clarity and conciseness:",
+                     "The current rewritten text has been edited with grammar corrections."]:
         assert about_findings([("A", sentence)]), sentence
     assert about_findings([("A", "Send the request again and read the response headers.")]) == []
 

@@ -58,6 +58,9 @@ _ABOUT = re.compile(
       | \bcustomi[sz]e\s+(?:this|it)\s+to\s+(?:fit|suit)\s+your\s+needs\b
       | \bas\s+you\s+(?:mentioned|said|noted|requested)\b
       | \bin\s+this\s+piece\b | \bI\s+(?:will|'ll|’ll)\s+write\b
+      | \bI(?:'m|’m|\s+am)\s+here\s+to\s+(?:assist|help)\b | \bI\s+made\s+a\s+few\s+changes\b
+      | \b(?:rewritten|revised|edited|original)\s+text\b | \bgrammar\s+corrections\b
+      | \bsample\s+of\s+(?:the\s+original|writing)\b
       | \b(?:the|this)\s+(?:content|text|writing)\s+is\s+(?:well|poorly|a\s+bit|too|very)\b
     )""",
     re.VERBOSE | re.IGNORECASE,

@@ -34,6 +34,7 @@ _TASK = re.compile(
       | \bblog\s+posts?\b
       | \b(?:two|three|2|3)\s+paragraphs?\b | \bplain\s+prose\b
       | ^\W*(?:section|part|heading|paragraph)\s*\d+\W*$
+      | \bnumbered\s+(?:\d|one|1\s+to)\b | ^\W*please\s+add\b
     )""",
     re.VERBOSE | re.IGNORECASE,
 )
