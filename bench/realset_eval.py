@@ -3,6 +3,7 @@
     .venv/bin/python bench/realset_eval.py                      # both halves, counts only
     .venv/bin/python bench/realset_eval.py --half tune --show   # every tune article's verdict and label
     .venv/bin/python bench/realset_eval.py --no-grammar         # without LanguageTool (faster, not the gate)
+    .venv/bin/python bench/realset_eval.py --off about_text     # with a check switched off (repeat --off)
 
 Every article of bench/realset/articles.json (bench/build_realset.py: the writer's answers as the
 gate saw them) goes through `QualityGate.assess` with the qc section of the shipped
@@ -72,10 +73,12 @@ async def judge(gate: QualityGate, record: dict[str, Any], language: str, max_to
                              draft=draft_of(article, language, max_tokens))
 
 
-async def evaluate(halves: list[str], grammar: bool, moderation: bool) -> list[dict[str, Any]]:
+async def evaluate(halves: list[str], grammar: bool, moderation: bool, off: tuple[str, ...] = ()
+                   ) -> list[dict[str, Any]]:
     spec = load_spec(SPEC)
     qc = spec.qc.model_copy(update={"grammar": spec.qc.grammar.model_copy(update={"enabled": grammar}),
-                                    "moderation": spec.qc.moderation.model_copy(update={"enabled": moderation})})
+                                    "moderation": spec.qc.moderation.model_copy(update={"enabled": moderation}),
+                                    **{key: getattr(spec.qc, key).model_copy(update={"enabled": False}) for key in off}})
     data = json.loads((SET / "articles.json").read_text(encoding="utf-8"))
     settings = Settings()
     rows = []
@@ -110,15 +113,19 @@ KIND_CHECKS = {
     "off_topic": {"relevance"},
     "residue": {"about_text", "markdown", "placeholders"},
 }
+#: A repair's note (Verdict.repairs) -> the check that made it: what it removed was seen.
+REPAIR_NOTES = {"talk about the text trimmed": "about_text", "meta-talk trimmed": "meta_talk"}
 #: Checks about sections cut by max_tokens: the embedded model's most common failure.
 CUT_CHECKS = {"truncation", "unfinished"}
 
 
 def kind_recall(rows: list[dict[str, Any]], labels: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """kind -> (articles labelled with it whose verdict names one of its checks, articles labelled with it)."""
+    """kind -> (articles labelled with it whose verdict names one of its checks, or whose repairs one of
+    them made, articles labelled with it)."""
     seen: dict[str, list[int]] = {}
     for row in rows:
         fired = {reason.split(":", 1)[0].split(" ", 1)[0] for reason in row["reasons"]}
+        fired |= {check for note, check in REPAIR_NOTES.items() if any(r.startswith(note) for r in row["repairs"])}
         for kind in labels.get(row["id"], {}).get("flaws", []):
             if kind in KIND_CHECKS:
                 hit = seen.setdefault(kind, [0, 0])
@@ -164,11 +171,13 @@ def main() -> None:
     parser.add_argument("--no-grammar", action="store_true")
     parser.add_argument("--no-moderation", action="store_true")
     parser.add_argument("--json", type=Path, help="write every article's verdict here")
+    parser.add_argument("--off", action="append", default=[], metavar="CHECK",
+                        help="switch a check off (its qc key, e.g. about_text); repeat for more")
     args = parser.parse_args()
     halves = ["tune", "report"] if args.half == "both" else [args.half]
     labels_path = SET / "labels.json"
     labels = json.loads(labels_path.read_text(encoding="utf-8"))["labels"] if labels_path.exists() else {}
-    rows = asyncio.run(evaluate(halves, not args.no_grammar, not args.no_moderation))
+    rows = asyncio.run(evaluate(halves, not args.no_grammar, not args.no_moderation, tuple(args.off)))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for half in halves:
