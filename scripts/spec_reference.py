@@ -82,7 +82,7 @@ NOTES: dict[str, str] = {
     "OutlineStage.min_sections": "Fewest outline headings accepted; at most `max_sections`.",
     "OutlineStage.max_sections": "Most outline headings kept.",
     "OutlineStage.structured": "See [Publish gate: structured outlines](publish-gate.md#structured-outlines).",
-    "Stages.title": "The title: one call per article.",
+    "Stages.title": "The title: one call per article (asked again once, with twice its `max_tokens`, when it is cut off: `qc.truncated_title`).",
     "Stages.outline": "The outline: one call per article (asked again once when it does not parse).",
     "Stages.expansion": "One call per outline section, run concurrently.",
     "Stages.extras": "Names are lower-case identifiers (`a-z`, `0-9`, `_`, at most 32 characters), also the "
@@ -123,6 +123,10 @@ NOTES: dict[str, str] = {
     "QCSpec.repair": "Rewriting a section that fails a section-level check.",
     "QCSpec.heading_depth": "Headings nested deeper than a level (the worked example of a check component; "
                             "off unless `max_depth` is set).",
+    "QCSpec.truncated_title": "Titles cut off by `max_tokens` or mid-clause; asked again once before the article is held.",
+    "QCSpec.task_headings": "Outline headings that name the task (\"List of …\", \"Section headings\").",
+    "QCSpec.about_text": "Sentences about the text itself or its request, anywhere in a section.",
+    "QCSpec.code_blocks": "Fenced code that does not parse in its declared language.",
     "CheckPolicy.enabled": "Run this check.",
     "LinksPolicy.allow": "Domain names, not URLs (`docs.python.org`).",
     "ExportSpec.markdown": "Write one Markdown file per article.",

@@ -149,6 +149,7 @@ class ArticlePipeline:
             section_prompts=[s.prompt or None for s in article.sections],
             fills=[article.topic, article.title],
             section_max_tokens=spec.stages.expansion.max_tokens,
+            title_finish_reason=article.title_finish_reason,
             markdown=article.body_markdown(),
             finish_reasons=article.finish_reasons(),
         )

@@ -4,6 +4,8 @@
                 sampling values exactly as sent (`max_tokens` always), the earlier answers
                 its template context takes (`copydesk.prompts.STAGE_CONTEXT`), and how often
                 it is asked: an outline that does not parse is asked again (OUTLINE_ATTEMPTS),
+                a title that is cut off once more with a larger max_tokens
+                (`qc.truncated_title.reask`, copydesk.qc.title),
                 the expansion is one call per section, and each section may be written again
                 `qc.repair.max_attempts` times with a note of at most MAX_NOTE_CHARS; an extra
                 stage (`stages.extras`) is asked once per article, after the expansion, with the
@@ -31,6 +33,7 @@ from copydesk.client import ChatRequest
 from copydesk.postprocess import MAX_HEADING_CHARS, MAX_TITLE_CHARS
 from copydesk.prompts import PromptLibrary, stage_context
 from copydesk.qc.repair import MAX_NOTE_CHARS
+from copydesk.qc.title import REASK_FACTOR
 from copydesk.spec import PipelineSpec
 from copydesk.text import truncate
 
@@ -67,6 +70,8 @@ class StageCalls:
     takes: tuple[str, ...]
     #: How often the same call is asked when its answer is unusable.
     attempts: int = 1
+    #: The max_tokens of an attempt after the first (None: the stage's).
+    reask_max_tokens: int | None = None
     #: One call per section of the outline (at most the outline's max_sections).
     per_section: bool = False
     #: How often each call may be asked again with a note (the publish gate's repairs).
@@ -89,10 +94,16 @@ class Call:
     part: int
     context: Mapping[str, Any]
     note: str | None = None
+    #: Its max_tokens, where it differs from the stage's (a re-ask with more room).
+    max_tokens_override: int | None = None
 
     @property
     def stage(self) -> str:
         return self.of.stage
+
+    @property
+    def max_tokens(self) -> int:
+        return self.max_tokens_override or self.of.max_tokens
 
     def render(self, prompts: PromptLibrary) -> tuple[list[dict[str, str]], str]:
         """The messages as sent (the note appended to the last one) and the rendered prompt's
@@ -109,7 +120,8 @@ class Call:
         return ChatRequest(
             model=self.of.model,
             messages=tuple(messages),
-            params={**self.of.params, **({"response_format": response_format} if response_format else {})},
+            params={**self.of.params, "max_tokens": self.max_tokens,
+                    **({"response_format": response_format} if response_format else {})},
         )
 
 
@@ -129,6 +141,9 @@ class CallPlan:
             "expansion": {"per_section": True, "rewrites": spec.qc.repair.max_attempts, "note_chars": MAX_NOTE_CHARS},
             **{name: {"output": extra.output} for name, extra in spec.stages.extras.items()},
         }
+        retitle = spec.qc.truncated_title
+        if retitle.enabled and retitle.reask:
+            shape["title"] = {"attempts": 2, "reask_max_tokens": spec.stages.title.max_tokens * REASK_FACTOR}
         stages = {
             name: StageCalls(name, model_override or spec.model_for(name), spec.batch_model_for(name),
                              stage.sampling_params(), stage_context(name), **shape.get(name, {}))
@@ -165,10 +180,12 @@ class TopicCalls:
         (outline), the section number (expansion), plus REPAIR_PART times the rewrite."""
         of = self.plan.stages[stage]
         part = (0 if index is None else index + 1) + attempt + REPAIR_PART * rewrite
-        return Call(of, part, {**self.base, **{name: answers[name] for name in of.takes}}, note)
+        more = of.reask_max_tokens if attempt else None
+        return Call(of, part, {**self.base, **{name: answers[name] for name in of.takes}}, note, more)
 
-    def title(self) -> Call:
-        return self._call("title", {})
+    def title(self, attempt: int = 0) -> Call:
+        """The title's `attempt`-th ask (0-based); a re-ask has the stage's `reask_max_tokens`."""
+        return self._call("title", {}, attempt=attempt)
 
     def outline(self, title: str, attempt: int) -> Call:
         """The outline's `attempt`-th ask (0-based), of `plan.stages["outline"].attempts`."""

@@ -78,7 +78,7 @@ def make_plan(
     for topic in topics:
         for call in call_plan.topic(prompts, topic, overrides).worst_case():
             messages, _ = call.render(prompts)
-            max_tokens = call.of.max_tokens
+            max_tokens = call.max_tokens
             bound = call_token_bound(messages, max_tokens)
             largest[call.stage] = max(largest[call.stage], bound)
             totals[call.stage][0] += 1

@@ -30,6 +30,7 @@ from copydesk.postprocess import (
 )
 from copydesk.prompts import PromptLibrary
 from copydesk.qc.refusal import refusal_findings
+from copydesk.qc.title import title_cut_off
 from copydesk.spec import ExtraStage, PipelineSpec
 from copydesk.text import truncate
 from copydesk.store import call_key
@@ -170,10 +171,7 @@ class ArticleWriter:
     async def _write(self, article: Article) -> None:
         calls = self.calls(article.topic)
 
-        # title
-        completion, _ = await self._call(article, calls.title())
-        article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
-        article.title_finish_reason = completion.finish_reason
+        await self._title(article, calls)
         if not article.title:
             article.fail("the title stage returned no usable title")
             return
@@ -216,6 +214,22 @@ class ArticleWriter:
             for extra in self.plan.extras:  # one after the other: in batch mode, one batch each
                 await self._extra(article, calls, extra.stage)
             article.generated = True
+
+    async def _title(self, article: Article, calls: TopicCalls) -> None:
+        """The title; one that is cut off (copydesk.qc.title) is asked for again with a larger
+        max_tokens while the plan has attempts left, and replaced by an answer that is not."""
+        completion, _ = await self._call(article, calls.title())
+        article.title = clean_title(completion.text)[:MAX_TITLE_CHARS]
+        article.title_finish_reason = completion.finish_reason
+        for attempt in range(1, self.plan.stages["title"].attempts):
+            why = title_cut_off(article.title, article.title_finish_reason, self.spec.language)
+            if why is None:
+                return
+            log.info("title of %r looks cut off (%s); asking again", article.topic, why)
+            completion, _ = await self._call(article, calls.title(attempt))
+            title = clean_title(completion.text)[:MAX_TITLE_CHARS]
+            if title and title_cut_off(title, completion.finish_reason, self.spec.language) is None:
+                article.title, article.title_finish_reason = title, completion.finish_reason
 
     async def _structured(self, article: Article, call: Call, formats: OutlineFormats | None = None) -> tuple[Any, str]:
         """The outline call (or `formats`' stage's), with the structured form the server takes

@@ -69,6 +69,8 @@ class Draft:
     finish_reasons: Sequence[str | None] = ()
     #: What each check's repair did, by check name (findings; set by the gate).
     repaired: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    #: How the title call ended ("stop", "length"; None: not known).
+    title_finish_reason: str | None = None
 
     #: Each section's body parsed once (markdown-it tokens, and its prose views), from the draft's
     #: construction on: the checks read them (`draft.documents[i].tokens`, `.prose()`), and while the

@@ -16,9 +16,11 @@ from typing import Any
 
 from pydantic import create_model
 
+from copydesk.qc.about_text import AboutTextCheck
 from copydesk.qc.basics import LengthCheck, OutlineCoverageCheck, RepetitionCheck
 from copydesk.qc.check import Check, CheckEnv, CheckPolicy, Policy, policy_field
 from copydesk.qc.citations import CitationsCheck
+from copydesk.qc.code_blocks import CodeBlocksCheck
 from copydesk.qc.duplicates import DuplicationCheck
 from copydesk.qc.echo import PromptEchoCheck
 from copydesk.qc.grammar import GrammarPolicy
@@ -33,7 +35,9 @@ from copydesk.qc.placeholders import PlaceholdersCheck
 from copydesk.qc.refusal import RefusalCheck
 from copydesk.qc.relevance import RelevanceCheck
 from copydesk.qc.repair import RepairPolicy
+from copydesk.qc.task_headings import TaskHeadingsCheck
 from copydesk.qc.thin import ThinSectionsCheck
+from copydesk.qc.title import TruncatedTitleCheck
 from copydesk.qc.truncation import TruncationCheck, UnfinishedCheck
 
 #: The check components, in the order their results appear in a verdict (within each phase).
@@ -43,10 +47,13 @@ CHECKS: tuple[type[Any], ...] = (
     RepetitionCheck,
     TruncationCheck,
     PromptEchoCheck,
+    TaskHeadingsCheck,
     MetaTalkCheck,
+    AboutTextCheck,
     RefusalCheck,
     PlaceholdersCheck,
     MarkdownCheck,
+    CodeBlocksCheck,
     LanguageCheck,
     DuplicationCheck,
     LinksCheck,
@@ -55,6 +62,7 @@ CHECKS: tuple[type[Any], ...] = (
     UnfinishedCheck,
     RelevanceCheck,
     HeadingDepthCheck,
+    TruncatedTitleCheck,
 )
 
 #: `qc:` keys of what the gate runs itself, and the runner's repair loop.

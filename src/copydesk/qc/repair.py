@@ -43,6 +43,8 @@ ADVICE = {
     "citations": "It cited a study, survey or paper that cannot be checked. Write it without citing sources or statistics.",
     "unfinished": "It stopped in the middle of a sentence. Write it in full, ending with a complete sentence.",
     "truncation": "It was cut off. Write a shorter section that ends with a complete sentence.",
+    "about_text": "It talked about the text itself or the request. Write only the article's content, for its readers.",
+    "code_blocks": "Its code did not parse. Write complete, valid code, or no code at all.",
 }
 #: The longest note a re-ask appends to the section prompt (characters).
 MAX_NOTE_CHARS = 1000
