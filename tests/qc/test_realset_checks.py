@@ -122,8 +122,9 @@ def policy(**qc) -> QCSpec:
 async def assess(gate: QualityGate, sections, title="Retries in Prefect", finish="stop"):
     markdown = f"# {title}\n\n" + "\n\n".join(f"## {h}\n\n{b}" for h, b in sections) + "\n"
     outline = [h for h, _ in sections]
-    draft = Draft("retries in Prefect", title, outline, sections, "en-US", title_finish_reason=finish)
-    return await gate.assess(markdown, outline, sections, ["stop"] * len(sections), draft=draft)
+    draft = Draft("retries in Prefect", title, outline, sections, "en-US", title_finish_reason=finish,
+                  markdown=markdown, finish_reasons=["stop"] * len(sections))
+    return await gate.assess(draft)
 
 
 async def test_through_the_gate():

@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
-from copydesk.text import FENCE, extract_prose, primary_language, split_sentences
+from copydesk.prose import document
+from copydesk.text import extract_prose, primary_language, split_sentences
 
 _TEXT = r"(?:blog\s+post|blog|article|post|piece|essay|write-?up|text|writing|draft|paragraphs?)"
 _ABOUT = re.compile(
@@ -120,25 +121,36 @@ def _trim_paragraph(paragraph: str) -> tuple[str, list[str]]:
     return (" ".join(s.strip() for s in kept), cut) if cut else (paragraph, [])
 
 
+def _fenced_lines(body: str) -> set[int]:
+    """Line numbers (0-based) of `body`'s fenced code, fences included, from its one parse (copydesk.prose)."""
+    doc = document(body)
+    lines: set[int] = set()
+    for first, (end, closed) in doc.fences.items():
+        lines.update(range(doc.offset + first, doc.offset + end + (1 if closed else 0)))
+    return lines
+
+
 def trim_about_text(body: str) -> tuple[str, list[str]]:
     """`body` with hashtag lines cut, and sentences about the text cut from prose paragraphs
     where the paragraph stands without them (code, lists, tables and quotes are left alone)."""
     blocks = re.split(r"(\n\s*\n)", body)
     cut: list[str] = []
-    in_fence = False
+    fenced = _fenced_lines(body)
+    line = 0  # the first line of blocks[n]
     for n in range(0, len(blocks), 2):
         block = blocks[n]
         lines = block.split("\n")
-        fences = sum(1 for line in lines if FENCE.match(line))
-        if not in_fence and not fences and all(_HASHTAGS.match(line) for line in lines if line.strip()):
-            cut += [line.strip() for line in lines if line.strip()]
+        first, line = line, line + len(lines) - 1 + (blocks[n + 1].count("\n") if n + 1 < len(blocks) else 0)
+        if fenced.intersection(range(first, first + len(lines))):
+            continue
+        if all(_HASHTAGS.match(text) for text in lines if text.strip()):
+            cut += [text.strip() for text in lines if text.strip()]
             blocks[n] = ""
             continue
-        if in_fence or fences or _BLOCK_START.match(block):
-            in_fence ^= fences % 2 == 1
+        if _BLOCK_START.match(block):
             continue
-        kept = [line for line in lines if not _HASHTAGS.match(line)]
-        cut += [line.strip() for line in lines if _HASHTAGS.match(line)]
+        kept = [text for text in lines if not _HASHTAGS.match(text)]
+        cut += [text.strip() for text in lines if _HASHTAGS.match(text)]
         paragraph, gone = _trim_paragraph("\n".join(kept)) if kept else ("", [])
         blocks[n] = paragraph
         cut += gone
