@@ -307,7 +307,10 @@ class PipelineRun:
         if written is not None:
             written()
         await self.check(article)
-        return self.export(article)
+        self.export(article)
+        if article.path:  # its file holds the text now; the run keeps its row's figures only
+            article.release_text(self.resources.exporter.word_count(article))
+        return article
 
     def finish(self) -> RunSummary:
         """Write the CSV, the QC report, the summary and the metrics; say how the run ended."""
