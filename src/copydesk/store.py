@@ -136,7 +136,7 @@ class CallStore:
 
     def _read(self, offset: int, length: int) -> bytes:
         reader = self._reader
-        if reader is not None:
+        if reader is not None and hasattr(os, "pread"):  # POSIX; elsewhere the file is opened per read
             try:
                 return os.pread(reader, length, offset)
             except OSError:  # closed by `close()` meanwhile
