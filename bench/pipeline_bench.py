@@ -30,11 +30,27 @@ the issue's user typed it; `--spec bench` uses the bench's own small prompts ins
 
 Peak RSS is that of the `copydesk` process itself (sampled every 50 ms); the kept servers'
 RSS is printed apart. Everything started is stopped at the end.
+
+CPU-seconds per article, per process (the figure that travels between machines; seconds
+do not): the `copydesk` command's own (user + system, from wait4), and the CPU each kept
+process used while that command ran: LanguageTool, the Prefect server (each with its
+live child processes, from /proc/<pid>/stat before and after the command), and the fake
+API (the stand-in for the model server). The baseline script's own CPU is printed beside
+them. One line per row: the median over its pairs.
+
+The first measured command does not race LanguageTool's JIT warm-up (`--warmup`):
+
+    wait   (default) after the first command, wait until the kept LanguageTool's warm-up
+           (copydesk.services.warmup) has written "warm-up done" and the server is idle
+           (its CPU under 5 % of a core over 2 s); the wait and its CPU are printed.
+    run    an unmeasured `copydesk run` of --warmup-articles articles first, no wait.
+    none   neither (how the bench ran before issue 25).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -45,6 +61,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 import yaml
@@ -90,13 +107,27 @@ def start_fake(latency: float, per_token: float, section_words: int) -> tuple[su
     return proc, proc.stdout.readline().strip()
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
-    """Wall seconds, peak RSS of the command's own process, exit code, stderr."""
+class Timed(NamedTuple):
+    seconds: float
+    peak: int  # bytes, the command's own process
+    code: int
+    stderr: str
+    cpu: float  # CPU-s of the command's own process (user + system)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> Timed:
+    """Wall seconds, peak RSS and CPU of the command's own process, exit code, stderr."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     handle = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
+    peak, cpu = 0, 0.0
+    while True:
+        # wait4 reaps the process and gives its rusage; poll until it has exited
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu = usage.ru_utime + usage.ru_stime
+            break
         try:
             peak = max(peak, handle.memory_info().rss)
         except psutil.Error:
@@ -106,7 +137,62 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
     stderr = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
         print(stderr[-3000:], file=sys.stderr)
-    return seconds, peak, proc.returncode, stderr
+    return Timed(seconds, peak, proc.returncode, stderr, cpu)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+KEPT = ("languagetool", "prefect-server")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU-s (user + system) of `pid` and its live descendants, from /proc/<pid>/stat."""
+    pids = [pid]
+    try:
+        pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for one in pids:
+        try:
+            stat = Path(f"/proc/{one}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / CLOCK_TICKS
+
+
+def kept_pids(state: Path) -> dict[str, int]:
+    """The kept servers' pids by name, from their state records."""
+    pids = {}
+    for name in KEPT:
+        record = state / f"{name}.json"
+        if record.exists():
+            pids[name] = json.loads(record.read_text())["pid"]
+    return pids
+
+
+def cpu_snapshot(state: Path, fake_pid: int) -> dict[str, float]:
+    return {**{name: process_cpu(pid) for name, pid in kept_pids(state).items()}, "fake-api": process_cpu(fake_pid)}
+
+
+def wait_for_warmup(state: Path, limit: float = 300.0) -> str:
+    """Wait until the kept LanguageTool's warm-up is done and the server idle: what it took."""
+    started = time.perf_counter()
+    pid = kept_pids(state).get("languagetool")
+    if pid is None:
+        return "no LanguageTool kept"
+    log_path = json.loads((state / "languagetool.json").read_text()).get("log_path")
+    warm_log = Path(log_path).with_name("languagetool-warmup.log") if log_path else None
+    cpu0 = process_cpu(pid)
+    while time.perf_counter() - started < limit:
+        done = warm_log is None or not warm_log.exists() or "warm-up done" in warm_log.read_text(errors="replace")
+        before = process_cpu(pid)
+        time.sleep(2.0)
+        if done and process_cpu(pid) - before < 0.05 * 2.0:
+            break
+    return (f"waited for LanguageTool's warm-up {time.perf_counter() - started:.0f} s "
+            f"({process_cpu(pid) - cpu0:.1f} CPU-s)")
 
 
 def write_spec(work: Path, which: str) -> Path:
@@ -132,8 +218,6 @@ def servers_rss(state: Path) -> str:
         record = state / f"{name}.json"
         if not record.exists():
             continue
-        import json
-
         pid = json.loads(record.read_text())["pid"]
         try:
             proc = psutil.Process(pid)
@@ -142,6 +226,64 @@ def servers_rss(state: Path) -> str:
         except psutil.Error:
             pass
     return ", ".join(parts) or "none kept"
+
+
+def first_commands(args: argparse.Namespace, spec: Path, setup: str, home: Path, env: dict[str, str],
+                   topic_file: Path) -> str:
+    """What comes before the measured commands (`copydesk server start`, the first run, the
+    warm-up); timed and reported apart."""
+    first = ""
+    if setup == "server":
+        done = timed([COPYDESK, "server", "start", "--port", "0"], env)
+        assert done.code == 0, "copydesk server start failed"
+        first = f"server start {done.seconds:.1f} s; "
+    done = timed([COPYDESK, "run", str(spec), "-t", "first run", "--concurrency", str(args.concurrency),
+                  "--out", str(home / "first")], env)
+    assert done.code == 0, "the first copydesk run failed"
+    first += f"first run (1 article) {done.seconds:.1f} s"
+    if args.warmup == "wait":
+        first += "; " + wait_for_warmup(home / "state")
+    elif args.warmup == "run":
+        done = timed([COPYDESK, "run", str(spec), "--topics-file", str(topic_file), "--concurrency",
+                      str(args.concurrency), "--out", str(home / "warm-up")], env)
+        assert done.code == 0, "the warm-up run failed"
+        first += f"; unmeasured warm-up run ({args.warmup_articles} articles) {done.seconds:.1f} s"
+    return first
+
+
+def measure_row(args: argparse.Namespace, spec: Path, url: str, fake_pid: int, home: Path, env: dict[str, str],
+                size: int) -> tuple[list[float], list[float], list[int], list[dict[str, float]]]:
+    """`--repeat` baseline/copydesk pairs: seconds of each, copydesk's peak RSS, and the CPU-s
+    per article of each process during each copydesk command (and of the baseline script)."""
+    topics = [f"topic {i}: making software {i} a little better" for i in range(size)]
+    topic_file = home / f"topics-{size}.txt"
+    topic_file.write_text("\n".join(topics), encoding="utf-8")
+    base, ours, peaks, cpus = [], [], [], []
+    for r in range(args.repeat):
+        out = home / f"out-{size}-{r}"
+        done = timed([PY, str(ROOT / "bench" / "baseline.py"), url, str(args.concurrency), str(out / "baseline"),
+                      *topics], env)
+        assert done.code == 0, "baseline failed"
+        base.append(done.seconds)
+        baseline_cpu = done.cpu
+        before = cpu_snapshot(home / "state", fake_pid)
+        done = timed([COPYDESK, "run", str(spec), "--topics-file", str(topic_file), "--concurrency",
+                      str(args.concurrency), "--out", str(out / "copydesk")], env)
+        after = cpu_snapshot(home / "state", fake_pid)
+        assert done.code == 0, f"copydesk run exited {done.code}"
+        ours.append(done.seconds)
+        peaks.append(done.peak)
+        cpu = {"copydesk": done.cpu, **{name: after[name] - before.get(name, 0.0) for name in after}}
+        cpus.append({name: value / size for name, value in {**cpu, "baseline script": baseline_cpu}.items()})
+    return base, ours, peaks, cpus
+
+
+def cpu_line(cpus: list[dict[str, float]]) -> str:
+    names = ["copydesk", "languagetool", "prefect-server", "fake-api", "baseline script"]
+    parts = [f"{name} {statistics.median(c.get(name, 0.0) for c in cpus):.3f}" for name in names
+             if any(name in c for c in cpus)]
+    servers = sum(statistics.median(c.get(n, 0.0) for c in cpus) for n in ("copydesk", *KEPT))
+    return f"  CPU-s per article (median of {len(cpus)}): " + ", ".join(parts) + f"; copydesk + servers {servers:.3f}"
 
 
 def main() -> None:
@@ -155,13 +297,16 @@ def main() -> None:
     parser.add_argument("--per-token", type=float, default=0.01)
     parser.add_argument("--repeat", type=int, default=2, help="baseline/copydesk pairs per row (median)")
     parser.add_argument("--spec", choices=["default", "bench"], default="default")
+    parser.add_argument("--warmup", choices=["wait", "run", "none"], default="wait",
+                        help="before the measured commands: wait for LanguageTool's warm-up, an unmeasured run, or neither")
+    parser.add_argument("--warmup-articles", type=int, default=100, help="the unmeasured run's size (--warmup run)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, outputs)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="copydesk-bench-"))
     spec = write_spec(work, args.spec)
     print(f"fake API {args.latency:g} s + {args.per_token * 1000:g} ms/token; concurrency {args.concurrency}; "
-          f"spec {args.spec}; load average {os.getloadavg()[0]:.2f}; cores {os.cpu_count()}")
+          f"spec {args.spec}; warm-up {args.warmup}; load average {os.getloadavg()[0]:.2f}; cores {os.cpu_count()}")
     print(f"{'profile':<6} {'setup':<9} {'articles':>8} {'baseline s':>10} {'copydesk s':>10} {'ratio':>6} "
           f"{'all ratios':<18} {'peak MB':>7}  first command / servers")
     envs: list[dict[str, str]] = []
@@ -177,36 +322,18 @@ def main() -> None:
                                COPYDESK_STATE_DIR=str(home / "state"), COPYDESK_OUTPUT_DIR=str(home / "outputs"),
                                COPYDESK_KEEP_SERVERS="false" if setup == "temporary" else "true")
                     envs.append(env)
-                    first = ""
-                    if setup == "server":
-                        seconds, _, code, _ = timed([COPYDESK, "server", "start", "--port", "0"], env)
-                        assert code == 0, "copydesk server start failed"
-                        first = f"server start {seconds:.1f} s; "
-                    seconds, _, code, _ = timed([COPYDESK, "run", str(spec), "-t", "first run", "--concurrency",
-                                                 str(args.concurrency), "--out", str(home / "first")], env)
-                    assert code == 0, "the first copydesk run failed"
-                    first += f"first run (1 article) {seconds:.1f} s"
+                    home.mkdir(parents=True, exist_ok=True)
+                    warm_topics = home / "topics-warm-up.txt"
+                    warm_topics.write_text("\n".join(f"warm-up topic {i}: checking prose {i} with care"
+                                                      for i in range(args.warmup_articles)), encoding="utf-8")
+                    first = first_commands(args, spec, setup, home, env, warm_topics)
                     for size in args.sizes:
-                        topics = [f"topic {i}: making software {i} a little better" for i in range(size)]
-                        topic_file = home / f"topics-{size}.txt"
-                        topic_file.write_text("\n".join(topics), encoding="utf-8")
-                        base, ours, peaks = [], [], []
-                        for r in range(args.repeat):
-                            out = home / f"out-{size}-{r}"
-                            seconds, _, code, _ = timed([PY, str(ROOT / "bench" / "baseline.py"), url,
-                                                         str(args.concurrency), str(out / "baseline"), *topics], env)
-                            assert code == 0, "baseline failed"
-                            base.append(seconds)
-                            seconds, peak, code, _ = timed(
-                                [COPYDESK, "run", str(spec), "--topics-file", str(topic_file), "--concurrency",
-                                 str(args.concurrency), "--out", str(out / "copydesk")], env)
-                            assert code == 0, f"copydesk run exited {code}"
-                            ours.append(seconds)
-                            peaks.append(peak)
+                        base, ours, peaks, cpus = measure_row(args, spec, url, fake.pid, home, env, size)
                         b, c = statistics.median(base), statistics.median(ours)
                         ratios = " ".join(f"{o / x:.3f}" for o, x in zip(ours, base))
                         print(f"{profile:<6} {setup:<9} {size:>8} {b:>10.2f} {c:>10.2f} {c / b:>6.3f} {ratios:<18} "
                               f"{max(peaks) / 2**20:>7.0f}  {first}; {servers_rss(home / 'state')}", flush=True)
+                        print(cpu_line(cpus), flush=True)
                         first = ""
                     # this setup's servers stop before the next setup starts its own
                     subprocess.run([COPYDESK, "server", "stop"], env=env, capture_output=True)

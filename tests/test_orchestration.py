@@ -242,3 +242,37 @@ async def test_the_flow_hooks_go_through_the_same_bounded_pool_and_lock(basic_sp
     assert result["by_status"] == {"published": 9} and result["exit_code"] == 0
 
 
+
+
+class KeepingHooks(RunHooks[RunSummary]):
+    """The default steps, keeping the run for the test to look at after it finished."""
+
+    run: PipelineRun | None = None
+
+    async def finished(self, run: PipelineRun, summary: RunSummary) -> RunSummary:
+        self.run = run
+        return summary
+
+
+async def test_exported_articles_release_their_text_and_keep_their_word_count(basic_spec, tmp_path):
+    """Issue 25: a 10,000-topic run kept every article's section bodies to the end; once an
+    article's file is written the run keeps its row's figures only, and the CSV is unchanged."""
+    from copydesk.text import count_words
+
+    hooks = KeepingHooks()
+    with FakeOpenAI(latency=0.0) as fake:
+        summary = await execute_run(
+            RunRequest(spec_path=str(basic_spec), topics=["alpha", "beta", "gamma"], out_dir=str(tmp_path)),
+            hooks, settings=_settings(fake),
+        )
+    assert hooks.run is not None and summary.by_status == {"published": 3}
+    frame = pd.read_csv(f"{summary.run_dir}/articles.csv", encoding="utf-8-sig", keep_default_na=False)
+    for article, row in zip(hooks.run.articles, frame.itertuples(), strict=True):
+        assert article.sections and all(s.body == "" and s.prompt == "" for s in article.sections)
+        assert article.outline_prompt == ""
+        with pytest.raises(RuntimeError, match="released"):
+            article.body_markdown()
+        text = (tmp_path / summary.run_id / row.path).read_text(encoding="utf-8")
+        bodies = [part.split("\n", 1)[1] for part in text.split("\n## ")[1:]]  # each section's body
+        assert row.word_count == article.word_count == count_words("\n".join(b.strip() for b in bodies), "en-US") > 0
+        assert row.sections == len(article.sections)

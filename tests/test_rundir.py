@@ -296,3 +296,28 @@ def test_the_manifest_of_a_spec(basic_spec: Path) -> None:
     assert manifest.pipeline == "basic" and manifest.topics == ["x", "y"]
     names = ["title.j2", "outline.j2", "section.j2", "system.j2"]
     assert manifest.fingerprint == rundir.fingerprint(basic_spec, rundir.template_files(spec.resolved_prompts_dir, names))
+
+
+def test_write_json_gives_json_dumps_bytes_in_pieces_with_secrets_redacted(tmp_path: Path, monkeypatch) -> None:
+    """Issue 25: the QC report of a 10,000-topic run is written as it is encoded (an indented
+    json.dumps held ~47 KB per article at once); the bytes are those of json.dumps, and a known
+    secret is redacted in every piece, also past the first write."""
+    import json
+    import tracemalloc
+
+    secret = "sk-test-WRITEJSON-aaaaaaaaaaaaaaaa"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    data = {"run_id": "r", "articles": [
+        {"topic": f"话题 {i}", "qc": {"checks": [{"check": "x", "found": [i, 1.5, None, True]}] * 5,
+                                     "note": secret if i in (1, 4_999) else "ok"}} for i in range(5_000)]}
+    path = tmp_path / "qc_report.json"
+    tracemalloc.start()
+    try:
+        rundir.write_json(path, data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    expected = json.dumps(data, ensure_ascii=False, indent=2, default=str).replace(secret, "[redacted]") + "\n"
+    assert path.read_bytes() == expected.encode("utf-8")
+    assert path.stat().st_size > 4_000_000 and secret not in path.read_text(encoding="utf-8")
+    assert peak < 2_000_000, peak  # json.dumps: tens of MB for this document

@@ -120,6 +120,60 @@ def test_records_written_after_a_truncated_line_survive_the_next_reload(tmp_path
     again.close()
 
 
+def test_answers_stay_on_disk_and_only_an_index_in_memory(tmp_path: Path) -> None:
+    """Issue 25: a 10,000-topic run passed 1 GB because the store kept every answer in memory.
+    Writing 8 MB of answers, and indexing them again on resume, keeps a small index only."""
+    import tracemalloc
+
+    path = tmp_path / "calls.jsonl"
+    answers = {f"key-{i:04d}": f"answer {i} " + "x" * 8_000 for i in range(1_000)}
+    tracemalloc.start()
+    try:
+        store = CallStore(path)
+        before = tracemalloc.get_traced_memory()[0]
+        for key, text in answers.items():
+            store.put(key, completion(text))
+        written = tracemalloc.get_traced_memory()[0] - before
+        store.close()
+        before = tracemalloc.get_traced_memory()[0]
+        resumed = CallStore(path)
+        indexed = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert path.stat().st_size > 8_000_000
+    assert written < 500_000 and indexed < 500_000, (written, indexed)  # the answers: 8 MB
+    assert len(resumed) == 1_000
+    for key in ("key-0000", "key-0500", "key-0999"):
+        assert resumed.get(key) == completion(answers[key])
+    resumed.close()
+
+
+def test_a_hit_is_read_back_while_the_store_appends(tmp_path: Path) -> None:
+    """Records written by this process are answered from the file, between later appends."""
+    store = CallStore(tmp_path / "calls.jsonl")
+    for i in range(50):
+        store.put(f"k{i}", completion(f"text {i} 尾"))
+        assert store.get(f"k{i // 2}") == completion(f"text {i // 2} 尾")
+    store.put_batch({"ref": "b1", "file_id": "f1"})
+    store.put("after", completion("after a batch line"))
+    assert store.get("after") == completion("after a batch line") and "after" in store
+    store.close()
+    assert store.get("k3") == completion("text 3 尾")  # closed: read from the path
+    store.put("late", completion("late"))  # a call finishing after the run closed its store
+    assert store.get("late") == completion("late") and len(store) == 52
+
+
+def test_a_record_changed_under_the_run_is_a_miss(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "calls.jsonl"
+    store = CallStore(path)
+    store.put("k", completion("first"))
+    path.write_bytes(b"\x00" * path.stat().st_size)  # the same length, unreadable
+    with caplog.at_level(logging.WARNING, logger="copydesk.store"):
+        assert store.get("k") is None
+    assert any("cannot be read back" in r.getMessage() for r in caplog.records)
+    store.close()
+
+
 # ----------------------------------------------------------------------------- keys
 
 

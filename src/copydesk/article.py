@@ -52,6 +52,8 @@ class Article:
     extras: dict[str, str | list[str]] = field(default_factory=dict)
     #: Why the article is held for review whatever the gate says (a required extra empty or refused).
     holds: list[str] = field(default_factory=list)
+    #: The prose's word count, kept when `release_text()` dropped the section bodies.
+    word_count: int | None = None
 
     @property
     def usage(self) -> Usage:
@@ -85,7 +87,19 @@ class Article:
 
     def body_markdown(self) -> str:
         """`# Title` and one `## Heading` per outline section (unwritten ones left empty)."""
+        if self.word_count is not None:
+            raise RuntimeError(f"article {self.index + 1}: its text was released after its export")
         return "\n\n".join(self._body_parts()) + "\n"
+
+    def release_text(self, word_count: int) -> None:
+        """Drop the section bodies and prompts once the article is exported (its Markdown file
+        holds the text): a 10,000-topic run kept ~10 KB of them per article until the end,
+        although the CSV row needs only their word count, kept here."""
+        self.word_count = word_count
+        for section in self.sections:
+            section.body = ""
+            section.prompt = ""
+        self.outline_prompt = ""
 
     def _body_parts(self) -> list[str]:
         parts = [f"# {self.display_title}"]

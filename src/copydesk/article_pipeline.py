@@ -52,7 +52,10 @@ class ArticlePipeline:
         if written is not None:
             written()
         await self.check(article)
-        return self.export(article)
+        self.export(article)
+        if article.path:  # its file holds the text now; the run keeps its row's figures only
+            article.release_text(self.context.resources.exporter.word_count(article))
+        return article
 
     async def write(self, article: Article) -> Article:
         """Title, outline, sections through the API; never raises (failures make it incomplete)."""

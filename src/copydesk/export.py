@@ -118,9 +118,15 @@ class RunExporter:
 
     # -- the index and the reports ----------------------------------------------------
 
+    def word_count(self, article: Article) -> int:
+        """The prose's words (the CSV's word_count); kept on the article once its text is released."""
+        if article.word_count is not None:
+            return article.word_count
+        return count_words("\n".join(s.body for s in article.sections), self.language) if article.sections else 0
+
     def row(self, article: Article, est_cost_usd: float | None = None) -> dict[str, Any]:
         usage = article.usage
-        words = count_words("\n".join(s.body for s in article.sections), self.language) if article.sections else 0
+        words = self.word_count(article)
         return {
             "run_id": self.run_id,
             "topic": article.topic,

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
 from jinja2 import Environment, TemplateSyntaxError, meta
@@ -176,11 +176,17 @@ def atomic_write(path: Path, data: str | bytes, encoding: str = "utf-8", *, dura
     `durable` also fsyncs the file and its folder, so the write survives a power cut. No known
     secret reaches the file in any encoding (`copydesk.redact.redact_known`)."""
     data = redact_known(data) if isinstance(data, str) else redact_bytes(data)
+    payload = data.encode(encoding) if isinstance(data, str) else data
+    _atomic(path, lambda handle: handle.write(payload), durable=durable)
+
+
+def _atomic(path: Path, write: Callable[[BinaryIO], object], *, durable: bool) -> None:
+    """`write` into a temporary file next to `path`, then rename it to `path` (see `atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode(encoding) if isinstance(data, str) else data)
+            write(handle)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -207,8 +213,31 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+#: Encoded JSON is written (and redacted) in pieces of about this many characters.
+JSON_WRITE_CHARS = 1 << 16
+
+
 def write_json(path: Path, data: Any, *, durable: bool = False) -> Path:
-    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n", durable=durable)
+    """`data` as indented JSON, written as it is encoded (atomically, as `atomic_write`): the same
+    bytes as `json.dumps(..., indent=2)`, without the whole text in memory at once. An indented
+    `json.dumps` builds a list of every piece first: ~47 KB per article for a QC report, which
+    took a 10,000-topic run from ~500 MB to 1,001 MB as it finished (issue 25). Every string
+    is one piece of the encoder's, never split between two writes, so redaction sees each whole."""
+    encoder = json.JSONEncoder(ensure_ascii=False, indent=2, default=str)
+
+    def write(handle: BinaryIO) -> None:
+        pieces: list[str] = []
+        size = 0
+        for piece in encoder.iterencode(data):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= JSON_WRITE_CHARS:
+                handle.write(redact_known("".join(pieces)).encode("utf-8"))
+                pieces, size = [], 0
+        pieces.append("\n")
+        handle.write(redact_known("".join(pieces)).encode("utf-8"))
+
+    _atomic(path, write, durable=durable)
     return path
 
 
