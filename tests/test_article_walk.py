@@ -164,6 +164,6 @@ async def test_one_article_walks_each_module_at_most_twice(basic_spec: Path, tmp
     # the owner's path: write, check (the gate once, its edits applied, the report entry), export
     stages = [name for name in names if name not in ("runner", "article_pipeline")]
     assert stages == ["writer", "orchestration", "resources", "article", "qc.check", "qc.gate", "metrics", "slugs",
-                      "export"], stages
+                      "export", "article"], stages
     assert climbs == len(stages) - 1  # every stage but the last returns to the owner, and only to it
     assert names[2::2] == stages and set(names[1::2]) == {"article_pipeline"}
