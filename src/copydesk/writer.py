@@ -49,33 +49,23 @@ def outline_formats(mode: str, min_sections: int, max_sections: int) -> list[dic
     "strict"}}`, whose schema must be an object at the top; llama.cpp's server (and
     llama-cpp-python's) take `{"type": "json_object", "schema": ...}` and turn the schema
     into a grammar. Both ask for `{"headings": ["...", ...]}`, which `parse_outline` reads."""
-    items = {"type": "array", "items": {"type": "string"}}
-    strict_schema = {"type": "object", "properties": {"headings": items}, "required": ["headings"],
-                     "additionalProperties": False}
-    bounded = {"type": "object", "required": ["headings"],
-               "properties": {"headings": {**items, "minItems": min_sections, "maxItems": max_sections}}}
-    forms: dict[str, dict[str, Any]] = {
-        "json_schema": {"type": "json_schema",
-                        "json_schema": {"name": "outline", "strict": True, "schema": strict_schema}},
-        "json_object": {"type": "json_object", "schema": bounded},
-    }
-    if mode == "off":
-        return [None]
-    if mode == "auto":
-        return [forms["json_schema"], forms["json_object"], None]
-    return [forms[mode], None]
+    return _array_formats("headings", "outline", mode, min_sections, max_sections)
 
 
 def list_formats(mode: str, max_items: int) -> list[dict[str, Any] | None]:
     """The `response_format`s to try for an extra with `output: list` (as `outline_formats`):
     both ask for `{"items": ["...", ...]}`, which `copydesk.postprocess.parse_list` reads."""
+    return _array_formats("items", "items", mode, 1, max_items)
+
+
+def _array_formats(key: str, name: str, mode: str, min_items: int, max_items: int) -> list[dict[str, Any] | None]:
+    """The `response_format`s to try, in order, for an answer `{key: ["...", ...]}` (see `outline_formats`)."""
     items = {"type": "array", "items": {"type": "string"}}
-    strict_schema = {"type": "object", "properties": {"items": items}, "required": ["items"],
-                     "additionalProperties": False}
-    bounded = {"type": "object", "required": ["items"],
-               "properties": {"items": {**items, "minItems": 1, "maxItems": max_items}}}
+    strict_schema = {"type": "object", "properties": {key: items}, "required": [key], "additionalProperties": False}
+    bounded = {"type": "object", "required": [key],
+               "properties": {key: {**items, "minItems": min_items, "maxItems": max_items}}}
     forms: dict[str, dict[str, Any]] = {
-        "json_schema": {"type": "json_schema", "json_schema": {"name": "items", "strict": True, "schema": strict_schema}},
+        "json_schema": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": strict_schema}},
         "json_object": {"type": "json_object", "schema": bounded},
     }
     if mode == "off":
