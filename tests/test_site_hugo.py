@@ -242,3 +242,42 @@ def test_two_runs_into_one_hugo_site_leave_each_others_files_alone(basic_spec: P
     run_copies = sorted(p.name for p in (tmp_path / "out" / "first").glob("*/*.md"))
     assert run_copies == ["notes-on-alpha-topic.md", "notes-on-short-topic.md"]  # the run folder keeps its own
     shutil.rmtree(site / "public")
+
+
+def _reply_with_extras(body: dict[str, Any]) -> str:
+    """As `_reply`, and the extra stages' answers: a description, and tags (JSON when asked for it)."""
+    prompt = " ".join(m.get("content", "") for m in body.get("messages", []))
+    if "Describe in one sentence:" in prompt:
+        return "A short guide to alpha topic for busy teams."
+    if "List tags for:" in prompt:
+        return '{"items": ["alpha", "guides"]}' if body.get("response_format") else "alpha, guides"
+    return _reply(body)
+
+
+def test_a_run_with_extra_stages_gives_hugo_its_description_and_tags(basic_spec: Path, cli_env: dict[str, str],
+                                                                    fake_api: Any, tmp_path: Path) -> None:
+    """Through the real command: `stages.extras` answers land in Hugo's front matter, and the built
+    page carries the description in its meta tag and each tag as a taxonomy page."""
+    fake_api.reply = _reply_with_extras
+    prompts = basic_spec.parent.parent / "prompts"
+    (prompts / "description.j2").write_text("Describe in one sentence: {{ title }}\n", encoding="utf-8")
+    (prompts / "tags.j2").write_text("List tags for: {{ title }}\n", encoding="utf-8")
+    site = make_site(basic_spec.parent.parent / "site")
+    data = yaml.safe_load(basic_spec.read_text(encoding="utf-8"))
+    data["stages"]["extras"] = {"description": {"prompt": "description.j2", "max_tokens": 60},
+                                "tags": {"prompt": "tags.j2", "max_tokens": 40, "output": "list"}}
+    data["export"] = {"target": "hugo", "dir": "../site"}
+    basic_spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    _run(basic_spec, ["alpha topic"], "extras", cli_env, tmp_path / "out")
+    front = front_matter(site / "content" / "posts" / "notes-on-alpha-topic.md")
+    assert front["draft"] is False, front
+    assert front["description"] == "A short guide to alpha topic for busy teams."
+    assert front["tags"] == ["alpha", "guides"]
+    pages = build(site)
+    page = _Page(pages["posts/notes-on-alpha-topic/index.html"])
+    assert page.meta["description"] == front["description"] and page.h1 == 1
+    for tag in ("alpha", "guides"):
+        assert "/posts/notes-on-alpha-topic/" in pages[f"tags/{tag}/index.html"], tag
+    csv = (tmp_path / "out" / "extras" / "articles.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert csv[0].endswith(",description,tags"), csv[0]
