@@ -43,6 +43,10 @@ HEADINGS = ("Why it matters", "How it works", "Common mistakes", "Next steps")
 def example_reply(body: dict[str, object]) -> str:
     """Answers to the English example's prompts (prompts/en): headline, headings, two paragraphs."""
     prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))  # type: ignore[union-attr]
+    if "Write one short sentence that says what this blog post is about" in prompt:  # the description extra
+        return "A practical guide for working developers."
+    if "Give three keywords" in prompt:  # the tags extra
+        return '{"items": ["python", "testing", "guides"]}' if body.get("response_format") else "python, testing"
     if "section headings" in prompt:
         return "\n".join(f"{n}. {heading}" for n, heading in enumerate(HEADINGS, 1))
     topic = re.search(r"blog post about (.+?)(?:\.| for )", prompt)

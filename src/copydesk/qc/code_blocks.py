@@ -32,13 +32,12 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import yaml
-from markdown_it import MarkdownIt
 
+from copydesk.prose import document
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 
-_MD = MarkdownIt("commonmark")
 _PROMPT = re.compile(r"^(?:>>>|\.\.\.)(?: |$)")
 _SHELL_PROMPT = re.compile(r"^\s*\$ ")
 
@@ -108,9 +107,10 @@ SHELL = {"sh": _shell, "bash": _shell, "shell": _shell, "zsh": _shell}
 
 
 def code_blocks(body: str) -> list[tuple[str, str]]:
-    """(declared language, code) of each fenced block of `body` (language lower-cased, "" if none)."""
+    """(declared language, code) of each fenced block of `body` (language lower-cased, "" if none), from
+    its one parse (copydesk.prose: a Draft's section is parsed once for every check)."""
     return [(token.info.strip().split(maxsplit=1)[0].lower() if token.info.strip() else "", token.content)
-            for token in _MD.parse(body) if token.type == "fence"]
+            for token in document(body).tokens if token.type == "fence"]
 
 
 def broken_code(sections: Sequence[tuple[str, str]], shell: bool = True) -> list[dict]:
