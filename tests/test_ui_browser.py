@@ -162,16 +162,7 @@ def test_an_editor_starts_a_run_from_the_ui_form_and_sees_it_complete(local_ui, 
             page.get_by_role("button", name="Submit").click()
 
             # the flow run is created, then the deployment's runs show (slow on a busy machine)
-            page.wait_for_url(re.compile(r"/deployment/[^/?]+(\?tab=Runs)?$"), timeout=90_000)
-            link = page.get_by_role("link", name=run_name, exact=True)
-            deadline = time.monotonic() + 60
-            while not link.count():  # the list refreshes on its own clock: reload until the run shows
-                assert time.monotonic() < deadline, "the new run never showed in the deployment's runs"
-                page.wait_for_timeout(1000)
-                page.reload()
-                page.wait_for_load_state("networkidle")
-            link.first.click()
-            page.wait_for_url(re.compile(r"/runs/flow-run/"))
+            _open_new_run(page, run_name)
             expect(page.locator(".p-bread-crumbs", has_text=run_name)).to_be_visible()
             badge = page.locator(".page-heading-flow-run__meta .state-badge")
             expect(badge).to_have_text(re.compile("Completed"), timeout=120_000)

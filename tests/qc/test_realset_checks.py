@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from test_heading_depth import BODIES
 
 from copydesk.qc.about_text import about_findings, trim_about_text
 from copydesk.qc.check import Draft
@@ -16,15 +17,7 @@ from copydesk.qc.repair import repair_note, sections_to_repair
 from copydesk.qc.task_headings import task_headings
 from copydesk.qc.title import title_cut_off
 
-CLEAN = [
-    ("Why retries matter",
-     "A flaky network call should not fail a whole pipeline. Prefect lets a task declare how many times it is "
-     "retried and how long it waits between attempts. The defaults are conservative, so most teams tune them once "
-     "they have seen real failure rates in production."),
-    ("Configuring backoff",
-     "Start with a delay of one second and double it on every attempt. Cap the delay so that a long outage does not "
-     "stall the run for hours, and add a little jitter so that many workers do not wake up at the same moment."),
-]
+CLEAN = BODIES  # two clean sections about retries (the heading-depth test's)
 
 
 @pytest.mark.parametrize("title, reason, why", [
