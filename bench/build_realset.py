@@ -88,6 +88,9 @@ def _record(article: Article, place: tuple[str, int], run: str) -> dict:
 
 async def replay(run_dir: Path, halves: dict[str, tuple[str, int]]) -> list[dict]:
     spec = load_spec(SPEC)
+    # The set was generated before the shipped spec gained `stages.extras`: its call stores hold no
+    # extra's answer, and the gate does not judge extras, so the replay asks none.
+    spec = spec.model_copy(update={"stages": spec.stages.model_copy(update={"extras": {}})})
     prompts = PromptLibrary(spec)
     plan = CallPlan.of(spec, MODEL)
     title = dataclasses.replace(plan.stages["title"], attempts=1, reask_max_tokens=None)
