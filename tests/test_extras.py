@@ -75,6 +75,14 @@ def test_list_answers_parsed_from_json_or_text_trimmed_deduplicated_bounded_and_
     assert parse_list("\x1b[31m, ..., —", max_items=8, limit=40) == []
 
 
+def test_a_json_list_cut_short_by_max_tokens_keeps_its_whole_strings_not_its_syntax():
+    """The embedded model's tags often end at max_tokens inside the JSON (seen in the quick start):
+    the whole strings are the items; keys, brackets and the unfinished last string are not."""
+    cut = '{ "items": ["Writing readable Python", "Pylint", "C\\u002B\\u002B", "linters and'
+    assert parse_list(cut, max_items=8, limit=40) == ["Writing readable Python", "Pylint", "C++"]
+    assert parse_list('{ "items" : [ "}, WhyCodeReviewMatters #BlogPost1', max_items=8, limit=40) == []
+
+
 def test_text_answers_are_one_inert_line_without_label_quotes_or_markup():
     assert clean_extra_text('Description: "A **short** guide."', 300) == "A short guide."
     assert clean_extra_text("Line one\nline two\u202e", 300) == "Line one line two"

@@ -197,12 +197,33 @@ def clean_extra_text(raw: str, limit: int) -> str:
     return inert_text(truncate(line, limit)) if any(ch.isalnum() for ch in line) else ""
 
 
+_JSON_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"(\s*:)?')
+
+
+def _cut_json_strings(raw: str) -> list[str] | None:
+    """The whole string values of JSON cut short by `max_tokens` (`{"items": ["a", "b", "c`): keys
+    and the unfinished last string left out; None when `raw` does not start as JSON."""
+    if not raw.lstrip().startswith(("{", "[")):
+        return None
+    values = []
+    for value, key in _JSON_STRING.findall(raw):
+        if not key:
+            try:
+                values.append(json.loads(f'"{value}"'))
+            except ValueError:  # a bad escape: the text as written
+                values.append(value)
+    return values
+
+
 def parse_list(raw: str, *, max_items: int, limit: int) -> list[str]:
     """An extra's `output: list` answer: the items of a JSON list (`{"items": [...]}`, `{"tags":
-    [...]}` or a bare list), else of comma-, semicolon- or line-separated text; each trimmed (list
+    [...]}` or a bare list; of one cut short, its whole strings), else of comma-, semicolon- or
+    line-separated text; each trimmed (list
     markers, `#`, quotes, Markdown, end punctuation), cut to `limit` characters, made inert; empty
     and repeated ones (ignoring case) dropped; at most `max_items`."""
     items = _from_json(raw, _LIST_KEYS)
+    if items is None:
+        items = _cut_json_strings(raw)
     if items is None:
         text = _EXTRA_LABEL.sub("", clean_text(raw).strip())
         items = [_strip_list_marker(part) for part in _LIST_SPLIT.split(text)]
