@@ -1,7 +1,7 @@
 """The hand-written baseline: asyncio + httpx, the same calls with the same dependencies.
 
-For each topic: title → outline → one call per outline line (concurrently),
-all under one semaphore of the same concurrency. No Prefect, no QC, no export
+For each topic: title → outline → one call per outline line (concurrently) → the
+shipped spec's two extra stages (description, tags), all under one semaphore of the same concurrency. No Prefect, no QC, no export
 beyond one Markdown file per article. This is what copydesk's own cost is
 measured against.
 
@@ -38,6 +38,10 @@ async def main(base_url: str, concurrency: int, out: Path, topics: list[str]) ->
                 chat(f'You are writing "{title}". Write the section {n}/{len(headings)}: "{h}".', max_tokens=400)
                 for n, h in enumerate(headings, 1)))
             text = f"# {title}\n\n" + "\n\n".join(f"## {h}\n\n{b}" for h, b in zip(headings, bodies))
+            # the shipped spec's extra stages (stages.extras), one after the other as copydesk asks them
+            await chat(f'Here is a blog post titled "{title}".\n\n{text[:800]}\n\nWrite one short sentence '
+                       "that says what this blog post is about.", max_tokens=60)
+            await chat(f"Give three keywords for a blog post about {topic}, separated by commas.", max_tokens=30)
             (out / f"article-{i}.md").write_text(text, encoding="utf-8")
 
         await asyncio.gather(*(article(i, t) for i, t in enumerate(topics)))
