@@ -106,14 +106,7 @@ class RunExporter:
         for name, value in article.extras.items():  # already inert (copydesk.postprocess)
             front[name] = [inert_text(clean_line(v)) for v in value] if isinstance(value, list) else \
                 inert_text(clean_line(value))
-        if article.reasons:
-            front["reasons"] = [inert_text(reason) for reason in article.reasons]
-        if article.grammar_issues is not None:
-            front["grammar_issues"] = article.grammar_issues
-        if article.moderation_flagged is not None:
-            front["moderation_flagged"] = article.moderation_flagged
-        if article.fallback_from:
-            front["fallback_from"] = inert_text(article.fallback_from)
+        front.update(sitetargets.verdict_fields(article, one_line=False))
         return rundir.render_front_matter(front, "\n" + inert_markdown(article.body_markdown()))
 
     # -- the index and the reports ----------------------------------------------------

@@ -125,14 +125,7 @@ def own_fields(article: Article, *, run_id: str, pipeline: str, language: str,
         "tokens": {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens,
                    "total": usage.total_tokens},
     }
-    if article.reasons:
-        own["reasons"] = [inert_text(clean_line(reason)) for reason in article.reasons]
-    if article.grammar_issues is not None:
-        own["grammar_issues"] = article.grammar_issues
-    if article.moderation_flagged is not None:
-        own["moderation_flagged"] = article.moderation_flagged
-    if article.fallback_from:
-        own["fallback_from"] = inert_text(article.fallback_from)
+    own.update(verdict_fields(article, one_line=True))
     if rest:
         own["extras"] = rest
     return own
@@ -152,3 +145,18 @@ def _extras(article: Article) -> dict[str, str | list[str]]:
             if items:
                 out[str(name)] = items
     return out
+
+
+def verdict_fields(article: Article, *, one_line: bool) -> dict[str, Any]:
+    """The gate's fields an article has (reasons, grammar issues, moderation, fallback), inert; each
+    reason on one line when `one_line` (the plain target keeps them as the gate wrote them)."""
+    fields: dict[str, Any] = {}
+    if article.reasons:
+        fields["reasons"] = [inert_text(clean_line(r) if one_line else r) for r in article.reasons]
+    if article.grammar_issues is not None:
+        fields["grammar_issues"] = article.grammar_issues
+    if article.moderation_flagged is not None:
+        fields["moderation_flagged"] = article.moderation_flagged
+    if article.fallback_from:
+        fields["fallback_from"] = inert_text(article.fallback_from)
+    return fields
