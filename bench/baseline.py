@@ -3,9 +3,10 @@
 For each topic: title → outline → one call per outline line (concurrently) → the
 shipped spec's two extra stages (description, tags), all under one semaphore of the same concurrency. No Prefect, no QC, no export
 beyond one Markdown file per article. This is what copydesk's own cost is
-measured against.
+measured against. With --moderate, each article's text also goes to the API's
+moderation endpoint in one request (as copydesk's `provider: auto` does with a key).
 
-    python bench/baseline.py BASE_URL CONCURRENCY OUT_DIR TOPIC...
+    python bench/baseline.py [--moderate] BASE_URL CONCURRENCY OUT_DIR TOPIC...
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 
 
-async def main(base_url: str, concurrency: int, out: Path, topics: list[str]) -> None:
+async def main(base_url: str, concurrency: int, out: Path, topics: list[str], moderate: bool = False) -> None:
     sem = asyncio.Semaphore(concurrency)
     out.mkdir(parents=True, exist_ok=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=300,
@@ -42,10 +43,16 @@ async def main(base_url: str, concurrency: int, out: Path, topics: list[str]) ->
             await chat(f'Here is a blog post titled "{title}".\n\n{text[:800]}\n\nWrite one short sentence '
                        "that says what this blog post is about.", max_tokens=60)
             await chat(f"Give three keywords for a blog post about {topic}, separated by commas.", max_tokens=30)
+            if moderate:
+                r = await client.post("/moderations", json={"model": "omni-moderation-latest", "input": [text]})
+                r.raise_for_status()
             (out / f"article-{i}.md").write_text(text, encoding="utf-8")
 
         await asyncio.gather(*(article(i, t) for i, t in enumerate(topics)))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1].rstrip("/"), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]))
+    argv = sys.argv[1:]
+    moderate = argv[:1] == ["--moderate"]
+    argv = argv[1:] if moderate else argv
+    asyncio.run(main(argv[0].rstrip("/"), int(argv[1]), Path(argv[2]), argv[3:], moderate))

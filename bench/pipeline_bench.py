@@ -27,6 +27,18 @@ the issue's user typed it; `--spec bench` uses the bench's own small prompts ins
     python bench/pipeline_bench.py                                   # both profiles, both setups, 100 articles
     python bench/pipeline_bench.py --profiles short --setups default --sizes 100 --repeat 3
     python bench/pipeline_bench.py --profiles long --setups server --sizes 1000 --repeat 1   # RSS at 1,000
+    python bench/pipeline_bench.py --profiles short --setups default --repeat 3 --busy 1     # a CPU-bound neighbour
+    python bench/pipeline_bench.py --profiles short --setups default --repeat 3 --moderation api
+
+Conditions:
+
+    --busy N          N CPU-bound processes (a busy loop each) run beside the measured pairs,
+                      baseline and copydesk alike (not beside the first command or the warm-up).
+    --moderation api  the default spec's `provider: auto` gets an API key (a dummy one; the fake API
+                      checks none), so copydesk moderates through the fake API's /moderations; the
+                      baseline then sends each article's text there too, in one request. `local`
+                      (the default): no key, so `auto` means the local classifier, and the baseline
+                      moderates nothing.
 
 Peak RSS is that of the `copydesk` process itself (sampled every 50 ms); the kept servers'
 RSS is printed apart. Everything started is stopped at the end.
@@ -50,6 +62,7 @@ The first measured command does not race LanguageTool's JIT warm-up (`--warmup`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -61,7 +74,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import psutil
 import yaml
@@ -261,8 +274,9 @@ def measure_row(args: argparse.Namespace, spec: Path, url: str, fake_pid: int, h
     base, ours, peaks, cpus = [], [], [], []
     for r in range(args.repeat):
         out = home / f"out-{size}-{r}"
-        done = timed([PY, str(ROOT / "bench" / "baseline.py"), url, str(args.concurrency), str(out / "baseline"),
-                      *topics], env)
+        moderate = ["--moderate"] if args.moderation == "api" else []
+        done = timed([PY, str(ROOT / "bench" / "baseline.py"), *moderate, url, str(args.concurrency),
+                      str(out / "baseline"), *topics], env)
         assert done.code == 0, "baseline failed"
         base.append(done.seconds)
         baseline_cpu = done.cpu
@@ -286,6 +300,18 @@ def cpu_line(cpus: list[dict[str, float]]) -> str:
     return f"  CPU-s per article (median of {len(cpus)}): " + ", ".join(parts) + f"; copydesk + servers {servers:.3f}"
 
 
+@contextlib.contextmanager
+def neighbours(count: int) -> Iterator[None]:
+    """`count` CPU-bound processes (a busy loop each) for the duration of the block."""
+    procs = [subprocess.Popen([PY, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profiles", nargs="+", choices=sorted(PROFILES), default=["long", "short"])
@@ -301,12 +327,16 @@ def main() -> None:
                         help="before the measured commands: wait for LanguageTool's warm-up, an unmeasured run, or neither")
     parser.add_argument("--warmup-articles", type=int, default=100, help="the unmeasured run's size (--warmup run)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, outputs)")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound neighbour processes beside the measured pairs")
+    parser.add_argument("--moderation", choices=["local", "api"], default="local",
+                        help="api: an API key is set, so the spec's provider auto moderates through the fake API")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="copydesk-bench-"))
     spec = write_spec(work, args.spec)
     print(f"fake API {args.latency:g} s + {args.per_token * 1000:g} ms/token; concurrency {args.concurrency}; "
-          f"spec {args.spec}; warm-up {args.warmup}; load average {os.getloadavg()[0]:.2f}; cores {os.cpu_count()}")
+          f"spec {args.spec}; warm-up {args.warmup}; moderation {args.moderation}; busy neighbours {args.busy}; "
+          f"load average {os.getloadavg()[0]:.2f}; cores {os.cpu_count()}")
     print(f"{'profile':<6} {'setup':<9} {'articles':>8} {'baseline s':>10} {'copydesk s':>10} {'ratio':>6} "
           f"{'all ratios':<18} {'peak MB':>7}  first command / servers")
     envs: list[dict[str, str]] = []
@@ -321,6 +351,8 @@ def main() -> None:
                     env.update(OPENAI_BASE_URL=url, PREFECT_HOME=str(home / "prefect-home"),
                                COPYDESK_STATE_DIR=str(home / "state"), COPYDESK_OUTPUT_DIR=str(home / "outputs"),
                                COPYDESK_KEEP_SERVERS="false" if setup == "temporary" else "true")
+                    if args.moderation == "api":
+                        env["OPENAI_API_KEY"] = "bench-dummy-key"  # the fake API checks no key
                     envs.append(env)
                     home.mkdir(parents=True, exist_ok=True)
                     warm_topics = home / "topics-warm-up.txt"
@@ -328,7 +360,8 @@ def main() -> None:
                                                       for i in range(args.warmup_articles)), encoding="utf-8")
                     first = first_commands(args, spec, setup, home, env, warm_topics)
                     for size in args.sizes:
-                        base, ours, peaks, cpus = measure_row(args, spec, url, fake.pid, home, env, size)
+                        with neighbours(args.busy):
+                            base, ours, peaks, cpus = measure_row(args, spec, url, fake.pid, home, env, size)
                         b, c = statistics.median(base), statistics.median(ours)
                         ratios = " ".join(f"{o / x:.3f}" for o, x in zip(ours, base))
                         print(f"{profile:<6} {setup:<9} {size:>8} {b:>10.2f} {c:>10.2f} {c / b:>6.3f} {ratios:<18} "
