@@ -373,7 +373,11 @@ def main() -> None:
                     subprocess.run([COPYDESK, "services", "stop"], env=env, capture_output=True)
             finally:
                 fake.send_signal(signal.SIGINT)
-                fake.wait()
+                try:
+                    fake.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # SIGINT is ignored when the bench runs as a background job
+                    fake.kill()
+                    fake.wait()
     finally:
         for env in envs:
             subprocess.run([COPYDESK, "server", "stop"], env=env, capture_output=True)
