@@ -52,8 +52,6 @@ def check_citations(sections: Sequence[tuple[str, str]]) -> CheckResult:
         lambda first: f"cites a source that cannot be checked in {place(first)}: \"{first['text']}\"")
 
 
-class CitationsCheck(BaseCheck):
-    name = key = "citations"
-
+class CitationsCheck(BaseCheck, key="citations"):
     def run(self, draft: Draft) -> CheckResult:
         return check_citations(draft.sections)

@@ -73,8 +73,6 @@ def check_placeholders(sections: Sequence[tuple[str, str]]) -> CheckResult:
         lambda first: f"placeholder in {place(first)}: \"{first['text']}\"", more="more sections")
 
 
-class PlaceholdersCheck(BaseCheck):
-    name = key = "placeholders"
-
+class PlaceholdersCheck(BaseCheck, key="placeholders"):
     def run(self, draft: Draft) -> CheckResult:
         return check_placeholders(draft.sections)

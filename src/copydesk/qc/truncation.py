@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair
+from copydesk.qc.check import BaseCheck, Draft, Repair
 from copydesk.qc.content import CheckResult, check_truncation
 from copydesk.qc.evidence import excerpt, finding, place
 
@@ -95,17 +95,14 @@ class TruncationCheck(BaseCheck):
 
     def run(self, draft: Draft) -> CheckResult:
         result = check_truncation(list(draft.finish_reasons), [heading for heading, _ in draft.sections])
-        trimmed = draft.repaired.get(self.name, ())
+        trimmed = self.recorded(draft)
         if not trimmed:
             return result
         detail = f"{result.detail}; trimmed {len(trimmed)} cut-off section(s) to their last sentence"
         return dataclasses.replace(result, detail=detail, evidence=tuple(trimmed))
 
 
-class UnfinishedCheck(BaseCheck):
-    name = key = "unfinished"
-    Policy = CheckPolicy
-
+class UnfinishedCheck(BaseCheck, key="unfinished"):
     def run(self, draft: Draft) -> CheckResult:
         return check_unfinished(draft.sections)
 
