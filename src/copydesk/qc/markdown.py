@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
-from copydesk.qc.content import CheckResult
+from copydesk.qc.content import CheckResult, findings_check
 from copydesk.qc.evidence import finding, place
 from copydesk.prose import Document, document
 
@@ -228,12 +228,11 @@ def _inline_html(doc: Document, token: Token) -> list[tuple[int, str]]:
     return out
 
 
-def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] = ()) -> CheckResult:
-    """Soft failure for anything that renders differently from the text; `demoted` is recorded."""
-    return CheckResult.from_findings(
-        "markdown", markdown_findings(sections), "Markdown renders as written",
-        lambda first: f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\"",
-        recorded=demoted, repaired="demoted {changes} heading(s) inside sections to ###")
+#: `check_markdown(sections, demoted=())`: a soft failure for anything that renders differently from the
+#: text; the headings `demoted` are recorded.
+check_markdown = findings_check(
+    "markdown", markdown_findings, "Markdown renders as written",
+    lambda first: f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\"")
 
 
 class MarkdownPolicy(CheckPolicy):
@@ -245,7 +244,9 @@ class MarkdownCheck(BaseCheck, key="markdown", policy=MarkdownPolicy):
     def repair(self, draft: Draft) -> Repair | None:
         if self.policy.extra_headings != "demote":
             return None
-        return repair_each(draft, demote_headings, "demoted to ###", "{changes} heading(s) inside sections demoted to ###")
+        return repair_each(draft, demote_headings, "demoted to ###",
+                           "{changes} heading(s) inside sections demoted to ###")
 
     def run(self, draft: Draft) -> CheckResult:
-        return check_markdown(draft.sections, self.recorded(draft))
+        return check_markdown(draft.sections, self.recorded(draft),
+                              repaired="demoted {changes} heading(s) inside sections to ###")
