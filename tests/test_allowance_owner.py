@@ -314,7 +314,7 @@ def test_recovery_settles_its_own_sane_lines_and_refuses_the_rest(tmp_path: Path
         recovery = await SharedBudget(own, store, journal=ReservationJournal(journal_path)).recover()
         # refused: 3 lines that are not sane records and the 2 'taken' lines they leave orphaned,
         # then the foreign, the negative, the huge and the later-period reservation
-        assert (recovery.settled, recovery.settled_tokens, recovery.refused) == (1, 300, 9)
+        assert (recovery.settled.count, recovery.settled.tokens, recovery.refused) == (1, 300, 9)
         assert (await store.read(theirs.key())).spent == 550
         assert (await store.read(killed.key())).spent == 300
 

@@ -447,7 +447,7 @@ def test_a_retried_run_settles_in_full_what_a_killed_run_left_open_and_frees_wai
 
         retry = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
         recovery = await retry.recover()
-        assert (recovery.settled, recovery.settled_tokens, recovery.ambiguous) == (2, 400, 0)
+        assert (recovery.settled.count, recovery.settled.tokens, recovery.ambiguous.count) == (2, 400, 0)
         # Settled in full: the API may have billed those calls, so the allowance never undercounts.
         assert await store.read(key) == Counters(1000, 500, 0)
         # Now nothing in flight could make room: the waiting run is told at once, not after MAX_WAIT.
@@ -455,7 +455,7 @@ def test_a_retried_run_settles_in_full_what_a_killed_run_left_open_and_frees_wai
             await asyncio.wait_for(waiting, 5)
         # A second resume settles nothing again: no reservation is paid twice.
         again = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
-        assert again.settled == 0
+        assert again.settled.count == 0
         assert await store.read(key) == Counters(1000, 500, 0, closed=True)  # closed by the refusal
 
     with caplog.at_level("WARNING", logger="copydesk.allowance"):
@@ -479,10 +479,10 @@ def test_a_reservation_whose_increment_never_reached_the_store_is_not_charged(tm
         assert await store.read(key) == Counters(1000, 100, 100)
         recovery = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
         # The taken one is settled; the ambiguous one is left alone, not counted as spent.
-        assert (recovery.settled_tokens, recovery.ambiguous, recovery.ambiguous_tokens) == (100, 1, 200)
+        assert (recovery.settled.tokens, recovery.ambiguous.count, recovery.ambiguous.tokens) == (100, 1, 200)
         assert await store.read(key) == Counters(1000, 100, 0)
         # Reported once.
-        assert (await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()).ambiguous == 0
+        assert (await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()).ambiguous.count == 0
 
     asyncio.run(scenario())
 
@@ -499,7 +499,7 @@ def test_an_increment_that_landed_before_the_kill_stays_reserved_the_documented_
         killed.journal.close()
         store.die = None
         recovery = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
-        assert (recovery.settled, recovery.ambiguous) == (0, 1)
+        assert (recovery.settled.count, recovery.ambiguous.count) == (0, 1)
         # Still counted as used (reserved): the safe side; `copydesk budget reset` clears it.
         assert await store.read(killed.key()) == Counters(1000, 200, 200)
 
@@ -523,7 +523,7 @@ def test_a_settlement_cut_in_half_is_never_replayed(tmp_path: Path) -> None:
         assert before is not None and before.used == 100
         recovery = await SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path)).recover()
         # Replaying it would give back 500 more: room another run may hold, an overshoot.
-        assert (recovery.settled, recovery.ambiguous) == (0, 1)
+        assert (recovery.settled.count, recovery.ambiguous.count) == (0, 1)
         assert await store.read(key) == before
 
     asyncio.run(scenario())
@@ -540,7 +540,7 @@ def test_a_journal_line_cut_by_a_kill_is_skipped_and_the_next_starts_a_line_of_i
         with journal_path.open("a", encoding="utf-8") as handle:
             handle.write('{"id":"cut","key":"x","tok')  # the kill came in the middle of a write
         retry = SharedBudget(spec(1000), store, journal=ReservationJournal(journal_path))
-        assert (await retry.recover()).settled_tokens == 100
+        assert (await retry.recover()).settled.tokens == 100
         await retry.settle(await retry.acquire(50), 20)
         retry.journal.close()
         lines = journal_path.read_text(encoding="utf-8").splitlines()

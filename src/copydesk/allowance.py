@@ -289,13 +289,25 @@ class SharedReservation:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """How many reservations, and their tokens."""
+
+    count: int = 0
+    tokens: int = 0
+
+    def plus(self, tokens: int) -> Tally:
+        """This tally and one more reservation of `tokens`."""
+        return Tally(self.count + 1, self.tokens + tokens)
+
+
+@dataclass(frozen=True)
 class Recovery:
     """What `SharedBudget.recover` found in the journal."""
 
-    settled: int = 0
-    settled_tokens: int = 0
-    ambiguous: int = 0
-    ambiguous_tokens: int = 0
+    #: Reservations left open by an interrupted run: settled in full.
+    settled: Tally = Tally()
+    #: Reservations an interrupted run was sending or settling: left as the server holds them.
+    ambiguous: Tally = Tally()
     #: Journal lines refused (not this allowance's, not sane, not a record): each logged with its line.
     refused: int = 0
 
@@ -467,7 +479,7 @@ class SharedBudget:
             return Recovery()
         problems: list[tuple[int, str]] = []
         entries = self.journal.load(problems)
-        settled = tokens_settled = ambiguous = tokens_ambiguous = 0
+        settled = ambiguous = Tally()
         room: dict[str, int] = {}  # per counter: reserved tokens the store holds, not yet claimed here
         for entry in entries:
             if entry.left_open:
@@ -482,14 +494,12 @@ class SharedBudget:
                                 "interrupted run (%d tokens): %s; the next run on this folder tries again",
                                 self.name, entry.tokens, exc)
                     continue
-                settled += 1
-                tokens_settled += entry.tokens
+                settled = settled.plus(entry.tokens)
             elif entry.ambiguous and entry.key.startswith(f"{PREFIX}:{self.name}:"):
                 self.journal.write({"id": entry.rid, "state": UNKNOWN})
-                ambiguous += 1
-                tokens_ambiguous += entry.tokens
-        self._report(problems, settled, tokens_settled, ambiguous, tokens_ambiguous)
-        return Recovery(settled, tokens_settled, ambiguous, tokens_ambiguous, refused=len(problems))
+                ambiguous = ambiguous.plus(entry.tokens)
+        self._report(problems, settled, ambiguous)
+        return Recovery(settled, ambiguous, refused=len(problems))
 
     async def _untrusted(self, entry: JournalEntry, room: dict[str, int]) -> str | None:
         """Why a reservation left open must not be settled, or None: it must name this allowance's
@@ -511,20 +521,20 @@ class SharedBudget:
         room[entry.key] -= entry.tokens
         return None
 
-    def _report(self, problems: list[tuple[int, str]], settled: int, tokens_settled: int, ambiguous: int,
-                tokens_ambiguous: int) -> None:
+    def _report(self, problems: list[tuple[int, str]], settled: Tally, ambiguous: Tally) -> None:
         assert self.journal is not None
         for line, why in sorted(problems):
             log.warning("%s line %d: refused, not settled against shared allowance %s: %s", self.journal.path,
                         line, self.name, why)
-        if settled:
+        if settled.count:
             log.warning("shared allowance %s: settled %d reservation(s) left open by an interrupted run: %d tokens "
-                        "(counted as spent: the API may have billed those calls)", self.name, settled, tokens_settled)
-        if ambiguous:
+                        "(counted as spent: the API may have billed those calls)", self.name, settled.count,
+                        settled.tokens)
+        if ambiguous.count:
             log.warning("shared allowance %s: an interrupted run died while %d reservation(s) (%d tokens) were being "
                         "sent or settled; whether the server counted them cannot be known, so they are left as the "
                         "server holds them: if it did, `copydesk budget status %s` shows them reserved until the "
-                        "period ends or `copydesk budget reset %s`", self.name, ambiguous, tokens_ambiguous,
+                        "period ends or `copydesk budget reset %s`", self.name, ambiguous.count, ambiguous.tokens,
                         self.name, self.name)
 
     async def settle_open(self) -> None:

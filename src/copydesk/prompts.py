@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -169,28 +170,8 @@ class PromptLibrary:
     def _render_error(self, name: str, exc: BaseException) -> TemplateError:
         """A TemplateError naming the template file and line (or the included file's)."""
         where = _template_frame(exc.__traceback__, str(self.directory)) or str(self.directory / name)
-        if isinstance(exc, UndefinedError):
-            problem = _shortened(exc.message or "undefined variable")
-        elif isinstance(exc, TemplateOutsideError):
-            problem = f"included template {short(exc.name)} {_OUTSIDE}"
-        elif isinstance(exc, TemplateRefusedError):
-            problem = f"included template {short(exc.name)} {exc.reason}"
-        elif isinstance(exc, TemplateNotFound):
-            problem = f"included template {short(exc.name)} not found in prompts_dir {self.directory}"
-        elif isinstance(exc, TemplateSyntaxError):
-            problem = f"template syntax error in {short(exc.name)}: {_shortened(exc.message)}"
-        elif isinstance(exc, RenderLimitError):
-            problem = f"template limit: {exc}"
-        elif isinstance(exc, SecurityError):
-            problem = f"unsafe template operation: {_shortened(str(exc))}"
-        elif isinstance(exc, RecursionError):
-            problem = "templates call or include each other too deeply"
-        elif isinstance(exc, MemoryError):
-            problem = "the template needs too much memory"
-        elif isinstance(exc, UnicodeDecodeError):
-            problem = f"an included template is not UTF-8 text ({exc.reason})"
-        else:
-            problem = f"rendering failed: {type(exc).__name__}: {_shortened(str(exc))}"
+        problem = next((describe(exc, self.directory) for kind, describe in _PROBLEMS if isinstance(exc, kind)),
+                       f"rendering failed: {type(exc).__name__}: {_shortened(str(exc))}")
         return TemplateError(f"{where}: {problem}")
 
     def prompt(self, stage: str, context: dict[str, Any]) -> PromptSet:
@@ -254,6 +235,22 @@ def _shortened(message: str, limit: int = 200) -> str:
     """`message` with every quoted value cut to 60 characters, and at most `limit` long."""
     message = _QUOTED.sub(lambda m: repr((m.group(1) or m.group(2))[:57] + "..."), message)
     return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+#: What went wrong in a rendering, by the exception's type (the first that matches), for `_render_error`:
+#: each takes the exception and the prompts folder.
+_PROBLEMS: tuple[tuple[type[BaseException], Callable[[Any, Path], str]], ...] = (
+    (UndefinedError, lambda exc, _: _shortened(exc.message or "undefined variable")),
+    (TemplateOutsideError, lambda exc, _: f"included template {short(exc.name)} {_OUTSIDE}"),
+    (TemplateRefusedError, lambda exc, _: f"included template {short(exc.name)} {exc.reason}"),
+    (TemplateNotFound, lambda exc, folder: f"included template {short(exc.name)} not found in prompts_dir {folder}"),
+    (TemplateSyntaxError, lambda exc, _: f"template syntax error in {short(exc.name)}: {_shortened(exc.message)}"),
+    (RenderLimitError, lambda exc, _: f"template limit: {exc}"),
+    (SecurityError, lambda exc, _: f"unsafe template operation: {_shortened(str(exc))}"),
+    (RecursionError, lambda exc, _: "templates call or include each other too deeply"),
+    (MemoryError, lambda exc, _: "the template needs too much memory"),
+    (UnicodeDecodeError, lambda exc, _: f"an included template is not UTF-8 text ({exc.reason})"),
+)
 
 
 def _template_frame(tb: TracebackType | None, directory: str) -> str | None:

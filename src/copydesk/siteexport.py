@@ -34,7 +34,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,23 +96,23 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
+@dataclass(eq=False)
 class SiteExporter:
     """Puts a run's articles into one site folder (see the module docstring)."""
 
-    def __init__(self, root: Path, *, target: str, run_id: str, render: Callable[[Article, Placement], str],
-                 section: str | None = None, drafts: bool = True, overwrite: bool = False,
-                 notes: list[str] | None = None) -> None:
-        self.root = root
-        self.target = target
-        self.run_id = run_id
-        self.render = render
-        self.section = section
-        self.drafts = drafts
-        self.overwrite = overwrite
-        self.notes = notes if notes is not None else []
-        #: The journal replayed: path -> its last write (removed paths are dropped).
-        self.files: dict[str, Record] = {}
-        self._offset = 0
+    root: Path
+    _: KW_ONLY
+    target: str
+    run_id: str
+    render: Callable[[Article, Placement], str]
+    section: str | None = None
+    drafts: bool = True
+    overwrite: bool = False
+    #: What did not reach the site, one line each (the run exporter's notes).
+    notes: list[str] = field(default_factory=list)
+    #: The journal replayed: path -> its last write (removed paths are dropped).
+    files: dict[str, Record] = field(default_factory=dict, init=False)
+    _offset: int = field(default=0, init=False, repr=False)
 
     # -- the journal ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from copydesk import events
@@ -107,36 +108,37 @@ class OutlineFormats:
                         (self.current or {}).get("type", "plain text"))
 
 
+@dataclass(eq=False)
 class ArticleWriter:
     """Executes the run's `CallPlan` (copydesk.callplan) for one article at a time."""
 
-    def __init__(
-        self,
-        spec: PipelineSpec,
-        prompts: PromptLibrary,
-        gateway: CallGateway,
-        overrides: dict[str, Any] | None = None,
-        *,
-        model_override: str | None = None,
-        plan: CallPlan | None = None,
-    ) -> None:
-        self.spec = spec
-        self.prompts = prompts
-        self.gateway = gateway
-        self.overrides = overrides or {}
-        #: The embedded model answers to one name only; every stage then uses it.
-        self.model_override = model_override
-        #: What every call sends (the run's resources pass theirs; else the spec's, with model_override).
-        self.plan = plan or CallPlan.of(spec, model_override)
-        outline = spec.stages.outline
+    spec: PipelineSpec
+    prompts: PromptLibrary
+    gateway: CallGateway
+    #: The run's template variables (None: none).
+    overrides: dict[str, Any] | None = None
+    _: KW_ONLY
+    #: The embedded model answers to one name only; every stage then uses it.
+    model_override: str | None = None
+    #: What every call sends (the run's resources pass theirs; None: the spec's, with model_override).
+    plan: CallPlan | None = None
+    #: The outline's response_formats, the first one this run's server has not refused.
+    outline_formats: OutlineFormats = field(init=False)
+    #: Per extra stage: the response_formats its server takes (`output: list`), [None] for text.
+    extra_formats: dict[str, OutlineFormats] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.overrides = self.overrides or {}
+        self.plan = self.plan or CallPlan.of(self.spec, self.model_override)
+        embedded = bool(self.model_override)
+        outline = self.spec.stages.outline
         forms = outline_formats(outline.structured, outline.min_sections, outline.max_sections)
-        self.outline_formats = OutlineFormats(_for_server(forms, outline.structured, bool(model_override)))
-        #: Per extra stage: the response_formats its server takes (`output: list`), [None] for text.
+        self.outline_formats = OutlineFormats(_for_server(forms, outline.structured, embedded))
         self.extra_formats = {
             name: OutlineFormats(_for_server(list_formats(extra.structured, extra.max_items), extra.structured,
-                                             bool(model_override)) if extra.output == "list" else [None],
+                                             embedded) if extra.output == "list" else [None],
                                  f"extra '{name}'")
-            for name, extra in spec.stages.extras.items()
+            for name, extra in self.spec.stages.extras.items()
         }
 
     async def write(self, article: Article) -> Article:

@@ -165,21 +165,17 @@ class AboutTextPolicy(CheckPolicy):
     trim: bool = True
 
 
-class AboutTextCheck(BaseCheck):
-    name = key = "about_text"
-    Policy = AboutTextPolicy
-
+class AboutTextCheck(BaseCheck, key="about_text", policy=AboutTextPolicy):
     def applies(self, draft: Draft) -> bool:
         return primary_language(draft.language) == "en"
 
     def repair(self, draft: Draft) -> Repair | None:
         if not self.policy.trim or primary_language(draft.language) != "en":
             return None
-        repaired, found = repair_each(draft, trim_about_text, "trimmed")
-        return Repair(repaired, found, f"talk about the text trimmed from {len({f['section'] for f in found})} section(s)")
+        return repair_each(draft, trim_about_text, "trimmed", "talk about the text trimmed from {sections} section(s)")
 
     def run(self, draft: Draft) -> CheckResult:
         return CheckResult.from_findings(
             self.name, about_findings(draft.sections), "no talk about the text or its request",
             lambda first: f"talks about the text or its request in {place(first)}: \"{first['text']}\"",
-            recorded=draft.repaired.get(self.name, ()))
+            recorded=self.recorded(draft))

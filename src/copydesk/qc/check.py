@@ -1,8 +1,7 @@
 """A check as a component: its name, its policy model, `run(draft) -> CheckResult`, an optional `repair`.
 
-    class HeadingDepthCheck(BaseCheck):
-        name = key = "heading_depth"
-        Policy = HeadingDepthPolicy              # pydantic, extra="forbid", in the check's module
+    class HeadingDepthCheck(BaseCheck, key="heading_depth", policy=HeadingDepthPolicy):
+        # key: its name and its `qc:` key; policy: pydantic, extra="forbid", in the check's module
         def run(self, draft: Draft) -> CheckResult: ...
 
 The gate (`copydesk.qc.gate`) and the editorial pass (`copydesk.qc.editorial`) iterate the
@@ -26,7 +25,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from copydesk.prose import Document, document
-from copydesk.qc.content import CheckResult
+from copydesk.qc.content import CheckResult, repair_note
 from copydesk.qc.evidence import finding
 
 #: When the gate runs a check: `text` on every article's text; `editorial` only with a `Draft`
@@ -121,15 +120,25 @@ def policy_field(model: type[Policy]) -> tuple[Any, Any]:
 
 
 class BaseCheck:
-    """The usual check: one `qc.<key>` mapping of `Policy` with an `enabled` key; no repair."""
+    """The usual check: one `qc.<key>` mapping of `Policy` with an `enabled` key; no repair.
+
+    A subclass names itself in its class statement: `class XCheck(BaseCheck, key="x", policy=XPolicy)`
+    (`key`: its name in verdicts and its `qc:` key; `policy`: its model, `CheckPolicy` by default).
+    A check with no `qc.<key>` mapping of its own sets `name` (and its `fields`) in its body instead.
+    """
 
     name: ClassVar[str]
     key: ClassVar[str]
     phase: ClassVar[Phase] = "editorial"
     Policy: ClassVar[type[Policy]] = CheckPolicy
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, key: str | None = None, policy: type[Policy] | None = None,
+                          **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if key is not None:
+            cls.name = cls.key = key
+        if policy is not None:
+            cls.Policy = policy
         if "fields" not in vars(cls) and "key" in vars(cls):
             cls.fields = {cls.key: policy_field(cls.Policy)}
 
@@ -156,6 +165,10 @@ class BaseCheck:
     def repair(self, draft: Draft) -> Repair | None:
         return None
 
+    def recorded(self, draft: Draft) -> tuple[dict[str, Any], ...]:
+        """What this check's repair changed in `draft` (its findings; none without a repair)."""
+        return draft.repaired.get(self.name, ())
+
 
 def timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
     """Run one check; an exception becomes "could not run" (never a pass)."""
@@ -181,15 +194,17 @@ def repair_sections(
     return dataclasses.replace(draft, sections=sections), tuple(found)
 
 
-def repair_each(draft: Draft, transform: Callable[[str], tuple[str, Sequence[str]]], action: str
-                ) -> tuple[Draft, tuple[dict[str, Any], ...]]:
-    """`repair_sections` for a fix of the body alone: `transform(body)` gives the new body and the
-    texts it changed, each recorded as a finding of its section with `action`."""
+def repair_each(draft: Draft, transform: Callable[[str], tuple[str, Sequence[str]]], action: str,
+                note: str) -> Repair:
+    """The repair that passes each section's body through `transform(body)`, which gives the new body
+    and the texts it changed, each recorded as a finding of its section with `action`. `note` is the
+    line for `Verdict.repairs` (a `repair_note`: `{changes}`, `{sections}`)."""
     def fix(n: int, heading: str, body: str) -> tuple[str, list[dict[str, Any]]]:
         body, changed = transform(body)
         return body, [finding(n, heading, text, action=action) for text in changed]
 
-    return repair_sections(draft, fix)
+    repaired, found = repair_sections(draft, fix)
+    return Repair(repaired, found, repair_note(note, found))
 
 
 def run_checks(checks: Sequence[Check], draft: Draft) -> tuple[list[CheckResult], list[str]]:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from copydesk.qc.check import BaseCheck, Draft
-from copydesk.qc.content import CheckResult
+from copydesk.qc.content import CheckResult, findings_check
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, split_sentences
 
@@ -46,14 +46,11 @@ def citation_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
     return found
 
 
-def check_citations(sections: Sequence[tuple[str, str]]) -> CheckResult:
-    return CheckResult.from_findings(
-        "citations", citation_findings(sections), "no study, survey or paper cited",
-        lambda first: f"cites a source that cannot be checked in {place(first)}: \"{first['text']}\"")
+check_citations = findings_check(
+    "citations", citation_findings, "no study, survey or paper cited",
+    lambda first: f"cites a source that cannot be checked in {place(first)}: \"{first['text']}\"")
 
 
-class CitationsCheck(BaseCheck):
-    name = key = "citations"
-
+class CitationsCheck(BaseCheck, key="citations"):
     def run(self, draft: Draft) -> CheckResult:
         return check_citations(draft.sections)

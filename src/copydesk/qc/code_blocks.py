@@ -128,10 +128,7 @@ def broken_code(sections: Sequence[tuple[str, str]], shell: bool = True) -> list
     return found
 
 
-class CodeBlocksCheck(BaseCheck):
-    name = key = "code_blocks"
-    Policy = CodeBlocksPolicy
-
+class CodeBlocksCheck(BaseCheck, key="code_blocks", policy=CodeBlocksPolicy):
     def run(self, draft: Draft) -> CheckResult:
         return CheckResult.from_findings(
             self.name, broken_code(draft.sections, self.policy.shell), "every declared code block parses",

@@ -82,13 +82,33 @@ class CheckResult:
     @classmethod
     def from_findings(cls, name: str, found: Sequence[dict[str, Any]], passed: str,
                       describe: Callable[[dict[str, Any]], str], *, recorded: Sequence[dict[str, Any]] = (),
-                      more: str = "more") -> CheckResult:
+                      repaired: str | None = None, more: str = "more") -> CheckResult:
         """A soft check's outcome from its findings: passed with the detail `passed` when there are
         none, else failed with `describe(first finding)`. `recorded` (what a repair changed) is kept
-        as evidence either way."""
+        as evidence either way; when there is any, `repaired` (a `repair_note`) is the detail of a pass."""
         if not found:
-            return cls(name, True, "soft", passed, 0, evidence=tuple(recorded))
+            detail = repair_note(repaired, recorded) if recorded and repaired else passed
+            return cls(name, True, "soft", detail, 0, evidence=tuple(recorded))
         return cls.found(name, describe(found[0]), found, evidence=[*found, *recorded], more=more)
+
+
+def findings_check(name: str, findings: Callable[[Sequence[tuple[str, str]]], list[dict[str, Any]]], passed: str,
+                   describe: Callable[[dict[str, Any]], str], *, more: str = "more") -> Callable[..., CheckResult]:
+    """A soft check of an article's sections made from the function that finds what it fails on:
+    `check(sections, recorded=(), repaired=None)` is `CheckResult.from_findings(name, findings(sections),
+    ...)`, with what a repair changed (`recorded`) kept as evidence and `repaired` the detail of a pass
+    after a repair (the check component, which owns the repair, says it)."""
+    def check(sections: Sequence[tuple[str, str]], recorded: Sequence[dict[str, Any]] = (), *,
+              repaired: str | None = None) -> CheckResult:
+        return CheckResult.from_findings(name, findings(sections), passed, describe, recorded=recorded,
+                                         repaired=repaired, more=more)
+
+    return check
+
+
+def repair_note(note: str, found: Sequence[dict[str, Any]]) -> str:
+    """`note` formatted for a repair's findings: `{changes}` (how many), `{sections}` (in how many)."""
+    return note.format(changes=len(found), sections=len({item["section"] for item in found}))
 
 
 # --------------------------------------------------------------------------- text helpers

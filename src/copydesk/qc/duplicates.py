@@ -90,9 +90,6 @@ class DuplicationPolicy(CheckPolicy):
     max_section_overlap: float = Field(0.5, gt=0.0, le=1.0)
 
 
-class DuplicationCheck(BaseCheck):
-    name = key = "duplication"
-    Policy = DuplicationPolicy
-
+class DuplicationCheck(BaseCheck, key="duplication", policy=DuplicationPolicy):
     def run(self, draft: Draft) -> CheckResult:
         return check_section_duplicates(draft.sections, draft.language, self.policy.max_section_overlap, draft.topic)

@@ -141,10 +141,7 @@ class PromptEchoPolicy(CheckPolicy):
     sentence_share: float = Field(0.5, gt=0.0, le=1.0)
 
 
-class PromptEchoCheck(BaseCheck):
-    name = key = "prompt_echo"
-    Policy = PromptEchoPolicy
-
+class PromptEchoCheck(BaseCheck, key="prompt_echo", policy=PromptEchoPolicy):
     def applies(self, draft: Draft) -> bool:
         return bool(draft.outline_prompt or any(draft.section_prompts))
 

@@ -56,10 +56,7 @@ def flatten_headings(body: str, max_depth: int) -> tuple[str, list[str]]:
     return "\n".join(lines), [text for _, _, text in found]
 
 
-class HeadingDepthCheck(BaseCheck):
-    name = key = "heading_depth"
-    Policy = HeadingDepthPolicy
-
+class HeadingDepthCheck(BaseCheck, key="heading_depth", policy=HeadingDepthPolicy):
     def enabled(self) -> bool:
         return self.policy.max_depth is not None
 
@@ -70,15 +67,14 @@ class HeadingDepthCheck(BaseCheck):
         if self.policy.action != "flatten":
             return None
         depth = self.policy.max_depth
-        repaired, found = repair_each(draft, lambda body: flatten_headings(body, depth),
-                                      f"rewritten at level {depth}")
-        return Repair(repaired, found, f"{len(found)} heading(s) deeper than level {depth} rewritten at it")
+        return repair_each(draft, lambda body: flatten_headings(body, depth), f"rewritten at level {depth}",
+                           f"{{changes}} heading(s) deeper than level {depth} rewritten at it")
 
     def run(self, draft: Draft) -> CheckResult:
         depth = self.policy.max_depth
         found = [finding(i + 1, heading, f"{'#' * level} {text}", level=level)
                  for i, (heading, body) in enumerate(draft.sections) for _, level, text in too_deep(body, depth)]
-        flattened = draft.repaired.get(self.name, ())
+        flattened = self.recorded(draft)
         if found:
             return CheckResult.found(self.name, f"{place(found[0])} has a level-{found[0]['level']} heading "
                                      f"(max_depth {depth}): {found[0]['text']!r}", found)

@@ -182,9 +182,6 @@ class LanguagePolicy(CheckPolicy):
     min_chars: int = Field(60, ge=1, le=10_000)
 
 
-class LanguageCheck(BaseCheck):
-    name = key = "language"
-    Policy = LanguagePolicy
-
+class LanguageCheck(BaseCheck, key="language", policy=LanguagePolicy):
     def run(self, draft: Draft) -> CheckResult:
         return check_language(draft.sections, draft.language, self.env.detector, self.policy.min_chars)

@@ -118,15 +118,12 @@ class LinksPolicy(CheckPolicy):
         return [d.strip().lower() for d in value]
 
 
-class LinksCheck(BaseCheck):
-    name = key = "links"
-    Policy = LinksPolicy
-
+class LinksCheck(BaseCheck, key="links", policy=LinksPolicy):
     def repair(self, draft: Draft) -> Repair | None:
         if self.policy.policy != "strip":
             return None
-        repaired, found = repair_each(draft, lambda body: strip_links(body, self.policy.allow), "link removed")
-        return Repair(repaired, found, f"{len(found)} link(s) not on qc.links.allow removed")
+        return repair_each(draft, lambda body: strip_links(body, self.policy.allow), "link removed",
+                           "{changes} link(s) not on qc.links.allow removed")
 
     def run(self, draft: Draft) -> CheckResult:
-        return check_links(draft.sections, self.policy.allow, draft.repaired.get(self.name, ()))
+        return check_links(draft.sections, self.policy.allow, self.recorded(draft))

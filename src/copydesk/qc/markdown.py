@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
-from copydesk.qc.content import CheckResult
+from copydesk.qc.content import CheckResult, findings_check
 from copydesk.qc.evidence import finding, place
 from copydesk.prose import Document, document
 
@@ -228,14 +228,11 @@ def _inline_html(doc: Document, token: Token) -> list[tuple[int, str]]:
     return out
 
 
-def check_markdown(sections: Sequence[tuple[str, str]], demoted: Sequence[dict] = ()) -> CheckResult:
-    """Soft failure for anything that renders differently from the text; `demoted` is recorded."""
-    passed = (f"demoted {len(demoted)} heading(s) inside sections to ###" if demoted
-              else "Markdown renders as written")
-    return CheckResult.from_findings(
-        "markdown", markdown_findings(sections), passed,
-        lambda first: f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\"",
-        recorded=demoted)
+#: `check_markdown(sections, demoted=())`: a soft failure for anything that renders differently from the
+#: text; the headings `demoted` are recorded.
+check_markdown = findings_check(
+    "markdown", markdown_findings, "Markdown renders as written",
+    lambda first: f"{first['problem']} in {place(first)} line {first['line']}: \"{first['text']}\"")
 
 
 class MarkdownPolicy(CheckPolicy):
@@ -243,15 +240,13 @@ class MarkdownPolicy(CheckPolicy):
     extra_headings: Literal["demote", "review"] = "demote"
 
 
-class MarkdownCheck(BaseCheck):
-    name = key = "markdown"
-    Policy = MarkdownPolicy
-
+class MarkdownCheck(BaseCheck, key="markdown", policy=MarkdownPolicy):
     def repair(self, draft: Draft) -> Repair | None:
         if self.policy.extra_headings != "demote":
             return None
-        repaired, found = repair_each(draft, demote_headings, "demoted to ###")
-        return Repair(repaired, found, f"{len(found)} heading(s) inside sections demoted to ###")
+        return repair_each(draft, demote_headings, "demoted to ###",
+                           "{changes} heading(s) inside sections demoted to ###")
 
     def run(self, draft: Draft) -> CheckResult:
-        return check_markdown(draft.sections, draft.repaired.get(self.name, ()))
+        return check_markdown(draft.sections, self.recorded(draft),
+                              repaired="demoted {changes} heading(s) inside sections to ###")

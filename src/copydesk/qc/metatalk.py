@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair, repair_each
-from copydesk.qc.content import CheckResult
+from copydesk.qc.content import CheckResult, findings_check
 from copydesk.qc.evidence import finding, place
 from copydesk.text import extract_prose, split_sentences
 
@@ -114,13 +114,11 @@ def meta_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
     return found
 
 
-def check_meta_talk(sections: Sequence[tuple[str, str]], trimmed: Sequence[dict] = ()) -> CheckResult:
-    """Meta-talk left in the sections is a soft failure; `trimmed` (what was cut) is recorded."""
-    passed = (f"trimmed meta-talk from {len({t['section'] for t in trimmed})} section(s)" if trimmed
-              else "no meta-talk")
-    return CheckResult.from_findings(
-        "meta_talk", meta_findings(sections), passed,
-        lambda first: f"talks to the requester in {place(first)}: \"{first['text']}\"", recorded=trimmed)
+#: `check_meta_talk(sections, trimmed=())`: meta-talk left in the sections is a soft failure; what was
+#: cut (`trimmed`) is recorded.
+check_meta_talk = findings_check(
+    "meta_talk", meta_findings, "no meta-talk",
+    lambda first: f"talks to the requester in {place(first)}: \"{first['text']}\"")
 
 
 class MetaTalkPolicy(CheckPolicy):
@@ -128,15 +126,12 @@ class MetaTalkPolicy(CheckPolicy):
     trim: bool = True
 
 
-class MetaTalkCheck(BaseCheck):
-    name = key = "meta_talk"
-    Policy = MetaTalkPolicy
-
+class MetaTalkCheck(BaseCheck, key="meta_talk", policy=MetaTalkPolicy):
     def repair(self, draft: Draft) -> Repair | None:
         if not self.policy.trim:
             return None
-        repaired, found = repair_each(draft, trim_meta_talk, "trimmed")
-        return Repair(repaired, found, f"meta-talk trimmed from {len({t['section'] for t in found})} section(s)")
+        return repair_each(draft, trim_meta_talk, "trimmed", "meta-talk trimmed from {sections} section(s)")
 
     def run(self, draft: Draft) -> CheckResult:
-        return check_meta_talk(draft.sections, draft.repaired.get(self.name, ()))
+        return check_meta_talk(draft.sections, self.recorded(draft),
+                               repaired="trimmed meta-talk from {sections} section(s)")

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 
 from copydesk.qc.check import BaseCheck, Draft
-from copydesk.qc.content import CheckResult
+from copydesk.qc.content import CheckResult, findings_check
 from copydesk.qc.evidence import finding, place
 from copydesk.prose import document, extract_prose
 
@@ -67,14 +67,11 @@ def placeholder_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
     return found
 
 
-def check_placeholders(sections: Sequence[tuple[str, str]]) -> CheckResult:
-    return CheckResult.from_findings(
-        "placeholders", placeholder_findings(sections), "no placeholders or template residue",
-        lambda first: f"placeholder in {place(first)}: \"{first['text']}\"", more="more sections")
+check_placeholders = findings_check(
+    "placeholders", placeholder_findings, "no placeholders or template residue",
+    lambda first: f"placeholder in {place(first)}: \"{first['text']}\"", more="more sections")
 
 
-class PlaceholdersCheck(BaseCheck):
-    name = key = "placeholders"
-
+class PlaceholdersCheck(BaseCheck, key="placeholders"):
     def run(self, draft: Draft) -> CheckResult:
         return check_placeholders(draft.sections)

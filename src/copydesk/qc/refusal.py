@@ -79,8 +79,6 @@ def check_refusal(sections: Sequence[tuple[str, str]]) -> CheckResult:
     return CheckResult.found("refusal", detail, found, severity=severity, evidence=[e for _, e in found])
 
 
-class RefusalCheck(BaseCheck):
-    name = key = "refusal"
-
+class RefusalCheck(BaseCheck, key="refusal"):
     def run(self, draft: Draft) -> CheckResult:
         return check_refusal(draft.sections)

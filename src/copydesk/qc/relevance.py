@@ -105,10 +105,7 @@ class RelevancePolicy(CheckPolicy):
     ignore_terms: list[str] = Field(default_factory=list)
 
 
-class RelevanceCheck(BaseCheck):
-    name = key = "relevance"
-    Policy = RelevancePolicy
-
+class RelevanceCheck(BaseCheck, key="relevance", policy=RelevancePolicy):
     def applies(self, draft: Draft) -> bool:
         return bool(draft.topic)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft
+from copydesk.qc.check import BaseCheck, Draft
 from copydesk.qc.content import CheckResult
 from copydesk.qc.evidence import finding, place
 from copydesk.text import primary_language
@@ -53,10 +53,7 @@ def task_headings(outline: Sequence[str], sections: Sequence[tuple[str, str]], t
     return found
 
 
-class TaskHeadingsCheck(BaseCheck):
-    name = key = "task_headings"
-    Policy = CheckPolicy
-
+class TaskHeadingsCheck(BaseCheck, key="task_headings"):
     def applies(self, draft: Draft) -> bool:
         return primary_language(draft.language) == "en"
 

@@ -48,10 +48,7 @@ class ThinSectionsPolicy(CheckPolicy):
     min_words: int = Field(40, ge=0, le=100_000)
 
 
-class ThinSectionsCheck(BaseCheck):
-    name = key = "thin_sections"
-    Policy = ThinSectionsPolicy
-
+class ThinSectionsCheck(BaseCheck, key="thin_sections", policy=ThinSectionsPolicy):
     def applies(self, draft: Draft) -> bool:
         return draft.section_max_tokens is not None
 

@@ -79,10 +79,7 @@ class TruncatedTitlePolicy(CheckPolicy):
     reask: bool = True
 
 
-class TruncatedTitleCheck(BaseCheck):
-    name = key = "truncated_title"
-    Policy = TruncatedTitlePolicy
-
+class TruncatedTitleCheck(BaseCheck, key="truncated_title", policy=TruncatedTitlePolicy):
     def applies(self, draft: Draft) -> bool:
         return bool(draft.title)
 

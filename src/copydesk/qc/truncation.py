@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from copydesk.qc.check import BaseCheck, CheckPolicy, Draft, Repair
-from copydesk.qc.content import CheckResult, check_truncation
+from copydesk.qc.check import BaseCheck, Draft, Repair
+from copydesk.qc.content import CheckResult, check_truncation, findings_check
 from copydesk.qc.evidence import excerpt, finding, place
 
 #: The end of a sentence: . ! ? (then closing quotes/brackets) before whitespace or the end;
@@ -48,7 +48,7 @@ def trim_incomplete(body: str) -> tuple[str, str]:
 _FINISHED = re.compile(r"""(?:[.!?:;。！？：；…]["'”’」』）)\]*_`]*|[)\]）】」』"'”’*_`|>]|```|~~~)\s*$""")
 
 
-def unfinished_findings(sections: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> list[dict]:
+def unfinished_findings(sections: Sequence[tuple[str, str]]) -> list[dict]:
     """Sections whose text stops mid-sentence although the server said it was done ("stop"):
     the last line of prose ends in a letter or digit or a comma, not a sentence end."""
     found = []
@@ -95,24 +95,20 @@ class TruncationCheck(BaseCheck):
 
     def run(self, draft: Draft) -> CheckResult:
         result = check_truncation(list(draft.finish_reasons), [heading for heading, _ in draft.sections])
-        trimmed = draft.repaired.get(self.name, ())
+        trimmed = self.recorded(draft)
         if not trimmed:
             return result
         detail = f"{result.detail}; trimmed {len(trimmed)} cut-off section(s) to their last sentence"
         return dataclasses.replace(result, detail=detail, evidence=tuple(trimmed))
 
 
-class UnfinishedCheck(BaseCheck):
-    name = key = "unfinished"
-    Policy = CheckPolicy
-
+class UnfinishedCheck(BaseCheck, key="unfinished"):
     def run(self, draft: Draft) -> CheckResult:
         return check_unfinished(draft.sections)
 
 
-def check_unfinished(sections: Sequence[tuple[str, str]]) -> CheckResult:
-    """A section that ends mid-sentence (the server said it stopped, not that max_tokens cut it:
-    that is the truncation check's). Soft."""
-    return CheckResult.from_findings(
-        "unfinished", unfinished_findings(list(sections)), "every section ends with a complete sentence",
-        lambda first: f"{place(first)} stops mid-sentence: \"…{first['text']}\"")
+#: A section that ends mid-sentence (the server said it stopped, not that max_tokens cut it:
+#: that is the truncation check's). Soft.
+check_unfinished = findings_check(
+    "unfinished", unfinished_findings, "every section ends with a complete sentence",
+    lambda first: f"{place(first)} stops mid-sentence: \"…{first['text']}\"")
