@@ -17,9 +17,10 @@ a dropdown), the deployment's own pipeline for a scheduled one; the server then
 refuses any other value before a run starts. The enum is taken when `copydesk
 serve` starts (restart it to offer a new spec); the flow body checks the name
 against the folder again at run time. prefect.yaml declares the same deployments
-for a work pool (`prefect deploy --all`), without the enum: `prefect deploy`
-writes the schema from the flow signature, so there the signature's name pattern
-and the flow body's check protect the form.
+for a work pool (`prefect deploy --all`): a pipeline's own form there has the same
+schema (its flow, `copydesk_flows.forms:<name>`, carries it); the `editor` has no
+enum, since `prefect deploy` writes the schema from the flow signature, so there the
+signature's name pattern and the flow body's check protect the form.
 
 When a served pipeline names a shared allowance, the editor's form says what is left
 of it (its description and the `budget` field's help): read when `copydesk serve`
@@ -36,14 +37,13 @@ from typing import Any
 
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
-from prefect.utilities.callables import ParameterSchema
 
 from copydesk.catalog import load_catalog
-from copydesk.form import editor_description, editor_schema
+from copydesk.form import editor_description
 from copydesk.settings import Settings
 from copydesk.spec import PipelineSpec
 from copydesk_flows.allowance import form_note, note_on
-from copydesk_flows.editor import editor, scheduled
+from copydesk_flows.editor import editor, pipeline_flow, scheduled
 
 log = logging.getLogger("copydesk.serve")
 
@@ -91,18 +91,18 @@ def plain_fields(deployment: Any) -> None:
 
 
 def pipeline_form(spec: PipelineSpec, *, review_timeout: int) -> Any:
-    """The pipeline's own editor deployment, `copydesk-editor/<name>`: its form is generated from the spec."""
-    deployment = editor.to_deployment(
+    """The pipeline's own editor deployment, `copydesk-editor/<name>`: its flow,
+    `copydesk_flows.forms.<name>`, carries the form generated from the spec (the same flow that
+    prefect.yaml's `copydesk_flows.forms:<name>` names)."""
+    deployment = pipeline_flow(spec.name, spec).to_deployment(
         name=spec.name,
-        parameters={"pipeline": spec.name, "review_timeout": review_timeout},
+        parameters={"review_timeout": review_timeout},
         description=editor_description(spec),
         tags=[*TAGS, "editor", spec.name],
         enforce_parameter_schema=True,
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    schema = editor_schema(spec)
-    schema["properties"]["review_timeout"]["default"] = review_timeout
-    deployment._parameter_openapi_schema = ParameterSchema(**schema)
+    deployment._parameter_openapi_schema.properties["review_timeout"]["default"] = review_timeout
     return deployment
 
 

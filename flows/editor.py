@@ -1,7 +1,8 @@
 """The served flows: `editor` (on demand, a form in the UI) and `scheduled` (one deployment per spec).
 
-    copydesk-editor/<spec name>     each pipeline's own form: its variables as typed fields
-                                    (copydesk.form.editor_schema), topics, budget, mode
+    copydesk-editor/<spec name>     each pipeline's own form (`pipeline_flow`, loaded as
+                                    copydesk_flows.forms.<name>): its variables as typed fields
+                                    (copydesk.form.editor_schema), topics (one per line), budget, mode
     copydesk-editor/editor          any served pipeline by name (scripts, the Prefect CLI)
     copydesk-scheduled/<spec name>  the spec's schedule: block (cron, timezone, topics, vars)
 
@@ -10,8 +11,9 @@ served from COPYDESK_PIPELINES_DIR (`copydesk.catalog`), never by a path; they
 write to COPYDESK_OUTPUT_DIR and run `copydesk_flows.pipeline.execute`: the same steps as
 `copydesk run`. A form's `budget` may only lower the spec's cap (`copydesk.form`); its
 `vars` may only set the variables the spec declares, each of its type; empty topic rows
-are dropped. An error the form's values cause ends the flow run Failed with that error as
-its one-line message (no traceback); called outside a flow run (`editor.fn`), it raises.
+(and empty lines of a pipeline form's topics box) are dropped. An error the form's values
+cause ends the flow run Failed with that error as its one-line message (no traceback);
+called outside a flow run (`editor.fn`), it raises.
 
 Parameters are typed and bounded in the signatures and described in the
 docstrings (Prefect turns both into the deployment's parameter schema; `copydesk
@@ -32,16 +34,17 @@ deployment's (copydesk_flows.allowance.refresh_form).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Annotated, Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.runtime import deployment as current_deployment
 from prefect.states import Failed
-from pydantic import Field
+from pydantic import MISSING, Field, WithJsonSchema
 
 from copydesk.catalog import MAX_NAME_LENGTH, load_catalog, resolve_served
 from copydesk.errors import CopydeskError, InputError
@@ -51,6 +54,8 @@ from copydesk.form import (
     MAX_FORM_TOPICS,
     MAX_REVIEW_TIMEOUT,
     MAX_TOPIC_CHARS,
+    editor_description,
+    editor_schema,
     form_budget,
     form_mode,
     form_topics,
@@ -98,7 +103,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 async def run_named_pipeline(
     pipeline: str,
-    topics: list[str],
+    topics: str | list[str],
     *,
     vars: dict[str, Any] | None = None,
     budget: int | None = None,
@@ -113,7 +118,7 @@ async def run_named_pipeline(
     checked before anything is called or written, as are the topics (empty rows dropped) and
     the vars (only the declared ones, each of its type: `PipelineSpec.check_vars`). A refusal
     is raised as an InputError (exit-2 class) whose message quotes no path the caller
-    supplied; the flows log it and end Failed with it (`_refused`).
+    supplied; the flows log it and end Failed with it (`refused`).
     """
     logger = _logger()
     settings = Settings()
@@ -121,7 +126,7 @@ async def run_named_pipeline(
         path, spec = resolve_served(pipeline, settings.pipelines_dir)
         topics = form_topics(topics)
         if not topics:
-            raise InputError("no topics: write at least one topic (empty rows are left out)")
+            raise InputError("no topics: write at least one topic (empty rows and lines are left out)")
         request = RunRequest(
             spec_path=str(path),
             topics=topics,
@@ -178,12 +183,12 @@ async def editor(
             pipeline, topics, vars=vars, budget=budget, review_timeout=review_timeout, run_id=run_id, mode=mode
         )
     except InputError as exc:
-        return _refused(exc)
+        return refused(exc)
     finally:
-        await _refresh_form(pipeline)
+        await refresh_after_run(pipeline)
 
 
-def _refused(exc: InputError) -> Any:
+def refused(exc: InputError) -> Any:
     """An error the form's values caused: the flow run ends Failed with it as its one-line
     message (the log has the same line, no traceback); outside a flow run, the exception."""
     _logger().error("%s", exc)
@@ -192,7 +197,7 @@ def _refused(exc: InputError) -> Any:
     return Failed(message=" ".join(str(exc).split()))
 
 
-async def _refresh_form(pipeline: str) -> None:
+async def refresh_after_run(pipeline: str) -> None:
     """After a served run: the form that started it (and the `editor` form) says again what is
     left of the shared allowances (copydesk_flows.allowance.refresh_form). A pipeline's own form
     speaks of its own allowance; the `editor` form of every served pipeline's."""
@@ -268,6 +273,77 @@ async def scheduled(
             mode=mode,
         )
     except InputError as exc:
-        return _refused(exc)
+        return refused(exc)
     finally:
-        await _refresh_form(pipeline)
+        await refresh_after_run(pipeline)
+
+
+# ------------------------------------------------------------------ each pipeline's own form
+
+#: The module whose attributes are the pipelines' own flows (`copydesk_flows.forms.<name>`).
+FORMS_MODULE = "copydesk_flows.forms"
+#: A pipeline form's parameters: the type the flow run checks, and the default (MISSING: none in
+#: the form, so the UI sends nothing and the flow uses the pipeline's own value; a flow run fills
+#: in the defaults before it checks the values, hence `| MISSING`).
+_FORM_PARAMETERS: dict[str, tuple[Any, Any]] = {
+    "topics": (str | list[Topic], inspect.Parameter.empty),
+    "vars": (dict[str, Any] | MISSING, MISSING),
+    "budget": (int | MISSING, MISSING),
+    "mode": (FormMode, AS_THE_SPEC_SAYS),
+    "review_timeout": (Annotated[int, Field(ge=0, le=MAX_REVIEW_TIMEOUT)], 0),
+    "run_id": (str | MISSING, MISSING),
+}
+_own_flows: dict[str, Flow[..., Any]] = {}
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is MISSING or value is None else value
+
+
+def pipeline_flow(name: str, spec: PipelineSpec | None = None) -> Flow[..., Any]:
+    """The `copydesk-editor` flow of the pipeline named `name`, whose parameter schema is the
+    pipeline's own form (`copydesk.form.editor_schema`): what `copydesk serve` and `prefect deploy`
+    (an entrypoint `copydesk_flows.forms:<name>`) make its deployment's form from.
+
+    Prefect takes the schema from the flow's signature, so the signature carries it: each
+    parameter's annotation has its field's schema (WithJsonSchema, and the field's title and help as
+    extras), and an optional field without a default has pydantic's MISSING as its default, which
+    leaves `default` out of the schema. The spec is `spec`, else the one served under `name` now
+    (COPYDESK_PIPELINES_DIR or the project's); a name not served gets the plain fields, and its runs
+    end Failed naming the served pipelines. The flow runs `run_named_pipeline(name, ...)`.
+    """
+    if spec is None and name in _own_flows:
+        return _own_flows[name]
+    if spec is None:
+        try:
+            _, spec = resolve_served(name, Settings().pipelines_dir)
+        except CopydeskError as exc:
+            logging.getLogger("copydesk.editor").warning("pipeline %s: %s; its form has plain fields only", name, exc)
+    schema = editor_schema(spec) if spec is not None else {"properties": dict.fromkeys(_FORM_PARAMETERS)}
+    parameters = []
+    for position, (field, prop) in enumerate(sorted(schema["properties"].items(),
+                                                     key=lambda item: (item[1] or {}).get("position", 0))):
+        kind, default = _FORM_PARAMETERS[field]
+        annotation = kind if prop is None else Annotated[kind, WithJsonSchema({}),
+                                                         Field(json_schema_extra={**prop, "position": position})]
+        parameters.append(inspect.Parameter(field, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                            annotation=annotation))
+
+    async def run(topics: Any, vars: Any = None, budget: Any = None, mode: Any = AS_THE_SPEC_SAYS,  # noqa: A002
+                  review_timeout: Any = 0, run_id: Any = None) -> Any:
+        try:
+            return await run_named_pipeline(
+                name, topics, vars=_given(vars, {}), budget=_given(budget, None), review_timeout=review_timeout,
+                run_id=_given(run_id, None), mode=_given(mode, None))
+        except InputError as exc:
+            return refused(exc)
+        finally:
+            await refresh_after_run(name)
+
+    run.__name__ = run.__qualname__ = name
+    run.__module__ = FORMS_MODULE
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    own = flow(name="copydesk-editor", description=editor_description(spec) if spec else None, log_prints=False,
+               validate_parameters=True)(run)
+    _own_flows[name] = own
+    return own

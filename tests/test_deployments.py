@@ -283,8 +283,10 @@ class TestServe:
 
         # each pipeline's own form: its variables as typed fields, its cap as the budget's maximum
         own = client.read_deployment_by_name(BASIC_FORM)
-        assert own.enforce_parameter_schema is True and own.parameters == {"pipeline": "basic", "review_timeout": 0}
+        assert own.enforce_parameter_schema is True and own.parameters == {"review_timeout": 0}
+        assert own.entrypoint == "copydesk_flows.forms.basic"  # the pipeline's own flow, by its name
         props = own.parameter_openapi_schema["properties"]
+        assert props["topics"]["type"] == "string" and own.parameter_openapi_schema["required"] == ["topics"]
         assert list(props) == ["topics", "vars", "budget", "mode", "review_timeout", "run_id"]  # no pipeline field
         (fields,) = props["vars"]["allOf"]
         assert fields["additionalProperties"] is False
@@ -334,8 +336,9 @@ class TestServe:
                 client.create_flow_run_from_deployment(editor.id, parameters=bad)
             assert info.value.response.status_code in (409, 422), bad
         own = client.read_deployment_by_name(BASIC_FORM)
-        for bad in ({"topics": ["a"], "vars": {"audiance": "students"}}, {"topics": ["a"], "budget": 60_001},
-                    {"topics": ["a"], "vars": {"audience": 3}}, {"topics": ["a"], "mode": "cheap"}, {"topics": []}):
+        for bad in ({"topics": "a", "vars": {"audiance": "students"}}, {"topics": "a", "budget": 60_001},
+                    {"topics": "a", "vars": {"audience": 3}}, {"topics": "a", "mode": "cheap"}, {"topics": ""},
+                    {"topics": ["a"]}, {"vars": {"audience": "students"}}):  # the topics: one text box, required
             with pytest.raises(PrefectHTTPStatusError) as info:
                 client.create_flow_run_from_deployment(own.id, parameters=bad)
             assert info.value.response.status_code in (409, 422), bad
@@ -580,6 +583,15 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_the_editor(pre
     editor = client.read_deployment_by_name(EDITOR)
     assert editor.work_pool_name == "copydesk-pool" and editor.enforce_parameter_schema is True
     assert client.read_deployment_by_name("copydesk-scheduled/tech-blog").work_pool_name == "copydesk-pool"
+    # each example pipeline's own form, as `copydesk serve` makes it (tests/test_prefect_yaml_forms.py: a team's)
+    for name in ("tech-blog", "zh-tech-blog"):
+        own = client.read_deployment_by_name(f"copydesk-editor/{name}")
+        assert own.entrypoint == f"flows/forms.py:{name}" and own.enforce_parameter_schema is True
+        assert "anyOf" not in json.dumps(own.parameter_openapi_schema)
+        assert own.parameter_openapi_schema["properties"]["topics"]["type"] == "string"
+    schema = client.read_deployment_by_name("copydesk-editor/tech-blog").parameter_openapi_schema
+    (own_vars,) = schema["properties"]["vars"]["allOf"]
+    assert own_vars["properties"]["tone"]["enum"] == ["practical", "playful", "formal"]
 
     with FakeOpenAI() as fake:
         pipelines = make_pipelines(tmp_path)

@@ -264,9 +264,65 @@ def test_a_pipelines_form_schema_has_typed_fields_and_no_none_switches(pipelines
     assert audience["description"] == "Who reads the articles."
     assert words["type"] == "integer" and words["default"] == 600 and formal["type"] == "boolean"
     assert props["budget"]["allOf"] == [{"type": "integer", "minimum": 1, "maximum": 60_000}]
-    assert props["mode"]["enum"][0] == "as the spec says" and props["topics"]["items"]["default"] == ""
+    assert props["mode"]["enum"][0] == "as the spec says"
+    assert props["topics"]["type"] == "string" and "items" not in props["topics"]  # one text box, a topic per line
     assert props["topics"]["description"].startswith("**typed**: Short test articles.")
     text = json.dumps(schema)
     assert "anyOf" not in text and '"default": null' not in text
     assert not re.search(r"max_total_tokens|copydesk (run|review|budget)|`", text)  # an editor's words
     assert "60,000" in editor_description(spec) and "Short test articles." in editor_description(spec)
+
+
+def test_a_form_topics_box_gives_one_topic_per_line_without_the_empty_ones():
+    from copydesk.form import MAX_FORM_TOPICS, MAX_TOPIC_CHARS, form_topics
+
+    assert form_topics("  First topic \r\n\n   \nSecond topic\n") == ["First topic", "Second topic"]
+    assert form_topics(["Row", None, "", "  "]) == ["Row"]  # rows: a cleared row (null) is no topic
+    assert form_topics("") == [] and form_topics(None) == []
+    with pytest.raises(InputError, match=f"line 2 is longer than {MAX_TOPIC_CHARS} characters"):
+        form_topics("ok\n" + "x" * (MAX_TOPIC_CHARS + 1))
+    with pytest.raises(InputError, match="at most 1,000"):
+        form_topics("\n".join(["t"] * (MAX_FORM_TOPICS + 1)))
+
+
+def test_a_pipelines_own_flow_carries_its_form_as_prefect_generates_it(pipelines):
+    """What `copydesk serve` and `prefect deploy` both do with the flow: Prefect's own schema of
+    its signature is the pipeline's form, with no null default and no `X | None` switch."""
+    import json
+
+    from prefect.utilities.callables import parameter_schema
+
+    from copydesk.form import editor_schema
+    from copydesk_flows.editor import pipeline_flow
+
+    spec = load_spec(_typed(pipelines))
+    own = pipeline_flow("typed")  # read from the pipelines folder, as a flow run's process does
+    assert own.name == "copydesk-editor" and "60,000" in own.description
+    generated, expected = parameter_schema(own), editor_schema(spec)
+    assert generated.properties == expected["properties"], json.dumps(generated.properties, indent=1)
+    assert generated.required == ["topics"] and generated.title == "Parameters"
+    text = json.dumps(generated.properties)
+    assert "anyOf" not in text and '"default": null' not in text
+    plain = pipeline_flow("not-served")  # a name the folder does not serve: plain fields, the run refuses it
+    assert "vars" in parameter_schema(plain).properties
+
+
+async def test_a_pipelines_own_flow_takes_topic_lines_and_the_pipelines_own_values(pipelines, no_run):
+    from copydesk_flows.editor import pipeline_flow
+
+    _typed(pipelines)
+    own = pipeline_flow("typed")
+    # through Prefect's own steps, as a flow run started from the form does (prefect.flow_engine:
+    # the signature's defaults filled in, then checked): what the form leaves out stays out
+    from prefect.utilities.callables import get_call_parameters, parameters_to_args_kwargs
+
+    given = {"topics": "Line one\n\n  \nLine two", "vars": {"words": 900}}
+    parameters = own.validate_parameters(get_call_parameters(own.fn, *parameters_to_args_kwargs(own.fn, given)))
+    await own.fn(**parameters)
+    (request,) = no_run
+    assert request.topics == ["Line one", "Line two"] and request.vars == {"words": 900}
+    assert request.budget is None and request.mode is None  # left out: the pipeline's cap and mode
+    with pytest.raises(InputError, match="unknown variable 'audiance'"):
+        await own.fn(topics="x", vars={"audiance": "students"})
+    with pytest.raises(InputError, match="no topics"):
+        await own.fn(topics="\n  \n")

@@ -251,7 +251,9 @@ def _open_new_run(page: Any, run_name: str) -> None:
 def test_an_editor_fills_a_pipelines_own_form_and_the_run_uses_the_values(local_ui, tmp_path):
     """The `typed` pipeline's own deployment: its description and cap in the form, its variables
     as typed fields with their descriptions, no `X | None` switch, the budget refused above the cap
-    by the form itself, an empty topic row dropped; the articles are written for the chosen audience."""
+    by the form itself, the topics box typed into and cleared (then refused plainly as empty, never
+    as "None is not of type"), then filled with one topic and an empty line, which is dropped; the
+    articles are written for the chosen audience."""
     import json
     import uuid
 
@@ -299,16 +301,22 @@ def test_an_editor_fills_a_pipelines_own_form_and_the_run_uses_the_values(local_
             switch.click()
             expect(field("Mode").locator("button.p-select-button__control")).to_have_text("as the spec says")
 
-            field("Topics").get_by_role("button", name="Add item").click()
-            field("Topics").locator("textarea").nth(0).fill("Typed form topic")
-            field("Topics").get_by_role("button", name="Add item").click()  # a spare row, left empty
+            # the topics are one text box, a topic per line: typed into, then cleared, it is left out
+            # (the Prefect UI sends a cleared list row as null: "None is not of type 'string'")
+            topics = field("Topics").locator("textarea")
+            expect(topics).to_have_count(1)
+            topics.fill("A topic the editor changes their mind about")
+            topics.fill("")
 
             budget = field("Token budget").locator("input")
             expect(field("Token budget")).to_contain_text("at most 60,000")
             budget.fill("100000")
             page.get_by_role("button", name="Submit").click()  # the form itself refuses more than the cap
             expect(field("Token budget")).to_contain_text("100000 is greater than the maximum of 60000")
+            expect(field("Topics")).to_contain_text("required")  # the cleared box: no topic yet, said plainly
+            expect(page.get_by_text(re.compile("is not of type"))).to_have_count(0)
             assert "/run" in page.url
+            topics.fill("Typed form topic\n\n")  # a spare empty line, left out too
             _screenshot(page, tmp_path / "pipeline-form.png")
             if os.environ.get("COPYDESK_UPDATE_SCREENSHOTS") == "1":  # the manual's picture (docs/prefect-ui.md)
                 shutil.copy(tmp_path / "pipeline-form.png", DOCS_IMAGES / "pipeline-form.png")
@@ -328,10 +336,11 @@ def test_an_editor_fills_a_pipelines_own_form_and_the_run_uses_the_values(local_
 
     with SyncPrefectClient(api_url, auth_string=password) as client:
         run = client.read_flow_run(flow_run_id)
-    assert run.parameters["pipeline"] == "typed" and run.parameters["budget"] == 50_000
+    assert run.deployment_id == deployment.id and run.parameters["budget"] == 50_000
+    assert run.parameters["topics"].strip() == "Typed form topic"
     assert run.parameters["vars"] == {"audience": "students", "words": 900, "formal": True}
     run_dir = run_folder(served.out_dir, run.id)
-    assert list(read_csv(run_dir)["topic"]) == ["Typed form topic"]  # the empty row was dropped
+    assert list(read_csv(run_dir)["topic"]) == ["Typed form topic"]  # the cleared text and the empty line: no topic
     assert json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["budget_limit"] == 50_000
     systems = {b["messages"][0]["content"] for b in served.fake.state.requests[requests_before:]}
     assert systems == {"You write for students in en-US."}  # the rendered prompt used the form's choice

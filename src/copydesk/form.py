@@ -31,6 +31,8 @@ AS_THE_SPEC_SAYS = "as the spec says"
 FORM_MODES = (AS_THE_SPEC_SAYS, "realtime", "batch", "auto")
 MAX_FORM_TOPICS = 1000
 MAX_TOPIC_CHARS = 500
+#: A pipeline form's topics box: MAX_FORM_TOPICS lines of MAX_TOPIC_CHARS at most.
+MAX_TOPICS_TEXT = MAX_FORM_TOPICS * (MAX_TOPIC_CHARS + 1)
 #: A week: longer than any editor's weekend, shorter than forever.
 MAX_REVIEW_TIMEOUT = 7 * 24 * 3600
 MAX_RUN_ID_CHARS = 100
@@ -63,9 +65,26 @@ def form_mode(mode: str | None) -> str | None:
     return None if mode in (None, "", AS_THE_SPEC_SAYS) else mode
 
 
-def form_topics(topics: Iterable[str | None]) -> list[str]:
-    """The form's topic rows without the empty ones (an editor's spare row is not a topic)."""
-    return [topic for topic in topics if topic is not None and topic.strip()]
+def form_topics(topics: str | Iterable[str | None] | None) -> list[str]:
+    """The form's topics without the empty ones: rows (an editor's spare row, null or blank, is not a
+    topic), or a pipeline form's text box, one topic per line (each line stripped; empty lines left out).
+
+    Raises InputError for a line longer than MAX_TOPIC_CHARS or more than MAX_FORM_TOPICS topics.
+    """
+    if topics is None:
+        return []
+    if isinstance(topics, str):
+        lines = [line.strip() for line in topics.splitlines()]
+        for number, line in enumerate(lines, 1):
+            if len(line) > MAX_TOPIC_CHARS:
+                raise InputError(f"topics: line {number} is longer than {MAX_TOPIC_CHARS} characters "
+                                 "(write one topic per line)")
+        found = [line for line in lines if line]
+    else:
+        found = [topic for topic in topics if topic is not None and topic.strip()]
+    if len(found) > MAX_FORM_TOPICS:
+        raise InputError(f"topics: {len(found):,} topics; a run from the form takes at most {MAX_FORM_TOPICS:,}")
+    return found
 
 
 # ------------------------------------------------------------------ a pipeline's own form
@@ -96,16 +115,19 @@ def editor_schema(spec: PipelineSpec) -> dict[str, Any]:
     """The parameter schema of the pipeline's own editor form (`copydesk-editor/<name>`).
 
     Every field is a plain field (no "or None" switch); an empty optional field means what the
-    pipeline says. Bounds the form itself checks (the Prefect UI keeps them only inside `allOf`):
+    pipeline says. The topics are one text box, a topic per line: the Prefect UI sends a list row
+    that was typed into and cleared as null, which a list of text rows cannot accept without the
+    UI drawing each row as a JSON box; an emptied text box is left out instead (and an empty one
+    is refused by the form: the topics are required). Bounds the form itself checks (the Prefect UI keeps them only inside `allOf`):
     the budget's maximum is the pipeline's cap, the variables are the declared ones, each of its
     type. The server checks the same schema again, and the flow checks the values again."""
     cap = spec.budget.max_total_tokens
     about = f"**{spec.name}**: {spec.description.strip()}\n\n" if spec.description.strip() else f"**{spec.name}**\n\n"
     properties: dict[str, Any] = {
         "topics": {
-            "title": "Topics", "position": 0, "type": "array", "minItems": 1, "maxItems": MAX_FORM_TOPICS,
-            "items": {"type": "string", "default": "", "maxLength": MAX_TOPIC_CHARS},
-            "description": about + "One article per topic: add a row for each. Empty rows are left out.",
+            "title": "Topics", "position": 0, "type": "string", "minLength": 1, "maxLength": MAX_TOPICS_TEXT,
+            "description": about + "One article per topic: write each topic on a line of its own. "
+                                   "Empty lines are left out.",
         },
     }
     if spec.var_specs:

@@ -17,7 +17,9 @@ from copydesk.project import MARKER
 EXAMPLE_FOLDERS = ("pipelines", "prompts")
 #: the repository's prefect.yaml names the flows by file (flows/ in the checkout);
 #: an installed copydesk has them as the package copydesk_flows
-ENTRYPOINTS = {"entrypoint: flows/editor.py:": "entrypoint: copydesk_flows.editor:"}
+ENTRYPOINTS = {"entrypoint: flows/editor.py:": "entrypoint: copydesk_flows.editor:",
+               "entrypoint: flows/forms.py:": "entrypoint: copydesk_flows.forms:",
+               "(flows/forms.py:<name>; copydesk_flows.forms:<name> in a project)": "(copydesk_flows.forms:<name>)"}
 
 MARKER_TEXT = """\
 # This folder is a copydesk project: commands run anywhere under it find this file
