@@ -62,11 +62,10 @@ from typing import Any
 import httpx
 
 from copydesk import events
+from copydesk.batchapi import ENDPOINT, LIMIT_KEY, BatchApi
 from copydesk.budget import Reservation, call_token_bound
 from copydesk.calls import CallGateway, CallResult, CallSite
-from copydesk.batchapi import ENDPOINT, LIMIT_KEY, BatchApi
 from copydesk.client import ChatClient, ChatRequest, Completion, RetryPolicy, parse_completion
-from copydesk.redact import redact
 from copydesk.errors import (
     ApiError,
     AuthenticationError,
@@ -76,6 +75,7 @@ from copydesk.errors import (
     ServerError,
     UnusableResponseError,
 )
+from copydesk.redact import redact
 
 log = logging.getLogger("copydesk.batch")
 
