@@ -136,7 +136,6 @@ class GrammarChecker:
     ) -> None:
         import language_tool_python  # imported late: it pulls in requests and more
         from language_tool_python.exceptions import LanguageToolError
-        from language_tool_python.match import Match
 
         self.url = url
         self.language = language
@@ -159,7 +158,7 @@ class GrammarChecker:
             ) from exc
         if self.ignore_rules:
             self._tool.disabled_rules = set(self.ignore_rules)
-        self._match = Match
+        self._match = language_tool_python.Match
         #: One kept-alive connection pool for every check: language_tool_python posts each check
         #: with `requests.post`, a new session and TCP connection per check (bench/README.md,
         #: "Issue 25: CPU per article cuts"). The request is the library's own (`_create_params`).
