@@ -8,7 +8,7 @@ LanguageTool, local moderation, one Prefect task run per article, the fake API a
 10 ms/token, `--concurrency 32`) without the baseline: one fresh state folder and
 `PREFECT_HOME`, a first 1-article run that starts the kept servers, a wait for LanguageTool's
 warm-up, then `--rounds` rounds of one `copydesk run` per tree (`PYTHONPATH=<tree>`, in the
-order given), one right after the other against the same kept servers. For each run: the
+order given, then reversed every other round), one right after the other against the same kept servers. For each run: the
 CPU-s per article of the `copydesk` process (wait4), LanguageTool, the Prefect server and the
 fake API (/proc, as pipeline_bench.py), and what LanguageTool was sent (its log's "Check done"
 lines: requests and characters per article). It prints each run, then the median per tree.
@@ -120,7 +120,8 @@ def main() -> None:
               + f" {'3 processes':>10} {'LT req':>9} {'LT chars':>9} {'wall s':>7}   (CPU-s and LT per article)")
         rows: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
         for r in range(args.rounds):
-            for label, src in trees:
+            # ABBA: every other round in reverse, so that no tree always meets a warmer LanguageTool JIT
+            for label, src in (trees if r % 2 == 0 else trees[::-1]):
                 spy = args.py_spy / f"{label}-{r}.txt" if args.py_spy else None
                 cmd = [COPYDESK, "run", str(spec), "--topics-file", str(topics), "--concurrency",
                        str(args.concurrency), "--out", str(work / f"out-{label}-{r}")]
