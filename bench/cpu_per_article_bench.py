@@ -1,20 +1,22 @@
 """CPU-seconds per article of each process, for one or more source trees, runs interleaved.
 
-    python bench/cpu_per_article_bench.py --tree before=/tmp/before/src --tree after=src \
-        [--articles 100] [--rounds 2] [--profile short] [--py-spy DIR]
+    python bench/cpu_per_article_bench.py --tree before=/tmp/before/src --tree after=src
+        [--articles 100] [--rounds 4] [--profile short] [--py-spy DIR]
 
-The shape of `pipeline_bench.py`'s measured command (the default spec, grammar on a kept
-LanguageTool, local moderation, one Prefect task run per article, the fake API at 0.2 s +
-10 ms/token, `--concurrency 32`) without the baseline: one fresh state folder and
-`PREFECT_HOME`, a first 1-article run that starts the kept servers, a wait for LanguageTool's
-warm-up, then `--rounds` rounds of one `copydesk run` per tree (`PYTHONPATH=<tree>`, in the
-order given, then reversed every other round), one right after the other against the same kept servers. For each run: the
+A tree is a copy of `src/` with `flows/` beside it (`src/copydesk_flows` links to it), e.g.
+`git archive <commit> src flows | tar -x -C /tmp/before`. The shape of `pipeline_bench.py`'s
+measured command (the default spec, grammar on a kept LanguageTool, local moderation, one
+Prefect task run per article, the fake API at 0.2 s + 10 ms/token, `--concurrency 32`)
+without the baseline: one fresh state folder and `PREFECT_HOME`, a first 1-article run that
+starts the kept servers, a wait for LanguageTool's warm-up, then `--rounds` rounds of one
+`copydesk run` per tree (`PYTHONPATH=<tree>`; the trees in the order given, reversed every
+other round), one right after the other against the same kept servers. For each run: the
 CPU-s per article of the `copydesk` process (wait4), LanguageTool, the Prefect server and the
-fake API (/proc, as pipeline_bench.py), and what LanguageTool was sent (its log's "Check done"
-lines: requests and characters per article). It prints each run, then the median per tree.
+fake API (/proc, as pipeline_bench.py), and what LanguageTool was sent (its log's "Check
+done" lines: requests and characters per article). It prints each run, then the median per tree.
 
-`--py-spy DIR` records each run's copydesk process with py-spy (all threads, CPU only) into
-DIR/<tree>-<round>.txt (collapsed stacks); py-spy's own sampling adds to the CPU figures.
+`--py-spy DIR` records each run's copydesk process with py-spy (every thread it does not see
+idle) into DIR/<tree>-<round>.txt (collapsed stacks); py-spy's sampling adds to the CPU figures.
 """
 
 from __future__ import annotations
