@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import PrefectClient
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging.handlers import APILogHandler
@@ -79,6 +80,11 @@ class FlowHooks(RunHooks[dict[str, Any]]):
         self._pending: set[asyncio.Task[None]] = set()
         #: The flow run's context (made inside it): an adopted article's task run belongs to it.
         self._context = contextvars.copy_context()
+        #: The flow run's open Prefect client: every article artifact goes through it (a client
+        #: per artifact cost ~35 ms of CPU each, bench/README.md "Issue 25: CPU per article cuts").
+        context = FlowRunContext.get()
+        client = context.client if context is not None else None
+        self._client = client if isinstance(client, PrefectClient) else None
 
     async def article(self, run: PipelineRun, article: Article) -> None:
         """The article processed inside its task run (copydesk_flows.article_runs); outside a flow
@@ -113,7 +119,8 @@ class FlowHooks(RunHooks[dict[str, Any]]):
                 text = (run.run_dir / article.path).read_text(encoding="utf-8")
             except OSError:
                 text = "(the article's file is missing)"
-            await publish_article_artifact(run.spec.name, row, text, article.qc, article.index + 1)  # never raises
+            await publish_article_artifact(run.spec.name, row, text, article.qc, article.index + 1,
+                                           client=self._client)  # never raises
 
     async def articles_done(self) -> None:
         """Wait for the article artifacts still being sent."""

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
+import copydesk.sanitize as sanitize
 from copydesk.article import Article, Section, Status
 from copydesk.export import RunExporter
 from copydesk.sanitize import active_parts, inert_markdown, inert_text, safe_url
@@ -239,3 +240,22 @@ def test_random_mixtures_of_markup_render_inert() -> None:
     for _ in range(400):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 25)))
         assert_inert(render_like_an_ssg(inert_markdown(text)))
+
+
+def test_text_without_code_lines_is_not_parsed_for_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No fence and no four-space line: nothing can be code, so no markdown-it parse (issue 25:
+    an article's artifact was parsed twice for nothing); the result is the full path's."""
+    text = "# Title: <b>x</b>\n\nSome prose with a [link](javascript:alert(1)) and {: .x}\n\n  two spaces\n"
+    full = inert_markdown(text)
+    monkeypatch.setattr(sanitize, "_parser", lambda: pytest.fail("parsed although no line can be code"))
+    assert inert_markdown(text) == full
+    assert "javascript" not in full
+
+
+def test_code_lines_are_still_found_with_the_shortcut() -> None:
+    """A fence or an indented block still goes through the parse: their `<` stays code."""
+    fenced = inert_markdown("Intro: x\n\n```html\n<script>alert(1)</script>\n```\n")
+    indented = inert_markdown("Intro: x\n\n    <script>alert(1)</script>\n")
+    assert "<script>alert(1)</script>" in fenced
+    assert "    <script>alert(1)</script>" in indented
+    assert active_parts(fenced) == [] and active_parts(indented) == []

@@ -230,6 +230,10 @@ def _code_lines(lines: list[str], allowed: frozenset[int], fences: frozenset[tup
     """The lines among `allowed` that are code on every engine, read from markdown-it's parse
     of `lines`: top-level fences that are one of `fences` (normalised ones), and top-level
     indented blocks after a paragraph that is no list or quote on any engine."""
+    if not fences and not any(line.startswith("    ") for line in lines):
+        # Neither can be: no fence to match, and an indented block's lines all start with four
+        # spaces (`_plain_indented_block`). Most articles: no parse (~13 ms of CPU each).
+        return frozenset()
     tokens = _parser().parse("\n".join(lines))
     found: set[int] = set()
     for token in tokens:
