@@ -128,8 +128,11 @@ def test_ctrl_c_cancels_the_batch_in_flight_and_says_so(basic_spec, batch_env, b
     args = _args(basic_spec, tmp_path / "out", ["alpha", "beta"], "--mode", "batch", "--run-id", "interrupted")
     batch_api.hold.set()
     exe = Path(sys.executable).with_name("copydesk")
+    # Ctrl-C as a terminal gives it: a test run started as a background job (`cmd &` in a script)
+    # passes SIGINT on ignored, and a program started with SIGINT ignored rightly keeps ignoring it
     proc = subprocess.Popen([str(exe), *args], env=batch_env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (batch_api.created and batch_api.polls.count(batch_api.created[0]["id"]) >= 3):
         time.sleep(0.05)
