@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_bench import BENCH_SPEC, COPYDESK, PROMPTS, ROOT, start_fake  # noqa: E402
+from pipeline_bench import BENCH_SPEC, COPYDESK, PROMPTS, ROOT, start_fake, stop_fake  # noqa: E402
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
@@ -98,12 +97,7 @@ def main() -> None:
             first = first or per
             print(f"{size:>7} {wall:>8.1f} {cpu:>8.1f} {per:>14.2f} {per / first:>22.2f} {peak:>8.0f}", flush=True)
     finally:
-        fake.send_signal(signal.SIGINT)
-        try:
-            fake.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # seen after long runs: the fake API kept running
-            fake.kill()
-            fake.wait()
+        stop_fake(fake)
         subprocess.run([COPYDESK, "server", "stop"], env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +36,10 @@ from pipeline_bench import (  # noqa: E402
     PROFILES,
     PY,
     cpu_snapshot,
+    leave_work,
     start_fake,
+    stop_fake,
+    stop_servers,
     timed,
     wait_for_warmup,
     write_spec,
@@ -134,18 +135,9 @@ def main() -> None:
             median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
             print(line(f"{label} median", median))
     finally:
-        fake.send_signal(signal.SIGINT)
-        try:
-            fake.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # seen: the fake API kept running after SIGINT
-            fake.kill()
-            fake.wait()
-        subprocess.run([COPYDESK, "server", "stop"], env=env, capture_output=True)
-        subprocess.run([COPYDESK, "services", "stop"], env=env, capture_output=True)
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        stop_fake(fake)
+        stop_servers(env)
+        leave_work(work, args.keep)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,31 @@ def start_fake(latency: float, per_token: float, section_words: int) -> tuple[su
     return proc, proc.stdout.readline().strip()
 
 
+def stop_servers(env: dict[str, str]) -> None:
+    """Stop the kept Prefect server and services of the state folder `env` names."""
+    subprocess.run([COPYDESK, "server", "stop"], env=env, capture_output=True)
+    subprocess.run([COPYDESK, "services", "stop"], env=env, capture_output=True)
+
+
+def leave_work(work: Path, keep: bool) -> None:
+    """Remove the work folder, or say where it is (`--keep`)."""
+    if keep:
+        print(f"work folder: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def stop_fake(fake: subprocess.Popen) -> None:
+    """Stop the fake API: SIGINT, then a kill if it is still there after 10 s (a process started as
+    a background job inherits SIGINT ignored)."""
+    fake.send_signal(signal.SIGINT)
+    try:
+        fake.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        fake.kill()
+        fake.wait()
+
+
 class Timed(NamedTuple):
     seconds: float
     peak: int  # bytes, the command's own process
@@ -369,23 +394,13 @@ def main() -> None:
                         print(cpu_line(cpus), flush=True)
                         first = ""
                     # this setup's servers stop before the next setup starts its own
-                    subprocess.run([COPYDESK, "server", "stop"], env=env, capture_output=True)
-                    subprocess.run([COPYDESK, "services", "stop"], env=env, capture_output=True)
+                    stop_servers(env)
             finally:
-                fake.send_signal(signal.SIGINT)
-                try:
-                    fake.wait(timeout=10)
-                except subprocess.TimeoutExpired:  # SIGINT is ignored when the bench runs as a background job
-                    fake.kill()
-                    fake.wait()
+                stop_fake(fake)
     finally:
         for env in envs:
-            subprocess.run([COPYDESK, "server", "stop"], env=env, capture_output=True)
-            subprocess.run([COPYDESK, "services", "stop"], env=env, capture_output=True)
-        if args.keep:
-            print(f"work folder: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+            stop_servers(env)
+        leave_work(work, args.keep)
 
 
 if __name__ == "__main__":
