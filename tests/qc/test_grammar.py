@@ -3,7 +3,6 @@ server) and the real LanguageTool."""
 
 from __future__ import annotations
 
-import language_tool_python
 import pytest
 
 from copydesk.errors import ServiceError
@@ -183,18 +182,3 @@ def test_unreachable_server_is_a_service_error() -> None:
 async def test_async_check(english: GrammarChecker) -> None:
     report = await english.acheck(ERRORS)
     assert report.issues >= 6
-
-
-def test_checks_share_one_connection_and_match_the_library(languagetool_base_url: str) -> None:
-    """Every check goes over one kept-alive connection (issue 25: language_tool_python opened one
-    per check), and gives what the library's own `check` gives for the same text."""
-    text = "This are a test. He go home with there car."
-    with GrammarChecker(languagetool_base_url, "en-US", ignore_rules=["MORFOLOGIK_RULE_EN_US"]) as checker:
-        for _ in range(3):
-            checker.check(text)
-        assert len(checker._http._transport._pool.connections) == 1
-        ours = [(m.rule_id, m.offset, m.error_length, m.replacements) for m in checker._raw_matches(text)]
-        library = checker._tool.check(text)
-    assert ours == [(m.rule_id, m.offset, m.error_length, m.replacements) for m in library]
-    assert {"THIS_NNS", "HE_VERB_AGR"} <= {rule for rule, *_ in ours}
-    assert isinstance(library[0], language_tool_python.Match)

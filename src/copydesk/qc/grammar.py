@@ -63,8 +63,6 @@ _SPELLING_RULE = re.compile(r"MORFOLOGIK|SPELLER|HUNSPELL|SPELLING")
 _START_RULES = frozenset({"UPPERCASE_SENTENCE_START"})
 _END_RULES = frozenset({"PUNCTUATION_PARAGRAPH_END"})
 TOP_RULES = 5
-#: Seconds a check may take (language_tool_python's own limit).
-CHECK_TIMEOUT = 300.0
 
 
 class GrammarPolicy(Policy):
@@ -158,12 +156,6 @@ class GrammarChecker:
             ) from exc
         if self.ignore_rules:
             self._tool.disabled_rules = set(self.ignore_rules)
-        self._match = language_tool_python.Match
-        #: One kept-alive connection pool for every check: language_tool_python posts each check
-        #: with `requests.post`, a new session and TCP connection per check (bench/README.md,
-        #: "Issue 25: CPU per article cuts"). The request is the library's own (`_create_params`).
-        self._http = httpx.Client(timeout=CHECK_TIMEOUT, trust_env=False)
-        self._check_url = f"{self._tool._url.rstrip('/')}/check"
 
     def _supported_languages(self) -> list[str]:
         base = self.url.strip().rstrip("/").removesuffix("/v2")
@@ -180,10 +172,6 @@ class GrammarChecker:
         if tool is not None:
             tool.close()
             self._tool = None
-        http = getattr(self, "_http", None)
-        if http is not None:
-            http.close()
-            self._http = None
 
     def __enter__(self) -> Self:
         return self
@@ -230,26 +218,9 @@ class GrammarChecker:
         if not text.strip():
             return []
         try:
-            return self._post_check(text)
-        except (*self._errors, httpx.HTTPError) as exc:
+            return list(self._tool.check(text))
+        except self._errors as exc:
             raise ServiceError(f"LanguageTool at {self.url} failed to check the text: {exc}") from exc
-
-    def _post_check(self, text: str) -> list[Any]:
-        """`language_tool_python`'s `check(text)` (the same form fields, the same `Match`es) over the
-        kept connection; retried once on a connection error, as the library does."""
-        params = self._tool._create_params(text)
-        for attempt in (1, 2):
-            try:
-                response = self._http.post(self._check_url, data=params)
-                break
-            except httpx.TransportError:
-                if attempt == 2:
-                    raise
-        try:
-            matches = response.json()["matches"]
-        except ValueError:
-            raise ValueError(f"HTTP {response.status_code}: {response.text[:300]}") from None
-        return [self._match(match, text) for match in matches]
 
     def _matches(self, prose: Prose) -> list[Any]:
         kept = []
